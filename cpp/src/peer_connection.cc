@@ -1,0 +1,389 @@
+#include "rtcgw/peer_connection.h"
+
+#include <functional>
+
+#include "api/jsep.h"
+#include "api/stats/rtc_stats_collector_callback.h"
+#include "api/stats/rtc_stats_report.h"
+#include "api/units/time_delta.h"
+#include "rtc_base/logging.h"
+#include "rtc_base/thread.h"
+#include "rtcgw/pc_state.h"
+#include "rtcgw/src/rtc/sys.rs.h"
+
+namespace rtcgw {
+namespace {
+
+ErrorKind KindOf(const webrtc::RTCError& e) {
+  switch (e.type()) {
+    case webrtc::RTCErrorType::INVALID_PARAMETER:
+    case webrtc::RTCErrorType::SYNTAX_ERROR:
+    case webrtc::RTCErrorType::INVALID_RANGE:
+      return ErrorKind::InvalidSdp;
+    case webrtc::RTCErrorType::INVALID_STATE:
+    case webrtc::RTCErrorType::INVALID_MODIFICATION:
+      return ErrorKind::InvalidState;
+    case webrtc::RTCErrorType::UNSUPPORTED_OPERATION:
+    case webrtc::RTCErrorType::UNSUPPORTED_PARAMETER:
+      return ErrorKind::Unsupported;
+    default:
+      return ErrorKind::Internal;
+  }
+}
+
+class RemoteObserver : public webrtc::SetRemoteDescriptionObserverInterface {
+ public:
+  explicit RemoteObserver(std::function<void(webrtc::RTCError)> done)
+      : done_(std::move(done)) {}
+  void OnSetRemoteDescriptionComplete(webrtc::RTCError error) override {
+    done_(std::move(error));
+  }
+
+ private:
+  std::function<void(webrtc::RTCError)> done_;
+};
+
+class LocalObserver : public webrtc::SetLocalDescriptionObserverInterface {
+ public:
+  explicit LocalObserver(std::function<void(webrtc::RTCError)> done)
+      : done_(std::move(done)) {}
+  void OnSetLocalDescriptionComplete(webrtc::RTCError error) override {
+    done_(std::move(error));
+  }
+
+ private:
+  std::function<void(webrtc::RTCError)> done_;
+};
+
+class CreateObserver : public webrtc::CreateSessionDescriptionObserver {
+ public:
+  using Done = std::function<void(webrtc::RTCError,
+                                  std::unique_ptr<webrtc::SessionDescriptionInterface>)>;
+  explicit CreateObserver(Done done) : done_(std::move(done)) {}
+  void OnSuccess(webrtc::SessionDescriptionInterface* desc) override {
+    done_(webrtc::RTCError::OK(),
+          std::unique_ptr<webrtc::SessionDescriptionInterface>(desc));
+  }
+  void OnFailure(webrtc::RTCError error) override {
+    done_(std::move(error), nullptr);
+  }
+
+ private:
+  Done done_;
+};
+
+class StatsCallback : public webrtc::RTCStatsCollectorCallback {
+ public:
+  explicit StatsCallback(rust::Box<StatsCtx> ctx) : ctx_(std::move(ctx)) {}
+  void OnStatsDelivered(
+      const rtc::scoped_refptr<const webrtc::RTCStatsReport>& report) override {
+    rust::Vec<StatsEntry> entries;
+    for (const webrtc::RTCStats& stats : *report) {
+      StatsEntry entry;
+      entry.id = rust::String(stats.id());
+      entry.kind = rust::String(stats.type());
+      entry.timestamp_us = stats.timestamp_us();
+      for (const auto* member : stats.Members()) {
+        if (!member->is_defined()) continue;
+        StatsMember m;
+        m.name = rust::String(member->name());
+        m.value_json = rust::String(member->ValueToJson());
+        entry.members.push_back(std::move(m));
+      }
+      entries.push_back(std::move(entry));
+    }
+    if (ctx_) stats_done(std::move(*ctx_), std::move(entries));
+    ctx_.reset();
+  }
+
+ private:
+  std::optional<rust::Box<StatsCtx>> ctx_;
+};
+
+std::string Lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(c));
+  return s;
+}
+
+}  // namespace
+
+PcState::PcState(rtc::Thread* signaling,
+                 AudioClock* clock,
+                 rust::Box<EventSink> events,
+                 uint32_t gather_timeout_ms,
+                 uint32_t tx_frames,
+                 uint32_t rx_frames)
+    : signaling(signaling),
+      clock(clock),
+      events(std::move(events)),
+      gather_timeout_ms(gather_timeout_ms),
+      audio(std::make_shared<CallAudio>(tx_frames, rx_frames)) {}
+
+PcState::~PcState() = default;
+
+void PcState::Attach(rtc::scoped_refptr<webrtc::PeerConnectionInterface> p) {
+  pc = std::move(p);
+  clock->Add(audio);
+}
+
+void PcState::Fail(ErrorKind kind, const std::string& message) {
+  gathering = false;
+  if (!pending) return;
+  SdpResult r;
+  r.error.kind = kind;
+  r.error.message = rust::String(message);
+  sdp_done(std::move(*pending), std::move(r));
+  pending.reset();
+}
+
+void PcState::Succeed(std::string sdp) {
+  gathering = false;
+  if (!pending) return;
+  SdpResult r;
+  r.error.kind = ErrorKind::None;
+  r.sdp = rust::String(sdp);
+  sdp_done(std::move(*pending), std::move(r));
+  pending.reset();
+}
+
+void PcState::SetLocalAndGather(
+    std::unique_ptr<webrtc::SessionDescriptionInterface> desc) {
+  auto self = shared_from_this();
+  pc->SetLocalDescription(
+      std::move(desc),
+      rtc::make_ref_counted<LocalObserver>([self](webrtc::RTCError e) {
+        if (!e.ok()) return self->Fail(KindOf(e), e.message());
+        self->gathering = true;
+        uint64_t seq = self->pending_seq;
+        self->MaybeFinishGathering(false);
+        if (self->gathering) {
+          self->signaling->PostDelayedTask(
+              [self, seq] {
+                if (self->pending_seq == seq) self->MaybeFinishGathering(true);
+              },
+              webrtc::TimeDelta::Millis(self->gather_timeout_ms));
+        }
+      }));
+}
+
+void PcState::MaybeFinishGathering(bool timed_out) {
+  if (!gathering || closed || !pc) return;
+  bool complete = pc->ice_gathering_state() ==
+                  webrtc::PeerConnectionInterface::kIceGatheringComplete;
+  if (!complete && !timed_out) return;
+  const auto* local = pc->local_description();
+  std::string sdp;
+  if (!local || !local->ToString(&sdp))
+    return Fail(ErrorKind::Internal, "no local description");
+  size_t candidates = 0;
+  for (size_t i = 0; i < local->number_of_mediasections(); ++i)
+    candidates += local->candidates(i)->count();
+  if (!complete) {
+    if (candidates == 0)
+      return Fail(ErrorKind::Timeout, "ICE gathering timed out with no candidate");
+    RTC_LOG(LS_WARNING) << "ICE gathering timed out; answering with "
+                        << candidates << " candidate(s)";
+  }
+  Succeed(std::move(sdp));
+}
+
+void PcState::OnIceGatheringChange(
+    webrtc::PeerConnectionInterface::IceGatheringState) {
+  MaybeFinishGathering(false);
+}
+
+void PcState::OnIceConnectionChange(
+    webrtc::PeerConnectionInterface::IceConnectionState state) {
+  PcEvent ev;
+  ev.kind = PcEventKind::IceConnection;
+  ev.state = rust::String(Lower(std::string(
+      webrtc::PeerConnectionInterface::AsString(state))));
+  pc_event(*events, std::move(ev));
+}
+
+void PcState::OnConnectionChange(
+    webrtc::PeerConnectionInterface::PeerConnectionState state) {
+  PcEvent ev;
+  ev.kind = PcEventKind::Connection;
+  ev.state = rust::String(Lower(std::string(
+      webrtc::PeerConnectionInterface::AsString(state))));
+  pc_event(*events, std::move(ev));
+}
+
+void PcState::OnTrack(
+    rtc::scoped_refptr<webrtc::RtpTransceiverInterface> transceiver) {
+  auto track = transceiver->receiver()->track();
+  if (!track || track->kind() != webrtc::MediaStreamTrackInterface::kAudioKind)
+    return;
+  auto audio_track = rtc::scoped_refptr<webrtc::AudioTrackInterface>(
+      static_cast<webrtc::AudioTrackInterface*>(track.get()));
+  audio_track->AddSink(audio.get());
+  remote_tracks.push_back(audio_track);
+}
+
+void PcState::CloseOnSignaling() {
+  if (closed) return;
+  closed = true;
+  for (auto& t : remote_tracks) t->RemoveSink(audio.get());
+  remote_tracks.clear();
+  clock->Remove(audio.get());
+  if (pc) pc->Close();
+  Fail(ErrorKind::InvalidState, "peer connection closed");
+  pc = nullptr;
+}
+
+PeerConnection::PeerConnection(std::shared_ptr<PcState> state)
+    : state_(std::move(state)) {}
+
+PeerConnection::~PeerConnection() { close(); }
+
+void PeerConnection::answer(rust::Str offer, rust::Box<SdpCtx> ctx) const {
+  auto s = state_;
+  auto holder = std::make_shared<rust::Box<SdpCtx>>(std::move(ctx));
+  std::string text(offer);
+  s->signaling->PostTask([s, holder, text = std::move(text)] {
+    if (s->pending) {
+      SdpResult r;
+      r.error.kind = ErrorKind::InvalidState;
+      r.error.message = "another SDP operation is under way";
+      return sdp_done(std::move(*holder), std::move(r));
+    }
+    s->pending.emplace(std::move(*holder));
+    ++s->pending_seq;
+    if (s->closed || !s->pc)
+      return s->Fail(ErrorKind::InvalidState, "peer connection closed");
+    webrtc::SdpParseError parse_error;
+    auto desc = webrtc::CreateSessionDescription(webrtc::SdpType::kOffer, text,
+                                                 &parse_error);
+    if (!desc) {
+      return s->Fail(ErrorKind::InvalidSdp,
+                     parse_error.description +
+                         (parse_error.line.empty()
+                              ? std::string()
+                              : " (line: " + parse_error.line + ")"));
+    }
+    s->pc->SetRemoteDescription(
+        std::move(desc),
+        rtc::make_ref_counted<RemoteObserver>([s](webrtc::RTCError e) {
+          if (!e.ok()) return s->Fail(KindOf(e), e.message());
+          if (s->closed) return s->Fail(ErrorKind::InvalidState, "closed");
+          s->pc->CreateAnswer(
+              rtc::make_ref_counted<CreateObserver>(
+                  [s](webrtc::RTCError e,
+                      std::unique_ptr<webrtc::SessionDescriptionInterface> d) {
+                    if (!e.ok()) return s->Fail(KindOf(e), e.message());
+                    if (s->closed)
+                      return s->Fail(ErrorKind::InvalidState, "closed");
+                    s->SetLocalAndGather(std::move(d));
+                  })
+                  .get(),
+              webrtc::PeerConnectionInterface::RTCOfferAnswerOptions());
+        }));
+  });
+}
+
+void PeerConnection::offer(rust::Box<SdpCtx> ctx) const {
+  auto s = state_;
+  auto holder = std::make_shared<rust::Box<SdpCtx>>(std::move(ctx));
+  s->signaling->PostTask([s, holder] {
+    if (s->pending) {
+      SdpResult r;
+      r.error.kind = ErrorKind::InvalidState;
+      r.error.message = "another SDP operation is under way";
+      return sdp_done(std::move(*holder), std::move(r));
+    }
+    s->pending.emplace(std::move(*holder));
+    ++s->pending_seq;
+    if (s->closed || !s->pc)
+      return s->Fail(ErrorKind::InvalidState, "peer connection closed");
+    s->pc->CreateOffer(
+        rtc::make_ref_counted<CreateObserver>(
+            [s](webrtc::RTCError e,
+                std::unique_ptr<webrtc::SessionDescriptionInterface> d) {
+              if (!e.ok()) return s->Fail(KindOf(e), e.message());
+              if (s->closed) return s->Fail(ErrorKind::InvalidState, "closed");
+              s->SetLocalAndGather(std::move(d));
+            })
+            .get(),
+        webrtc::PeerConnectionInterface::RTCOfferAnswerOptions());
+  });
+}
+
+void PeerConnection::apply_answer(rust::Str answer,
+                                  rust::Box<SdpCtx> ctx) const {
+  auto s = state_;
+  auto holder = std::make_shared<rust::Box<SdpCtx>>(std::move(ctx));
+  std::string text(answer);
+  s->signaling->PostTask([s, holder, text = std::move(text)] {
+    if (s->pending) {
+      SdpResult r;
+      r.error.kind = ErrorKind::InvalidState;
+      r.error.message = "another SDP operation is under way";
+      return sdp_done(std::move(*holder), std::move(r));
+    }
+    s->pending.emplace(std::move(*holder));
+    ++s->pending_seq;
+    if (s->closed || !s->pc)
+      return s->Fail(ErrorKind::InvalidState, "peer connection closed");
+    webrtc::SdpParseError parse_error;
+    auto desc = webrtc::CreateSessionDescription(webrtc::SdpType::kAnswer,
+                                                 text, &parse_error);
+    if (!desc)
+      return s->Fail(ErrorKind::InvalidSdp, parse_error.description);
+    s->pc->SetRemoteDescription(
+        std::move(desc),
+        rtc::make_ref_counted<RemoteObserver>([s](webrtc::RTCError e) {
+          if (!e.ok()) return s->Fail(KindOf(e), e.message());
+          s->Succeed(std::string());
+        }));
+  });
+}
+
+void PeerConnection::get_stats(rust::Box<StatsCtx> ctx) const {
+  auto s = state_;
+  auto holder = std::make_shared<rust::Box<StatsCtx>>(std::move(ctx));
+  s->signaling->PostTask([s, holder] {
+    auto cb = rtc::make_ref_counted<StatsCallback>(std::move(*holder));
+    if (s->closed || !s->pc) {
+      cb->OnStatsDelivered(webrtc::RTCStatsReport::Create(webrtc::Timestamp::Zero()));
+      return;
+    }
+    s->pc->GetStats(cb.get());
+  });
+}
+
+bool PeerConnection::push_audio(rust::Slice<const int16_t> pcm,
+                                int32_t sample_rate) const {
+  PcmFrame frame;
+  frame.sample_rate = sample_rate;
+  frame.samples.assign(pcm.begin(), pcm.end());
+  return state_->audio->PushTx(std::move(frame));
+}
+
+int32_t PeerConnection::pull_audio(rust::Vec<int16_t>& out) const {
+  PcmFrame frame;
+  if (!state_->audio->PopRx(&frame)) return 0;
+  out.clear();
+  out.reserve(frame.samples.size());
+  for (int16_t v : frame.samples) out.push_back(v);
+  return frame.sample_rate;
+}
+
+AudioCounters PeerConnection::audio_counters() const {
+  const CallAudio& a = *state_->audio;
+  AudioCounters c;
+  c.tx_frames = a.tx_frames.load();
+  c.tx_underruns = a.tx_underruns.load();
+  c.tx_overflows = a.tx_overflows.load();
+  c.rx_frames = a.rx_frames.load();
+  c.rx_overflows = a.rx_overflows.load();
+  return c;
+}
+
+void PeerConnection::close() const {
+  auto s = state_;
+  if (s->signaling->IsCurrent()) return s->CloseOnSignaling();
+  s->signaling->BlockingCall([s] { s->CloseOnSignaling(); });
+}
+
+}  // namespace rtcgw

@@ -1,0 +1,328 @@
+//! Calls: the registry of active calls and the demo target (play a clip or a
+//! tone to the WebRTC peer, record what it sends).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::Config;
+use crate::media::{Clip, FrameSource, Recorder, Tone};
+use crate::rtc::{CallSettings, PcEvent, PeerConnection, RtcError, RtcStats, Runtime};
+use crate::sdp::{self, OfferError};
+
+/// Opaque call identifier, unique in the process.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct CallId(pub String);
+
+impl std::fmt::Display for CallId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a call could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    #[error(transparent)]
+    Offer(#[from] OfferError),
+    #[error(transparent)]
+    Rtc(#[from] RtcError),
+    #[error("at capacity: {0} calls")]
+    Capacity(usize),
+}
+
+/// What the API shows of a call.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallInfo {
+    pub id: CallId,
+    pub target: &'static str,
+    pub created_unix_ms: u64,
+    pub codec: Option<String>,
+    pub state: String,
+    pub recording: String,
+}
+
+struct Active {
+    info: Arc<Mutex<CallInfo>>,
+    pc: Arc<PeerConnection>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// Every call of the gateway.
+pub struct Calls {
+    runtime: Runtime,
+    config: Config,
+    clip: Option<Clip>,
+    active: Mutex<HashMap<CallId, Active>>,
+    next: AtomicU64,
+    /// Calls refused, by reason, for metrics.
+    pub refused: Mutex<HashMap<&'static str, u64>>,
+    pub ended: AtomicU64,
+}
+
+impl Calls {
+    pub fn new(runtime: Runtime, config: Config, clip: Option<Clip>) -> Arc<Self> {
+        Arc::new(Self {
+            runtime,
+            config,
+            clip,
+            active: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+            refused: Mutex::new(HashMap::new()),
+            ended: AtomicU64::new(0),
+        })
+    }
+
+    pub fn refuse(&self, reason: &'static str) {
+        *self
+            .refused
+            .lock()
+            .expect("refused lock")
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    fn settings(&self) -> CallSettings {
+        let w = &self.config.webrtc;
+        CallSettings {
+            jitter_buffer_max_packets: w.jitter_buffer_max_packets,
+            jitter_buffer_fast_accelerate: w.jitter_buffer_fast_accelerate,
+            jitter_buffer_min_delay_ms: w.jitter_buffer_min_delay_ms,
+            ice_gathering_timeout_ms: w.ice_gathering_timeout_ms,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.active.lock().expect("calls lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Answers a WebRTC offer with a demo-target call; returns its id and
+    /// the SDP answer.
+    pub async fn create_demo(self: &Arc<Self>, offer: &str) -> Result<(CallId, String), CallError> {
+        sdp::check_webrtc_offer(offer)?;
+        if self.len() >= self.config.media.max_calls {
+            return Err(CallError::Capacity(self.config.media.max_calls));
+        }
+        let id = CallId(format!(
+            "c{}-{:x}",
+            self.next.fetch_add(1, Ordering::Relaxed),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros()
+                & 0xffffff
+        ));
+        let s = self.settings();
+        let o = &self.config.webrtc.opus;
+        tracing::info!(
+            call = %id,
+            jitter_buffer_max_packets = s.jitter_buffer_max_packets,
+            jitter_buffer_fast_accelerate = s.jitter_buffer_fast_accelerate,
+            jitter_buffer_min_delay_ms = s.jitter_buffer_min_delay_ms,
+            opus_bitrate_bps = o.bitrate_bps,
+            opus_complexity = ?o.complexity,
+            opus_fec = o.fec,
+            opus_dtx = o.dtx,
+            opus_ptime_ms = o.ptime_ms,
+            "call starting"
+        );
+        let (pc, events) = self.runtime.create_peer_connection(&s)?;
+        let pc = Arc::new(pc);
+        let answer = match pc.answer(offer).await {
+            Ok(a) => a,
+            Err(e) => {
+                close_off_thread(pc);
+                return Err(e.into());
+            }
+        };
+        let codec = sdp::first_audio_codec(&answer);
+        let recording = self.config.demo.record_dir.join(format!("{id}.wav"));
+        let info = Arc::new(Mutex::new(CallInfo {
+            id: id.clone(),
+            target: "demo",
+            created_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+            codec: codec.clone(),
+            state: "new".into(),
+            recording: recording.display().to_string(),
+        }));
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let source: Box<dyn FrameSource> = match &self.clip {
+            Some(c) => Box::new(c.player()),
+            None => Box::new(Tone::new(self.config.demo.tone_hz)),
+        };
+        tokio::spawn(demo_media(
+            self.clone(),
+            id.clone(),
+            pc.clone(),
+            self.runtime.ticks(),
+            source,
+            Recorder::new(recording),
+            stop_rx,
+        ));
+        tokio::spawn(watch_events(self.clone(), id.clone(), info.clone(), events));
+        self.active.lock().expect("calls lock").insert(
+            id.clone(),
+            Active {
+                info,
+                pc,
+                stop: Some(stop_tx),
+            },
+        );
+        tracing::info!(call = %id, codec = codec.as_deref().unwrap_or("?"), "call answered");
+        Ok((id, answer))
+    }
+
+    pub fn list(&self) -> Vec<CallInfo> {
+        let mut v: Vec<CallInfo> = self
+            .active
+            .lock()
+            .expect("calls lock")
+            .values()
+            .map(|a| a.info.lock().expect("info lock").clone())
+            .collect();
+        v.sort_by_key(|c| c.created_unix_ms);
+        v
+    }
+
+    pub fn get(&self, id: &CallId) -> Option<CallInfo> {
+        self.active
+            .lock()
+            .expect("calls lock")
+            .get(id)
+            .map(|a| a.info.lock().expect("info lock").clone())
+    }
+
+    pub async fn stats(&self, id: &CallId) -> Option<Vec<RtcStats>> {
+        let pc = self
+            .active
+            .lock()
+            .expect("calls lock")
+            .get(id)
+            .map(|a| a.pc.clone())?;
+        Some(pc.stats().await)
+    }
+
+    /// Ends a call; false when there is no such call.
+    pub fn hangup(&self, id: &CallId, why: &str) -> bool {
+        let Some(mut a) = self.active.lock().expect("calls lock").remove(id) else {
+            return false;
+        };
+        tracing::info!(call = %id, reason = why, "call ending");
+        if let Some(stop) = a.stop.take() {
+            let _ = stop.send(());
+        }
+        self.ended.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Ends every call (shutdown).
+    pub fn hangup_all(&self, why: &str) {
+        let ids: Vec<CallId> = self
+            .active
+            .lock()
+            .expect("calls lock")
+            .keys()
+            .cloned()
+            .collect();
+        for id in ids {
+            self.hangup(&id, why);
+        }
+    }
+}
+
+/// Closing blocks on libwebrtc's signaling thread: keep it off the runtime.
+fn close_off_thread(pc: Arc<PeerConnection>) {
+    tokio::task::spawn_blocking(move || pc.close());
+}
+
+/// The demo target's audio: per clock tick, one frame out and every received
+/// frame into the recording.
+async fn demo_media(
+    calls: Arc<Calls>,
+    id: CallId,
+    pc: Arc<PeerConnection>,
+    mut ticks: watch::Receiver<u64>,
+    mut source: Box<dyn FrameSource>,
+    mut recorder: Recorder,
+    mut stop: oneshot::Receiver<()>,
+) {
+    const PREFILL: u64 = 2; // 20 ms cushion against scheduling jitter
+    const MAX_CATCH_UP: u64 = 5;
+    let mut frame = Vec::with_capacity(960);
+    let mut rx = Vec::with_capacity(960);
+    let mut last = *ticks.borrow_and_update();
+    for _ in 0..PREFILL {
+        source.next_frame(&mut frame);
+        pc.push_audio(&frame, source.sample_rate());
+    }
+    let mut write_failed = false;
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            changed = ticks.changed() => {
+                if changed.is_err() { break; }
+                let now = *ticks.borrow_and_update();
+                for _ in 0..now.saturating_sub(last).min(MAX_CATCH_UP) {
+                    source.next_frame(&mut frame);
+                    pc.push_audio(&frame, source.sample_rate());
+                }
+                last = now;
+                while let Some(rate) = pc.pull_audio(&mut rx) {
+                    if let Err(e) = recorder.write(rate, &rx) {
+                        if !write_failed {
+                            tracing::error!(call = %id, path = %recorder.path().display(), "recording failed: {e}");
+                            write_failed = true;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let counters = pc.audio_counters();
+    let frames = recorder.frames;
+    let path = recorder.path().display().to_string();
+    if let Err(e) = recorder.finish() {
+        tracing::error!(call = %id, "finishing recording {path}: {e}");
+    }
+    tracing::info!(
+        call = %id, recorded_frames = frames, recording = %path,
+        tx_frames = counters.tx_frames, tx_underruns = counters.tx_underruns,
+        rx_frames = counters.rx_frames, rx_overflows = counters.rx_overflows,
+        "call ended"
+    );
+    close_off_thread(pc);
+    drop(calls);
+}
+
+/// Follows the PeerConnection's state; a failed or closed connection ends
+/// the call (the peer vanished without a DELETE).
+async fn watch_events(
+    calls: Arc<Calls>,
+    id: CallId,
+    info: Arc<Mutex<CallInfo>>,
+    mut events: mpsc::Receiver<PcEvent>,
+) {
+    while let Some(ev) = events.recv().await {
+        tracing::debug!(call = %id, ?ev, "peer connection event");
+        if let PcEvent::Connection(state) = ev {
+            info.lock().expect("info lock").state = state.clone();
+            if state == "failed" {
+                tracing::warn!(call = %id, "WebRTC connection failed");
+                calls.hangup(&id, "connection failed");
+            }
+        }
+    }
+}

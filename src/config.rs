@@ -1,0 +1,320 @@
+//! The gateway's configuration: TOML, with an embedded default
+//! (`rtcgw --print-default-config` prints it). Every key is optional in a
+//! file; what is left out takes the default. Validation names the key, the
+//! value and what was expected.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::rtc::{OpusSettings, WebrtcLogLevel};
+
+/// The embedded default configuration, documented.
+pub const DEFAULT_TOML: &str = include_str!("default_config.toml");
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub log: LogConfig,
+    pub http: HttpConfig,
+    pub media: MediaConfig,
+    pub webrtc: WebrtcConfig,
+    pub demo: DemoConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// tracing filter, e.g. "info" or "rtcgw=debug,webrtc=info". RUST_LOG wins.
+    pub filter: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Largest SDP body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Local addresses media (ICE host candidates) may use.
+    pub addresses: Vec<IpAddr>,
+    pub port_min: u16,
+    pub port_max: u16,
+    /// Calls beyond this are refused with 503.
+    pub max_calls: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebrtcConfig {
+    /// NetEQ capacity in packets (libwebrtc enforces at least 20).
+    pub jitter_buffer_max_packets: u32,
+    /// Let NetEQ accelerate harder to drain a grown buffer.
+    pub jitter_buffer_fast_accelerate: bool,
+    /// NetEQ's minimum target delay in ms.
+    pub jitter_buffer_min_delay_ms: u32,
+    /// Non-trickle: how long to wait for ICE gathering before answering.
+    pub ice_gathering_timeout_ms: u32,
+    /// Threads that run libwebrtc's per-call task queues (fixed pool).
+    pub task_queue_threads: u32,
+    /// libwebrtc's own log lines forwarded at or above this level (to target
+    /// "webrtc"): verbose, info, warning, error, none.
+    pub log_level: WebrtcLogLevel,
+    pub opus: OpusSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoConfig {
+    /// WAV file played (looping) to every demo call; empty: a tone.
+    pub play_file: Option<PathBuf>,
+    /// Frequency of the built-in tone when no file is configured.
+    pub tone_hz: f32,
+    /// Directory where each call's received audio is recorded as WAV.
+    pub record_dir: PathBuf,
+}
+
+// Defaults in code; a unit test keeps DEFAULT_TOML (the documented file)
+// equal to them.
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            log: LogConfig::default(),
+            http: HttpConfig::default(),
+            media: MediaConfig::default(),
+            webrtc: WebrtcConfig::default(),
+            demo: DemoConfig::default(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 65536,
+        }
+    }
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            addresses: vec![IpAddr::from([127, 0, 0, 1])],
+            port_min: 20000,
+            port_max: 29999,
+            max_calls: 500,
+        }
+    }
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            jitter_buffer_max_packets: 200,
+            jitter_buffer_fast_accelerate: false,
+            jitter_buffer_min_delay_ms: 0,
+            ice_gathering_timeout_ms: 2000,
+            task_queue_threads: 2,
+            log_level: WebrtcLogLevel::Warning,
+            opus: OpusSettings::default(),
+        }
+    }
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        Self {
+            play_file: None,
+            tone_hz: 440.0,
+            record_dir: PathBuf::from("recordings"),
+        }
+    }
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Parse(#[from] toml::de::Error),
+    #[error("{key} = {value}: expected {expected}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+impl Config {
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let c: Config = toml::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        fn bad(key: &'static str, value: impl ToString, expected: &'static str) -> ConfigError {
+            ConfigError::Invalid {
+                key,
+                value: value.to_string(),
+                expected,
+            }
+        }
+        let m = &self.media;
+        if m.addresses.is_empty() {
+            return Err(bad("media.addresses", "[]", "at least one IP address"));
+        }
+        if let Some(a) = m.addresses.iter().find(|a| a.is_unspecified()) {
+            return Err(bad(
+                "media.addresses",
+                a,
+                "a concrete address, not a wildcard",
+            ));
+        }
+        if m.port_min == 0 || m.port_min > m.port_max {
+            return Err(bad(
+                "media.port_min",
+                format!("{}..{}", m.port_min, m.port_max),
+                "1 <= port_min <= port_max",
+            ));
+        }
+        if m.max_calls == 0 {
+            return Err(bad("media.max_calls", 0, "at least 1"));
+        }
+        let w = &self.webrtc;
+        if !(20..=10_000).contains(&w.jitter_buffer_max_packets) {
+            return Err(bad(
+                "webrtc.jitter_buffer_max_packets",
+                w.jitter_buffer_max_packets,
+                "20..=10000",
+            ));
+        }
+        if w.jitter_buffer_min_delay_ms > 10_000 {
+            return Err(bad(
+                "webrtc.jitter_buffer_min_delay_ms",
+                w.jitter_buffer_min_delay_ms,
+                "0..=10000",
+            ));
+        }
+        if !(100..=30_000).contains(&w.ice_gathering_timeout_ms) {
+            return Err(bad(
+                "webrtc.ice_gathering_timeout_ms",
+                w.ice_gathering_timeout_ms,
+                "100..=30000",
+            ));
+        }
+        if !(1..=64).contains(&w.task_queue_threads) {
+            return Err(bad(
+                "webrtc.task_queue_threads",
+                w.task_queue_threads,
+                "1..=64",
+            ));
+        }
+        let o = &w.opus;
+        if o.bitrate_bps != 0 && !(6_000..=510_000).contains(&o.bitrate_bps) {
+            return Err(bad(
+                "webrtc.opus.bitrate_bps",
+                o.bitrate_bps,
+                "0 (auto) or 6000..=510000",
+            ));
+        }
+        if o.complexity.is_some_and(|c| c > 10) {
+            return Err(bad(
+                "webrtc.opus.complexity",
+                o.complexity.unwrap_or(0),
+                "0..=10",
+            ));
+        }
+        if ![0, 10, 20, 40, 60, 120].contains(&o.ptime_ms) {
+            return Err(bad(
+                "webrtc.opus.ptime_ms",
+                o.ptime_ms,
+                "0 (negotiated), 10, 20, 40, 60 or 120",
+            ));
+        }
+        if !(20.0..=20_000.0).contains(&self.demo.tone_hz) {
+            return Err(bad("demo.tone_hz", self.demo.tone_hz, "20..=20000"));
+        }
+        Ok(())
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid_and_round_trips() {
+        let c = Config::default();
+        assert_eq!(
+            Config::parse(DEFAULT_TOML).unwrap(),
+            c,
+            "DEFAULT_TOML drifted from Default"
+        );
+        c.validate().unwrap();
+        assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+        assert_eq!(c.http.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            c.media.addresses,
+            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn partial_section_keeps_other_defaults() {
+        let c = Config::parse("[webrtc]\njitter_buffer_max_packets = 77\n").unwrap();
+        assert_eq!(c.webrtc.jitter_buffer_max_packets, 77);
+        assert_eq!(
+            c.webrtc.ice_gathering_timeout_ms,
+            Config::default().webrtc.ice_gathering_timeout_ms
+        );
+    }
+
+    #[test]
+    fn errors_name_key_value_and_expectation() {
+        let e = Config::parse("[media]\nport_min = 30000\nport_max = 20000\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "media.port_min = 30000..20000: expected 1 <= port_min <= port_max"
+        );
+        let e = Config::parse("[webrtc]\njitter_buffer_max_packets = 5\n").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("webrtc.jitter_buffer_max_packets = 5"),
+            "{e}"
+        );
+        let e = Config::parse("[media]\nbogus = 1\n").unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+}

@@ -1,0 +1,178 @@
+//! The HTTP call API, WHIP-shaped (RFC 9725): POST an SDP offer to create a
+//! call, DELETE the Location to end it.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+
+use crate::call::{CallError, CallId, Calls};
+use crate::rtc::RtcError;
+
+pub fn router(calls: Arc<Calls>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/calls", post(create_call).get(list_calls))
+        .route("/v1/calls/{id}", delete(delete_call).get(get_call))
+        .route("/v1/calls/{id}/stats", get(call_stats))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(calls)
+}
+
+fn refuse(calls: &Calls, status: StatusCode, reason: &'static str, detail: String) -> Response {
+    calls.refuse(reason);
+    tracing::warn!(status = status.as_u16(), reason, "call refused: {detail}");
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{detail}\n"),
+    )
+        .into_response()
+}
+
+async fn create_call(
+    State(calls): State<Arc<Calls>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            let status = e.status();
+            let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "bad_body"
+            };
+            return refuse(&calls, status, reason, e.body_text());
+        }
+    };
+    let ctype = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if ctype != "application/sdp" {
+        return refuse(
+            &calls,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type",
+            format!("Content-Type must be application/sdp, not {:?}", ctype),
+        );
+    }
+    let Ok(offer) = std::str::from_utf8(&body) else {
+        return refuse(
+            &calls,
+            StatusCode::BAD_REQUEST,
+            "not_utf8",
+            "SDP must be UTF-8 text".into(),
+        );
+    };
+    match calls.create_demo(offer).await {
+        Ok((id, answer)) => (
+            StatusCode::CREATED,
+            [
+                (header::CONTENT_TYPE, "application/sdp".to_string()),
+                (header::LOCATION, format!("/v1/calls/{id}")),
+            ],
+            answer,
+        )
+            .into_response(),
+        Err(CallError::Offer(e)) => {
+            refuse(&calls, StatusCode::BAD_REQUEST, e.reason(), e.to_string())
+        }
+        Err(CallError::Capacity(n)) => {
+            let mut r = refuse(
+                &calls,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "capacity",
+                format!("at capacity ({n} calls)"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, "5".parse().expect("static header"));
+            r
+        }
+        Err(CallError::Rtc(e)) => {
+            let (status, reason) = match &e {
+                RtcError::InvalidSdp(_) => (StatusCode::BAD_REQUEST, "invalid_sdp"),
+                RtcError::Unsupported(_) | RtcError::InvalidState(_) => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "unanswerable")
+                }
+                RtcError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "ice_timeout"),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            };
+            refuse(&calls, status, reason, e.to_string())
+        }
+    }
+}
+
+async fn list_calls(State(calls): State<Arc<Calls>>) -> Response {
+    Json(calls.list()).into_response()
+}
+
+async fn get_call(State(calls): State<Arc<Calls>>, Path(id): Path<String>) -> Response {
+    match calls.get(&CallId(id)) {
+        Some(info) => Json(info).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such call\n").into_response(),
+    }
+}
+
+async fn call_stats(State(calls): State<Arc<Calls>>, Path(id): Path<String>) -> Response {
+    match calls.stats(&CallId(id)).await {
+        Some(stats) => Json(stats).into_response(),
+        None => (StatusCode::NOT_FOUND, "no such call\n").into_response(),
+    }
+}
+
+async fn delete_call(State(calls): State<Arc<Calls>>, Path(id): Path<String>) -> Response {
+    if calls.hangup(&CallId(id), "DELETE") {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "no such call\n").into_response()
+    }
+}
+
+/// Prometheus text format (the full stats model comes with the stats work).
+async fn metrics(State(calls): State<Arc<Calls>>) -> Response {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP rtcgw_calls_active Calls in progress.\n# TYPE rtcgw_calls_active gauge"
+    );
+    let _ = writeln!(out, "rtcgw_calls_active {}", calls.len());
+    let _ = writeln!(
+        out,
+        "# HELP rtcgw_calls_ended_total Calls ended.\n# TYPE rtcgw_calls_ended_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "rtcgw_calls_ended_total {}",
+        calls.ended.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP rtcgw_calls_refused_total Call requests refused, by reason.\n# TYPE rtcgw_calls_refused_total counter"
+    );
+    let mut refused: Vec<_> = calls
+        .refused
+        .lock()
+        .expect("refused lock")
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .collect();
+    refused.sort();
+    for (reason, n) in refused {
+        let _ = writeln!(out, "rtcgw_calls_refused_total{{reason=\"{reason}\"}} {n}");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,12 @@
+//! rtcgw: a WebRTC <-> SIP media gateway around Google's libwebrtc.
+//!
+//! Layout: `rtc` is the libwebrtc bridge (C++ in `cpp/`), `config` the TOML
+//! configuration, `media` the audio sources and sinks of calls, `call` the
+//! call registry and demo target, `http` the call API.
+
+pub mod call;
+pub mod config;
+pub mod http;
+pub mod media;
+pub mod rtc;
+pub mod sdp;

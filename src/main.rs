@@ -1,0 +1,90 @@
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use rtcgw::call::Calls;
+use rtcgw::config::{Config, DEFAULT_TOML};
+use rtcgw::media::Clip;
+use rtcgw::rtc::{Runtime, RuntimeSettings};
+
+/// rtcgw: a WebRTC <-> SIP media gateway around libwebrtc.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    /// TOML configuration file; without it the embedded default is used.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Print the embedded default configuration and exit.
+    #[arg(long)]
+    print_default_config: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if cli.print_default_config {
+        print!("{DEFAULT_TOML}");
+        return Ok(());
+    }
+    let config = match &cli.config {
+        Some(path) => {
+            Config::load(path).with_context(|| format!("configuration {}", path.display()))?
+        }
+        None => Config::parse(DEFAULT_TOML).context("embedded configuration")?,
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let clip = match &config.demo.play_file {
+        Some(p) => Some(Clip::load(p).context("demo.play_file")?),
+        None => None,
+    };
+    std::fs::create_dir_all(&config.demo.record_dir)
+        .with_context(|| format!("demo.record_dir = {}", config.demo.record_dir.display()))?;
+    let runtime = Runtime::new(&RuntimeSettings {
+        addresses: config.media.addresses.clone(),
+        port_min: config.media.port_min,
+        port_max: config.media.port_max,
+        task_queue_threads: config.webrtc.task_queue_threads,
+        opus: config.webrtc.opus.clone(),
+        log_level: config.webrtc.log_level,
+    })
+    .context("starting libwebrtc")?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("http.listen = {}", config.http.listen))?;
+    let calls = Calls::new(runtime, config.clone(), clip);
+    let app = rtcgw::http::router(calls.clone(), config.http.max_body_bytes);
+    tracing::info!(
+        http = %config.http.listen,
+        media = ?config.media.addresses,
+        ports = %format!("{}-{}", config.media.port_min, config.media.port_max),
+        "rtcgw ready"
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {},
+                _ = term.recv() => {},
+            }
+            tracing::info!("shutting down");
+        })
+        .await?;
+    calls.hangup_all("shutdown");
+    // Let the media tasks finish their recordings and close their calls.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! The Rust side of the C++ callbacks. Each body only hands data to a channel
+//! without blocking, and never panics: a panic across the bridge aborts.
+
+use super::sys::ffi;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Context of one SDP operation (answer, offer, apply_answer).
+pub struct SdpCtx(pub(super) oneshot::Sender<ffi::SdpResult>);
+/// Context of one getStats call.
+pub struct StatsCtx(pub(super) oneshot::Sender<Vec<ffi::StatsEntry>>);
+/// Where one PeerConnection's state changes go.
+pub struct EventSink(pub(super) mpsc::Sender<ffi::PcEvent>);
+/// Where the audio clock's ticks go: a counter published through a watch
+/// channel, so a task that missed ticks knows how many.
+pub struct TickSink {
+    pub(super) count: AtomicU64,
+    pub(super) tx: watch::Sender<u64>,
+}
+
+pub fn sdp_done(ctx: Box<SdpCtx>, result: ffi::SdpResult) {
+    let _ = ctx.0.send(result);
+}
+
+pub fn stats_done(ctx: Box<StatsCtx>, entries: Vec<ffi::StatsEntry>) {
+    let _ = ctx.0.send(entries);
+}
+
+pub fn pc_event(sink: &EventSink, event: ffi::PcEvent) {
+    if sink.0.try_send(event).is_err() {
+        tracing::debug!("peer connection event dropped: receiver gone or full");
+    }
+}
+
+pub fn audio_tick(sink: &TickSink) {
+    let n = sink.count.fetch_add(1, Ordering::Relaxed) + 1;
+    sink.tx.send_replace(n);
+}
+
+pub fn webrtc_log(severity: i32, message: &str) {
+    // rtc::LoggingSeverity: 0 verbose, 1 info, 2 warning, 3 error.
+    match severity {
+        0 => tracing::trace!(target: "webrtc", "{message}"),
+        1 => tracing::debug!(target: "webrtc", "{message}"),
+        2 => tracing::warn!(target: "webrtc", "{message}"),
+        _ => tracing::error!(target: "webrtc", "{message}"),
+    }
+}

@@ -1,0 +1,316 @@
+//! The libwebrtc bridge: safe Rust types over the C++ glue in `cpp/`.
+//!
+//! One [`Runtime`] per process owns libwebrtc's threads, the
+//! PeerConnectionFactory and the 10 ms audio clock; every call gets a
+//! [`PeerConnection`] from it. Audio crosses as 10 ms mono PCM frames.
+
+mod callbacks;
+mod sys;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use cxx::UniquePtr;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use sys::ffi::{AudioCounters, RuntimeCounters};
+
+/// Settings fixed for the life of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    pub addresses: Vec<std::net::IpAddr>,
+    pub port_min: u16,
+    pub port_max: u16,
+    pub task_queue_threads: u32,
+    pub opus: OpusSettings,
+    /// Forward libwebrtc's own log lines at or above this level.
+    pub log_level: WebrtcLogLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebrtcLogLevel {
+    Verbose,
+    Info,
+    Warning,
+    Error,
+    None,
+}
+
+/// Opus encoder settings applied on top of what SDP negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpusSettings {
+    /// Target bitrate in bit/s; 0 keeps libwebrtc's choice.
+    pub bitrate_bps: u32,
+    /// Encoder complexity 0..=10; omitted keeps libwebrtc's default.
+    pub complexity: Option<u8>,
+    /// In-band forward error correction (RFC 6716 LBRR).
+    pub fec: bool,
+    /// Discontinuous transmission during silence.
+    pub dtx: bool,
+    /// Frame size in ms (10, 20, 40, 60); 0 keeps what SDP negotiated.
+    pub ptime_ms: u32,
+}
+
+impl Default for OpusSettings {
+    fn default() -> Self {
+        Self {
+            bitrate_bps: 0,
+            complexity: None,
+            fec: true,
+            dtx: false,
+            ptime_ms: 0,
+        }
+    }
+}
+
+/// Per-call WebRTC settings: NetEQ and non-trickle ICE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSettings {
+    pub jitter_buffer_max_packets: u32,
+    pub jitter_buffer_fast_accelerate: bool,
+    pub jitter_buffer_min_delay_ms: u32,
+    pub ice_gathering_timeout_ms: u32,
+}
+
+/// What went wrong inside libwebrtc.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RtcError {
+    #[error("invalid SDP: {0}")]
+    InvalidSdp(String),
+    #[error("invalid state: {0}")]
+    InvalidState(String),
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("libwebrtc: {0}")]
+    Internal(String),
+}
+
+impl RtcError {
+    fn from_ffi(e: sys::ffi::RtcError) -> Option<Self> {
+        use sys::ffi::ErrorKind as K;
+        let m = e.message;
+        Some(match e.kind {
+            K::None => return None,
+            K::InvalidSdp => Self::InvalidSdp(m),
+            K::InvalidState => Self::InvalidState(m),
+            K::Unsupported => Self::Unsupported(m),
+            K::Timeout => Self::Timeout(m),
+            _ => Self::Internal(m),
+        })
+    }
+}
+
+fn no_error() -> sys::ffi::RtcError {
+    sys::ffi::RtcError {
+        kind: sys::ffi::ErrorKind::None,
+        message: String::new(),
+    }
+}
+
+struct RuntimeInner {
+    ptr: UniquePtr<sys::ffi::Runtime>,
+}
+
+/// libwebrtc for the whole process. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+    ticks: watch::Receiver<u64>,
+}
+
+impl Runtime {
+    pub fn new(s: &RuntimeSettings) -> Result<Self, RtcError> {
+        let (tx, ticks) = watch::channel(0);
+        let tick = Box::new(callbacks::TickSink {
+            count: AtomicU64::new(0),
+            tx,
+        });
+        let config = sys::ffi::RuntimeConfig {
+            addresses: s.addresses.iter().map(|a| a.to_string()).collect(),
+            min_port: s.port_min,
+            max_port: s.port_max,
+            task_queue_threads: s.task_queue_threads,
+            opus: sys::ffi::OpusSettings {
+                bitrate_bps: s.opus.bitrate_bps as i32,
+                complexity: s.opus.complexity.map_or(-1, i32::from),
+                fec: s.opus.fec,
+                dtx: s.opus.dtx,
+                ptime_ms: s.opus.ptime_ms as i32,
+            },
+            log_severity: s.log_level as i32,
+        };
+        let mut err = no_error();
+        let ptr = sys::ffi::new_runtime(&config, tick, &mut err);
+        if let Some(e) = RtcError::from_ffi(err) {
+            return Err(e);
+        }
+        Ok(Self {
+            inner: Arc::new(RuntimeInner { ptr }),
+            ticks,
+        })
+    }
+
+    /// A receiver that changes every 10 ms audio tick (value: tick count).
+    pub fn ticks(&self) -> watch::Receiver<u64> {
+        self.ticks.clone()
+    }
+
+    pub fn counters(&self) -> RuntimeCounters {
+        self.inner.ptr.counters()
+    }
+
+    pub fn create_peer_connection(
+        &self,
+        s: &CallSettings,
+    ) -> Result<(PeerConnection, mpsc::Receiver<PcEvent>), RtcError> {
+        let (tx, rx) = mpsc::channel(64);
+        let config = sys::ffi::PcConfig {
+            jitter_buffer_max_packets: s.jitter_buffer_max_packets as i32,
+            jitter_buffer_fast_accelerate: s.jitter_buffer_fast_accelerate,
+            jitter_buffer_min_delay_ms: s.jitter_buffer_min_delay_ms as i32,
+            ice_gathering_timeout_ms: s.ice_gathering_timeout_ms,
+            tx_ring_frames: 10,
+            rx_ring_frames: 50,
+        };
+        let mut err = no_error();
+        let ptr = self.inner.ptr.create_peer_connection(
+            &config,
+            Box::new(callbacks::EventSink(tx)),
+            &mut err,
+        );
+        if let Some(e) = RtcError::from_ffi(err) {
+            return Err(e);
+        }
+        let events = rx;
+        Ok((
+            PeerConnection {
+                ptr,
+                _runtime: self.inner.clone(),
+            },
+            map_events(events),
+        ))
+    }
+}
+
+/// A state change of a PeerConnection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PcEvent {
+    IceConnection(String),
+    Connection(String),
+}
+
+fn map_events(mut rx: mpsc::Receiver<sys::ffi::PcEvent>) -> mpsc::Receiver<PcEvent> {
+    let (tx, out) = mpsc::channel(64);
+    tokio::spawn(async move {
+        while let Some(e) = rx.recv().await {
+            let ev = match e.kind {
+                sys::ffi::PcEventKind::IceConnection => PcEvent::IceConnection(e.state),
+                _ => PcEvent::Connection(e.state),
+            };
+            if tx.send(ev).await.is_err() {
+                break;
+            }
+        }
+    });
+    out
+}
+
+/// One libwebrtc PeerConnection (one call's WebRTC leg).
+pub struct PeerConnection {
+    ptr: UniquePtr<sys::ffi::PeerConnection>,
+    // Declared after `ptr`: the runtime must outlive every PeerConnection.
+    _runtime: Arc<RuntimeInner>,
+}
+
+/// One getStats report entry (RTCStats).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RtcStats {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub timestamp_us: i64,
+    pub members: BTreeMap<String, serde_json::Value>,
+}
+
+impl PeerConnection {
+    async fn sdp_op(&self, f: impl FnOnce(Box<callbacks::SdpCtx>)) -> Result<String, RtcError> {
+        let (tx, rx) = oneshot::channel();
+        f(Box::new(callbacks::SdpCtx(tx)));
+        let r = rx
+            .await
+            .map_err(|_| RtcError::Internal("SDP operation dropped".into()))?;
+        match RtcError::from_ffi(r.error) {
+            Some(e) => Err(e),
+            None => Ok(r.sdp),
+        }
+    }
+
+    /// Applies a remote offer; returns the complete (non-trickle) answer.
+    pub async fn answer(&self, offer: &str) -> Result<String, RtcError> {
+        self.sdp_op(|ctx| self.ptr.answer(offer, ctx)).await
+    }
+
+    /// Creates an offer; returns it once ICE gathering is complete.
+    pub async fn offer(&self) -> Result<String, RtcError> {
+        self.sdp_op(|ctx| self.ptr.offer(ctx)).await
+    }
+
+    /// Applies the remote answer to our offer.
+    pub async fn apply_answer(&self, answer: &str) -> Result<(), RtcError> {
+        self.sdp_op(|ctx| self.ptr.apply_answer(answer, ctx))
+            .await
+            .map(|_| ())
+    }
+
+    pub async fn stats(&self) -> Vec<RtcStats> {
+        let (tx, rx) = oneshot::channel();
+        self.ptr.get_stats(Box::new(callbacks::StatsCtx(tx)));
+        rx.await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| RtcStats {
+                id: e.id,
+                kind: e.kind,
+                timestamp_us: e.timestamp_us,
+                members: e
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let v = serde_json::from_str(&m.value_json)
+                            .unwrap_or(serde_json::Value::String(m.value_json));
+                        (m.name, v)
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Queues one 10 ms mono frame to send. False: the queue was full and
+    /// its oldest frame was dropped (counted in [`AudioCounters`]).
+    pub fn push_audio(&self, pcm: &[i16], sample_rate: u32) -> bool {
+        self.ptr.push_audio(pcm, sample_rate as i32)
+    }
+
+    /// The oldest received 10 ms frame (after NetEQ), with its sample rate.
+    pub fn pull_audio(&self, out: &mut Vec<i16>) -> Option<u32> {
+        match self.ptr.pull_audio(out) {
+            0 => None,
+            rate => Some(rate as u32),
+        }
+    }
+
+    pub fn audio_counters(&self) -> AudioCounters {
+        self.ptr.audio_counters()
+    }
+
+    /// Closes the connection (blocks briefly on libwebrtc's signaling thread).
+    pub fn close(&self) {
+        self.ptr.close()
+    }
+}

@@ -1,0 +1,166 @@
+//! The cxx bridge to the C++ glue in `cpp/`. The only module that may use
+//! `unsafe`; everything else goes through the safe types in `rtc`.
+//!
+//! Each C++ concept has a header in `cpp/include/rtcgw/` and an implementation
+//! in `cpp/src/`; read the headers' design notes for threads and ownership.
+
+#[allow(clippy::too_many_arguments)]
+#[cxx::bridge(namespace = "rtcgw")]
+pub(crate) mod ffi {
+    /// What went wrong in libwebrtc, as data (never exception text).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u8)]
+    enum ErrorKind {
+        None,
+        InvalidSdp,
+        InvalidState,
+        Unsupported,
+        Timeout,
+        Internal,
+    }
+
+    #[derive(Debug, Clone)]
+    struct RtcError {
+        kind: ErrorKind,
+        message: String,
+    }
+
+    #[derive(Debug, Clone)]
+    struct OpusSettings {
+        bitrate_bps: i32,
+        complexity: i32,
+        fec: bool,
+        dtx: bool,
+        ptime_ms: i32,
+    }
+
+    #[derive(Debug, Clone)]
+    struct RuntimeConfig {
+        /// Local addresses ICE may use (IPv4/IPv6 literals).
+        addresses: Vec<String>,
+        min_port: u16,
+        max_port: u16,
+        task_queue_threads: u32,
+        opus: OpusSettings,
+        /// rtc::LoggingSeverity forwarded to Rust (0 verbose .. 4 none).
+        log_severity: i32,
+    }
+
+    #[derive(Debug, Clone)]
+    struct PcConfig {
+        jitter_buffer_max_packets: i32,
+        jitter_buffer_fast_accelerate: bool,
+        jitter_buffer_min_delay_ms: i32,
+        ice_gathering_timeout_ms: u32,
+        tx_ring_frames: u32,
+        rx_ring_frames: u32,
+    }
+
+    #[derive(Debug, Clone)]
+    struct SdpResult {
+        error: RtcError,
+        sdp: String,
+    }
+
+    #[derive(Debug, Clone)]
+    struct StatsMember {
+        name: String,
+        /// The value as JSON text (numbers, strings, arrays, maps).
+        value_json: String,
+    }
+
+    #[derive(Debug, Clone)]
+    struct StatsEntry {
+        id: String,
+        kind: String,
+        timestamp_us: i64,
+        members: Vec<StatsMember>,
+    }
+
+    #[derive(Debug, Clone, Copy, Default)]
+    struct AudioCounters {
+        tx_frames: u64,
+        tx_underruns: u64,
+        tx_overflows: u64,
+        rx_frames: u64,
+        rx_overflows: u64,
+    }
+
+    #[derive(Debug, Clone, Copy, Default)]
+    struct RuntimeCounters {
+        ticks: u64,
+        late_ticks: u64,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u8)]
+    enum PcEventKind {
+        IceConnection,
+        Connection,
+    }
+
+    #[derive(Debug, Clone)]
+    struct PcEvent {
+        kind: PcEventKind,
+        state: String,
+    }
+
+    extern "Rust" {
+        type SdpCtx;
+        type StatsCtx;
+        type EventSink;
+        type TickSink;
+        fn sdp_done(ctx: Box<SdpCtx>, result: SdpResult);
+        fn stats_done(ctx: Box<StatsCtx>, entries: Vec<StatsEntry>);
+        fn pc_event(sink: &EventSink, event: PcEvent);
+        fn audio_tick(sink: &TickSink);
+        fn webrtc_log(severity: i32, message: &str);
+    }
+
+    unsafe extern "C++" {
+        include!("rtcgw/runtime.h");
+        include!("rtcgw/peer_connection.h");
+
+        type Runtime;
+        type PeerConnection;
+
+        fn new_runtime(
+            config: &RuntimeConfig,
+            tick: Box<TickSink>,
+            error: &mut RtcError,
+        ) -> UniquePtr<Runtime>;
+        fn create_peer_connection(
+            self: &Runtime,
+            config: &PcConfig,
+            events: Box<EventSink>,
+            error: &mut RtcError,
+        ) -> UniquePtr<PeerConnection>;
+        fn counters(self: &Runtime) -> RuntimeCounters;
+
+        fn answer(self: &PeerConnection, offer: &str, ctx: Box<SdpCtx>);
+        fn offer(self: &PeerConnection, ctx: Box<SdpCtx>);
+        fn apply_answer(self: &PeerConnection, answer: &str, ctx: Box<SdpCtx>);
+        fn get_stats(self: &PeerConnection, ctx: Box<StatsCtx>);
+        fn push_audio(self: &PeerConnection, pcm: &[i16], sample_rate: i32) -> bool;
+        fn pull_audio(self: &PeerConnection, out: &mut Vec<i16>) -> i32;
+        fn audio_counters(self: &PeerConnection) -> AudioCounters;
+        fn close(self: &PeerConnection);
+    }
+}
+
+// SAFETY: Runtime's public methods only post to libwebrtc's own threads or
+// read atomics; libwebrtc's PeerConnectionFactory is thread-safe through its
+// proxies (api/peer_connection_factory_proxy.h).
+unsafe impl Send for ffi::Runtime {}
+// SAFETY: as above: every method is const and internally synchronised.
+unsafe impl Sync for ffi::Runtime {}
+// SAFETY: PeerConnection methods post to the signaling thread (libwebrtc's
+// PeerConnection proxy marshals calls) or touch mutex-guarded rings and
+// atomics (call_audio.h).
+unsafe impl Send for ffi::PeerConnection {}
+// SAFETY: as above.
+unsafe impl Sync for ffi::PeerConnection {}
+
+pub(crate) use super::callbacks::{
+    EventSink, SdpCtx, StatsCtx, TickSink, audio_tick, pc_event, sdp_done, stats_done, webrtc_log,
+};
