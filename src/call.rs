@@ -281,11 +281,11 @@ async fn demo_media(
                 }
                 last = now;
                 while let Some(rate) = pc.pull_audio(&mut rx) {
-                    if let Err(e) = recorder.write(rate, &rx) {
-                        if !write_failed {
-                            tracing::error!(call = %id, path = %recorder.path().display(), "recording failed: {e}");
-                            write_failed = true;
-                        }
+                    if let Err(e) = recorder.write(rate, &rx)
+                        && !write_failed
+                    {
+                        tracing::error!(call = %id, path = %recorder.path().display(), "recording failed: {e}");
+                        write_failed = true;
                     }
                 }
             }

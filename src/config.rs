@@ -13,7 +13,7 @@ use crate::rtc::{OpusSettings, WebrtcLogLevel};
 /// The embedded default configuration, documented.
 pub const DEFAULT_TOML: &str = include_str!("default_config.toml");
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub log: LogConfig,
@@ -81,18 +81,6 @@ pub struct DemoConfig {
 
 // Defaults in code; a unit test keeps DEFAULT_TOML (the documented file)
 // equal to them.
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            log: LogConfig::default(),
-            http: HttpConfig::default(),
-            media: MediaConfig::default(),
-            webrtc: WebrtcConfig::default(),
-            demo: DemoConfig::default(),
-        }
-    }
-}
-
 impl Default for LogConfig {
     fn default() -> Self {
         Self {

@@ -111,12 +111,14 @@ PcState::PcState(rtc::Thread* signaling,
                  AudioClock* clock,
                  rust::Box<EventSink> events,
                  uint32_t gather_timeout_ms,
+                 int min_delay_ms,
                  uint32_t tx_frames,
                  uint32_t rx_frames)
     : signaling(signaling),
       clock(clock),
       events(std::move(events)),
       gather_timeout_ms(gather_timeout_ms),
+      min_delay_ms(min_delay_ms),
       audio(std::make_shared<CallAudio>(tx_frames, rx_frames)) {}
 
 PcState::~PcState() = default;
@@ -215,6 +217,11 @@ void PcState::OnTrack(
   auto track = transceiver->receiver()->track();
   if (!track || track->kind() != webrtc::MediaStreamTrackInterface::kAudioKind)
     return;
+  if (min_delay_ms > 0) {
+    transceiver->receiver()->SetJitterBufferMinimumDelay(min_delay_ms / 1000.0);
+    RTC_LOG(LS_INFO) << "rtcgw: NetEQ minimum delay " << min_delay_ms
+                     << " ms set on receiver " << transceiver->receiver()->id();
+  }
   auto audio_track = rtc::scoped_refptr<webrtc::AudioTrackInterface>(
       static_cast<webrtc::AudioTrackInterface*>(track.get()));
   audio_track->AddSink(audio.get());

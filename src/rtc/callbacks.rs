@@ -18,10 +18,13 @@ pub struct TickSink {
     pub(super) tx: watch::Sender<u64>,
 }
 
+// cxx passes ownership of the context back as a Box.
+#[allow(clippy::boxed_local)]
 pub fn sdp_done(ctx: Box<SdpCtx>, result: ffi::SdpResult) {
     let _ = ctx.0.send(result);
 }
 
+#[allow(clippy::boxed_local)]
 pub fn stats_done(ctx: Box<StatsCtx>, entries: Vec<ffi::StatsEntry>) {
     let _ = ctx.0.send(entries);
 }
@@ -41,7 +44,7 @@ pub fn webrtc_log(severity: i32, message: &str) {
     // rtc::LoggingSeverity: 0 verbose, 1 info, 2 warning, 3 error.
     match severity {
         0 => tracing::trace!(target: "webrtc", "{message}"),
-        1 => tracing::debug!(target: "webrtc", "{message}"),
+        1 => tracing::info!(target: "webrtc", "{message}"),
         2 => tracing::warn!(target: "webrtc", "{message}"),
         _ => tracing::error!(target: "webrtc", "{message}"),
     }

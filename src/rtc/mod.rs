@@ -5,6 +5,7 @@
 //! [`PeerConnection`] from it. Audio crosses as 10 ms mono PCM frames.
 
 mod callbacks;
+#[allow(unsafe_code)] // the cxx bridge; the only unsafe in the crate
 mod sys;
 
 use std::collections::BTreeMap;

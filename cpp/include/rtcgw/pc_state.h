@@ -25,6 +25,7 @@ struct PcState : public webrtc::PeerConnectionObserver,
           AudioClock* clock,
           rust::Box<EventSink> events,
           uint32_t gather_timeout_ms,
+          int min_delay_ms,
           uint32_t tx_frames,
           uint32_t rx_frames);
   ~PcState() override;
@@ -57,6 +58,10 @@ struct PcState : public webrtc::PeerConnectionObserver,
   AudioClock* clock;
   rust::Box<EventSink> events;
   uint32_t gather_timeout_ms;
+  // NetEQ minimum delay, applied per receiver in OnTrack: this libwebrtc
+  // generation plumbs RTCConfiguration::audio_jitter_buffer_min_delay_ms to
+  // ChannelReceive but never applies it (it calls SetMinimumDelay(0)).
+  int min_delay_ms;
   std::shared_ptr<CallAudio> audio;
   rtc::scoped_refptr<webrtc::PeerConnectionInterface> pc;
   std::vector<rtc::scoped_refptr<webrtc::AudioTrackInterface>> remote_tracks;

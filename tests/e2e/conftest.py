@@ -1,0 +1,120 @@
+"""Fixtures for real-peer tests: the rtcgw binary started on loopback with a
+config written for the test, and audio analysis helpers."""
+
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import aiortc_peer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Gateway:
+    def __init__(self, proc, url, record_dir, log_path):
+        self.proc = proc
+        self.url = url
+        self.record_dir = record_dir
+        self.log_path = log_path
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def threads(self):
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("Threads:"):
+                return int(line.split()[1])
+        raise AssertionError("no Threads line")
+
+    def recording(self, location):
+        return self.record_dir / (location.rsplit("/", 1)[1] + ".wav")
+
+
+@pytest.fixture
+def gateway_factory(tmp_path):
+    started = []
+
+    def start(extra_toml="", log_filter="info"):
+        port = free_port()
+        record_dir = tmp_path / "recordings"
+        cfg = tmp_path / "rtcgw.toml"
+        cfg.write_text(
+            f'[log]\nfilter = "{log_filter}"\n'
+            f'[http]\nlisten = "127.0.0.1:{port}"\n'
+            f'[demo]\nrecord_dir = "{record_dir}"\n' + extra_toml
+        )
+        log_path = tmp_path / "rtcgw.log"
+        binary = os.environ.get("RTCGW_BIN", str(ROOT / "target/release/rtcgw"))
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("RUST_LOG", None)
+        proc = subprocess.Popen(
+            [binary, "--config", str(cfg)],
+            stdout=log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 20
+        while True:
+            try:
+                urllib.request.urlopen(url + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError("rtcgw did not start:\n" + log_path.read_text())
+                time.sleep(0.1)
+        gw = Gateway(proc, url, record_dir, log_path)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        gw.proc.terminate()
+        try:
+            gw.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            gw.proc.kill()
+            raise AssertionError("rtcgw did not stop on SIGTERM")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loopback_ice():
+    aiortc_peer.loopback_only()
+
+
+def read_wav(path):
+    with wave.open(str(path)) as w:
+        rate = w.getframerate()
+        x = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float64)
+    return rate, x
+
+
+def band_power(rate, x, freq, width=8.0):
+    """Power of x in [freq - width, freq + width] Hz."""
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    f = np.fft.rfftfreq(len(x), 1.0 / rate)
+    return float(spec[(f >= freq - width) & (f <= freq + width)].sum())
+
+
+def dominant_frequency(rate, x):
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    spec[0] = 0
+    return float(np.fft.rfftfreq(len(x), 1.0 / rate)[int(np.argmax(spec))])
+
+
+def steady(rate, x, skip_s=0.5):
+    """Drops the start (connection set-up, NetEQ warm-up)."""
+    return x[int(rate * skip_s):]
