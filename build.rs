@@ -15,6 +15,7 @@ struct Manifest {
 const BRIDGES: &[&str] = &["src/rtc/sys.rs"];
 const CPP: &[&str] = &[
     "cpp/src/audio_device.cc",
+    "cpp/src/bench.cc",
     "cpp/src/call_audio.cc",
     "cpp/src/codecs.cc",
     "cpp/src/network.cc",

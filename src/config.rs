@@ -60,7 +60,8 @@ pub struct WebrtcConfig {
     pub jitter_buffer_min_delay_ms: u32,
     /// Non-trickle: how long to wait for ICE gathering before answering.
     pub ice_gathering_timeout_ms: u32,
-    /// Threads that run libwebrtc's per-call task queues (fixed pool).
+    /// Threads that run libwebrtc's per-call task queues (fixed pool); 0 uses
+    /// libwebrtc's stock factory, one thread per queue (for comparison only).
     pub task_queue_threads: u32,
     /// libwebrtc's own log lines forwarded at or above this level (to target
     /// "webrtc"): verbose, info, warning, error, none.
@@ -276,6 +277,14 @@ mod tests {
         assert_eq!(
             c.media.addresses,
             vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+        );
+    }
+
+    #[test]
+    fn readme_shows_the_embedded_default() {
+        assert!(
+            include_str!("../README.md").contains(DEFAULT_TOML),
+            "README's config block drifted"
         );
     }
 

@@ -2,11 +2,12 @@
 //!
 //! Layout: `rtc` is the libwebrtc bridge (C++ in `cpp/`), `config` the TOML
 //! configuration, `media` the audio sources and sinks of calls, `call` the
-//! call registry and demo target, `http` the call API.
+//! call registry and demo target, `http` the call API, `loadgen` the load client used by benchmarks.
 
 pub mod call;
 pub mod config;
 pub mod http;
+pub mod loadgen;
 pub mod media;
 pub mod rtc;
 pub mod sdp;

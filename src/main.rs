@@ -19,12 +19,74 @@ struct Cli {
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Load client: drive WebRTC calls (libwebrtc offerer) into a running
+    /// gateway and report setup time, CPU, RSS and threads as Markdown.
+    Load {
+        /// The gateway's HTTP API address.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: std::net::SocketAddr,
+        /// The gateway's process id (for CPU/RSS/thread sampling).
+        #[arg(long)]
+        gateway_pid: u32,
+        /// Concurrent call counts to measure, ascending.
+        #[arg(long, value_delimiter = ',', default_value = "1,10,50,100")]
+        steps: Vec<usize>,
+        /// Seconds each step is measured.
+        #[arg(long, default_value_t = 10)]
+        hold_secs: u64,
+        /// Local media address of the load client.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: std::net::IpAddr,
+        #[arg(long, default_value_t = 40000)]
+        port_min: u16,
+        #[arg(long, default_value_t = 49999)]
+        port_max: u16,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.print_default_config {
         print!("{DEFAULT_TOML}");
+        return Ok(());
+    }
+    if let Some(Command::Load {
+        api,
+        gateway_pid,
+        steps,
+        hold_secs,
+        address,
+        port_min,
+        port_max,
+    }) = cli.command
+    {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let opts = rtcgw::loadgen::LoadOptions {
+            api,
+            gateway_pid,
+            steps,
+            hold: std::time::Duration::from_secs(hold_secs),
+            address,
+            port_min,
+            port_max,
+        };
+        let report = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(rtcgw::loadgen::run(opts))?;
+        print!("{report}");
         return Ok(());
     }
     let config = match &cli.config {

@@ -6,6 +6,7 @@
 #include "api/create_peerconnection_factory.h"
 #include "api/peer_connection_interface.h"
 #include "api/rtc_event_log/rtc_event_log_factory.h"
+#include "api/task_queue/default_task_queue_factory.h"
 #include "api/task_queue/task_queue_factory.h"
 #include "media/engine/webrtc_media_engine.h"
 #include "rtc_base/logging.h"
@@ -103,8 +104,14 @@ std::unique_ptr<Runtime> new_runtime(const RuntimeConfig& config,
     return fail(ErrorKind::Internal, "cannot start libwebrtc threads");
 
   s.adm = rtc::make_ref_counted<ClockAdm>();
-  auto task_queues =
-      std::make_unique<PooledTaskQueueFactory>(config.task_queue_threads);
+  // 0 threads: libwebrtc's stock factory (one OS thread per task queue),
+  // kept for measuring against the pool.
+  std::unique_ptr<webrtc::TaskQueueFactory> task_queues;
+  if (config.task_queue_threads == 0)
+    task_queues = webrtc::CreateDefaultTaskQueueFactory();
+  else
+    task_queues =
+        std::make_unique<PooledTaskQueueFactory>(config.task_queue_threads);
 
   OpusOverrides opus;
   opus.bitrate_bps = config.opus.bitrate_bps;

@@ -315,3 +315,9 @@ impl PeerConnection {
         self.ptr.close()
     }
 }
+
+/// CPU time to Opus-encode and decode `frames` 10 ms frames with libwebrtc's
+/// codec classes alone: the codec-only cost that benchmarks compare against.
+pub fn opus_roundtrip_cpu(frames: u32) -> std::time::Duration {
+    std::time::Duration::from_nanos(sys::ffi::bench_opus_roundtrip(frames))
+}

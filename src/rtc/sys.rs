@@ -120,6 +120,11 @@ pub(crate) mod ffi {
     unsafe extern "C++" {
         include!("rtcgw/runtime.h");
         include!("rtcgw/peer_connection.h");
+        include!("rtcgw/bench.h");
+
+        /// Codec-only reference: CPU ns to Opus-encode and decode `frames`
+        /// 10 ms frames (see cpp/include/rtcgw/bench.h).
+        fn bench_opus_roundtrip(frames: u32) -> u64;
 
         type Runtime;
         type PeerConnection;

@@ -1,0 +1,254 @@
+//! `rtcgw load`: a load client that is itself a libwebrtc offerer, so one
+//! process can drive hundreds of WebRTC calls into a gateway's call API and
+//! report setup time, CPU, memory and threads of the gateway under test.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::media::{FrameSource, Tone};
+use crate::rtc::{
+    CallSettings, OpusSettings, PeerConnection, RtcError, Runtime, RuntimeSettings, WebrtcLogLevel,
+};
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The gateway's HTTP API.
+    pub api: SocketAddr,
+    /// The gateway's process id, for CPU/RSS/thread sampling.
+    pub gateway_pid: u32,
+    /// Concurrent call counts to measure, ascending.
+    pub steps: Vec<usize>,
+    /// How long each step is measured once its calls are up.
+    pub hold: Duration,
+    pub address: IpAddr,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoadError {
+    #[error("HTTP: {0}")]
+    Http(String),
+    #[error(transparent)]
+    Rtc(#[from] RtcError),
+    #[error("reading /proc for pid {0}: {1}")]
+    Proc(u32, std::io::Error),
+}
+
+/// Minimal HTTP/1.1 client: one request per connection.
+async fn http(
+    api: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String, String), LoadError> {
+    let e = |x: std::io::Error| LoadError::Http(x.to_string());
+    let mut s = tokio::net::TcpStream::connect(api).await.map_err(e)?;
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {api}\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.map_err(e)?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.map_err(e)?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    Ok((status, location, body.to_string()))
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct ProcSample {
+    cpu_ticks: u64,
+    rss_kib: u64,
+    threads: u64,
+}
+
+fn sample(pid: u32) -> Result<ProcSample, LoadError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| LoadError::Proc(pid, e))?;
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| LoadError::Proc(pid, e))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(ProcSample {
+        cpu_ticks: f[11] + f[12],
+        rss_kib: field("VmRSS:"),
+        threads: field("Threads:"),
+    })
+}
+
+const CLK_TCK: f64 = 100.0;
+
+struct LoadCall {
+    pc: Arc<PeerConnection>,
+    location: String,
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Runs the load steps and returns a Markdown report.
+pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
+    let runtime = Runtime::new(&RuntimeSettings {
+        addresses: vec![o.address],
+        port_min: o.port_min,
+        port_max: o.port_max,
+        task_queue_threads: 2,
+        opus: OpusSettings::default(),
+        log_level: WebrtcLogLevel::Error,
+    })?;
+    let settings = CallSettings {
+        jitter_buffer_max_packets: 200,
+        jitter_buffer_fast_accelerate: false,
+        jitter_buffer_min_delay_ms: 0,
+        ice_gathering_timeout_ms: 2000,
+    };
+    let calls: Arc<Mutex<Vec<LoadCall>>> = Arc::default();
+
+    // One pump for every call: a tone out, received frames drained.
+    let pump_calls = calls.clone();
+    let mut ticks = runtime.ticks();
+    let pump = tokio::spawn(async move {
+        let mut tone = Tone::new(700.0);
+        let mut frame = Vec::new();
+        let mut rx = Vec::new();
+        while ticks.changed().await.is_ok() {
+            tone.next_frame(&mut frame);
+            let pcs: Vec<Arc<PeerConnection>> = pump_calls
+                .lock()
+                .expect("calls")
+                .iter()
+                .map(|c| c.pc.clone())
+                .collect();
+            for pc in pcs {
+                pc.push_audio(&frame, Tone::RATE);
+                while pc.pull_audio(&mut rx).is_some() {}
+            }
+        }
+    });
+
+    let idle = sample(o.gateway_pid)?;
+    let codec = crate::rtc::opus_roundtrip_cpu(3000);
+    let codec_pct = codec.as_secs_f64() / 30.0 * 100.0; // 3000 frames = 30 s of audio
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Codec-only reference, same run: Opus encode + decode of one call's 10 ms frames = {codec_pct:.2}% of one core.\n\
+         Gateway idle: RSS {:.1} MiB, {} threads.\n",
+        idle.rss_kib as f64 / 1024.0,
+        idle.threads
+    );
+    let _ = writeln!(
+        out,
+        "| calls | setup p50 ms | setup p95 ms | gateway CPU % | CPU %/call | per-call / codec-only | RSS MiB | RSS KiB/call | threads | calls with audio |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+
+    for &n in &o.steps {
+        let mut setup = Vec::new();
+        let have = calls.lock().expect("calls").len();
+        // Set calls up 10 at a time, as a burst of callers would arrive.
+        let mut todo = n.saturating_sub(have);
+        while todo > 0 {
+            let batch = todo.min(10);
+            let mut tasks = Vec::new();
+            for _ in 0..batch {
+                let (pc, _events) = runtime.create_peer_connection(&settings)?;
+                let pc = Arc::new(pc);
+                let api = o.api;
+                tasks.push(tokio::spawn(async move {
+                    let t0 = Instant::now();
+                    let offer = pc.offer().await?;
+                    let (status, location, answer) = http(api, "POST", "/v1/calls", &offer).await?;
+                    if status != 201 {
+                        return Err(LoadError::Http(format!(
+                            "POST /v1/calls: {status} {answer}"
+                        )));
+                    }
+                    pc.apply_answer(&answer).await?;
+                    Ok::<_, LoadError>((LoadCall { pc, location }, t0.elapsed()))
+                }));
+            }
+            for t in tasks {
+                let (call, took) = t.await.map_err(|e| LoadError::Http(e.to_string()))??;
+                setup.push(took.as_secs_f64() * 1000.0);
+                calls.lock().expect("calls").push(call);
+            }
+            todo -= batch;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await; // ICE + DTLS settle
+        let before: Vec<u64> = calls
+            .lock()
+            .expect("calls")
+            .iter()
+            .map(|c| c.pc.audio_counters().rx_frames)
+            .collect();
+        let s0 = sample(o.gateway_pid)?;
+        let t0 = Instant::now();
+        tokio::time::sleep(o.hold).await;
+        let s1 = sample(o.gateway_pid)?;
+        let wall = t0.elapsed().as_secs_f64();
+        let expected = wall * 100.0;
+        let with_audio = calls
+            .lock()
+            .expect("calls")
+            .iter()
+            .zip(&before)
+            .filter(|(c, b)| (c.pc.audio_counters().rx_frames - **b) as f64 > 0.9 * expected)
+            .count();
+        let cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / CLK_TCK / wall * 100.0;
+        let per_call = cpu / n as f64;
+        let _ = writeln!(
+            out,
+            "| {n} | {:.1} | {:.1} | {cpu:.1} | {per_call:.2} | {:.2} | {:.1} | {:.0} | {} | {with_audio}/{n} |",
+            percentile(&mut setup.clone(), 0.5),
+            percentile(&mut setup, 0.95),
+            per_call / codec_pct,
+            s1.rss_kib as f64 / 1024.0,
+            s1.rss_kib.saturating_sub(idle.rss_kib) as f64 / n as f64,
+            s1.threads,
+        );
+        tracing::info!(calls = n, cpu_pct = cpu, "load step measured");
+    }
+    let all: Vec<LoadCall> = std::mem::take(&mut *calls.lock().expect("calls"));
+    for c in &all {
+        let _ = http(o.api, "DELETE", &c.location, "").await;
+    }
+    pump.abort();
+    tokio::task::spawn_blocking(move || drop(all)).await.ok();
+    Ok(out)
+}
