@@ -219,11 +219,11 @@ impl Config {
                 "100..=30000",
             ));
         }
-        if !(1..=64).contains(&w.task_queue_threads) {
+        if w.task_queue_threads > 64 {
             return Err(bad(
                 "webrtc.task_queue_threads",
                 w.task_queue_threads,
-                "1..=64",
+                "0 (libwebrtc's thread per queue) or 1..=64",
             ));
         }
         let o = &w.opus;

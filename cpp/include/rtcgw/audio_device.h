@@ -5,8 +5,11 @@
 // Chosen design: ONE PeerConnectionFactory, ONE AudioDeviceModule, ONE clock
 // thread for every call, with per-call sources and sinks (call_audio.h).
 // The rejected alternative, a factory plus ADM thread per call (the seed's
-// rtc_gw), costs 4+ OS threads and a full voice engine per call; see
-// BENCHMARKS.md for the measured thread counts.
+// rtc_gw), costs at least 5 OS threads (network, worker, signaling, ADM,
+// task queues) and a full voice engine per call. Even within one factory,
+// libwebrtc's stock task queues add ~3 threads per call (measured: 11 -> 158
+// threads from 1 to 50 calls, see BENCHMARKS.md); with the pooled task queues
+// and this clock the gateway stays at 9 threads from 1 to 100 calls.
 //
 // AudioClock runs one thread that ticks every 10 ms against absolute
 // deadlines (start + n * 10 ms, std::this_thread::sleep_until), so it does not
