@@ -118,8 +118,12 @@ async fn two_peer_connections_exchange_their_own_tones() {
     assert!(power_at(&at_b, 48000.0, 600.0) > 1000.0 * power_at(&at_b, 48000.0, 900.0));
     assert!(power_at(&at_a, 48000.0, 900.0) > 1000.0 * power_at(&at_a, 48000.0, 600.0));
 
+    // A frame that is not 10 ms is refused and counted, not sent.
+    assert!(!a.push_audio(&[0i16; 7], 48000));
+    assert!(!a.push_audio(&[0i16; 480], 44100));
     let c = a.audio_counters();
     assert!(c.tx_frames > 250 && c.rx_frames > 250, "{c:?}");
+    assert_eq!(c.tx_invalid, 2);
 
     // getStats arrives as data.
     let stats = b.stats().await;

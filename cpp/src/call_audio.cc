@@ -4,25 +4,34 @@
 
 namespace rtcgw {
 
-bool FrameRing::Push(PcmFrame frame) {
+FrameRing::FrameRing(size_t capacity) : slots_(capacity == 0 ? 1 : capacity) {}
+
+bool FrameRing::Push(const int16_t* samples, size_t n, int sample_rate) {
   std::lock_guard<std::mutex> lock(mu_);
-  bool fit = frames_.size() < capacity_;
-  if (!fit) frames_.pop_front();
-  frames_.push_back(std::move(frame));
+  bool fit = len_ < slots_.size();
+  if (!fit) {  // drop the oldest
+    head_ = (head_ + 1) % slots_.size();
+    --len_;
+  }
+  PcmFrame& slot = slots_[(head_ + len_) % slots_.size()];
+  slot.sample_rate = sample_rate;
+  slot.samples = n;
+  std::copy(samples, samples + n, slot.data.begin());
+  ++len_;
   return fit;
 }
 
 bool FrameRing::Pop(PcmFrame* out) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (frames_.empty()) return false;
-  *out = std::move(frames_.front());
-  frames_.pop_front();
+  if (len_ == 0) return false;
+  const PcmFrame& slot = slots_[head_];
+  out->sample_rate = slot.sample_rate;
+  out->samples = slot.samples;
+  std::copy(slot.data.begin(), slot.data.begin() + slot.samples,
+            out->data.begin());
+  head_ = (head_ + 1) % slots_.size();
+  --len_;
   return true;
-}
-
-size_t FrameRing::Len() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return frames_.size();
 }
 
 void CallAudioSource::AddSink(webrtc::AudioTrackSinkInterface* sink) {
@@ -39,8 +48,7 @@ void CallAudioSource::RemoveSink(webrtc::AudioTrackSinkInterface* sink) {
 void CallAudioSource::Deliver(const PcmFrame& frame) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto* sink : sinks_) {
-    sink->OnData(frame.samples.data(), 16, frame.sample_rate, 1,
-                 frame.samples.size());
+    sink->OnData(frame.data.data(), 16, frame.sample_rate, 1, frame.samples);
   }
 }
 
@@ -49,11 +57,16 @@ CallAudio::CallAudio(size_t tx_capacity, size_t rx_capacity)
       tx_(tx_capacity),
       rx_(rx_capacity) {
   silence_.sample_rate = 48000;
-  silence_.samples.assign(480, 0);
+  silence_.samples = 480;
 }
 
-bool CallAudio::PushTx(PcmFrame frame) {
-  bool fit = tx_.Push(std::move(frame));
+bool CallAudio::PushTx(const int16_t* samples, size_t n, int sample_rate) {
+  if (sample_rate < 8000 || sample_rate % 100 != 0 ||
+      n != size_t(sample_rate / 100) || n > kMaxFrameSamples) {
+    tx_invalid.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  bool fit = tx_.Push(samples, n, sample_rate);
   if (!fit) tx_overflows.fetch_add(1, std::memory_order_relaxed);
   return fit;
 }
@@ -61,11 +74,10 @@ bool CallAudio::PushTx(PcmFrame frame) {
 bool CallAudio::PopRx(PcmFrame* out) { return rx_.Pop(out); }
 
 void CallAudio::Tick() {
-  PcmFrame frame;
-  if (tx_.Pop(&frame)) {
+  if (tx_.Pop(&out_)) {
     started_ = true;
     tx_frames.fetch_add(1, std::memory_order_relaxed);
-    source_->Deliver(frame);
+    source_->Deliver(out_);
     return;
   }
   // Silence keeps the encoder's clock running; underruns only count once
@@ -79,20 +91,22 @@ void CallAudio::OnData(const void* audio_data,
                        int sample_rate,
                        size_t number_of_channels,
                        size_t number_of_frames) {
-  if (bits_per_sample != 16 || number_of_channels == 0) return;
+  if (bits_per_sample != 16 || number_of_channels == 0 ||
+      number_of_frames > kMaxFrameSamples)
+    return;
   const int16_t* in = static_cast<const int16_t*>(audio_data);
-  PcmFrame frame;
-  frame.sample_rate = sample_rate;
-  frame.samples.resize(number_of_frames);
-  // Downmix to mono: the gateway's legs are mono.
-  for (size_t i = 0; i < number_of_frames; ++i) {
-    int32_t acc = 0;
-    for (size_t c = 0; c < number_of_channels; ++c)
-      acc += in[i * number_of_channels + c];
-    frame.samples[i] = static_cast<int16_t>(acc / int32_t(number_of_channels));
+  if (number_of_channels > 1) {
+    // Downmix to mono: the gateway's legs are mono.
+    for (size_t i = 0; i < number_of_frames; ++i) {
+      int32_t acc = 0;
+      for (size_t c = 0; c < number_of_channels; ++c)
+        acc += in[i * number_of_channels + c];
+      mono_[i] = static_cast<int16_t>(acc / int32_t(number_of_channels));
+    }
+    in = mono_.data();
   }
   rx_frames.fetch_add(1, std::memory_order_relaxed);
-  if (!rx_.Push(std::move(frame)))
+  if (!rx_.Push(in, number_of_frames, sample_rate))
     rx_overflows.fetch_add(1, std::memory_order_relaxed);
 }
 

@@ -244,11 +244,18 @@ PeerConnection::PeerConnection(std::shared_ptr<PcState> state)
 
 PeerConnection::~PeerConnection() { close(); }
 
-void PeerConnection::answer(rust::Str offer, rust::Box<SdpCtx> ctx) const {
-  auto s = state_;
+namespace {
+
+// Posts `body` to the signaling thread as the PeerConnection's one SDP
+// operation. The operation's context is claimed first: a second operation
+// while one is under way, or one on a closed connection, is answered with an
+// InvalidState error instead of running.
+void PostSdpOp(std::shared_ptr<PcState> s,
+               rust::Box<SdpCtx> ctx,
+               std::function<void(const std::shared_ptr<PcState>&)> body) {
   auto holder = std::make_shared<rust::Box<SdpCtx>>(std::move(ctx));
-  std::string text(offer);
-  s->signaling->PostTask([s, holder, text = std::move(text)] {
+  rtc::Thread* signaling = s->signaling;
+  signaling->PostTask([s = std::move(s), holder, body = std::move(body)] {
     if (s->pending) {
       SdpResult r;
       r.error.kind = ErrorKind::InvalidState;
@@ -259,84 +266,69 @@ void PeerConnection::answer(rust::Str offer, rust::Box<SdpCtx> ctx) const {
     ++s->pending_seq;
     if (s->closed || !s->pc)
       return s->Fail(ErrorKind::InvalidState, "peer connection closed");
-    webrtc::SdpParseError parse_error;
-    auto desc = webrtc::CreateSessionDescription(webrtc::SdpType::kOffer, text,
-                                                 &parse_error);
-    if (!desc) {
-      return s->Fail(ErrorKind::InvalidSdp,
-                     parse_error.description +
-                         (parse_error.line.empty()
-                              ? std::string()
-                              : " (line: " + parse_error.line + ")"));
-    }
+    body(s);
+  });
+}
+
+// Parses remote SDP; on failure answers the pending operation and returns
+// null.
+std::unique_ptr<webrtc::SessionDescriptionInterface> ParseRemote(
+    PcState& s,
+    webrtc::SdpType type,
+    const std::string& text) {
+  webrtc::SdpParseError e;
+  auto desc = webrtc::CreateSessionDescription(type, text, &e);
+  if (!desc) {
+    s.Fail(ErrorKind::InvalidSdp,
+           e.description +
+               (e.line.empty() ? std::string() : " (line: " + e.line + ")"));
+  }
+  return desc;
+}
+
+// Observer for CreateOffer/CreateAnswer: apply locally, then gather.
+rtc::scoped_refptr<CreateObserver> SetLocalWhenCreated(
+    std::shared_ptr<PcState> s) {
+  return rtc::make_ref_counted<CreateObserver>(
+      [s](webrtc::RTCError e,
+          std::unique_ptr<webrtc::SessionDescriptionInterface> d) {
+        if (!e.ok()) return s->Fail(KindOf(e), e.message());
+        if (s->closed) return s->Fail(ErrorKind::InvalidState, "closed");
+        s->SetLocalAndGather(std::move(d));
+      });
+}
+
+}  // namespace
+
+void PeerConnection::answer(rust::Str offer, rust::Box<SdpCtx> ctx) const {
+  PostSdpOp(state_, std::move(ctx), [text = std::string(offer)](const auto& s) {
+    auto desc = ParseRemote(*s, webrtc::SdpType::kOffer, text);
+    if (!desc) return;
     s->pc->SetRemoteDescription(
         std::move(desc),
         rtc::make_ref_counted<RemoteObserver>([s](webrtc::RTCError e) {
           if (!e.ok()) return s->Fail(KindOf(e), e.message());
           if (s->closed) return s->Fail(ErrorKind::InvalidState, "closed");
           s->pc->CreateAnswer(
-              rtc::make_ref_counted<CreateObserver>(
-                  [s](webrtc::RTCError e,
-                      std::unique_ptr<webrtc::SessionDescriptionInterface> d) {
-                    if (!e.ok()) return s->Fail(KindOf(e), e.message());
-                    if (s->closed)
-                      return s->Fail(ErrorKind::InvalidState, "closed");
-                    s->SetLocalAndGather(std::move(d));
-                  })
-                  .get(),
+              SetLocalWhenCreated(s).get(),
               webrtc::PeerConnectionInterface::RTCOfferAnswerOptions());
         }));
   });
 }
 
 void PeerConnection::offer(rust::Box<SdpCtx> ctx) const {
-  auto s = state_;
-  auto holder = std::make_shared<rust::Box<SdpCtx>>(std::move(ctx));
-  s->signaling->PostTask([s, holder] {
-    if (s->pending) {
-      SdpResult r;
-      r.error.kind = ErrorKind::InvalidState;
-      r.error.message = "another SDP operation is under way";
-      return sdp_done(std::move(*holder), std::move(r));
-    }
-    s->pending.emplace(std::move(*holder));
-    ++s->pending_seq;
-    if (s->closed || !s->pc)
-      return s->Fail(ErrorKind::InvalidState, "peer connection closed");
+  PostSdpOp(state_, std::move(ctx), [](const auto& s) {
     s->pc->CreateOffer(
-        rtc::make_ref_counted<CreateObserver>(
-            [s](webrtc::RTCError e,
-                std::unique_ptr<webrtc::SessionDescriptionInterface> d) {
-              if (!e.ok()) return s->Fail(KindOf(e), e.message());
-              if (s->closed) return s->Fail(ErrorKind::InvalidState, "closed");
-              s->SetLocalAndGather(std::move(d));
-            })
-            .get(),
+        SetLocalWhenCreated(s).get(),
         webrtc::PeerConnectionInterface::RTCOfferAnswerOptions());
   });
 }
 
 void PeerConnection::apply_answer(rust::Str answer,
                                   rust::Box<SdpCtx> ctx) const {
-  auto s = state_;
-  auto holder = std::make_shared<rust::Box<SdpCtx>>(std::move(ctx));
-  std::string text(answer);
-  s->signaling->PostTask([s, holder, text = std::move(text)] {
-    if (s->pending) {
-      SdpResult r;
-      r.error.kind = ErrorKind::InvalidState;
-      r.error.message = "another SDP operation is under way";
-      return sdp_done(std::move(*holder), std::move(r));
-    }
-    s->pending.emplace(std::move(*holder));
-    ++s->pending_seq;
-    if (s->closed || !s->pc)
-      return s->Fail(ErrorKind::InvalidState, "peer connection closed");
-    webrtc::SdpParseError parse_error;
-    auto desc = webrtc::CreateSessionDescription(webrtc::SdpType::kAnswer,
-                                                 text, &parse_error);
-    if (!desc)
-      return s->Fail(ErrorKind::InvalidSdp, parse_error.description);
+  PostSdpOp(state_, std::move(ctx), [text = std::string(answer)](const auto& s) {
+    auto desc = ParseRemote(*s, webrtc::SdpType::kAnswer, text);
+    if (!desc) return;
     s->pc->SetRemoteDescription(
         std::move(desc),
         rtc::make_ref_counted<RemoteObserver>([s](webrtc::RTCError e) {
@@ -361,19 +353,18 @@ void PeerConnection::get_stats(rust::Box<StatsCtx> ctx) const {
 
 bool PeerConnection::push_audio(rust::Slice<const int16_t> pcm,
                                 int32_t sample_rate) const {
-  PcmFrame frame;
-  frame.sample_rate = sample_rate;
-  frame.samples.assign(pcm.begin(), pcm.end());
-  return state_->audio->PushTx(std::move(frame));
+  return state_->audio->PushTx(pcm.data(), pcm.size(), sample_rate);
 }
 
-int32_t PeerConnection::pull_audio(rust::Vec<int16_t>& out) const {
-  PcmFrame frame;
-  if (!state_->audio->PopRx(&frame)) return 0;
-  out.clear();
-  out.reserve(frame.samples.size());
-  for (int16_t v : frame.samples) out.push_back(v);
-  return frame.sample_rate;
+FrameInfo PeerConnection::pull_audio(rust::Slice<int16_t> out) const {
+  FrameInfo info{0, 0};
+  if (out.size() < kMaxFrameSamples || !state_->audio->PopRx(&rx_scratch_))
+    return info;
+  std::copy(rx_scratch_.data.begin(),
+            rx_scratch_.data.begin() + rx_scratch_.samples, out.begin());
+  info.sample_rate = uint32_t(rx_scratch_.sample_rate);
+  info.samples = uint32_t(rx_scratch_.samples);
+  return info;
 }
 
 AudioCounters PeerConnection::audio_counters() const {
@@ -382,12 +373,15 @@ AudioCounters PeerConnection::audio_counters() const {
   c.tx_frames = a.tx_frames.load();
   c.tx_underruns = a.tx_underruns.load();
   c.tx_overflows = a.tx_overflows.load();
+  c.tx_invalid = a.tx_invalid.load();
   c.rx_frames = a.rx_frames.load();
   c.rx_overflows = a.rx_overflows.load();
   return c;
 }
 
 void PeerConnection::close() const {
+  // Closing once is enough; later calls (and the destructor) do not block.
+  if (close_requested_.exchange(true)) return;
   auto s = state_;
   if (s->signaling->IsCurrent()) return s->CloseOnSignaling();
   s->signaling->BlockingCall([s] { s->CloseOnSignaling(); });

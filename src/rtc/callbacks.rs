@@ -10,7 +10,7 @@ pub struct SdpCtx(pub(super) oneshot::Sender<ffi::SdpResult>);
 /// Context of one getStats call.
 pub struct StatsCtx(pub(super) oneshot::Sender<Vec<ffi::StatsEntry>>);
 /// Where one PeerConnection's state changes go.
-pub struct EventSink(pub(super) mpsc::Sender<ffi::PcEvent>);
+pub struct EventSink(pub(super) mpsc::Sender<super::PcEvent>);
 /// Where the audio clock's ticks go: a counter published through a watch
 /// channel, so a task that missed ticks knows how many.
 pub struct TickSink {
@@ -30,6 +30,10 @@ pub fn stats_done(ctx: Box<StatsCtx>, entries: Vec<ffi::StatsEntry>) {
 }
 
 pub fn pc_event(sink: &EventSink, event: ffi::PcEvent) {
+    let event = match event.kind {
+        ffi::PcEventKind::IceConnection => super::PcEvent::IceConnection(event.state),
+        _ => super::PcEvent::Connection(event.state),
+    };
     if sink.0.try_send(event).is_err() {
         tracing::debug!("peer connection event dropped: receiver gone or full");
     }

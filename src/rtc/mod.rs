@@ -17,6 +17,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use sys::ffi::{AudioCounters, RuntimeCounters};
 
+/// Largest 10 ms frame that crosses the bridge (96 kHz); see call_audio.h.
+pub const MAX_FRAME_SAMPLES: usize = 960;
+
 /// Settings fixed for the life of the runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
@@ -188,13 +191,12 @@ impl Runtime {
         if let Some(e) = RtcError::from_ffi(err) {
             return Err(e);
         }
-        let events = rx;
         Ok((
             PeerConnection {
                 ptr,
                 _runtime: self.inner.clone(),
             },
-            map_events(events),
+            rx,
         ))
     }
 }
@@ -204,22 +206,6 @@ impl Runtime {
 pub enum PcEvent {
     IceConnection(String),
     Connection(String),
-}
-
-fn map_events(mut rx: mpsc::Receiver<sys::ffi::PcEvent>) -> mpsc::Receiver<PcEvent> {
-    let (tx, out) = mpsc::channel(64);
-    tokio::spawn(async move {
-        while let Some(e) = rx.recv().await {
-            let ev = match e.kind {
-                sys::ffi::PcEventKind::IceConnection => PcEvent::IceConnection(e.state),
-                _ => PcEvent::Connection(e.state),
-            };
-            if tx.send(ev).await.is_err() {
-                break;
-            }
-        }
-    });
-    out
 }
 
 /// One libwebrtc PeerConnection (one call's WebRTC leg).
@@ -298,12 +284,14 @@ impl PeerConnection {
         self.ptr.push_audio(pcm, sample_rate as i32)
     }
 
-    /// The oldest received 10 ms frame (after NetEQ), with its sample rate.
+    /// The oldest received 10 ms frame (after NetEQ) into `out`, returning
+    /// its sample rate; `None` when no frame is waiting. `out` is resized,
+    /// so reusing one buffer keeps the audio path allocation-free.
     pub fn pull_audio(&self, out: &mut Vec<i16>) -> Option<u32> {
-        match self.ptr.pull_audio(out) {
-            0 => None,
-            rate => Some(rate as u32),
-        }
+        out.resize(MAX_FRAME_SAMPLES, 0);
+        let info = self.ptr.pull_audio(out);
+        out.truncate(info.samples as usize);
+        (info.samples > 0).then_some(info.sample_rate)
     }
 
     pub fn audio_counters(&self) -> AudioCounters {

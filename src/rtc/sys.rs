@@ -82,8 +82,17 @@ pub(crate) mod ffi {
         tx_frames: u64,
         tx_underruns: u64,
         tx_overflows: u64,
+        /// Frames refused by push_audio: not 10 ms at a supported rate.
+        tx_invalid: u64,
         rx_frames: u64,
         rx_overflows: u64,
+    }
+
+    /// What pull_audio wrote: `samples` at `sample_rate` (0: nothing).
+    #[derive(Debug, Clone, Copy, Default)]
+    struct FrameInfo {
+        sample_rate: u32,
+        samples: u32,
     }
 
     #[derive(Debug, Clone, Copy, Default)]
@@ -147,7 +156,7 @@ pub(crate) mod ffi {
         fn apply_answer(self: &PeerConnection, answer: &str, ctx: Box<SdpCtx>);
         fn get_stats(self: &PeerConnection, ctx: Box<StatsCtx>);
         fn push_audio(self: &PeerConnection, pcm: &[i16], sample_rate: i32) -> bool;
-        fn pull_audio(self: &PeerConnection, out: &mut Vec<i16>) -> i32;
+        fn pull_audio(self: &PeerConnection, out: &mut [i16]) -> FrameInfo;
         fn audio_counters(self: &PeerConnection) -> AudioCounters;
         fn close(self: &PeerConnection);
     }

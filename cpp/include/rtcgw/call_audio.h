@@ -19,9 +19,9 @@
 // mutex, held for a copy of one frame.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <mutex>
 #include <vector>
 
@@ -30,27 +30,30 @@
 
 namespace rtcgw {
 
-struct AudioCountersData;
+// Largest frame: 10 ms at 96 kHz.
+constexpr size_t kMaxFrameSamples = 960;
 
 // One 10 ms mono frame at `sample_rate` Hz (sample_rate / 100 samples).
 struct PcmFrame {
   int sample_rate = 0;
-  std::vector<int16_t> samples;
+  size_t samples = 0;
+  std::array<int16_t, kMaxFrameSamples> data{};
 };
 
-// Bounded queue of frames; drops the oldest when full.
+// Bounded queue of frames in preallocated slots: no allocation on the audio
+// path. Drops the oldest frame when full.
 class FrameRing {
  public:
-  explicit FrameRing(size_t capacity) : capacity_(capacity) {}
+  explicit FrameRing(size_t capacity);
   // Returns false when a frame had to be dropped to make room.
-  bool Push(PcmFrame frame);
+  bool Push(const int16_t* samples, size_t n, int sample_rate);
   bool Pop(PcmFrame* out);
-  size_t Len() const;
 
  private:
-  mutable std::mutex mu_;
-  std::deque<PcmFrame> frames_;
-  size_t capacity_;
+  std::mutex mu_;
+  std::vector<PcmFrame> slots_;
+  size_t head_ = 0;  // oldest frame
+  size_t len_ = 0;
 };
 
 // The call's outgoing audio source. Its sinks are the audio send streams
@@ -72,8 +75,8 @@ class CallAudio : public webrtc::AudioTrackSinkInterface {
  public:
   CallAudio(size_t tx_capacity, size_t rx_capacity);
 
-  // Rust side.
-  bool PushTx(PcmFrame frame);
+  // Rust side. PushTx rejects (false, counted) a frame that is not 10 ms.
+  bool PushTx(const int16_t* samples, size_t n, int sample_rate);
   bool PopRx(PcmFrame* out);
 
   // Clock thread: one tick's worth of outgoing audio.
@@ -88,14 +91,17 @@ class CallAudio : public webrtc::AudioTrackSinkInterface {
 
   rtc::scoped_refptr<CallAudioSource> source() const { return source_; }
 
-  std::atomic<uint64_t> tx_frames{0}, tx_underruns{0}, tx_overflows{0};
+  std::atomic<uint64_t> tx_frames{0}, tx_underruns{0}, tx_overflows{0},
+      tx_invalid{0};
   std::atomic<uint64_t> rx_frames{0}, rx_overflows{0};
 
  private:
   rtc::scoped_refptr<CallAudioSource> source_;
   FrameRing tx_, rx_;
-  PcmFrame silence_;
-  bool started_ = false;  // clock thread only
+  // Clock thread only (Tick and OnData run there).
+  PcmFrame out_, silence_;
+  std::array<int16_t, kMaxFrameSamples> mono_{};
+  bool started_ = false;
 };
 
 }  // namespace rtcgw

@@ -18,8 +18,12 @@
 // signaling thread) and unregisters the call's audio from the clock.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
+
+#include "rtcgw/call_audio.h"
 
 #include "rust/cxx.h"
 
@@ -28,6 +32,7 @@ namespace rtcgw {
 struct SdpCtx;
 struct StatsCtx;
 struct AudioCounters;
+struct FrameInfo;
 struct PcState;
 
 class PeerConnection {
@@ -45,14 +50,16 @@ class PeerConnection {
   // One 10 ms mono frame (sample_rate / 100 samples). False: ring was full
   // and the oldest frame was dropped.
   bool push_audio(rust::Slice<const int16_t> pcm, int32_t sample_rate) const;
-  // Oldest received 10 ms frame into `out`; returns its sample rate, or 0
-  // when none is waiting.
-  int32_t pull_audio(rust::Vec<int16_t>& out) const;
+  // Oldest received 10 ms frame into `out` (at least kMaxFrameSamples
+  // long); {0, 0} when none is waiting. Not for concurrent callers.
+  FrameInfo pull_audio(rust::Slice<int16_t> out) const;
   AudioCounters audio_counters() const;
   void close() const;
 
  private:
   std::shared_ptr<PcState> state_;
+  mutable PcmFrame rx_scratch_;
+  mutable std::atomic<bool> close_requested_{false};
 };
 
 }  // namespace rtcgw
