@@ -11,3 +11,4 @@ pub mod loadgen;
 pub mod media;
 pub mod rtc;
 pub mod sdp;
+pub mod sip;

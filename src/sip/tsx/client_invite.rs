@@ -1,0 +1,191 @@
+//! INVITE client transaction: RFC 3261 section 17.1.1, with the Accepted
+//! state of RFC 6026 section 7.2 (2xx retransmissions go to the TU, which
+//! sends the ACK).
+
+use std::time::Instant;
+
+use super::{Backoff, Out, Peer, Timers, Transmit, TsxEvent, TsxKey};
+use crate::sip::message::{Headers, Message, Method, Request, Response};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Calling,
+    Proceeding,
+    Completed,
+    Accepted,
+    Terminated,
+}
+
+pub struct ClientInvite {
+    key: TsxKey,
+    peer: Peer,
+    request: Request,
+    timers: Timers,
+    state: State,
+    /// Timer A: INVITE retransmission over UDP.
+    a: Option<Backoff>,
+    /// Timer B: no final response.
+    b: Option<Instant>,
+    /// Timer D (Completed) or M (Accepted): when the transaction ends.
+    end: Option<Instant>,
+    ack: Option<Request>,
+}
+
+impl ClientInvite {
+    pub(crate) fn new(
+        now: Instant,
+        key: TsxKey,
+        peer: Peer,
+        request: Request,
+        timers: Timers,
+        out: &mut Out,
+    ) -> Self {
+        out.transmits.push_back(Transmit {
+            peer,
+            msg: Message::Request(request.clone()),
+        });
+        let a = (!peer.transport.reliable()).then(|| Backoff::new(now, timers.t1, None));
+        Self {
+            key,
+            peer,
+            request,
+            timers,
+            state: State::Calling,
+            a,
+            b: Some(now + timers.timeout()),
+            end: None,
+            ack: None,
+        }
+    }
+
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    pub fn is_terminated(&self) -> bool {
+        self.state == State::Terminated
+    }
+
+    /// The ACK for a non-2xx final (section 17.1.1.3): same Request-URI,
+    /// top Via, From, Call-ID and CSeq number; the response's To.
+    fn build_ack(&self, resp: &Response) -> Request {
+        let mut headers = Headers::default();
+        if let Some(via) = self.request.headers.list("Via").into_iter().next() {
+            headers.push("Via", via);
+        }
+        headers.copy_from(&self.request.headers, "Route");
+        headers.copy_from(&self.request.headers, "From");
+        headers.copy_from(&resp.headers, "To");
+        headers.copy_from(&self.request.headers, "Call-ID");
+        let cseq = self.request.core().map(|c| c.cseq).unwrap_or(1);
+        headers.push("CSeq", format!("{cseq} ACK"));
+        headers.push("Max-Forwards", "70");
+        Request {
+            method: Method::Ack,
+            uri: self.request.uri.clone(),
+            headers,
+            body: Vec::new(),
+        }
+    }
+
+    pub(crate) fn handle_response(&mut self, now: Instant, resp: Response, out: &mut Out) {
+        let status = resp.status;
+        match (self.state, status) {
+            (State::Calling | State::Proceeding, 100..=199) => {
+                self.state = State::Proceeding;
+                self.a = None;
+                out.events.push_back(TsxEvent::Response {
+                    key: self.key.clone(),
+                    response: resp,
+                });
+            }
+            (State::Calling | State::Proceeding, 200..=299) => {
+                self.state = State::Accepted;
+                self.a = None;
+                self.b = None;
+                self.end = Some(now + self.timers.timeout()); // timer M
+                out.events.push_back(TsxEvent::Response {
+                    key: self.key.clone(),
+                    response: resp,
+                });
+            }
+            // 2xx retransmissions in Accepted go to the TU (it re-sends its ACK).
+            (State::Accepted, 200..=299) => {
+                out.events.push_back(TsxEvent::Response {
+                    key: self.key.clone(),
+                    response: resp,
+                });
+            }
+            (State::Calling | State::Proceeding, _) => {
+                self.state = State::Completed;
+                self.a = None;
+                self.b = None;
+                let ack = self.build_ack(&resp);
+                out.transmits.push_back(Transmit {
+                    peer: self.peer,
+                    msg: Message::Request(ack.clone()),
+                });
+                self.ack = Some(ack);
+                let wait = if self.peer.transport.reliable() {
+                    Default::default()
+                } else {
+                    std::time::Duration::from_secs(32)
+                };
+                self.end = Some(now + wait); // timer D
+                out.events.push_back(TsxEvent::Response {
+                    key: self.key.clone(),
+                    response: resp,
+                });
+            }
+            // A retransmitted final: ACK again, the TU has it already.
+            (State::Completed, 300..) => {
+                if let Some(ack) = &self.ack {
+                    out.transmits.push_back(Transmit {
+                        peer: self.peer,
+                        msg: Message::Request(ack.clone()),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Instant, out: &mut Out) {
+        if let Some(a) = self.a.as_mut()
+            && now >= a.at
+            && self.state == State::Calling
+        {
+            a.fire(now);
+            out.transmits.push_back(Transmit {
+                peer: self.peer,
+                msg: Message::Request(self.request.clone()),
+            });
+        }
+        if self.b.is_some_and(|b| now >= b)
+            && matches!(self.state, State::Calling | State::Proceeding)
+        {
+            self.state = State::Terminated;
+            out.events.push_back(TsxEvent::Timeout {
+                key: self.key.clone(),
+            });
+        }
+        if self.end.is_some_and(|e| now >= e)
+            && matches!(self.state, State::Completed | State::Accepted)
+        {
+            self.state = State::Terminated;
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Terminated {
+            return None;
+        }
+        let a = if self.state == State::Calling {
+            self.a.map(|a| a.at)
+        } else {
+            None
+        };
+        // Timer B runs in Proceeding too: a 1xx does not cancel it.
+        super::earliest([a, self.b, self.end])
+    }
+}

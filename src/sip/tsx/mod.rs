@@ -1,0 +1,533 @@
+//! SIP transactions (RFC 3261 section 17, with RFC 6026's Accepted state),
+//! sans-IO. [`Transactions`] matches messages to transactions and runs their
+//! timers; each kind's state machine lives in its own file.
+//!
+//! Drive it like this (the driver owns sockets and the clock):
+//! ```text
+//! loop {
+//!     // input: a parsed message from `peer`, or a timeout
+//!     tsx.handle_request(now, peer, req) / tsx.handle_response(now, resp) / tsx.handle_timeout(now)
+//!     while let Some(t) = tsx.poll_transmit() { send t.msg to t.peer }
+//!     while let Some(e) = tsx.poll_event() { the TU reacts }
+//!     sleep until tsx.poll_timeout()
+//! }
+//! ```
+
+mod client_invite;
+mod client_non_invite;
+mod server_invite;
+mod server_non_invite;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::message::{Message, Method, Request, Response};
+
+pub use client_invite::ClientInvite;
+pub use client_non_invite::ClientNonInvite;
+pub use server_invite::ServerInvite;
+pub use server_non_invite::ServerNonInvite;
+
+/// RFC 3261's timer base values, in one place (section 17.1.1.1, table 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// RTT estimate: first retransmission interval.
+    pub t1: Duration,
+    /// Longest retransmission interval for non-INVITE requests and INVITE responses.
+    pub t2: Duration,
+    /// How long a message may remain in the network.
+    pub t4: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Timers {
+    /// 64*T1: timers B, F, H, J, L, M.
+    pub fn timeout(&self) -> Duration {
+        self.t1 * 64
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// Reliable transports need no retransmissions and no wait states.
+    pub fn reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// Where a message came from or goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+/// Identifies a transaction (section 17.1.3 and 17.2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum TsxKey {
+    /// RFC 3261: the top Via's branch (magic cookie), sent-by and method.
+    /// ACK is matched as INVITE; CANCEL is its own transaction.
+    Branch {
+        branch: String,
+        sent_by: String,
+        method: Method,
+        server: bool,
+    },
+    /// RFC 2543 fallback (no magic cookie): Request-URI, From tag, Call-ID,
+    /// CSeq number, top Via and method.
+    Rfc2543 {
+        uri: String,
+        from_tag: String,
+        call_id: String,
+        cseq: u32,
+        via: String,
+        method: Method,
+    },
+}
+
+const MAGIC: &str = "z9hG4bK";
+
+impl TsxKey {
+    /// The server transaction a request belongs to.
+    pub fn for_request(req: &Request) -> Result<Self, String> {
+        let c = req.core()?;
+        let method = match &req.method {
+            Method::Ack => Method::Invite,
+            m => m.clone(),
+        };
+        Ok(match c.via.branch() {
+            Some(b) if b.starts_with(MAGIC) => TsxKey::Branch {
+                branch: b.to_string(),
+                sent_by: c.via.sent_by().to_ascii_lowercase(),
+                method,
+                server: true,
+            },
+            _ => TsxKey::Rfc2543 {
+                // The ACK for a non-2xx carries the INVITE's Request-URI, so it matches.
+                uri: req.uri.clone(),
+                from_tag: c.from.tag().unwrap_or_default().to_string(),
+                call_id: c.call_id,
+                cseq: c.cseq,
+                via: c.via.to_string(),
+                method,
+            },
+        })
+    }
+
+    /// The client transaction a response belongs to (section 17.1.3).
+    pub fn for_response(resp: &Response) -> Result<Self, String> {
+        let c = resp.core()?;
+        let branch = c
+            .via
+            .branch()
+            .ok_or("response Via has no branch")?
+            .to_string();
+        Ok(TsxKey::Branch {
+            branch,
+            sent_by: String::new(),
+            method: c.cseq_method,
+            server: false,
+        })
+    }
+
+    fn client(branch: &str, method: &Method) -> Self {
+        TsxKey::Branch {
+            branch: branch.to_string(),
+            sent_by: String::new(),
+            method: method.clone(),
+            server: false,
+        }
+    }
+
+    /// The INVITE server transaction a CANCEL refers to (section 9.2).
+    pub fn invite_for_cancel(&self) -> Option<Self> {
+        match self {
+            TsxKey::Branch {
+                branch,
+                sent_by,
+                method: Method::Cancel,
+                server: true,
+            } => Some(TsxKey::Branch {
+                branch: branch.clone(),
+                sent_by: sent_by.clone(),
+                method: Method::Invite,
+                server: true,
+            }),
+            TsxKey::Rfc2543 {
+                uri,
+                from_tag,
+                call_id,
+                cseq,
+                via,
+                method: Method::Cancel,
+            } => Some(TsxKey::Rfc2543 {
+                uri: uri.clone(),
+                from_tag: from_tag.clone(),
+                call_id: call_id.clone(),
+                cseq: *cseq,
+                via: via.clone(),
+                method: Method::Invite,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A message to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub peer: Peer,
+    pub msg: Message,
+}
+
+/// What transactions tell the transaction user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TsxEvent {
+    /// A response for a client transaction.
+    Response { key: TsxKey, response: Response },
+    /// Timer B/F (client: no final response) or H (server: no ACK).
+    Timeout { key: TsxKey },
+    /// The transaction is gone (its key may be reused).
+    Terminated { key: TsxKey },
+}
+
+/// What became of a received request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// A new server transaction: the TU must respond to it.
+    New(TsxKey),
+    /// A retransmission, or an ACK for a non-2xx final: absorbed.
+    Absorbed,
+    /// An ACK matching no transaction (the ACK for a 2xx): the TU's.
+    Ack,
+    /// A merged request (section 8.2.2.2): answered 482 here.
+    Merged,
+}
+
+/// Output sink shared by the state machines.
+#[derive(Debug, Default)]
+pub(crate) struct Out {
+    pub transmits: VecDeque<Transmit>,
+    pub events: VecDeque<TsxEvent>,
+}
+
+/// A retransmission timer that doubles up to a cap (timers A, E, G).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Backoff {
+    pub at: Instant,
+    pub interval: Duration,
+    pub cap: Option<Duration>,
+}
+
+impl Backoff {
+    pub fn new(now: Instant, first: Duration, cap: Option<Duration>) -> Self {
+        Self {
+            at: now + first,
+            interval: first,
+            cap,
+        }
+    }
+
+    /// Schedules the next firing after one at `now`.
+    pub fn fire(&mut self, now: Instant) {
+        self.interval *= 2;
+        if let Some(cap) = self.cap {
+            self.interval = self.interval.min(cap);
+        }
+        self.at = now + self.interval;
+    }
+}
+
+fn earliest(times: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
+    times.into_iter().flatten().min()
+}
+
+enum Server {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+enum Client {
+    Invite(ClientInvite),
+    NonInvite(ClientNonInvite),
+}
+
+/// All transactions of one SIP endpoint.
+pub struct Transactions {
+    timers: Timers,
+    server: HashMap<TsxKey, Server>,
+    client: HashMap<TsxKey, Client>,
+    /// (From tag, Call-ID, CSeq, method) of server transactions without To
+    /// tag, for merged-request detection.
+    merge_index: HashMap<(String, String, u32, Method), TsxKey>,
+    out: Out,
+    branch_seq: u64,
+    branch_salt: u64,
+}
+
+impl Transactions {
+    pub fn new(timers: Timers, branch_salt: u64) -> Self {
+        Self {
+            timers,
+            server: HashMap::new(),
+            client: HashMap::new(),
+            merge_index: HashMap::new(),
+            out: Out::default(),
+            branch_seq: 0,
+            branch_salt,
+        }
+    }
+
+    pub fn timers(&self) -> Timers {
+        self.timers
+    }
+
+    pub fn len(&self) -> usize {
+        self.server.len() + self.client.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A fresh RFC 3261 branch.
+    pub fn new_branch(&mut self) -> String {
+        self.branch_seq += 1;
+        format!("{MAGIC}{:x}{:06x}", self.branch_salt, self.branch_seq)
+    }
+
+    /// Matches a received request to a server transaction, creating one
+    /// when it is new.
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        req: Request,
+    ) -> Result<Received, String> {
+        let key = TsxKey::for_request(&req)?;
+        if let Some(tsx) = self.server.get_mut(&key) {
+            match tsx {
+                Server::Invite(t) => t.handle_request(now, &req, &mut self.out),
+                Server::NonInvite(t) => t.handle_request(&req, &mut self.out),
+            }
+            return Ok(Received::Absorbed);
+        }
+        if req.method == Method::Ack {
+            return Ok(Received::Ack);
+        }
+        let c = req.core()?;
+        if c.to.tag().is_none() {
+            let mk = (
+                c.from.tag().unwrap_or_default().to_string(),
+                c.call_id.clone(),
+                c.cseq,
+                req.method.clone(),
+            );
+            if let Some(other) = self.merge_index.get(&mk)
+                && *other != key
+                && self.server.contains_key(other)
+            {
+                let resp = Response::to(&req, 482, "Loop Detected", None);
+                self.out.transmits.push_back(Transmit {
+                    peer,
+                    msg: Message::Response(resp),
+                });
+                return Ok(Received::Merged);
+            }
+            self.merge_index.insert(mk, key.clone());
+        }
+        let tsx = if req.method == Method::Invite {
+            Server::Invite(ServerInvite::new(
+                now,
+                key.clone(),
+                peer,
+                req,
+                self.timers,
+                &mut self.out,
+            ))
+        } else {
+            Server::NonInvite(ServerNonInvite::new(key.clone(), peer, req, self.timers))
+        };
+        self.server.insert(key.clone(), tsx);
+        Ok(Received::New(key))
+    }
+
+    /// The request that created a server transaction.
+    pub fn request(&self, key: &TsxKey) -> Option<&Request> {
+        match self.server.get(key)? {
+            Server::Invite(t) => Some(t.request()),
+            Server::NonInvite(t) => Some(t.request()),
+        }
+    }
+
+    pub fn peer(&self, key: &TsxKey) -> Option<Peer> {
+        match self.server.get(key)? {
+            Server::Invite(t) => Some(t.peer()),
+            Server::NonInvite(t) => Some(t.peer()),
+        }
+    }
+
+    /// Whether a server INVITE transaction still awaits a final response.
+    pub fn is_proceeding(&self, key: &TsxKey) -> bool {
+        matches!(self.server.get(key), Some(Server::Invite(t)) if t.is_proceeding())
+    }
+
+    /// Sends a response through its server transaction. False when there is
+    /// no such transaction or it already has a final response.
+    pub fn send_response(&mut self, now: Instant, key: &TsxKey, resp: Response) -> bool {
+        match self.server.get_mut(key) {
+            Some(Server::Invite(t)) => t.send_response(now, resp, &mut self.out),
+            Some(Server::NonInvite(t)) => t.send_response(now, resp, &mut self.out),
+            None => false,
+        }
+    }
+
+    /// Starts a client transaction: puts our Via (sent-by `local`, a fresh
+    /// branch) on top and sends.
+    pub fn send_request(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        local: &str,
+        mut req: Request,
+    ) -> TsxKey {
+        let branch = self.new_branch();
+        let mut headers = super::message::Headers::default();
+        headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {local};branch={branch};rport",
+                peer.transport.as_str()
+            ),
+        );
+        for (n, v) in req.headers.iter() {
+            headers.push(n, v);
+        }
+        req.headers = headers;
+        let key = TsxKey::client(&branch, &req.method);
+        let tsx = if req.method == Method::Invite {
+            Client::Invite(ClientInvite::new(
+                now,
+                key.clone(),
+                peer,
+                req,
+                self.timers,
+                &mut self.out,
+            ))
+        } else {
+            Client::NonInvite(ClientNonInvite::new(
+                now,
+                key.clone(),
+                peer,
+                req,
+                self.timers,
+                &mut self.out,
+            ))
+        };
+        self.client.insert(key.clone(), tsx);
+        key
+    }
+
+    /// Matches a response to its client transaction. False: stray (no such
+    /// transaction); the TU may still want it (a 2xx retransmission).
+    pub fn handle_response(&mut self, now: Instant, resp: Response) -> bool {
+        let Ok(key) = TsxKey::for_response(&resp) else {
+            return false;
+        };
+        match self.client.get_mut(&key) {
+            Some(Client::Invite(t)) => t.handle_response(now, resp, &mut self.out),
+            Some(Client::NonInvite(t)) => t.handle_response(now, resp, &mut self.out),
+            None => return false,
+        }
+        true
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for t in self.server.values_mut() {
+            match t {
+                Server::Invite(t) => t.handle_timeout(now, &mut self.out),
+                Server::NonInvite(t) => t.handle_timeout(now, &mut self.out),
+            }
+        }
+        for t in self.client.values_mut() {
+            match t {
+                Client::Invite(t) => t.handle_timeout(now, &mut self.out),
+                Client::NonInvite(t) => t.handle_timeout(now, &mut self.out),
+            }
+        }
+        let before = self.server.len() + self.client.len();
+        let mut gone = Vec::new();
+        self.server.retain(|k, t| {
+            let keep = !match t {
+                Server::Invite(t) => t.is_terminated(),
+                Server::NonInvite(t) => t.is_terminated(),
+            };
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
+        self.client.retain(|k, t| {
+            let keep = !match t {
+                Client::Invite(t) => t.is_terminated(),
+                Client::NonInvite(t) => t.is_terminated(),
+            };
+            if !keep {
+                gone.push(k.clone());
+            }
+            keep
+        });
+        if before != self.server.len() + self.client.len() {
+            let live = &self.server;
+            self.merge_index.retain(|_, k| live.contains_key(k));
+        }
+        for key in gone {
+            self.out.events.push_back(TsxEvent::Terminated { key });
+        }
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.out.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<TsxEvent> {
+        self.out.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        earliest(
+            self.server
+                .values()
+                .map(|t| match t {
+                    Server::Invite(t) => t.poll_timeout(),
+                    Server::NonInvite(t) => t.poll_timeout(),
+                })
+                .chain(self.client.values().map(|t| match t {
+                    Client::Invite(t) => t.poll_timeout(),
+                    Client::NonInvite(t) => t.poll_timeout(),
+                })),
+        )
+    }
+}
