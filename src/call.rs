@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::Config;
 use crate::media::{Clip, FrameSource, Recorder, Tone};
@@ -35,6 +35,8 @@ pub enum CallError {
     Rtc(#[from] RtcError),
     #[error("at capacity: {0} calls")]
     Capacity(usize),
+    #[error("no such call")]
+    NoSuchCall,
 }
 
 /// What the API shows of a call.
@@ -64,6 +66,7 @@ pub struct Calls {
     /// Calls refused, by reason, for metrics.
     pub refused: Mutex<HashMap<&'static str, u64>>,
     pub ended: AtomicU64,
+    ended_tx: broadcast::Sender<CallId>,
 }
 
 impl Calls {
@@ -76,6 +79,7 @@ impl Calls {
             next: AtomicU64::new(1),
             refused: Mutex::new(HashMap::new()),
             ended: AtomicU64::new(0),
+            ended_tx: broadcast::channel(1024).0,
         })
     }
 
@@ -110,6 +114,47 @@ impl Calls {
     /// the SDP answer.
     pub async fn create_demo(self: &Arc<Self>, offer: &str) -> Result<(CallId, String), CallError> {
         sdp::check_webrtc_offer(offer)?;
+        let (id, pc, events) = self.new_call()?;
+        let answer = match pc.answer(offer).await {
+            Ok(a) => a,
+            Err(e) => {
+                close_off_thread(pc);
+                return Err(e.into());
+            }
+        };
+        self.launch(id.clone(), pc, events, &answer);
+        Ok((id, answer))
+    }
+
+    /// A demo-target call where rtcgw makes the WebRTC offer (SIP late
+    /// offer); [`Calls::apply_answer`] completes it.
+    pub async fn create_demo_offer(self: &Arc<Self>) -> Result<(CallId, String), CallError> {
+        let (id, pc, events) = self.new_call()?;
+        let offer = match pc.offer().await {
+            Ok(o) => o,
+            Err(e) => {
+                close_off_thread(pc);
+                return Err(e.into());
+            }
+        };
+        self.launch(id.clone(), pc, events, &offer);
+        Ok((id, offer))
+    }
+
+    pub async fn apply_answer(&self, id: &CallId, answer: &str) -> Result<(), CallError> {
+        let pc = self
+            .active
+            .lock()
+            .expect("calls lock")
+            .get(id)
+            .map(|a| a.pc.clone())
+            .ok_or(CallError::NoSuchCall)?;
+        pc.apply_answer(answer).await.map_err(CallError::from)
+    }
+
+    fn new_call(
+        &self,
+    ) -> Result<(CallId, Arc<PeerConnection>, mpsc::Receiver<PcEvent>), CallError> {
         if self.len() >= self.config.media.max_calls {
             return Err(CallError::Capacity(self.config.media.max_calls));
         }
@@ -137,15 +182,18 @@ impl Calls {
             "call starting"
         );
         let (pc, events) = self.runtime.create_peer_connection(&s)?;
-        let pc = Arc::new(pc);
-        let answer = match pc.answer(offer).await {
-            Ok(a) => a,
-            Err(e) => {
-                close_off_thread(pc);
-                return Err(e.into());
-            }
-        };
-        let codec = sdp::first_audio_codec(&answer);
+        Ok((id, Arc::new(pc), events))
+    }
+
+    /// Registers a call whose local SDP is ready and starts its media.
+    fn launch(
+        self: &Arc<Self>,
+        id: CallId,
+        pc: Arc<PeerConnection>,
+        events: mpsc::Receiver<PcEvent>,
+        local_sdp: &str,
+    ) {
+        let codec = sdp::first_audio_codec(local_sdp);
         let recording = self.config.demo.record_dir.join(format!("{id}.wav"));
         let info = Arc::new(Mutex::new(CallInfo {
             id: id.clone(),
@@ -164,7 +212,6 @@ impl Calls {
             None => Box::new(Tone::new(self.config.demo.tone_hz)),
         };
         tokio::spawn(demo_media(
-            self.clone(),
             id.clone(),
             pc.clone(),
             self.runtime.ticks(),
@@ -181,8 +228,12 @@ impl Calls {
                 stop: Some(stop_tx),
             },
         );
-        tracing::info!(call = %id, codec = codec.as_deref().unwrap_or("?"), "call answered");
-        Ok((id, answer))
+        tracing::info!(call = %id, codec = codec.as_deref().unwrap_or("?"), "call set up");
+    }
+
+    /// Ids of calls as they end, for whoever must tell a peer (SIP BYE).
+    pub fn subscribe_ended(&self) -> broadcast::Receiver<CallId> {
+        self.ended_tx.subscribe()
     }
 
     pub fn list(&self) -> Vec<CallInfo> {
@@ -225,6 +276,7 @@ impl Calls {
             let _ = stop.send(());
         }
         self.ended.fetch_add(1, Ordering::Relaxed);
+        let _ = self.ended_tx.send(id.clone());
         true
     }
 
@@ -251,7 +303,6 @@ fn close_off_thread(pc: Arc<PeerConnection>) {
 /// The demo target's audio: per clock tick, one frame out and every received
 /// frame into the recording.
 async fn demo_media(
-    calls: Arc<Calls>,
     id: CallId,
     pc: Arc<PeerConnection>,
     mut ticks: watch::Receiver<u64>,
@@ -304,7 +355,6 @@ async fn demo_media(
         "call ended"
     );
     close_off_thread(pc);
-    drop(calls);
 }
 
 /// Follows the PeerConnection's state; a failed or closed connection ends

@@ -20,7 +20,44 @@ pub struct Config {
     pub http: HttpConfig,
     pub media: MediaConfig,
     pub webrtc: WebrtcConfig,
+    pub sip: SipConfig,
     pub demo: DemoConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// Answer SIP at all.
+    pub enabled: bool,
+    /// UDP and TCP are both bound to this address.
+    pub listen: SocketAddr,
+    /// Source networks allowed to send requests (the softswitch); others
+    /// get 403.
+    pub allowed_sources: Vec<String>,
+    /// Where in-dialog requests we originate go; unset: back to the peer the
+    /// dialog came from.
+    pub next_hop: Option<SocketAddr>,
+    /// RFC 3261 timers in ms.
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+    /// Sent as User-Agent / Server.
+    pub user_agent: String,
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            allowed_sources: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            next_hop: None,
+            t1_ms: 500,
+            t2_ms: 4000,
+            t4_ms: 5000,
+            user_agent: concat!("rtcgw/", env!("CARGO_PKG_VERSION")).into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -246,6 +283,23 @@ impl Config {
                 "webrtc.opus.ptime_ms",
                 o.ptime_ms,
                 "0 (negotiated), 10, 20, 40, 60 or 120",
+            ));
+        }
+        let sip = &self.sip;
+        for net in &sip.allowed_sources {
+            if let Err(e) = net.parse::<crate::sip::ua::IpNet>() {
+                return Err(ConfigError::Invalid {
+                    key: "sip.allowed_sources",
+                    value: format!("{net} ({e})"),
+                    expected: "CIDR networks such as \"127.0.0.0/8\"",
+                });
+            }
+        }
+        if sip.t1_ms == 0 || sip.t2_ms < sip.t1_ms || sip.t4_ms == 0 {
+            return Err(bad(
+                "sip.t1_ms",
+                format!("t1={} t2={} t4={}", sip.t1_ms, sip.t2_ms, sip.t4_ms),
+                "0 < t1_ms <= t2_ms and t4_ms > 0",
             ));
         }
         if !(20.0..=20_000.0).contains(&self.demo.tone_hz) {

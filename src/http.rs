@@ -13,8 +13,16 @@ use axum::{Json, Router};
 
 use crate::call::{CallError, CallId, Calls};
 use crate::rtc::RtcError;
+use crate::sip::ua::SipCounters;
 
-pub fn router(calls: Arc<Calls>, max_body_bytes: usize) -> Router {
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub calls: Arc<Calls>,
+    pub sip: Arc<std::sync::Mutex<SipCounters>>,
+}
+
+pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
     Router::new()
         .route("/v1/calls", post(create_call).get(list_calls))
         .route("/v1/calls/{id}", delete(delete_call).get(get_call))
@@ -22,7 +30,7 @@ pub fn router(calls: Arc<Calls>, max_body_bytes: usize) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(calls)
+        .with_state(state)
 }
 
 fn refuse(calls: &Calls, status: StatusCode, reason: &'static str, detail: String) -> Response {
@@ -37,10 +45,11 @@ fn refuse(calls: &Calls, status: StatusCode, reason: &'static str, detail: Strin
 }
 
 async fn create_call(
-    State(calls): State<Arc<Calls>>,
+    State(st): State<ApiState>,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let calls = &st.calls;
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -50,7 +59,7 @@ async fn create_call(
             } else {
                 "bad_body"
             };
-            return refuse(&calls, status, reason, e.body_text());
+            return refuse(calls, status, reason, e.body_text());
         }
     };
     let ctype = headers
@@ -64,7 +73,7 @@ async fn create_call(
         .to_ascii_lowercase();
     if ctype != "application/sdp" {
         return refuse(
-            &calls,
+            calls,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "content_type",
             format!("Content-Type must be application/sdp, not {:?}", ctype),
@@ -72,7 +81,7 @@ async fn create_call(
     }
     let Ok(offer) = std::str::from_utf8(&body) else {
         return refuse(
-            &calls,
+            calls,
             StatusCode::BAD_REQUEST,
             "not_utf8",
             "SDP must be UTF-8 text".into(),
@@ -89,11 +98,11 @@ async fn create_call(
         )
             .into_response(),
         Err(CallError::Offer(e)) => {
-            refuse(&calls, StatusCode::BAD_REQUEST, e.reason(), e.to_string())
+            refuse(calls, StatusCode::BAD_REQUEST, e.reason(), e.to_string())
         }
         Err(CallError::Capacity(n)) => {
             let mut r = refuse(
-                &calls,
+                calls,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "capacity",
                 format!("at capacity ({n} calls)"),
@@ -102,6 +111,12 @@ async fn create_call(
                 .insert(header::RETRY_AFTER, "5".parse().expect("static header"));
             r
         }
+        Err(CallError::NoSuchCall) => refuse(
+            calls,
+            StatusCode::NOT_FOUND,
+            "no_such_call",
+            "no such call".into(),
+        ),
         Err(CallError::Rtc(e)) => {
             let (status, reason) = match &e {
                 RtcError::InvalidSdp(_) => (StatusCode::BAD_REQUEST, "invalid_sdp"),
@@ -111,30 +126,34 @@ async fn create_call(
                 RtcError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "ice_timeout"),
                 _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             };
-            refuse(&calls, status, reason, e.to_string())
+            refuse(calls, status, reason, e.to_string())
         }
     }
 }
 
-async fn list_calls(State(calls): State<Arc<Calls>>) -> Response {
+async fn list_calls(State(st): State<ApiState>) -> Response {
+    let calls = &st.calls;
     Json(calls.list()).into_response()
 }
 
-async fn get_call(State(calls): State<Arc<Calls>>, Path(id): Path<String>) -> Response {
+async fn get_call(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
+    let calls = &st.calls;
     match calls.get(&CallId(id)) {
         Some(info) => Json(info).into_response(),
         None => (StatusCode::NOT_FOUND, "no such call\n").into_response(),
     }
 }
 
-async fn call_stats(State(calls): State<Arc<Calls>>, Path(id): Path<String>) -> Response {
+async fn call_stats(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
+    let calls = &st.calls;
     match calls.stats(&CallId(id)).await {
         Some(stats) => Json(stats).into_response(),
         None => (StatusCode::NOT_FOUND, "no such call\n").into_response(),
     }
 }
 
-async fn delete_call(State(calls): State<Arc<Calls>>, Path(id): Path<String>) -> Response {
+async fn delete_call(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
+    let calls = &st.calls;
     if calls.hangup(&CallId(id), "DELETE") {
         StatusCode::NO_CONTENT.into_response()
     } else {
@@ -143,7 +162,8 @@ async fn delete_call(State(calls): State<Arc<Calls>>, Path(id): Path<String>) ->
 }
 
 /// Prometheus text format (the full stats model comes with the stats work).
-async fn metrics(State(calls): State<Arc<Calls>>) -> Response {
+async fn metrics(State(st): State<ApiState>) -> Response {
+    let calls = &st.calls;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -173,6 +193,28 @@ async fn metrics(State(calls): State<Arc<Calls>>) -> Response {
     refused.sort();
     for (reason, n) in refused {
         let _ = writeln!(out, "rtcgw_calls_refused_total{{reason=\"{reason}\"}} {n}");
+    }
+    let sip = st.sip.lock().expect("sip counters").clone();
+    let _ = writeln!(
+        out,
+        "# HELP rtcgw_sip_requests_total SIP requests received (BYE(out): sent), by method.\n# TYPE rtcgw_sip_requests_total counter"
+    );
+    for (m, n) in &sip.requests {
+        let _ = writeln!(out, "rtcgw_sip_requests_total{{method=\"{m}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rtcgw_sip_responses_total SIP responses sent, by code.\n# TYPE rtcgw_sip_responses_total counter"
+    );
+    for (c, n) in &sip.responses {
+        let _ = writeln!(out, "rtcgw_sip_responses_total{{code=\"{c}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rtcgw_sip_rejected_total SIP input rejected or dropped, by reason.\n# TYPE rtcgw_sip_rejected_total counter"
+    );
+    for (r, n) in &sip.rejected {
+        let _ = writeln!(out, "rtcgw_sip_rejected_total{{reason=\"{r}\"}} {n}");
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::Parser;
@@ -8,6 +9,7 @@ use rtcgw::call::Calls;
 use rtcgw::config::{Config, DEFAULT_TOML};
 use rtcgw::media::Clip;
 use rtcgw::rtc::{Runtime, RuntimeSettings};
+use rtcgw::sip::ua::SipCounters;
 
 /// rtcgw: a WebRTC <-> SIP media gateway around libwebrtc.
 #[derive(Parser, Debug)]
@@ -137,7 +139,30 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("http.listen = {}", config.http.listen))?;
     let calls = Calls::new(runtime, config.clone(), clip);
-    let app = rtcgw::http::router(calls.clone(), config.http.max_body_bytes);
+    let sip_counters = Arc::new(Mutex::new(SipCounters::default()));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let sip = if config.sip.enabled {
+        let sockets = rtcgw::driver::bind_sip(&config.sip)
+            .await
+            .with_context(|| format!("sip.listen = {}", config.sip.listen))?;
+        let task = rtcgw::driver::run_sip(
+            sockets,
+            config.sip.clone(),
+            calls.clone(),
+            sip_counters.clone(),
+            shutdown_rx,
+        );
+        Some(tokio::spawn(task))
+    } else {
+        None
+    };
+    let app = rtcgw::http::router(
+        rtcgw::http::ApiState {
+            calls: calls.clone(),
+            sip: sip_counters,
+        },
+        config.http.max_body_bytes,
+    );
     tracing::info!(
         http = %config.http.listen,
         media = ?config.media.addresses,
@@ -156,6 +181,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tracing::info!("shutting down");
         })
         .await?;
+    let _ = shutdown_tx.send(true);
+    if let Some(sip) = sip {
+        match sip.await {
+            Ok(Err(e)) => tracing::error!("SIP driver: {e}"),
+            Err(e) => tracing::error!("SIP driver panicked: {e}"),
+            Ok(Ok(())) => {}
+        }
+    }
     calls.hangup_all("shutdown");
     // Let the media tasks finish their recordings and close their calls.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

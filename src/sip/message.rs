@@ -355,21 +355,21 @@ impl Message {
             }
             headers.push(name, value.trim());
         }
-        let body = match headers.get("Content-Length") {
-            Some(cl) => {
-                let n: usize = cl
-                    .trim()
-                    .parse()
-                    .map_err(|_| ParseError::new(format!("bad Content-Length: {cl}")))?;
-                if n > body.len() {
-                    return Err(ParseError::new(format!(
+        // A bad Content-Length is reported once the request is understood,
+        // so that it can still be answered with 400 (RFC 4475 3.1.2.7).
+        let (body, body_error) = match headers.get("Content-Length") {
+            Some(cl) => match cl.trim().parse::<usize>() {
+                Ok(n) if n <= body.len() => (body[..n].to_vec(), None),
+                Ok(n) => (
+                    Vec::new(),
+                    Some(format!(
                         "Content-Length {n} exceeds the {} body bytes received",
                         body.len()
-                    )));
-                }
-                body[..n].to_vec()
-            }
-            None => body.to_vec(),
+                    )),
+                ),
+                Err(_) => (Vec::new(), Some(format!("bad Content-Length: {cl}"))),
+            },
+            None => (body.to_vec(), None),
         };
         let parts: Vec<&str> = start.split_whitespace().collect();
         if start.starts_with("SIP/") {
@@ -410,6 +410,9 @@ impl Message {
         }
         if !parts[1].contains(':') {
             return Err(req.partial(format!("bad Request-URI: {:.60}", parts[1])));
+        }
+        if let Some(e) = body_error {
+            return Err(req.partial(e));
         }
         req.check()?;
         Ok(Message::Request(req))
@@ -854,7 +857,7 @@ To: <sip:u@h>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n";
         let err = |s: String| Message::parse(s.as_bytes()).unwrap_err();
         // Content-Length larger than the body (RFC 4475 3.1.2.7): answerable.
         let e = err(format!("{base}Content-Length: 10\r\n\r\nabc"));
-        assert!(e.reason.contains("exceeds"));
+        assert!(e.reason.contains("exceeds") && e.partial.is_some());
         let e = err(base.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE") + "\r\n");
         assert!(e.reason.contains("does not match") && e.partial.is_some());
         let e = err(base.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia") + "\r\n");

@@ -4,3 +4,4 @@
 
 pub mod message;
 pub mod tsx;
+pub mod ua;

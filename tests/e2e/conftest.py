@@ -30,6 +30,15 @@ class Gateway:
         self.record_dir = record_dir
         self.log_path = log_path
 
+    def metric(self, name, **labels):
+        """A counter's value from /metrics (0 when absent)."""
+        text = urllib.request.urlopen(self.url + "/metrics", timeout=5).read().decode()
+        want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+        for line in text.splitlines():
+            if line.startswith(want + " "):
+                return float(line.split()[-1])
+        return 0.0
+
     def log(self):
         return self.log_path.read_text(errors="replace")
 
@@ -47,13 +56,15 @@ class Gateway:
 def gateway_factory(tmp_path):
     started = []
 
-    def start(extra_toml="", log_filter="info"):
+    def start(extra_toml="", log_filter="info", sip_extra=""):
         port = free_port()
+        sip_port = free_port()
         record_dir = tmp_path / "recordings"
         cfg = tmp_path / "rtcgw.toml"
         cfg.write_text(
             f'[log]\nfilter = "{log_filter}"\n'
             f'[http]\nlisten = "127.0.0.1:{port}"\n'
+            f'[sip]\nlisten = "127.0.0.1:{sip_port}"\n{sip_extra}\n'
             f'[demo]\nrecord_dir = "{record_dir}"\n' + extra_toml
         )
         log_path = tmp_path / "rtcgw.log"
@@ -77,6 +88,7 @@ def gateway_factory(tmp_path):
                     raise AssertionError("rtcgw did not start:\n" + log_path.read_text())
                 time.sleep(0.1)
         gw = Gateway(proc, url, record_dir, log_path)
+        gw.sip_port = sip_port
         started.append(gw)
         return gw
 

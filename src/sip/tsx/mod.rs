@@ -235,7 +235,7 @@ pub(crate) struct Out {
 
 /// A retransmission timer that doubles up to a cap (timers A, E, G).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Backoff {
+pub struct Backoff {
     pub at: Instant,
     pub interval: Duration,
     pub cap: Option<Duration>,

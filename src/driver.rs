@@ -1,0 +1,335 @@
+//! The SIP driver: the one place that owns SIP sockets and timers. It feeds
+//! the sans-IO [`UserAgent`] with datagrams, stream frames and the time, sends
+//! what it produces, and turns its events into calls (and calls' ends into
+//! BYEs).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::call::{CallError, CallId, Calls};
+use crate::config::SipConfig;
+use crate::rtc::RtcError;
+use crate::sdp::OfferError;
+use crate::sip::message::{content_length, header_end};
+use crate::sip::tsx::{Peer, Timers, Transport};
+use crate::sip::ua::{CallRef, SipCounters, UaConfig, UaEvent, UserAgent};
+
+/// Largest SIP message accepted on a stream before the connection is closed.
+const MAX_MESSAGE: usize = 64 * 1024;
+
+/// What the call side reports back to the driver.
+enum AppMsg {
+    /// The local SDP for a call (answer, or offer for a late offer).
+    Ready {
+        call: CallRef,
+        result: Result<(CallId, String), CallError>,
+    },
+    /// Applying the ACK's answer failed.
+    Failed { call: CallRef, reason: String },
+}
+
+/// SIP status for a call that could not be set up.
+fn sip_status(e: &CallError) -> (u16, String) {
+    match e {
+        CallError::Offer(OfferError::Malformed(r)) => (400, format!("Bad Request ({r})")),
+        CallError::Offer(o) => (488, format!("Not Acceptable Here ({o})")),
+        CallError::Rtc(RtcError::InvalidSdp(r)) => (488, format!("Not Acceptable Here ({r})")),
+        CallError::Rtc(RtcError::Unsupported(r)) => (488, format!("Not Acceptable Here ({r})")),
+        CallError::Capacity(_) => (503, "Service Unavailable (at capacity)".into()),
+        other => (500, format!("Server Internal Error ({other})")),
+    }
+}
+
+/// The bound SIP sockets (bound first, so that errors surface at start).
+pub struct SipSockets {
+    udp: UdpSocket,
+    tcp: TcpListener,
+}
+
+pub async fn bind_sip(cfg: &SipConfig) -> std::io::Result<SipSockets> {
+    Ok(SipSockets {
+        udp: UdpSocket::bind(cfg.listen).await?,
+        tcp: TcpListener::bind(cfg.listen).await?,
+    })
+}
+
+/// Runs SIP until `shutdown` turns true. `counters` receives a snapshot
+/// once a second for /metrics.
+pub async fn run_sip(
+    sockets: SipSockets,
+    cfg: SipConfig,
+    calls: Arc<Calls>,
+    counters: Arc<Mutex<SipCounters>>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let SipSockets { udp, tcp } = sockets;
+    let local_udp = udp.local_addr()?;
+    let local_tcp = tcp.local_addr()?;
+    tracing::info!(udp = %local_udp, tcp = %local_tcp, "SIP listening");
+
+    let mut ua = UserAgent::new(UaConfig {
+        timers: Timers {
+            t1: Duration::from_millis(cfg.t1_ms),
+            t2: Duration::from_millis(cfg.t2_ms),
+            t4: Duration::from_millis(cfg.t4_ms),
+        },
+        local: HashMap::from([(Transport::Udp, local_udp), (Transport::Tcp, local_tcp)]),
+        allowed: cfg
+            .allowed_sources
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect(),
+        next_hop: cfg.next_hop,
+        user_agent: cfg.user_agent.clone(),
+        branch_salt: u64::from(std::process::id()) << 16 ^ rand::random::<u16>() as u64,
+    });
+
+    let (frames_tx, mut frames_rx) = mpsc::channel::<(Peer, Vec<u8>)>(1024);
+    let (app_tx, mut app_rx) = mpsc::channel::<AppMsg>(1024);
+    let mut ended = calls.subscribe_ended();
+    let mut conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>> = HashMap::new();
+    let mut ids: HashMap<CallRef, CallId> = HashMap::new();
+    let mut refs: HashMap<CallId, CallRef> = HashMap::new();
+    let (conn_closed_tx, mut conn_closed_rx) = mpsc::channel::<SocketAddr>(256);
+    let mut buf = vec![0u8; 65536];
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+
+    loop {
+        let now = Instant::now();
+        let wake = ua
+            .poll_timeout()
+            .map(Instant::from_std)
+            .unwrap_or(now + Duration::from_secs(1));
+        tokio::select! {
+            r = udp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => ua.handle_input(Instant::now().into_std(), Peer { addr: from, transport: Transport::Udp }, &buf[..n]),
+                Err(e) => tracing::warn!("SIP UDP receive: {e}"),
+            },
+            r = tcp.accept() => match r {
+                Ok((stream, from)) => {
+                    let (tx, rx) = mpsc::channel(256);
+                    conns.insert(from, tx);
+                    tokio::spawn(connection(stream, from, frames_tx.clone(), rx, conn_closed_tx.clone()));
+                }
+                Err(e) => tracing::warn!("SIP TCP accept: {e}"),
+            },
+            Some((peer, frame)) = frames_rx.recv() => ua.handle_input(Instant::now().into_std(), peer, &frame),
+            Some(addr) = conn_closed_rx.recv() => { conns.remove(&addr); }
+            Some(msg) = app_rx.recv() => match msg {
+                AppMsg::Ready { call, result: Ok((id, sdp)) } => {
+                    ids.insert(call, id.clone());
+                    refs.insert(id.clone(), call);
+                    if !ua.answer(Instant::now().into_std(), call, sdp) {
+                        // The caller gave up meanwhile (CANCEL): drop the media.
+                        calls.hangup(&id, "SIP call gone before answer");
+                    }
+                }
+                AppMsg::Ready { call, result: Err(e) } => {
+                    let (status, reason) = sip_status(&e);
+                    tracing::warn!(call = call.0, status, "INVITE refused: {e}");
+                    ua.reject(Instant::now().into_std(), call, status, &reason);
+                }
+                AppMsg::Failed { call, reason } => {
+                    tracing::warn!(call = call.0, "ending call: {reason}");
+                    if let Some(id) = ids.get(&call) { calls.hangup(id, &reason); }
+                }
+            },
+            r = ended.recv() => match r {
+                Ok(id) => if let Some(call) = refs.remove(&id) {
+                    ids.remove(&call);
+                    ua.hangup(Instant::now().into_std(), call, "call ended");
+                },
+                Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("missed {n} call-end notices"),
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
+            _ = tokio::time::sleep_until(wake) => ua.handle_timeout(Instant::now().into_std()),
+            _ = stats_tick.tick() => {
+                *counters.lock().expect("counters lock") = ua.counters.clone();
+            }
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { break; }
+            }
+        }
+
+        while let Some(out) = ua.poll_output() {
+            match out.peer.transport {
+                Transport::Udp => {
+                    if let Err(e) = udp.try_send_to(&out.bytes, out.peer.addr) {
+                        tracing::warn!(to = %out.peer.addr, "SIP UDP send: {e}");
+                    }
+                }
+                Transport::Tcp => send_tcp(
+                    &mut conns,
+                    out.peer.addr,
+                    out.bytes,
+                    &frames_tx,
+                    &conn_closed_tx,
+                ),
+            }
+        }
+        while let Some(ev) = ua.poll_event() {
+            match ev {
+                UaEvent::Invite {
+                    call,
+                    offer,
+                    from,
+                    to,
+                } => {
+                    tracing::info!(call = call.0, %from, %to, late_offer = offer.is_none(), "INVITE");
+                    let (calls, app_tx) = (calls.clone(), app_tx.clone());
+                    tokio::spawn(async move {
+                        let result = match offer {
+                            Some(o) => calls.create_demo(&o).await,
+                            None => calls.create_demo_offer().await,
+                        };
+                        let _ = app_tx.send(AppMsg::Ready { call, result }).await;
+                    });
+                }
+                UaEvent::Answer { call, sdp } => {
+                    if let Some(id) = ids.get(&call).cloned() {
+                        let (calls, app_tx) = (calls.clone(), app_tx.clone());
+                        tokio::spawn(async move {
+                            if let Err(e) = calls.apply_answer(&id, &sdp).await {
+                                let _ = app_tx
+                                    .send(AppMsg::Failed {
+                                        call,
+                                        reason: format!("SDP answer in ACK: {e}"),
+                                    })
+                                    .await;
+                            }
+                        });
+                    }
+                }
+                UaEvent::Ended { call, reason } => {
+                    if let Some(id) = ids.remove(&call) {
+                        refs.remove(&id);
+                        calls.hangup(&id, &reason);
+                    }
+                }
+            }
+        }
+    }
+    // Shutdown: BYE what is still up, give the BYEs a moment to leave.
+    let active: Vec<CallRef> = ids.keys().copied().collect();
+    for call in active {
+        ua.hangup(Instant::now().into_std(), call, "shutdown");
+    }
+    while let Some(out) = ua.poll_output() {
+        if out.peer.transport == Transport::Udp {
+            let _ = udp.try_send_to(&out.bytes, out.peer.addr);
+        } else {
+            send_tcp(
+                &mut conns,
+                out.peer.addr,
+                out.bytes,
+                &frames_tx,
+                &conn_closed_tx,
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Sends on the connection to `addr`, opening one when there is none
+/// (RFC 3261 section 18.2.2: reuse the connection the request came on).
+fn send_tcp(
+    conns: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    addr: SocketAddr,
+    bytes: Vec<u8>,
+    frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
+    closed_tx: &mpsc::Sender<SocketAddr>,
+) {
+    if let Some(tx) = conns.get(&addr) {
+        if tx.try_send(bytes).is_err() {
+            tracing::warn!(to = %addr, "SIP TCP connection congested or closed: message dropped");
+        }
+        return;
+    }
+    let (tx, rx) = mpsc::channel(256);
+    let _ = tx.try_send(bytes);
+    conns.insert(addr, tx);
+    let (frames_tx, closed_tx) = (frames_tx.clone(), closed_tx.clone());
+    tokio::spawn(async move {
+        match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => connection(stream, addr, frames_tx, rx, closed_tx).await,
+            _ => {
+                tracing::warn!(to = %addr, "SIP TCP connect failed");
+                let _ = closed_tx.send(addr).await;
+            }
+        }
+    });
+}
+
+/// One TCP connection: frames by Content-Length (RFC 3261 section 18.3),
+/// forwards frames to the driver, writes what the driver sends.
+async fn connection(
+    stream: TcpStream,
+    peer_addr: SocketAddr,
+    frames: mpsc::Sender<(Peer, Vec<u8>)>,
+    mut outgoing: mpsc::Receiver<Vec<u8>>,
+    closed: mpsc::Sender<SocketAddr>,
+) {
+    let peer = Peer {
+        addr: peer_addr,
+        transport: Transport::Tcp,
+    };
+    let (mut rd, mut wr) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = outgoing.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16384];
+    'read: loop {
+        let n = match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            // Keep-alive CRLFs between messages (RFC 5626 section 3.5.1).
+            let skip = buf
+                .iter()
+                .take_while(|b| **b == b'\r' || **b == b'\n')
+                .count();
+            buf.drain(..skip);
+            let Some(end) = header_end(&buf) else {
+                if buf.len() > MAX_MESSAGE {
+                    tracing::warn!(%peer_addr, "SIP TCP: header block too large, closing");
+                    break 'read;
+                }
+                break;
+            };
+            let body = match content_length(&buf[..end]) {
+                Ok(n) => n.unwrap_or(0),
+                Err(e) => {
+                    tracing::warn!(%peer_addr, "SIP TCP: {e}, closing");
+                    break 'read;
+                }
+            };
+            if end + body > MAX_MESSAGE {
+                tracing::warn!(%peer_addr, "SIP TCP: message over {MAX_MESSAGE} bytes, closing");
+                break 'read;
+            }
+            if buf.len() < end + body {
+                break;
+            }
+            let frame: Vec<u8> = buf.drain(..end + body).collect();
+            if frames.send((peer, frame)).await.is_err() {
+                break 'read;
+            }
+        }
+    }
+    writer.abort();
+    let _ = closed.send(peer_addr).await;
+}

@@ -1,0 +1,753 @@
+//! The user agent core (RFC 3261 sections 8.2, 12, 13.3, 15): the
+//! transaction user that turns INVITEs into calls for the gateway, keeps their
+//! dialogs, retransmits 2xx until the ACK, and answers everything else as a
+//! well-behaved UAS. Sans-IO: bytes and time in, bytes and events out.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use super::message::{Headers, Message, Method, NameAddr, Request, Response, reason_phrase};
+use super::tsx::{Backoff, Peer, Received, Timers, Transactions, Transport, TsxEvent, TsxKey};
+
+/// An IP network, for access control ("127.0.0.0/8").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    pub addr: IpAddr,
+    pub prefix: u8,
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a.parse().map_err(|_| format!("not an IP address: {a}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.parse().map_err(|_| format!("bad prefix: {p}"))?
+        };
+        if prefix > max {
+            return Err(format!("prefix /{prefix} too long"));
+        }
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Settings of the user agent.
+#[derive(Debug, Clone)]
+pub struct UaConfig {
+    pub timers: Timers,
+    /// Our sent-by / Contact address per transport.
+    pub local: HashMap<Transport, SocketAddr>,
+    /// Networks allowed to send requests (the softswitch).
+    pub allowed: Vec<IpNet>,
+    /// Where out-of-dialog and unroutable requests go (the softswitch).
+    pub next_hop: Option<SocketAddr>,
+    pub user_agent: String,
+    pub branch_salt: u64,
+}
+
+/// A call as the SIP side knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallRef(pub u64);
+
+/// What the user agent asks of the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UaEvent {
+    /// A new INVITE: answer with [`UserAgent::answer`] or refuse with
+    /// [`UserAgent::reject`]. `offer` is None for a late offer (the answer
+    /// then comes in the ACK).
+    Invite {
+        call: CallRef,
+        offer: Option<String>,
+        from: String,
+        to: String,
+    },
+    /// The ACK for a late-offer 200 carried the answer.
+    Answer { call: CallRef, sdp: String },
+    /// The call is over on the SIP side (BYE, CANCEL, no ACK, timeout).
+    Ended { call: CallRef, reason: String },
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default, Clone)]
+pub struct SipCounters {
+    pub requests: BTreeMap<String, u64>,
+    pub responses: BTreeMap<u16, u64>,
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    /// INVITE received, the gateway is preparing the answer.
+    Incoming,
+    /// 200 sent, waiting for the ACK (2xx retransmitted over UDP).
+    Answered,
+    Confirmed,
+}
+
+struct Call {
+    state: CallState,
+    invite_tsx: TsxKey,
+    peer: Peer,
+    call_id: String,
+    local_tag: String,
+    remote_tag: String,
+    /// Their From / our To, as sent.
+    remote_uri: String,
+    local_uri: String,
+    remote_target: String,
+    route_set: Vec<String>,
+    local_cseq: u32,
+    remote_cseq: u32,
+    invite_cseq: u32,
+    late_offer: bool,
+    ok: Option<Response>,
+    retransmit: Option<Backoff>,
+    ack_deadline: Option<Instant>,
+    local_sdp: Option<String>,
+}
+
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
+const SUPPORTED: &str = "";
+
+/// The transmits the driver must send, serialised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub peer: Peer,
+    pub bytes: Vec<u8>,
+}
+
+pub struct UserAgent {
+    cfg: UaConfig,
+    tsx: Transactions,
+    calls: HashMap<CallRef, Call>,
+    by_dialog: HashMap<(String, String, String), CallRef>,
+    by_invite: HashMap<TsxKey, CallRef>,
+    next_call: u64,
+    events: VecDeque<UaEvent>,
+    out: VecDeque<Outgoing>,
+    pub counters: SipCounters,
+    draining: bool,
+}
+
+fn sdp_body(req_or_resp_headers: &Headers, body: &[u8]) -> Result<Option<String>, (u16, String)> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let ctype = req_or_resp_headers
+        .get("Content-Type")
+        .unwrap_or("application/sdp");
+    if !ctype
+        .trim()
+        .to_ascii_lowercase()
+        .starts_with("application/sdp")
+    {
+        return Err((415, format!("Content-Type {ctype} not supported")));
+    }
+    String::from_utf8(body.to_vec())
+        .map(Some)
+        .map_err(|_| (400, "SDP is not UTF-8".into()))
+}
+
+impl UserAgent {
+    pub fn new(cfg: UaConfig) -> Self {
+        let tsx = Transactions::new(cfg.timers, cfg.branch_salt);
+        Self {
+            cfg,
+            tsx,
+            calls: HashMap::new(),
+            by_dialog: HashMap::new(),
+            by_invite: HashMap::new(),
+            next_call: 1,
+            events: VecDeque::new(),
+            out: VecDeque::new(),
+            counters: SipCounters::default(),
+            draining: false,
+        }
+    }
+
+    /// While draining, OPTIONS and new INVITEs are answered 503.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn transactions(&self) -> usize {
+        self.tsx.len()
+    }
+
+    fn reject_count(&mut self, reason: &'static str) {
+        *self.counters.rejected.entry(reason).or_default() += 1;
+    }
+
+    fn local(&self, t: Transport) -> SocketAddr {
+        self.cfg
+            .local
+            .get(&t)
+            .or_else(|| self.cfg.local.values().next())
+            .copied()
+            .unwrap_or_else(|| ([127, 0, 0, 1], 5060).into())
+    }
+
+    fn contact(&self, t: Transport) -> String {
+        let l = self.local(t);
+        match t {
+            Transport::Udp => format!("<sip:rtcgw@{l}>"),
+            Transport::Tcp => format!("<sip:rtcgw@{l};transport=tcp>"),
+        }
+    }
+
+    fn tag(&mut self) -> String {
+        self.next_call += 1;
+        format!("{:x}{:04x}", self.cfg.branch_salt, self.next_call)
+    }
+
+    /// A datagram or stream frame from `peer`.
+    pub fn handle_input(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                match e.partial {
+                    // Enough to answer: 400 with the reason (section 8.2 / 21.4.1).
+                    Some(req) if req.method != Method::Ack && self.allowed(peer) => {
+                        tracing::warn!(%peer.addr, reason = %e.reason, "bad SIP request: 400");
+                        self.reject_count("malformed");
+                        let reason =
+                            format!("Bad Request ({})", e.reason.replace(['\r', '\n'], " "));
+                        self.send_stateless(peer, Response::to(&req, 400, &reason, None));
+                    }
+                    _ => {
+                        tracing::warn!(%peer.addr, reason = %e.reason, "unparseable SIP message dropped");
+                        self.reject_count("unparseable");
+                    }
+                }
+                return;
+            }
+        };
+        match msg {
+            Message::Request(mut req) => {
+                *self
+                    .counters
+                    .requests
+                    .entry(req.method.to_string())
+                    .or_default() += 1;
+                if !self.allowed(peer) {
+                    tracing::warn!(%peer.addr, method = %req.method, "request from a source not allowed: 403");
+                    self.reject_count("forbidden_source");
+                    if req.method != Method::Ack {
+                        self.send_stateless(peer, Response::to(&req, 403, "Forbidden", None));
+                    }
+                    return;
+                }
+                stamp_via(&mut req, peer);
+                self.handle_request(now, peer, req);
+            }
+            Message::Response(resp) => {
+                if !self.tsx.handle_response(now, resp) {
+                    tracing::debug!(%peer.addr, "stray response dropped");
+                }
+                self.pump(now);
+            }
+        }
+    }
+
+    fn allowed(&self, peer: Peer) -> bool {
+        self.cfg.allowed.iter().any(|n| n.contains(peer.addr.ip()))
+    }
+
+    fn send_stateless(&mut self, peer: Peer, resp: Response) {
+        *self.counters.responses.entry(resp.status).or_default() += 1;
+        self.out.push_back(Outgoing {
+            peer,
+            bytes: Message::Response(resp).to_bytes(),
+        });
+    }
+
+    fn respond(
+        &mut self,
+        now: Instant,
+        key: &TsxKey,
+        req: &Request,
+        status: u16,
+        reason: Option<&str>,
+        to_tag: Option<&str>,
+    ) {
+        let mut resp = Response::to(req, status, reason.unwrap_or(reason_phrase(status)), to_tag);
+        resp.headers.push("Server", self.cfg.user_agent.clone());
+        if status == 405 || status == 501 || (req.method == Method::Options && status == 200) {
+            resp.headers.push("Allow", ALLOW);
+        }
+        *self.counters.responses.entry(status).or_default() += 1;
+        self.tsx.send_response(now, key, resp);
+        self.pump(now);
+    }
+
+    fn handle_request(&mut self, now: Instant, peer: Peer, req: Request) {
+        let key = match self.tsx.handle_request(now, peer, req.clone()) {
+            Ok(Received::New(k)) => k,
+            Ok(Received::Ack) => return self.handle_ack(now, &req),
+            Ok(Received::Absorbed) | Ok(Received::Merged) => return self.pump(now),
+            Err(e) => {
+                self.reject_count("malformed");
+                tracing::warn!(%peer.addr, "bad request: {e}");
+                return;
+            }
+        };
+        let core = req.core().expect("checked by the parser");
+        // Unsupported extensions (section 8.2.2.3); CANCEL and ACK cannot be refused.
+        let required: Vec<String> = req.headers.list("Require");
+        if !required.is_empty() && !matches!(req.method, Method::Cancel | Method::Ack) {
+            let mut resp = Response::to(&req, 420, "Bad Extension", None);
+            resp.headers.push("Unsupported", required.join(", "));
+            tracing::warn!(%peer.addr, require = %required.join(","), "unsupported Require: 420");
+            self.reject_count("unsupported_require");
+            *self.counters.responses.entry(420).or_default() += 1;
+            self.tsx.send_response(now, &key, resp);
+            return self.pump(now);
+        }
+        let in_dialog = core.to.tag().is_some();
+        match (&req.method, in_dialog) {
+            (Method::Invite, false) => self.new_invite(now, key, peer, req),
+            (Method::Options, false) => {
+                let status = if self.draining { 503 } else { 200 };
+                let mut resp = Response::to(&req, status, reason_phrase(status), Some(&self.tag()));
+                resp.headers.push("Allow", ALLOW);
+                resp.headers.push("Accept", "application/sdp");
+                resp.headers.push("Supported", SUPPORTED);
+                resp.headers.push("Server", self.cfg.user_agent.clone());
+                *self.counters.responses.entry(status).or_default() += 1;
+                self.tsx.send_response(now, &key, resp);
+                self.pump(now);
+            }
+            (Method::Cancel, _) => self.cancel(now, key, req),
+            (
+                Method::Bye | Method::Invite | Method::Update | Method::Info | Method::Options,
+                true,
+            ) => self.in_dialog(now, key, req),
+            (Method::Other(_), _) => {
+                self.reject_count("unknown_method");
+                self.respond(now, &key, &req, 501, None, None)
+            }
+            (_, _) => {
+                self.reject_count("method_not_allowed");
+                self.respond(now, &key, &req, 405, None, None)
+            }
+        }
+    }
+
+    fn new_invite(&mut self, now: Instant, key: TsxKey, peer: Peer, req: Request) {
+        let core = req.core().expect("checked");
+        let local_tag = self.tag();
+        if self.draining {
+            self.reject_count("draining");
+            let mut resp = Response::to(&req, 503, "Service Unavailable", Some(&local_tag));
+            resp.headers.push("Retry-After", "30");
+            *self.counters.responses.entry(503).or_default() += 1;
+            self.tsx.send_response(now, &key, resp);
+            return self.pump(now);
+        }
+        let offer = match sdp_body(&req.headers, &req.body) {
+            Ok(o) => o,
+            Err((status, reason)) => {
+                self.reject_count(if status == 415 {
+                    "content_type"
+                } else {
+                    "malformed"
+                });
+                return self.respond(now, &key, &req, status, Some(&reason), Some(&local_tag));
+            }
+        };
+        let contact = req
+            .headers
+            .list("Contact")
+            .into_iter()
+            .next()
+            .and_then(|c| NameAddr::parse(&c));
+        let call = CallRef(self.next_call);
+        self.next_call += 1;
+        let c = Call {
+            state: CallState::Incoming,
+            invite_tsx: key.clone(),
+            peer,
+            call_id: core.call_id.clone(),
+            local_tag: local_tag.clone(),
+            remote_tag: core.from.tag().unwrap_or_default().to_string(),
+            remote_uri: req.headers.get("From").unwrap_or_default().to_string(),
+            local_uri: req.headers.get("To").unwrap_or_default().to_string(),
+            remote_target: contact
+                .map(|c| c.uri)
+                .unwrap_or_else(|| core.from.uri.clone()),
+            route_set: req.headers.list("Record-Route"),
+            local_cseq: 0,
+            remote_cseq: core.cseq,
+            invite_cseq: core.cseq,
+            late_offer: offer.is_none(),
+            ok: None,
+            retransmit: None,
+            ack_deadline: None,
+            local_sdp: None,
+        };
+        self.by_dialog
+            .insert((c.call_id.clone(), local_tag, c.remote_tag.clone()), call);
+        self.by_invite.insert(key, call);
+        self.calls.insert(call, c);
+        self.events.push_back(UaEvent::Invite {
+            call,
+            offer,
+            from: core.from.uri,
+            to: core.to.uri,
+        });
+        self.pump(now);
+    }
+
+    /// The gateway's SDP for an incoming call: 200 OK, then 2xx
+    /// retransmission until the ACK (section 13.3.1.4).
+    /// False when the call is gone (cancelled meanwhile).
+    pub fn answer(&mut self, now: Instant, call: CallRef, sdp: String) -> bool {
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        if c.state != CallState::Incoming || !self.tsx.is_proceeding(&c.invite_tsx) {
+            return false;
+        }
+        let (key, peer, tag) = (c.invite_tsx.clone(), c.peer, c.local_tag.clone());
+        let Some(req) = self.tsx.request(&key).cloned() else {
+            return false;
+        };
+        let mut resp = Response::to(&req, 200, "OK", Some(&tag));
+        resp.headers.copy_from(&req.headers, "Record-Route");
+        resp.headers.push("Contact", self.contact(peer.transport));
+        resp.headers.push("Allow", ALLOW);
+        resp.headers.push("Supported", SUPPORTED);
+        resp.headers.push("Server", self.cfg.user_agent.clone());
+        resp.headers.push("Content-Type", "application/sdp");
+        resp.body = sdp.clone().into_bytes();
+        *self.counters.responses.entry(200).or_default() += 1;
+        self.tsx.send_response(now, &key, resp.clone());
+        let t = self.cfg.timers;
+        let c = self.calls.get_mut(&call).expect("present");
+        c.state = CallState::Answered;
+        c.ok = Some(resp);
+        c.local_sdp = Some(sdp);
+        if !peer.transport.reliable() {
+            c.retransmit = Some(Backoff::new(now, t.t1, Some(t.t2)));
+        }
+        c.ack_deadline = Some(now + t.timeout());
+        self.pump(now);
+        true
+    }
+
+    /// Refuses an incoming call with a final response.
+    pub fn reject(&mut self, now: Instant, call: CallRef, status: u16, reason: &str) {
+        let Some(c) = self.calls.remove(&call) else {
+            return;
+        };
+        self.forget(&c);
+        if c.state == CallState::Incoming
+            && let Some(req) = self.tsx.request(&c.invite_tsx).cloned()
+        {
+            let reason = reason.replace(['\r', '\n'], " ");
+            self.respond(
+                now,
+                &c.invite_tsx,
+                &req,
+                status,
+                Some(&reason),
+                Some(&c.local_tag),
+            );
+        }
+    }
+
+    /// Ends a call from the gateway's side: BYE when confirmed, a final
+    /// response while it is still being set up.
+    pub fn hangup(&mut self, now: Instant, call: CallRef, reason: &str) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        match c.state {
+            CallState::Incoming => self.reject(now, call, 480, reason),
+            CallState::Answered | CallState::Confirmed => {
+                let mut c = self.calls.remove(&call).expect("present");
+                self.forget(&c);
+                self.send_bye(now, &mut c);
+            }
+        }
+    }
+
+    fn forget(&mut self, c: &Call) {
+        self.by_dialog
+            .remove(&(c.call_id.clone(), c.local_tag.clone(), c.remote_tag.clone()));
+        self.by_invite.remove(&c.invite_tsx);
+    }
+
+    fn send_bye(&mut self, now: Instant, c: &mut Call) {
+        c.local_cseq = c.local_cseq.max(c.invite_cseq) + 1;
+        let mut h = Headers::default();
+        for r in &c.route_set {
+            h.push("Route", r.clone()); // UAS: Record-Route order as received
+        }
+        let mut from = c.local_uri.clone();
+        if NameAddr::parse(&from).is_some_and(|n| n.tag().is_none()) {
+            from.push_str(";tag=");
+            from.push_str(&c.local_tag);
+        }
+        h.push("From", from);
+        h.push("To", c.remote_uri.clone());
+        h.push("Call-ID", c.call_id.clone());
+        h.push("CSeq", format!("{} BYE", c.local_cseq));
+        h.push("Max-Forwards", "70");
+        h.push("User-Agent", self.cfg.user_agent.clone());
+        let req = Request {
+            method: Method::Bye,
+            uri: c.remote_target.clone(),
+            headers: h,
+            body: Vec::new(),
+        };
+        let local = self.local(c.peer.transport).to_string();
+        // In-dialog requests go back the way the dialog came (the softswitch).
+        let peer = self.cfg.next_hop.map_or(c.peer, |addr| Peer {
+            addr,
+            transport: c.peer.transport,
+        });
+        *self.counters.requests.entry("BYE(out)".into()).or_default() += 1;
+        self.tsx.send_request(now, peer, &local, req);
+        self.pump(now);
+    }
+
+    fn handle_ack(&mut self, now: Instant, ack: &Request) {
+        let Ok(core) = ack.core() else { return };
+        let dk = (
+            core.call_id.clone(),
+            core.to.tag().unwrap_or_default().to_string(),
+            core.from.tag().unwrap_or_default().to_string(),
+        );
+        let Some(&call) = self.by_dialog.get(&dk) else {
+            tracing::debug!("ACK for no dialog dropped");
+            return;
+        };
+        let c = self.calls.get_mut(&call).expect("indexed");
+        if c.state == CallState::Answered && core.cseq == c.invite_cseq {
+            c.state = CallState::Confirmed;
+            c.retransmit = None;
+            c.ack_deadline = None;
+            if c.late_offer {
+                match sdp_body(&ack.headers, &ack.body) {
+                    Ok(Some(sdp)) => self.events.push_back(UaEvent::Answer { call, sdp }),
+                    _ => {
+                        // Section 13.3.1.4 / 14: no usable answer: end the call.
+                        tracing::warn!(call = call.0, "late offer: ACK without an SDP answer");
+                        self.events.push_back(UaEvent::Ended {
+                            call,
+                            reason: "ACK without SDP answer".into(),
+                        });
+                        self.hangup(now, call, "no answer in ACK");
+                    }
+                }
+            }
+        }
+        self.pump(now);
+    }
+
+    fn cancel(&mut self, now: Instant, key: TsxKey, req: Request) {
+        let invite = key.invite_for_cancel();
+        let call = invite.as_ref().and_then(|k| self.by_invite.get(k).copied());
+        let Some(invite) = invite.filter(|k| self.tsx.request(k).is_some()) else {
+            self.reject_count("cancel_no_transaction");
+            return self.respond(now, &key, &req, 481, None, None);
+        };
+        self.respond(now, &key, &req, 200, None, None);
+        if self.tsx.is_proceeding(&invite) {
+            // Section 9.2: the INVITE gets 487, the call is gone.
+            let inv = self.tsx.request(&invite).cloned().expect("checked");
+            let tag = call
+                .and_then(|c| self.calls.get(&c))
+                .map(|c| c.local_tag.clone());
+            self.respond(now, &invite, &inv, 487, None, tag.as_deref());
+            if let Some(call) = call
+                && let Some(c) = self.calls.remove(&call)
+            {
+                self.forget(&c);
+                self.events.push_back(UaEvent::Ended {
+                    call,
+                    reason: "CANCEL".into(),
+                });
+            }
+        }
+    }
+
+    fn in_dialog(&mut self, now: Instant, key: TsxKey, req: Request) {
+        let core = req.core().expect("checked");
+        let dk = (
+            core.call_id.clone(),
+            core.to.tag().unwrap_or_default().to_string(),
+            core.from.tag().unwrap_or_default().to_string(),
+        );
+        let Some(&call) = self.by_dialog.get(&dk) else {
+            self.reject_count("no_dialog");
+            return self.respond(now, &key, &req, 481, None, None);
+        };
+        let c = self.calls.get_mut(&call).expect("indexed");
+        // Section 12.2.2: CSeq must grow (a retransmission is caught by the
+        // transaction layer before this).
+        if core.cseq <= c.remote_cseq {
+            self.reject_count("cseq_out_of_order");
+            return self.respond(now, &key, &req, 500, Some("CSeq out of order"), None);
+        }
+        c.remote_cseq = core.cseq;
+        match req.method {
+            Method::Bye => {
+                let c = self.calls.remove(&call).expect("present");
+                self.forget(&c);
+                self.respond(now, &key, &req, 200, None, None);
+                self.events.push_back(UaEvent::Ended {
+                    call,
+                    reason: "BYE".into(),
+                });
+            }
+            Method::Invite => {
+                // re-INVITE: a session refresh (no SDP, or the same) keeps our
+                // SDP; media changes come with bridging (issue: mid-call).
+                let sdp = c.local_sdp.clone().unwrap_or_default();
+                let transport = c.peer.transport;
+                let mut resp = Response::to(&req, 200, "OK", None);
+                resp.headers.push("Contact", self.contact(transport));
+                resp.headers.push("Content-Type", "application/sdp");
+                resp.body = sdp.into_bytes();
+                *self.counters.responses.entry(200).or_default() += 1;
+                self.tsx.send_response(now, &key, resp);
+                self.pump(now);
+            }
+            _ => self.respond(now, &key, &req, 200, None, None),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tsx.handle_timeout(now);
+        let mut give_up = Vec::new();
+        for (&call, c) in self.calls.iter_mut() {
+            if let Some(r) = c.retransmit.as_mut()
+                && now >= r.at
+                && let Some(ok) = &c.ok
+            {
+                r.fire(now);
+                self.out.push_back(Outgoing {
+                    peer: c.peer,
+                    bytes: Message::Response(ok.clone()).to_bytes(),
+                });
+            }
+            if c.ack_deadline.is_some_and(|d| now >= d) {
+                give_up.push(call);
+            }
+        }
+        for call in give_up {
+            // Section 13.3.1.4: no ACK within 64*T1: the dialog ends with BYE.
+            tracing::warn!(call = call.0, "no ACK for 200 within 64*T1: BYE");
+            self.reject_count("no_ack");
+            self.events.push_back(UaEvent::Ended {
+                call,
+                reason: "no ACK".into(),
+            });
+            self.hangup(now, call, "no ACK");
+        }
+        self.pump(now);
+    }
+
+    /// Moves transaction output to ours.
+    fn pump(&mut self, _now: Instant) {
+        while let Some(t) = self.tsx.poll_transmit() {
+            self.out.push_back(Outgoing {
+                peer: t.peer,
+                bytes: t.msg.to_bytes(),
+            });
+        }
+        while let Some(e) = self.tsx.poll_event() {
+            match e {
+                TsxEvent::Timeout { key } => {
+                    if let Some(call) = self.by_invite.get(&key).copied()
+                        && let Some(c) = self.calls.remove(&call)
+                    {
+                        self.forget(&c);
+                        self.events.push_back(UaEvent::Ended {
+                            call,
+                            reason: "transaction timeout".into(),
+                        });
+                    }
+                }
+                TsxEvent::Response { response, .. } if response.status >= 300 => {
+                    tracing::debug!(status = response.status, "our request was refused");
+                }
+                _ => {}
+            }
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Outgoing> {
+        self.out.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<UaEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let calls = self
+            .calls
+            .values()
+            .flat_map(|c| [c.retransmit.map(|r| r.at), c.ack_deadline])
+            .flatten();
+        self.tsx.poll_timeout().into_iter().chain(calls).min()
+    }
+}
+
+/// RFC 3261 section 18.2.1 and RFC 3581: record where the request really
+/// came from in the top Via (received, rport).
+fn stamp_via(req: &mut Request, peer: Peer) {
+    let Some(top) = req.headers.list("Via").into_iter().next() else {
+        return;
+    };
+    let Some(mut via) = super::message::Via::parse(&top) else {
+        return;
+    };
+    if via.host != peer.addr.ip().to_string() {
+        via.set_param("received", Some(peer.addr.ip().to_string()));
+    }
+    if via.param("rport").is_some() {
+        via.set_param("rport", Some(peer.addr.port().to_string()));
+        via.set_param("received", Some(peer.addr.ip().to_string()));
+    }
+    req.headers.replace_first("Via", via.to_string());
+}

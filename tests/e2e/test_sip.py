@@ -1,0 +1,206 @@
+"""Real-peer SIP tests: SIPp (Debian sip-tester) and raw SIP over UDP/TCP
+against the rtcgw binary."""
+
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+
+SIPP_DIR = Path(__file__).resolve().parents[1] / "sipp"
+OFFER = (Path(__file__).resolve().parents[1] / "data" / "aiortc_offer.sdp").read_text()
+
+
+def sipp(gw, scenario, transport="u1", calls=1, extra=()):
+    """Runs a SIPp UAC scenario against the gateway; returns (rc, output)."""
+    port = free_port()
+    cmd = [
+        "sipp", f"127.0.0.1:{gw.sip_port}", "-sf", str(SIPP_DIR / scenario), "-t", transport,
+        "-m", str(calls), "-i", "127.0.0.1", "-p", str(port), "-timeout", "30s", "-nostdin",
+        "-trace_err", "-error_file", "/dev/stderr", *extra,
+    ]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout[-2000:] + p.stderr[-4000:]
+
+
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_sipp_call_options_cancel_and_retransmission(gateway_factory, transport):
+    gw = gateway_factory()
+    rc, out = sipp(gw, "options.xml", transport)
+    assert rc == 0, out
+    # An INVITE with a real WebRTC offer: 100, 200 with a WebRTC answer
+    # (checked in the scenario), ACK, BYE/200.
+    rc, out = sipp(gw, "uac_webrtc_call.xml", transport)
+    assert rc == 0, out
+    # CANCEL before the answer: 200 to the CANCEL, 487 to the INVITE.
+    rc, out = sipp(gw, "cancel.xml", transport)
+    assert rc == 0, out
+    # A retransmitted INVITE is absorbed: one call. (-nr: SIPp must not
+    # answer each retransmitted 100 with yet another INVITE.)
+    before = gw.metric("rtcgw_sip_responses_total", code="200")
+    rc, out = sipp(gw, "invite_retransmission.xml", transport, extra=["-nr"])
+    assert rc == 0, out
+    time.sleep(1.2)  # metrics snapshot period
+    assert gw.metric("rtcgw_sip_responses_total", code="200") == before + 2  # INVITE, BYE
+    assert gw.metric("rtcgw_sip_responses_total", code="487") == 1
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert gw.proc.poll() is None
+
+
+def request(method, body="", extra_headers="", branch=None, call_id=None, ctype="application/sdp", to_tag=""):
+    branch = branch or f"z9hG4bK{time.monotonic_ns()}"
+    call_id = call_id or f"cid-{time.monotonic_ns()}"
+    ct = f"Content-Type: {ctype}\r\n" if body else ""
+    return (
+        f"{method} sip:demo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch={branch};rport\r\n"
+        f"From: <sip:t@127.0.0.1>;tag=ft1\r\nTo: <sip:demo@127.0.0.1>{to_tag}\r\nCall-ID: {call_id}\r\n"
+        f"CSeq: 1 {method}\r\nMax-Forwards: 70\r\nContact: <sip:t@127.0.0.1:9>\r\n{extra_headers}{ct}"
+        f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
+    )
+
+
+class Udp:
+    def __init__(self, gw):
+        self.gw = gw
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s.bind(("127.0.0.1", 0))
+        self.s.settimeout(5)
+
+    def send(self, text):
+        self.s.sendto(text.encode() if isinstance(text, str) else text, ("127.0.0.1", self.gw.sip_port))
+
+    def final(self, text=None):
+        """Sends `text` (if given) and returns the first final response."""
+        if text is not None:
+            self.send(text)
+        while True:
+            data = self.s.recv(65535).decode(errors="replace")
+            status = int(data.split()[1])
+            if status >= 200:
+                return status, data
+
+    def silent(self, text, wait=0.7):
+        """Sends and asserts nothing comes back."""
+        self.send(text)
+        self.s.settimeout(wait)
+        try:
+            data = self.s.recv(65535)
+            raise AssertionError(f"expected no answer, got {data[:80]!r}")
+        except socket.timeout:
+            pass
+        finally:
+            self.s.settimeout(5)
+
+
+def test_uas_answers_by_the_rules(gateway_factory):
+    gw = gateway_factory()
+    u = Udp(gw)
+    status, resp = u.final(request("OPTIONS"))
+    assert status == 200
+    assert re.search(r"^Allow: .*INVITE", resp, re.M) and re.search(r"^Accept: application/sdp", resp, re.M)
+    # rport and received stamped on our Via (RFC 3581).
+    assert re.search(r"^Via: .*rport=\d+", resp, re.M) and "received=127.0.0.1" in resp
+
+    assert u.final(request("NEWMETHOD"))[0] == 501
+    status, resp = u.final(request("REGISTER"))
+    assert status == 405 and re.search(r"^Allow:", resp, re.M)
+    status, resp = u.final(request("OPTIONS", extra_headers="Require: nonexistent-extension\r\n"))
+    assert status == 420 and re.search(r"^Unsupported: nonexistent-extension", resp, re.M)
+    # A plain RTP/AVP offer is not something the demo target can take.
+    avp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+    status, resp = u.final(request("INVITE", avp))
+    assert status == 488 and "not a WebRTC offer" in resp.splitlines()[0]
+    u.send(request("ACK", to_tag=";tag=x"))
+    assert u.final(request("INVITE", "hello", ctype="text/plain"))[0] == 415
+    # BYE for no dialog: 481.
+    assert u.final(request("BYE", to_tag=";tag=nope"))[0] == 481
+    # A late offer (INVITE without SDP): rtcgw offers WebRTC in the 200.
+    cid = "late-offer-1"
+    status, resp = u.final(request("INVITE", call_id=cid))
+    assert status == 200 and "UDP/TLS/RTP/SAVPF" in resp and "a=setup:actpass" in resp
+    to = re.search(r"^To: (.*)$", resp, re.M).group(1).strip()
+    # ...and an ACK without the answer ends the call with a BYE.
+    ack = request("ACK", call_id=cid).replace("To: <sip:demo@127.0.0.1>\r\n", f"To: {to}\r\n")
+    u.send(ack)
+    data = u.s.recv(65535).decode()
+    assert data.startswith("BYE "), data[:60]
+    for reason in ["unknown_method", "method_not_allowed", "unsupported_require"]:
+        assert gw.metric("rtcgw_sip_rejected_total", reason=reason) >= 0  # exported
+    time.sleep(1.2)
+    assert gw.metric("rtcgw_sip_rejected_total", reason="unknown_method") == 1
+    assert gw.metric("rtcgw_sip_rejected_total", reason="unsupported_require") == 1
+
+
+# RFC 4475-style cases: (name, message, expectation). Expectation: a status
+# code, or None for "dropped".
+def torture():
+    ok = request("OPTIONS")
+    return [
+        # Valid but tortuous: must be accepted.
+        ("compact forms", ok.replace("Via:", "v:").replace("Call-ID:", "i:").replace("From:", "f:")
+            .replace("To:", "t:").replace("Content-Length:", "l:"), 200),
+        ("folded header", ok.replace("Max-Forwards: 70", "Max-Forwards:\r\n  70"), 200),
+        ("case and spaces", ok.replace("CSeq: 1 OPTIONS", "cseq  :   1    OPTIONS").replace("Via: SIP/2.0/UDP", "VIA : SIP / 2.0 / UDP"), 200),
+        ("unknown header", ok.replace("Max-Forwards", "X-Weird: ;;,,;;\r\nMax-Forwards"), 200),
+        ("escaped quote display name", ok.replace("From: <sip:t@127.0.0.1>", 'From: "J \\"Q\\" R" <sip:t@127.0.0.1>'), 200),
+        ("no Max-Forwards", ok.replace("Max-Forwards: 70\r\n", ""), 200),
+        # Invalid but answerable: 400 with the reason.
+        ("CSeq method mismatch", ok.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"), 400),
+        ("Content-Length too big", ok.replace("Content-Length: 0", "Content-Length: 500"), 400),
+        ("bad Max-Forwards", ok.replace("Max-Forwards: 70", "Max-Forwards: seventy"), 400),
+        ("unknown SIP version", ok.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia", 1), 400),
+        ("negative CSeq", ok.replace("CSeq: 1 OPTIONS", "CSeq: -1 OPTIONS"), 400),
+        # Unanswerable: dropped.
+        ("no Call-ID", ok.replace("Call-ID:", "X-Call-ID:"), None),
+        ("no Via", ok.replace("Via:", "X-Via:"), None),
+        ("garbage", "\x00\x01\x02 not sip at all\r\n\r\n", None),
+        ("binary", bytes(range(256)) * 4, None),
+        ("only CRLF", "\r\n\r\n", None),
+        ("response without transaction", "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKx\r\n"
+            "From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\n\r\n", None),
+        ("huge header", ok.replace("Max-Forwards", "X-Big: " + "a" * 60000 + "\r\nMax-Forwards"), 200),
+    ]
+
+
+def test_rfc4475_style_messages_never_crash_or_wedge(gateway_factory):
+    gw = gateway_factory()
+    u = Udp(gw)
+    for name, msg, want in torture():
+        if want is None:
+            u.silent(msg)
+        else:
+            status, resp = u.final(msg)
+            assert status == want, (name, resp[:200])
+            if want == 400:
+                assert resp.split("\r\n")[0].startswith("SIP/2.0 400 Bad Request ("), (name, resp[:120])
+    # Over TCP too, with two messages in one segment and one split in two.
+    s = socket.create_connection(("127.0.0.1", gw.sip_port), timeout=5)
+    a, b = request("OPTIONS").encode(), request("NEWMETHOD").encode()
+    s.sendall(a + b[:30])
+    time.sleep(0.2)
+    s.sendall(b[30:])
+    got = b""
+    while got.count(b"SIP/2.0 ") < 2:
+        got += s.recv(65535)
+    assert b"SIP/2.0 200 OK" in got and b"SIP/2.0 501 " in got
+    # A stream that is not SIP is closed, and the server goes on.
+    bad = socket.create_connection(("127.0.0.1", gw.sip_port), timeout=5)
+    bad.sendall(b"X" * 70000)
+    time.sleep(0.3)
+    assert Udp(gw).final(request("OPTIONS"))[0] == 200
+    assert gw.proc.poll() is None
+    time.sleep(1.2)
+    assert gw.metric("rtcgw_sip_rejected_total", reason="malformed") >= 5
+    assert gw.metric("rtcgw_sip_rejected_total", reason="unparseable") >= 4
+
+
+def test_access_control_refuses_other_sources(gateway_factory):
+    gw = gateway_factory(sip_extra='allowed_sources = ["192.0.2.0/24"]')
+    status, _ = Udp(gw).final(request("OPTIONS"))
+    assert status == 403
+    time.sleep(1.2)
+    assert gw.metric("rtcgw_sip_rejected_total", reason="forbidden_source") == 1
