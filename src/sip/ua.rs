@@ -308,6 +308,9 @@ impl UserAgent {
     ) {
         let mut resp = Response::to(req, status, reason.unwrap_or(reason_phrase(status)), to_tag);
         resp.headers.push("Server", self.cfg.user_agent.clone());
+        if let Some(after) = Self::retry_after(status) {
+            resp.headers.push("Retry-After", after);
+        }
         if status == 405 || status == 501 || (req.method == Method::Options && status == 200) {
             resp.headers.push("Allow", ALLOW);
         }
@@ -472,6 +475,11 @@ impl UserAgent {
     }
 
     /// Refuses an incoming call with a final response.
+    /// Whether a 503 should say when to come back (RFC 3261 section 21.5.4).
+    fn retry_after(status: u16) -> Option<&'static str> {
+        (status == 503).then_some("5")
+    }
+
     pub fn reject(&mut self, now: Instant, call: CallRef, status: u16, reason: &str) {
         let Some(c) = self.calls.remove(&call) else {
             return;
@@ -538,11 +546,24 @@ impl UserAgent {
             body: Vec::new(),
         };
         let local = self.local(c.peer.transport).to_string();
-        // In-dialog requests go back the way the dialog came (the softswitch).
-        let peer = self.cfg.next_hop.map_or(c.peer, |addr| Peer {
+        // Next hop (RFC 3261 section 8.1.2): the configured softswitch; else
+        // the first Route (loose routing) or the remote target when it is an
+        // IP address; else back where the dialog came from.
+        let first_hop = c
+            .route_set
+            .first()
+            .and_then(|r| NameAddr::parse(r))
+            .map(|n| n.uri);
+        let target = first_hop.as_deref().unwrap_or(&c.remote_target);
+        let addr = self
+            .cfg
+            .next_hop
+            .or_else(|| uri_socket_addr(target))
+            .unwrap_or(c.peer.addr);
+        let peer = Peer {
             addr,
             transport: c.peer.transport,
-        });
+        };
         *self.counters.requests.entry("BYE(out)".into()).or_default() += 1;
         self.tsx.send_request(now, peer, &local, req);
         self.pump(now);
@@ -750,4 +771,68 @@ fn stamp_via(req: &mut Request, peer: Peer) {
         via.set_param("received", Some(peer.addr.ip().to_string()));
     }
     req.headers.replace_first("Via", via.to_string());
+}
+
+/// The socket address of a SIP URI whose host is an IP literal
+/// ("sip:user@192.0.2.1:5070;transport=tcp"); None for names (no DNS here).
+pub fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hostport = hostport.split([';', '?']).next()?;
+    if let Some(v6) = hostport.strip_prefix('[') {
+        let (host, port) = v6.split_once(']')?;
+        let port = port
+            .strip_prefix(':')
+            .map_or(Some(5060), |p| p.parse().ok())?;
+        return Some(SocketAddr::new(host.parse().ok()?, port));
+    }
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .map_or((hostport, Some(5060)), |(h, p)| (h, p.parse().ok()));
+    Some(SocketAddr::new(host.parse().ok()?, port?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_networks() {
+        let n: IpNet = "10.1.0.0/16".parse().unwrap();
+        assert!(n.contains("10.1.200.3".parse().unwrap()));
+        assert!(!n.contains("10.2.0.1".parse().unwrap()));
+        assert!(
+            n.contains("::ffff:10.1.0.9".parse().unwrap()),
+            "v4-mapped v6"
+        );
+        let any: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("192.0.2.1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!(
+            "::1/128"
+                .parse::<IpNet>()
+                .unwrap()
+                .contains("::1".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn uri_addresses() {
+        assert_eq!(
+            uri_socket_addr("sip:a@192.0.2.1:5070;transport=tcp"),
+            Some("192.0.2.1:5070".parse().unwrap())
+        );
+        assert_eq!(
+            uri_socket_addr("sip:192.0.2.1;lr"),
+            Some("192.0.2.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            uri_socket_addr("sip:u@[2001:db8::1]:5080"),
+            Some("[2001:db8::1]:5080".parse().unwrap())
+        );
+        assert_eq!(uri_socket_addr("sip:u@proxy.example.com"), None);
+        assert_eq!(uri_socket_addr("tel:+123"), None);
+    }
 }

@@ -15,15 +15,16 @@ SIPP_DIR = Path(__file__).resolve().parents[1] / "sipp"
 OFFER = (Path(__file__).resolve().parents[1] / "data" / "aiortc_offer.sdp").read_text()
 
 
-def sipp(gw, scenario, transport="u1", calls=1, extra=()):
-    """Runs a SIPp UAC scenario against the gateway; returns (rc, output)."""
+def sipp(gw, scenario, transport="u1", calls=1, extra=(), timeout_s=30):
+    """Runs a SIPp UAC scenario against the gateway; returns (rc, output).
+    `timeout_s` bounds the whole SIPp run."""
     port = free_port()
     cmd = [
         "sipp", f"127.0.0.1:{gw.sip_port}", "-sf", str(SIPP_DIR / scenario), "-t", transport,
-        "-m", str(calls), "-i", "127.0.0.1", "-p", str(port), "-timeout", "30s", "-nostdin",
+        "-m", str(calls), "-i", "127.0.0.1", "-p", str(port), "-timeout", f"{timeout_s}s", "-nostdin",
         "-trace_err", "-error_file", "/dev/stderr", *extra,
     ]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s + 30)
     return p.returncode, p.stdout[-2000:] + p.stderr[-4000:]
 
 
@@ -204,3 +205,29 @@ def test_access_control_refuses_other_sources(gateway_factory):
     assert status == 403
     time.sleep(1.2)
     assert gw.metric("rtcgw_sip_rejected_total", reason="forbidden_source") == 1
+
+
+def sipp_stats(path):
+    """The last row of a SIPp -trace_stat CSV, as a dict."""
+    import csv
+
+    rows = list(csv.reader(open(path), delimiter=";"))
+    return dict(zip(rows[0], rows[-1]))
+
+
+def test_load_100_calls_per_second_for_60_seconds(gateway_factory, tmp_path):
+    gw = gateway_factory(log_filter="warn")
+    stats = tmp_path / "load.csv"
+    rc, out = sipp(
+        gw, "uac_load.xml", calls=6000, timeout_s=120,
+        extra=["-r", "100", "-trace_stat", "-stf", str(stats), "-fd", "5", "-max_socket", "2000"],
+    )
+    s = sipp_stats(stats)
+    assert rc == 0, out
+    assert int(s["SuccessfulCall(C)"]) == 6000, s
+    assert int(s["FailedCall(C)"]) == 0, s
+    assert float(s["CallRate(C)"]) >= 95, s
+    # Every call was torn down: nothing left behind.
+    time.sleep(1.5)
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert gw.metric("rtcgw_calls_ended_total") == 6000

@@ -1,0 +1,290 @@
+//! The SIP user agent core in memory with virtual time: what a softswitch
+//! sees when it calls rtcgw (RFC 3261 sections 13 and 15, 9.2).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rtcgw::sip::message::{Message, Method, Response};
+use rtcgw::sip::tsx::{Peer, Timers, Transport};
+use rtcgw::sip::ua::{CallRef, UaConfig, UaEvent, UserAgent};
+
+const PEER: &str = "127.0.0.1:5070";
+
+fn peer() -> Peer {
+    Peer {
+        addr: PEER.parse().unwrap(),
+        transport: Transport::Udp,
+    }
+}
+
+fn ua() -> UserAgent {
+    UserAgent::new(UaConfig {
+        timers: Timers::default(),
+        local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
+        allowed: vec!["127.0.0.0/8".parse().unwrap()],
+        next_hop: None,
+        user_agent: "rtcgw-test".into(),
+        branch_salt: 7,
+    })
+}
+
+fn req(
+    method: &str,
+    branch: &str,
+    cseq: u32,
+    cseq_method: &str,
+    to_tag: Option<&str>,
+    body: &str,
+) -> Vec<u8> {
+    let to = to_tag.map_or(String::new(), |t| format!(";tag={t}"));
+    let ct = if body.is_empty() {
+        ""
+    } else {
+        "Content-Type: application/sdp\r\n"
+    };
+    format!(
+        "{method} sip:demo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {PEER};branch={branch}\r\n\
+From: <sip:ss@127.0.0.1>;tag=ft\r\nTo: <sip:demo@127.0.0.1>{to}\r\nCall-ID: call-1\r\n\
+CSeq: {cseq} {cseq_method}\r\nContact: <sip:ss@{PEER}>\r\nMax-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+struct H {
+    ua: UserAgent,
+    start: Instant,
+    now: Instant,
+    out: Vec<(Duration, Message)>,
+    events: Vec<UaEvent>,
+}
+
+impl H {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            ua: ua(),
+            start: now,
+            now,
+            out: vec![],
+            events: vec![],
+        }
+    }
+    fn drain(&mut self) {
+        while let Some(o) = self.ua.poll_output() {
+            self.out
+                .push((self.now - self.start, Message::parse(&o.bytes).unwrap()));
+        }
+        while let Some(e) = self.ua.poll_event() {
+            self.events.push(e);
+        }
+    }
+    fn input(&mut self, bytes: Vec<u8>) {
+        self.ua.handle_input(self.now, peer(), &bytes);
+        self.drain();
+    }
+    fn advance(&mut self, d: Duration) {
+        let until = self.now + d;
+        while let Some(t) = self.ua.poll_timeout().filter(|t| *t <= until) {
+            self.now = self.now.max(t);
+            self.ua.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = until;
+    }
+    fn responses(&self, status: u16) -> Vec<(f64, Response)> {
+        self.out
+            .iter()
+            .filter_map(|(t, m)| match m {
+                Message::Response(r) if r.status == status => Some((t.as_secs_f64(), r.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+    fn invite_call(&self) -> (CallRef, Option<String>) {
+        self.events
+            .iter()
+            .find_map(|e| match e {
+                UaEvent::Invite { call, offer, .. } => Some((*call, offer.clone())),
+                _ => None,
+            })
+            .expect("Invite event")
+    }
+    fn to_tag(&self) -> String {
+        let (_, ok) = self.responses(200).into_iter().next().expect("200");
+        ok.core().unwrap().to.tag().unwrap().to_string()
+    }
+}
+
+#[test]
+fn ok_is_retransmitted_until_the_ack() {
+    let mut h = H::new();
+    h.input(req("INVITE", "z9hG4bK1", 1, "INVITE", None, "v=0\r\n"));
+    assert_eq!(h.responses(100).len(), 1);
+    let (call, offer) = h.invite_call();
+    assert_eq!(offer.as_deref(), Some("v=0\r\n"));
+    assert!(h.ua.answer(h.now, call, "v=0\r\nanswer\r\n".into()));
+    h.drain();
+    h.advance(Duration::from_millis(3600));
+    let times: Vec<f64> = h.responses(200).iter().map(|(t, _)| *t).collect();
+    assert_eq!(times, vec![0.0, 0.5, 1.5, 3.5], "200 at T1 doubling");
+    let tag = h.to_tag();
+    h.input(req("ACK", "z9hG4bK2", 1, "ACK", Some(&tag), ""));
+    h.advance(Duration::from_secs(60));
+    assert_eq!(
+        h.responses(200).len(),
+        4,
+        "the ACK stopped the retransmissions"
+    );
+    assert!(!h.events.iter().any(|e| matches!(e, UaEvent::Ended { .. })));
+    // BYE from the softswitch ends the call.
+    h.input(req("BYE", "z9hG4bK3", 2, "BYE", Some(&tag), ""));
+    assert!(
+        h.events.iter().any(
+            |e| matches!(e, UaEvent::Ended { call: c, reason } if *c == call && reason == "BYE")
+        )
+    );
+    assert_eq!(h.responses(200).len(), 5);
+    assert_eq!(h.ua.calls(), 0);
+}
+
+#[test]
+fn no_ack_within_64_t1_ends_the_call_with_bye() {
+    let mut h = H::new();
+    h.input(req("INVITE", "z9hG4bK1", 1, "INVITE", None, "v=0\r\n"));
+    let (call, _) = h.invite_call();
+    h.ua.answer(h.now, call, "v=0\r\n".into());
+    h.drain();
+    h.advance(Duration::from_secs(33));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Ended { reason, .. } if reason == "no ACK"))
+    );
+    let bye = h.out.iter().find_map(|(t, m)| match m {
+        Message::Request(r) if r.method == Method::Bye => Some((*t, r.clone())),
+        _ => None,
+    });
+    let (t, bye) = bye.expect("BYE sent");
+    assert_eq!(t, Duration::from_secs(32));
+    let c = bye.core().unwrap();
+    assert_eq!(c.to.tag(), Some("ft"), "BYE goes to the caller's tag");
+    assert_eq!(
+        bye.uri,
+        format!("sip:ss@{PEER}"),
+        "to the remote target (Contact)"
+    );
+    assert!(c.cseq > 1);
+}
+
+#[test]
+fn cancel_before_the_answer_gives_487_and_a_late_answer_is_refused() {
+    let mut h = H::new();
+    h.input(req("INVITE", "z9hG4bKc", 1, "INVITE", None, "v=0\r\n"));
+    let (call, _) = h.invite_call();
+    h.input(req("CANCEL", "z9hG4bKc", 1, "CANCEL", None, ""));
+    assert_eq!(h.responses(200).len(), 1, "200 for the CANCEL");
+    assert_eq!(h.responses(487).len(), 1, "487 for the INVITE");
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Ended { reason, .. } if reason == "CANCEL"))
+    );
+    assert!(
+        !h.ua.answer(h.now, call, "v=0\r\n".into()),
+        "the gateway learns the call is gone"
+    );
+    // The 487 is retransmitted until the ACK.
+    h.advance(Duration::from_secs(1));
+    assert!(h.responses(487).len() >= 2);
+    let tag = h.responses(487)[0]
+        .1
+        .core()
+        .unwrap()
+        .to
+        .tag()
+        .unwrap()
+        .to_string();
+    h.input(req("ACK", "z9hG4bKc", 1, "ACK", Some(&tag), ""));
+    let n = h.responses(487).len();
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.responses(487).len(), n);
+    assert_eq!(h.ua.transactions(), 0);
+}
+
+#[test]
+fn cancel_racing_the_200_loses_and_the_call_goes_on() {
+    let mut h = H::new();
+    h.input(req("INVITE", "z9hG4bKr", 1, "INVITE", None, "v=0\r\n"));
+    let (call, _) = h.invite_call();
+    h.ua.answer(h.now, call, "v=0\r\n".into());
+    h.drain();
+    h.input(req("CANCEL", "z9hG4bKr", 1, "CANCEL", None, ""));
+    assert_eq!(h.responses(487).len(), 0, "no 487 after the 200");
+    assert_eq!(
+        h.responses(200).len(),
+        2,
+        "200 for the INVITE, 200 for the CANCEL"
+    );
+    assert!(!h.events.iter().any(|e| matches!(e, UaEvent::Ended { .. })));
+    assert_eq!(h.ua.calls(), 1);
+}
+
+#[test]
+fn late_offer_gets_the_answer_from_the_ack() {
+    let mut h = H::new();
+    h.input(req("INVITE", "z9hG4bKl", 1, "INVITE", None, ""));
+    let (call, offer) = h.invite_call();
+    assert_eq!(offer, None);
+    h.ua.answer(h.now, call, "v=0\r\nour-offer\r\n".into());
+    h.drain();
+    let (_, ok) = h.responses(200).remove(0);
+    assert_eq!(ok.body, b"v=0\r\nour-offer\r\n");
+    let tag = h.to_tag();
+    h.input(req(
+        "ACK",
+        "z9hG4bKl2",
+        1,
+        "ACK",
+        Some(&tag),
+        "v=0\r\ntheir-answer\r\n",
+    ));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Answer { sdp, .. } if sdp == "v=0\r\ntheir-answer\r\n"))
+    );
+}
+
+#[test]
+fn hangup_sends_bye_and_in_dialog_requests_are_checked() {
+    let mut h = H::new();
+    h.input(req("INVITE", "z9hG4bKh", 5, "INVITE", None, "v=0\r\n"));
+    let (call, _) = h.invite_call();
+    h.ua.answer(h.now, call, "v=0\r\n".into());
+    h.drain();
+    let tag = h.to_tag();
+    h.input(req("ACK", "z9hG4bKh2", 5, "ACK", Some(&tag), ""));
+    // An in-dialog OPTIONS with a lower CSeq is out of order: 500.
+    h.input(req("OPTIONS", "z9hG4bKo", 3, "OPTIONS", Some(&tag), ""));
+    assert_eq!(h.responses(500).len(), 1);
+    // INFO with a higher CSeq: 200.
+    h.input(req("INFO", "z9hG4bKi", 6, "INFO", Some(&tag), ""));
+    assert_eq!(h.responses(200).len(), 2);
+    h.ua.hangup(h.now, call, "test");
+    h.drain();
+    let Some((_, Message::Request(bye))) = h.out.last().cloned() else {
+        panic!("BYE")
+    };
+    assert_eq!(bye.method, Method::Bye);
+    let c = bye.core().unwrap();
+    assert_eq!(c.from.tag(), Some(tag.as_str()));
+    assert_eq!(c.cseq, 6, "our CSeq space starts after the INVITE's");
+    // Its 200 closes the client transaction.
+    let mut ok = Response::to(&bye, 200, "OK", None);
+    ok.headers.push("Content-Length", "0");
+    h.input(Message::Response(ok).to_bytes());
+    h.advance(Duration::from_secs(40));
+    assert_eq!(h.ua.transactions(), 0);
+    assert_eq!(h.ua.calls(), 0);
+}
