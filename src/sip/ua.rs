@@ -744,7 +744,7 @@ impl UserAgent {
         self.events.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
         let calls = self
             .calls
             .values()

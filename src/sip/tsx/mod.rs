@@ -18,7 +18,7 @@ mod client_non_invite;
 mod server_invite;
 mod server_non_invite;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -264,24 +264,78 @@ fn earliest(times: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant>
     times.into_iter().flatten().min()
 }
 
-enum Server {
-    Invite(ServerInvite),
-    NonInvite(ServerNonInvite),
+/// One transaction of any kind (the names are RFC 3261's).
+#[allow(clippy::enum_variant_names)]
+enum Tsx {
+    ServerInvite(ServerInvite),
+    ServerNonInvite(ServerNonInvite),
+    ClientInvite(ClientInvite),
+    ClientNonInvite(ClientNonInvite),
 }
 
-enum Client {
-    Invite(ClientInvite),
-    NonInvite(ClientNonInvite),
+impl Tsx {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Tsx::ServerInvite(t) => t.poll_timeout(),
+            Tsx::ServerNonInvite(t) => t.poll_timeout(),
+            Tsx::ClientInvite(t) => t.poll_timeout(),
+            Tsx::ClientNonInvite(t) => t.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &mut Out) {
+        match self {
+            Tsx::ServerInvite(t) => t.handle_timeout(now, out),
+            Tsx::ServerNonInvite(t) => t.handle_timeout(now, out),
+            Tsx::ClientInvite(t) => t.handle_timeout(now, out),
+            Tsx::ClientNonInvite(t) => t.handle_timeout(now, out),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            Tsx::ServerInvite(t) => t.is_terminated(),
+            Tsx::ServerNonInvite(t) => t.is_terminated(),
+            Tsx::ClientInvite(t) => t.is_terminated(),
+            Tsx::ClientNonInvite(t) => t.is_terminated(),
+        }
+    }
 }
 
-/// All transactions of one SIP endpoint.
+/// A deadline in the timer heap; stale entries (the transaction moved on
+/// or is gone) are skipped when they surface.
+struct Due(Instant, TsxKey);
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
+impl Eq for Due {}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.cmp(&self.0) // earliest first
+    }
+}
+
+type MergeKey = (String, String, u32, Method);
+
+/// All transactions of one SIP endpoint. Timers sit in a heap, so finding
+/// the next deadline does not walk every transaction (thousands linger in
+/// their wait states at a few hundred calls per second).
 pub struct Transactions {
     timers: Timers,
-    server: HashMap<TsxKey, Server>,
-    client: HashMap<TsxKey, Client>,
+    tsx: HashMap<TsxKey, Tsx>,
+    due: BinaryHeap<Due>,
     /// (From tag, Call-ID, CSeq, method) of server transactions without To
-    /// tag, for merged-request detection.
-    merge_index: HashMap<(String, String, u32, Method), TsxKey>,
+    /// tag, for merged-request detection, and the reverse for cleanup.
+    merge_index: HashMap<MergeKey, TsxKey>,
+    merge_of: HashMap<TsxKey, MergeKey>,
     out: Out,
     branch_seq: u64,
     branch_salt: u64,
@@ -291,9 +345,10 @@ impl Transactions {
     pub fn new(timers: Timers, branch_salt: u64) -> Self {
         Self {
             timers,
-            server: HashMap::new(),
-            client: HashMap::new(),
+            tsx: HashMap::new(),
+            due: BinaryHeap::new(),
             merge_index: HashMap::new(),
+            merge_of: HashMap::new(),
             out: Out::default(),
             branch_seq: 0,
             branch_salt,
@@ -305,17 +360,29 @@ impl Transactions {
     }
 
     pub fn len(&self) -> usize {
-        self.server.len() + self.client.len()
+        self.tsx.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.tsx.is_empty()
     }
 
     /// A fresh RFC 3261 branch.
     pub fn new_branch(&mut self) -> String {
         self.branch_seq += 1;
         format!("{MAGIC}{:x}{:06x}", self.branch_salt, self.branch_seq)
+    }
+
+    /// Puts a transaction's next deadline in the heap.
+    fn schedule(&mut self, key: &TsxKey) {
+        if let Some(t) = self.tsx.get(key).and_then(Tsx::poll_timeout) {
+            self.due.push(Due(t, key.clone()));
+        }
+    }
+
+    fn insert(&mut self, key: TsxKey, tsx: Tsx) {
+        self.tsx.insert(key.clone(), tsx);
+        self.schedule(&key);
     }
 
     /// Matches a received request to a server transaction, creating one
@@ -327,16 +394,27 @@ impl Transactions {
         req: Request,
     ) -> Result<Received, String> {
         let key = TsxKey::for_request(&req)?;
-        if let Some(tsx) = self.server.get_mut(&key) {
-            match tsx {
-                Server::Invite(t) => t.handle_request(now, &req, &mut self.out),
-                Server::NonInvite(t) => t.handle_request(&req, &mut self.out),
+        match self.tsx.get_mut(&key) {
+            Some(Tsx::ServerInvite(t)) => t.handle_request(now, &req, &mut self.out),
+            Some(Tsx::ServerNonInvite(t)) => t.handle_request(&req, &mut self.out),
+            _ => {
+                if req.method == Method::Ack {
+                    return Ok(Received::Ack);
+                }
+                return self.new_server(now, peer, key, req);
             }
-            return Ok(Received::Absorbed);
         }
-        if req.method == Method::Ack {
-            return Ok(Received::Ack);
-        }
+        self.schedule(&key);
+        Ok(Received::Absorbed)
+    }
+
+    fn new_server(
+        &mut self,
+        now: Instant,
+        peer: Peer,
+        key: TsxKey,
+        req: Request,
+    ) -> Result<Received, String> {
         let c = req.core()?;
         if c.to.tag().is_none() {
             let mk = (
@@ -347,7 +425,7 @@ impl Transactions {
             );
             if let Some(other) = self.merge_index.get(&mk)
                 && *other != key
-                && self.server.contains_key(other)
+                && self.tsx.contains_key(other)
             {
                 let resp = Response::to(&req, 482, "Loop Detected", None);
                 self.out.transmits.push_back(Transmit {
@@ -356,10 +434,11 @@ impl Transactions {
                 });
                 return Ok(Received::Merged);
             }
-            self.merge_index.insert(mk, key.clone());
+            self.merge_index.insert(mk.clone(), key.clone());
+            self.merge_of.insert(key.clone(), mk);
         }
         let tsx = if req.method == Method::Invite {
-            Server::Invite(ServerInvite::new(
+            Tsx::ServerInvite(ServerInvite::new(
                 now,
                 key.clone(),
                 peer,
@@ -368,40 +447,44 @@ impl Transactions {
                 &mut self.out,
             ))
         } else {
-            Server::NonInvite(ServerNonInvite::new(key.clone(), peer, req, self.timers))
+            Tsx::ServerNonInvite(ServerNonInvite::new(key.clone(), peer, req, self.timers))
         };
-        self.server.insert(key.clone(), tsx);
+        self.insert(key.clone(), tsx);
         Ok(Received::New(key))
     }
 
     /// The request that created a server transaction.
     pub fn request(&self, key: &TsxKey) -> Option<&Request> {
-        match self.server.get(key)? {
-            Server::Invite(t) => Some(t.request()),
-            Server::NonInvite(t) => Some(t.request()),
+        match self.tsx.get(key)? {
+            Tsx::ServerInvite(t) => Some(t.request()),
+            Tsx::ServerNonInvite(t) => Some(t.request()),
+            _ => None,
         }
     }
 
     pub fn peer(&self, key: &TsxKey) -> Option<Peer> {
-        match self.server.get(key)? {
-            Server::Invite(t) => Some(t.peer()),
-            Server::NonInvite(t) => Some(t.peer()),
+        match self.tsx.get(key)? {
+            Tsx::ServerInvite(t) => Some(t.peer()),
+            Tsx::ServerNonInvite(t) => Some(t.peer()),
+            _ => None,
         }
     }
 
     /// Whether a server INVITE transaction still awaits a final response.
     pub fn is_proceeding(&self, key: &TsxKey) -> bool {
-        matches!(self.server.get(key), Some(Server::Invite(t)) if t.is_proceeding())
+        matches!(self.tsx.get(key), Some(Tsx::ServerInvite(t)) if t.is_proceeding())
     }
 
     /// Sends a response through its server transaction. False when there is
     /// no such transaction or it already has a final response.
     pub fn send_response(&mut self, now: Instant, key: &TsxKey, resp: Response) -> bool {
-        match self.server.get_mut(key) {
-            Some(Server::Invite(t)) => t.send_response(now, resp, &mut self.out),
-            Some(Server::NonInvite(t)) => t.send_response(now, resp, &mut self.out),
-            None => false,
-        }
+        let sent = match self.tsx.get_mut(key) {
+            Some(Tsx::ServerInvite(t)) => t.send_response(now, resp, &mut self.out),
+            Some(Tsx::ServerNonInvite(t)) => t.send_response(now, resp, &mut self.out),
+            _ => false,
+        };
+        self.schedule(key);
+        sent
     }
 
     /// Starts a client transaction: puts our Via (sent-by `local`, a fresh
@@ -428,7 +511,7 @@ impl Transactions {
         req.headers = headers;
         let key = TsxKey::client(&branch, &req.method);
         let tsx = if req.method == Method::Invite {
-            Client::Invite(ClientInvite::new(
+            Tsx::ClientInvite(ClientInvite::new(
                 now,
                 key.clone(),
                 peer,
@@ -437,7 +520,7 @@ impl Transactions {
                 &mut self.out,
             ))
         } else {
-            Client::NonInvite(ClientNonInvite::new(
+            Tsx::ClientNonInvite(ClientNonInvite::new(
                 now,
                 key.clone(),
                 peer,
@@ -446,7 +529,7 @@ impl Transactions {
                 &mut self.out,
             ))
         };
-        self.client.insert(key.clone(), tsx);
+        self.insert(key.clone(), tsx);
         key
     }
 
@@ -456,55 +539,39 @@ impl Transactions {
         let Ok(key) = TsxKey::for_response(&resp) else {
             return false;
         };
-        match self.client.get_mut(&key) {
-            Some(Client::Invite(t)) => t.handle_response(now, resp, &mut self.out),
-            Some(Client::NonInvite(t)) => t.handle_response(now, resp, &mut self.out),
-            None => return false,
+        match self.tsx.get_mut(&key) {
+            Some(Tsx::ClientInvite(t)) => t.handle_response(now, resp, &mut self.out),
+            Some(Tsx::ClientNonInvite(t)) => t.handle_response(now, resp, &mut self.out),
+            _ => return false,
         }
+        self.schedule(&key);
         true
     }
 
+    /// Fires every timer due by `now`; terminated transactions are removed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for t in self.server.values_mut() {
-            match t {
-                Server::Invite(t) => t.handle_timeout(now, &mut self.out),
-                Server::NonInvite(t) => t.handle_timeout(now, &mut self.out),
-            }
+        let mut fired = Vec::new();
+        while self.due.peek().is_some_and(|d| d.0 <= now) {
+            fired.push(self.due.pop().expect("peeked").1);
         }
-        for t in self.client.values_mut() {
-            match t {
-                Client::Invite(t) => t.handle_timeout(now, &mut self.out),
-                Client::NonInvite(t) => t.handle_timeout(now, &mut self.out),
-            }
-        }
-        let before = self.server.len() + self.client.len();
-        let mut gone = Vec::new();
-        self.server.retain(|k, t| {
-            let keep = !match t {
-                Server::Invite(t) => t.is_terminated(),
-                Server::NonInvite(t) => t.is_terminated(),
+        let mut seen = std::collections::HashSet::new();
+        fired.retain(|k| seen.insert(k.clone()));
+        for key in fired {
+            let Some(tsx) = self.tsx.get_mut(&key) else {
+                continue;
             };
-            if !keep {
-                gone.push(k.clone());
+            if tsx.poll_timeout().is_some_and(|t| t <= now) {
+                tsx.handle_timeout(now, &mut self.out);
             }
-            keep
-        });
-        self.client.retain(|k, t| {
-            let keep = !match t {
-                Client::Invite(t) => t.is_terminated(),
-                Client::NonInvite(t) => t.is_terminated(),
-            };
-            if !keep {
-                gone.push(k.clone());
+            if tsx.is_terminated() {
+                self.tsx.remove(&key);
+                if let Some(mk) = self.merge_of.remove(&key) {
+                    self.merge_index.remove(&mk);
+                }
+                self.out.events.push_back(TsxEvent::Terminated { key });
+            } else {
+                self.schedule(&key);
             }
-            keep
-        });
-        if before != self.server.len() + self.client.len() {
-            let live = &self.server;
-            self.merge_index.retain(|_, k| live.contains_key(k));
-        }
-        for key in gone {
-            self.out.events.push_back(TsxEvent::Terminated { key });
         }
     }
 
@@ -516,18 +583,18 @@ impl Transactions {
         self.out.events.pop_front()
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        earliest(
-            self.server
-                .values()
-                .map(|t| match t {
-                    Server::Invite(t) => t.poll_timeout(),
-                    Server::NonInvite(t) => t.poll_timeout(),
-                })
-                .chain(self.client.values().map(|t| match t {
-                    Client::Invite(t) => t.poll_timeout(),
-                    Client::NonInvite(t) => t.poll_timeout(),
-                })),
-        )
+    /// The earliest deadline (drops stale heap entries on the way).
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        while let Some(Due(t, key)) = self.due.peek() {
+            match self.tsx.get(key).and_then(Tsx::poll_timeout) {
+                Some(current) if current == *t => return Some(*t),
+                // Moved later (or gone): this entry is stale; the live
+                // deadline has its own entry.
+                _ => {
+                    self.due.pop();
+                }
+            }
+        }
+        None
     }
 }
