@@ -18,6 +18,7 @@ const CPP: &[&str] = &[
     "cpp/src/bench.cc",
     "cpp/src/call_audio.cc",
     "cpp/src/codecs.cc",
+    "cpp/src/legacy_audio.cc",
     "cpp/src/network.cc",
     "cpp/src/peer_connection.cc",
     "cpp/src/runtime.cc",

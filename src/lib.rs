@@ -11,5 +11,6 @@ pub mod http;
 pub mod loadgen;
 pub mod media;
 pub mod rtc;
+pub mod rtp;
 pub mod sdp;
 pub mod sip;

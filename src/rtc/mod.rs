@@ -5,6 +5,7 @@
 //! [`PeerConnection`] from it. Audio crosses as 10 ms mono PCM frames.
 
 mod callbacks;
+pub mod legacy;
 #[allow(unsafe_code)] // the cxx bridge; the only unsafe in the crate
 mod sys;
 
@@ -96,7 +97,7 @@ pub enum RtcError {
 }
 
 impl RtcError {
-    fn from_ffi(e: sys::ffi::RtcError) -> Option<Self> {
+    pub(crate) fn from_ffi(e: sys::ffi::RtcError) -> Option<Self> {
         use sys::ffi::ErrorKind as K;
         let m = e.message;
         Some(match e.kind {
@@ -110,7 +111,7 @@ impl RtcError {
     }
 }
 
-fn no_error() -> sys::ffi::RtcError {
+pub(crate) fn no_error() -> sys::ffi::RtcError {
     sys::ffi::RtcError {
         kind: sys::ffi::ErrorKind::None,
         message: String::new(),

@@ -114,6 +114,53 @@ pub(crate) mod ffi {
         state: String,
     }
 
+    /// A codec as SDP names it (rtpmap + fmtp).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct CodecSpec {
+        payload_type: u8,
+        name: String,
+        clock_rate: u32,
+        channels: u32,
+        fmtp: String,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    struct NetEqSettings {
+        max_packets: usize,
+        fast_accelerate: bool,
+        min_delay_ms: i32,
+    }
+
+    /// NetEq's network and lifetime statistics (rates are fractions since
+    /// the previous call).
+    #[derive(Debug, Clone, Copy, Default)]
+    struct NetEqStats {
+        expand_rate: f64,
+        speech_expand_rate: f64,
+        accelerate_rate: f64,
+        preemptive_rate: f64,
+        secondary_decoded_rate: f64,
+        current_buffer_size_ms: u32,
+        preferred_buffer_size_ms: u32,
+        target_delay_ms: i32,
+        total_samples_received: u64,
+        concealed_samples: u64,
+        concealment_events: u64,
+        removed_samples_for_acceleration: u64,
+        inserted_samples_for_deceleration: u64,
+        jitter_buffer_delay_ms: u64,
+        jitter_buffer_emitted_count: u64,
+        packets_discarded: u64,
+        packets_received: u64,
+        packet_buffer_flushes: u64,
+    }
+
+    #[derive(Debug, Clone, Copy, Default)]
+    struct EncodedInfo {
+        bytes: u32,
+        rtp_timestamp: u32,
+    }
+
     extern "Rust" {
         type SdpCtx;
         type StatsCtx;
@@ -130,6 +177,39 @@ pub(crate) mod ffi {
         include!("rtcgw/runtime.h");
         include!("rtcgw/peer_connection.h");
         include!("rtcgw/bench.h");
+        include!("rtcgw/legacy_audio.h");
+
+        type NetEqStream;
+        type RtpEncoder;
+
+        fn new_neteq(
+            settings: &NetEqSettings,
+            codecs: &[CodecSpec],
+            now_ms: i64,
+            error: &mut RtcError,
+        ) -> UniquePtr<NetEqStream>;
+        #[allow(clippy::too_many_arguments)]
+        fn insert(
+            self: &NetEqStream,
+            now_ms: i64,
+            seq: u16,
+            timestamp: u32,
+            ssrc: u32,
+            payload_type: u8,
+            marker: bool,
+            payload: &[u8],
+        ) -> i32;
+        fn get_audio(self: &NetEqStream, now_ms: i64, out: &mut [i16]) -> FrameInfo;
+        fn stats(self: &NetEqStream) -> NetEqStats;
+
+        fn new_rtp_encoder(
+            codec: &CodecSpec,
+            ptime_ms: i32,
+            initial_timestamp: u32,
+            error: &mut RtcError,
+        ) -> UniquePtr<RtpEncoder>;
+        fn encode(self: &RtpEncoder, pcm48k: &[i16], out: &mut Vec<u8>) -> EncodedInfo;
+        fn rtp_clock_rate(self: &RtpEncoder) -> u32;
 
         /// Codec-only reference: CPU ns to Opus-encode and decode `frames`
         /// 10 ms frames (see cpp/include/rtcgw/bench.h).
@@ -168,6 +248,11 @@ pub(crate) mod ffi {
 unsafe impl Send for ffi::Runtime {}
 // SAFETY: as above: every method is const and internally synchronised.
 unsafe impl Sync for ffi::Runtime {}
+// SAFETY: a NetEqStream is used by one task at a time (it is not Sync);
+// NetEq itself is internally locked and has no thread affinity.
+unsafe impl Send for ffi::NetEqStream {}
+// SAFETY: an AudioEncoder has no thread affinity; one task uses it at a time.
+unsafe impl Send for ffi::RtpEncoder {}
 // SAFETY: PeerConnection methods post to the signaling thread (libwebrtc's
 // PeerConnection proxy marshals calls) or touch mutex-guarded rings and
 // atomics (call_audio.h).

@@ -1,0 +1,109 @@
+//! The legacy leg's audio with libwebrtc's parts: NetEq (jitter buffer,
+//! PLC, time stretching) for what arrives, AudioEncoder for what leaves.
+//! Time is passed in (`now`); see cpp/include/rtcgw/legacy_audio.h.
+
+use std::time::Instant;
+
+use cxx::UniquePtr;
+
+use super::sys::ffi;
+use super::{MAX_FRAME_SAMPLES, RtcError, no_error};
+
+pub use ffi::{CodecSpec, NetEqStats};
+
+/// NetEq knobs for a legacy stream (set apart from the WebRTC leg's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetEqSettings {
+    pub max_packets: usize,
+    pub fast_accelerate: bool,
+    pub min_delay_ms: u32,
+}
+
+/// One received stream's NetEq.
+pub struct NetEq {
+    ptr: UniquePtr<ffi::NetEqStream>,
+    epoch: Instant,
+}
+
+/// One RTP packet's fields NetEq needs.
+#[derive(Debug, Clone, Copy)]
+pub struct RtpMeta {
+    pub seq: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub payload_type: u8,
+    pub marker: bool,
+}
+
+impl NetEq {
+    pub fn new(s: NetEqSettings, codecs: &[CodecSpec], now: Instant) -> Result<Self, RtcError> {
+        let mut err = no_error();
+        let settings = ffi::NetEqSettings {
+            max_packets: s.max_packets,
+            fast_accelerate: s.fast_accelerate,
+            min_delay_ms: s.min_delay_ms as i32,
+        };
+        let ptr = ffi::new_neteq(&settings, codecs, 0, &mut err);
+        match RtcError::from_ffi(err) {
+            Some(e) => Err(e),
+            None => Ok(Self { ptr, epoch: now }),
+        }
+    }
+
+    fn ms(&self, now: Instant) -> i64 {
+        now.saturating_duration_since(self.epoch).as_millis() as i64
+    }
+
+    /// False when NetEq refused the packet (unknown payload type...).
+    pub fn insert(&self, now: Instant, rtp: RtpMeta, payload: &[u8]) -> bool {
+        let t = self.ms(now);
+        self.ptr.insert(
+            t,
+            rtp.seq,
+            rtp.timestamp,
+            rtp.ssrc,
+            rtp.payload_type,
+            rtp.marker,
+            payload,
+        ) == 0
+    }
+
+    /// The next 10 ms at 48 kHz mono; false on a NetEq error.
+    pub fn get_audio(&self, now: Instant, out: &mut Vec<i16>) -> bool {
+        out.resize(MAX_FRAME_SAMPLES, 0);
+        let info = self.ptr.get_audio(self.ms(now), out);
+        out.truncate(info.samples as usize);
+        info.samples > 0
+    }
+
+    pub fn stats(&self) -> NetEqStats {
+        self.ptr.stats()
+    }
+}
+
+/// One sent stream's encoder: 10 ms at 48 kHz in, RTP payloads out.
+pub struct Encoder {
+    ptr: UniquePtr<ffi::RtpEncoder>,
+}
+
+impl Encoder {
+    pub fn new(codec: &CodecSpec, ptime_ms: u32, initial_timestamp: u32) -> Result<Self, RtcError> {
+        let mut err = no_error();
+        let ptr = ffi::new_rtp_encoder(codec, ptime_ms as i32, initial_timestamp, &mut err);
+        match RtcError::from_ffi(err) {
+            Some(e) => Err(e),
+            None => Ok(Self { ptr }),
+        }
+    }
+
+    /// Feeds one 10 ms frame; returns the RTP timestamp when `out` holds a
+    /// complete payload.
+    pub fn encode(&self, pcm48k: &[i16], out: &mut Vec<u8>) -> Option<u32> {
+        let info = self.ptr.encode(pcm48k, out);
+        (info.bytes > 0).then_some(info.rtp_timestamp)
+    }
+
+    pub fn rtp_clock_rate(&self) -> u32 {
+        self.ptr.rtp_clock_rate()
+    }
+}
