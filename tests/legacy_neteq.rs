@@ -67,7 +67,7 @@ fn run(net: Net, s: NetEqSettings, secs: u64) -> (Vec<i16>, NetEqStats, u32) {
     let mut packets = Vec::new();
     let mut seq: u16 = 65500; // wraps during the run
     let mut sent = 0u32;
-    for tick in 0..secs * 100 {
+    for _ in 0..secs * 100 {
         tone.next_frame(&mut frame);
         if let Some(ts) = enc.encode(&frame, &mut payload) {
             let send_ms = f64::from(sent) * net.interval_ms;
