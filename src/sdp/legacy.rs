@@ -1,0 +1,497 @@
+//! Plain RTP/AVP SDP for the legacy leg: parsing an offer (with Mozilla's
+//! webrtc-sdp crate) and answering it (RFC 3264), with the codec preference
+//! list from config. Generation is a small writer: answers are short and
+//! their exact form matters to old SIP equipment.
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use webrtc_sdp::address::ExplicitlyTypedAddress;
+use webrtc_sdp::attribute_type::{SdpAttribute, SdpAttributeType};
+use webrtc_sdp::media_type::{SdpFormatList, SdpMedia, SdpMediaValue, SdpProtocolValue};
+
+/// A codec on the legacy leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Codec {
+    pub pt: u8,
+    /// As written in SDP ("PCMU", "opus", "telephone-event").
+    pub name: String,
+    /// RTP clock rate (8000 for G.722, RFC 3551).
+    pub clock_rate: u32,
+    pub channels: u32,
+    pub fmtp: String,
+}
+
+impl Codec {
+    fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+    }
+
+    /// The static payload types of RFC 3551 we know, for m-lines without rtpmap.
+    fn static_pt(pt: u8) -> Option<Self> {
+        let (name, rate) = match pt {
+            0 => ("PCMU", 8000),
+            8 => ("PCMA", 8000),
+            9 => ("G722", 8000),
+            _ => return None,
+        };
+        Some(Codec {
+            pt,
+            name: name.into(),
+            clock_rate: rate,
+            channels: 1,
+            fmtp: String::new(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    SendRecv,
+    SendOnly,
+    RecvOnly,
+    Inactive,
+}
+
+impl Direction {
+    /// The answer's direction for an offered one (RFC 3264 section 6.1).
+    pub fn answer(self) -> Self {
+        match self {
+            Self::SendOnly => Self::RecvOnly,
+            Self::RecvOnly => Self::SendOnly,
+            d => d,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SendRecv => "sendrecv",
+            Self::SendOnly => "sendonly",
+            Self::RecvOnly => "recvonly",
+            Self::Inactive => "inactive",
+        }
+    }
+
+    pub fn sends(self) -> bool {
+        matches!(self, Self::SendRecv | Self::SendOnly)
+    }
+
+    pub fn receives(self) -> bool {
+        matches!(self, Self::SendRecv | Self::RecvOnly)
+    }
+}
+
+/// The audio stream an SDP describes, from its sender's point of view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudioStream {
+    pub addr: IpAddr,
+    pub port: u16,
+    pub rtcp_port: Option<u16>,
+    pub rtcp_mux: bool,
+    /// In the SDP's order of preference; telephone-event excluded.
+    pub codecs: Vec<Codec>,
+    pub telephone_events: Vec<Codec>,
+    pub ptime: Option<u32>,
+    pub maxptime: Option<u32>,
+    pub direction: Direction,
+}
+
+/// Why a legacy SDP cannot be answered; the SIP side maps these to 488/400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LegacySdpError {
+    #[error("unparseable SDP: {0}")]
+    Parse(String),
+    #[error("no active RTP/AVP audio stream")]
+    NoAudio,
+    #[error("connection address is not an IP address: {0}")]
+    NotIp(String),
+    #[error("no codec in common (offered: {offered}; ours: {ours})")]
+    NoCommonCodec { offered: String, ours: String },
+}
+
+fn media_dir(m: &SdpMedia, session: &[SdpAttribute]) -> Direction {
+    let find = |attrs: &[SdpAttribute]| {
+        attrs.iter().find_map(|a| match a {
+            SdpAttribute::Sendrecv => Some(Direction::SendRecv),
+            SdpAttribute::Sendonly => Some(Direction::SendOnly),
+            SdpAttribute::Recvonly => Some(Direction::RecvOnly),
+            SdpAttribute::Inactive => Some(Direction::Inactive),
+            _ => None,
+        })
+    };
+    find(m.get_attributes())
+        .or_else(|| find(session))
+        .unwrap_or(Direction::SendRecv)
+}
+
+/// Parses an SDP and returns every m-line (for mirroring in the answer) and
+/// the index and description of the first active plain-RTP audio stream.
+pub fn parse(
+    sdp: &str,
+) -> Result<(Vec<(String, u16, String, String)>, usize, AudioStream), LegacySdpError> {
+    let session =
+        webrtc_sdp::parse_sdp(sdp, false).map_err(|e| LegacySdpError::Parse(e.to_string()))?;
+    let mlines = session
+        .media
+        .iter()
+        .map(|m| {
+            let fmts = match m.get_formats() {
+                SdpFormatList::Integers(v) => {
+                    v.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+                }
+                SdpFormatList::Strings(v) => v.join(" "),
+                SdpFormatList::Unknown(s) => s.clone(),
+            };
+            (
+                m.get_type().to_string(),
+                m.get_port() as u16,
+                m.get_proto().to_string(),
+                fmts,
+            )
+        })
+        .collect();
+    let (index, m) = session
+        .media
+        .iter()
+        .enumerate()
+        .find(|(_, m)| {
+            *m.get_type() == SdpMediaValue::Audio
+                && m.get_port() != 0
+                && matches!(
+                    m.get_proto(),
+                    SdpProtocolValue::RtpAvp | SdpProtocolValue::RtpSavp
+                )
+        })
+        .ok_or(LegacySdpError::NoAudio)?;
+    let conn = m
+        .get_connection()
+        .as_ref()
+        .or(session.connection.as_ref())
+        .ok_or(LegacySdpError::NoAudio)?;
+    let addr = match &conn.address {
+        ExplicitlyTypedAddress::Ip(ip) => *ip,
+        ExplicitlyTypedAddress::Fqdn { domain, .. } => {
+            return Err(LegacySdpError::NotIp(domain.clone()));
+        }
+    };
+    let pts: Vec<u8> = match m.get_formats() {
+        SdpFormatList::Integers(v) => v.iter().filter_map(|p| u8::try_from(*p).ok()).collect(),
+        _ => Vec::new(),
+    };
+    let mut all = Vec::new();
+    for pt in pts {
+        let rtpmap = m.get_attributes().iter().find_map(|a| match a {
+            SdpAttribute::Rtpmap(r) if r.payload_type == pt => Some(r),
+            _ => None,
+        });
+        let fmtp = m
+            .get_attributes()
+            .iter()
+            .find_map(|a| match a {
+                SdpAttribute::Fmtp(f) if f.payload_type == pt => {
+                    let s = f.to_string();
+                    Some(
+                        s.split_once(' ')
+                            .map(|(_, p)| p.to_string())
+                            .unwrap_or_default(),
+                    )
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        let codec = match rtpmap {
+            Some(r) => Codec {
+                pt,
+                name: r.codec_name.clone(),
+                clock_rate: r.frequency,
+                channels: r.channels.unwrap_or(1),
+                fmtp,
+            },
+            None => match Codec::static_pt(pt) {
+                Some(c) => c,
+                None => continue,
+            },
+        };
+        all.push(codec);
+    }
+    let (telephone_events, codecs): (Vec<Codec>, Vec<Codec>) =
+        all.into_iter().partition(|c| c.is("telephone-event"));
+    let mut direction = media_dir(m, &session.attribute);
+    // RFC 2543 hold: c=0.0.0.0 means "do not send to me".
+    if addr.is_unspecified() && direction == Direction::SendRecv {
+        direction = Direction::SendOnly;
+    }
+    let num = |t| match m.get_attribute(t) {
+        Some(SdpAttribute::Ptime(p)) | Some(SdpAttribute::MaxPtime(p)) => u32::try_from(*p).ok(),
+        _ => None,
+    };
+    let rtcp_port = match m.get_attribute(SdpAttributeType::Rtcp) {
+        Some(SdpAttribute::Rtcp(r)) => Some(r.port),
+        _ => None,
+    };
+    Ok((
+        mlines,
+        index,
+        AudioStream {
+            addr,
+            port: m.get_port() as u16,
+            rtcp_port,
+            rtcp_mux: m.get_attribute(SdpAttributeType::RtcpMux).is_some(),
+            codecs,
+            telephone_events,
+            ptime: num(SdpAttributeType::Ptime),
+            maxptime: num(SdpAttributeType::MaxPtime),
+            direction,
+        },
+    ))
+}
+
+/// What an answer settles: what we send and receive, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Negotiated {
+    /// The codec both sides use (its payload type is the offerer's).
+    pub codec: Codec,
+    /// telephone-event at the codec's clock rate, if both have it.
+    pub telephone_event: Option<Codec>,
+    pub ptime: u32,
+    /// Our direction.
+    pub direction: Direction,
+    pub remote: AudioStream,
+    pub rtcp_mux: bool,
+}
+
+/// Answers an offer: the first offered codec that is in `prefs` (the offerer's
+/// order wins, RFC 3264 section 6.1), telephone-event at that codec's clock
+/// rate, the offer's ptime when given (else `default_ptime`), the mirrored
+/// direction. Returns the answer text and the settled parameters.
+pub fn answer(
+    offer: &str,
+    prefs: &[String],
+    local: IpAddr,
+    port: u16,
+    default_ptime: u32,
+    session_id: u64,
+) -> Result<(String, Negotiated), LegacySdpError> {
+    let (mlines, index, remote) = parse(offer)?;
+    let codec = remote
+        .codecs
+        .iter()
+        .find(|c| prefs.iter().any(|p| c.is(p)))
+        .cloned()
+        .ok_or_else(|| LegacySdpError::NoCommonCodec {
+            offered: remote
+                .codecs
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+                .join(","),
+            ours: prefs.join(","),
+        })?;
+    let telephone_event = remote
+        .telephone_events
+        .iter()
+        .find(|t| t.clock_rate == codec.clock_rate)
+        .cloned();
+    let ptime = remote.ptime.unwrap_or(default_ptime);
+    let direction = remote.direction.answer();
+    let mut sdp = String::new();
+    let ipv = if local.is_ipv4() { "IP4" } else { "IP6" };
+    let _ = write!(
+        sdp,
+        "v=0\r\no=rtcgw {session_id} {session_id} IN {ipv} {local}\r\ns=rtcgw\r\nc=IN {ipv} {local}\r\nt=0 0\r\n"
+    );
+    for (i, (kind, _, proto, fmts)) in mlines.iter().enumerate() {
+        if i != index {
+            // Streams we do not take are rejected with port 0 (section 6).
+            let _ = write!(sdp, "m={kind} 0 {proto} {fmts}\r\n");
+            continue;
+        }
+        let mut pts = vec![codec.pt.to_string()];
+        if let Some(t) = &telephone_event {
+            pts.push(t.pt.to_string());
+        }
+        let _ = write!(sdp, "m=audio {port} RTP/AVP {}\r\n", pts.join(" "));
+        write_codec(&mut sdp, &codec);
+        if let Some(t) = &telephone_event {
+            write_codec(&mut sdp, t);
+        }
+        let _ = write!(sdp, "a=ptime:{ptime}\r\n");
+        if remote.rtcp_mux {
+            sdp.push_str("a=rtcp-mux\r\n");
+        } else {
+            let _ = write!(sdp, "a=rtcp:{}\r\n", port + 1);
+        }
+        let _ = write!(sdp, "a={}\r\n", direction.as_str());
+    }
+    let rtcp_mux = remote.rtcp_mux;
+    Ok((
+        sdp,
+        Negotiated {
+            codec,
+            telephone_event,
+            ptime,
+            direction,
+            remote,
+            rtcp_mux,
+        },
+    ))
+}
+
+fn write_codec(sdp: &mut String, c: &Codec) {
+    if c.channels > 1 {
+        let _ = write!(
+            sdp,
+            "a=rtpmap:{} {}/{}/{}\r\n",
+            c.pt, c.name, c.clock_rate, c.channels
+        );
+    } else {
+        let _ = write!(sdp, "a=rtpmap:{} {}/{}\r\n", c.pt, c.name, c.clock_rate);
+    }
+    if !c.fmtp.is_empty() {
+        let _ = write!(sdp, "a=fmtp:{} {}\r\n", c.pt, c.fmtp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(mline: &str, attrs: &str) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\nt=0 0\r\n{mline}\r\n{attrs}"
+        )
+    }
+
+    fn prefs(p: &[&str]) -> Vec<String> {
+        p.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn ans(o: &str, p: &[&str]) -> Result<(String, Negotiated), LegacySdpError> {
+        answer(o, &prefs(p), "127.0.0.1".parse().unwrap(), 20000, 20, 42)
+    }
+
+    #[test]
+    fn codec_intersection_follows_the_offerers_order() {
+        let o = offer(
+            "m=audio 4000 RTP/AVP 8 0 101",
+            "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n",
+        );
+        let (sdp, n) = ans(&o, &["PCMU", "PCMA"]).unwrap();
+        assert_eq!(
+            n.codec.name, "PCMA",
+            "static PT without rtpmap, offerer's first choice"
+        );
+        assert!(sdp.contains("m=audio 20000 RTP/AVP 8 101\r\n"), "{sdp}");
+        assert!(
+            sdp.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"),
+            "{sdp}"
+        );
+        assert_eq!(n.remote.addr, "192.0.2.10".parse::<IpAddr>().unwrap());
+        assert_eq!(n.remote.port, 4000);
+        let (_, n) = ans(&o, &["PCMU"]).unwrap();
+        assert_eq!(n.codec.name, "PCMU", "our list filters");
+        let err = ans(&o, &["G722"]).unwrap_err();
+        assert!(matches!(err, LegacySdpError::NoCommonCodec { .. }), "{err}");
+    }
+
+    #[test]
+    fn telephone_event_matches_the_codec_clock_rate() {
+        let o = offer(
+            "m=audio 4000 RTP/AVP 111 0 100 101",
+            "a=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1\r\n\
+a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
+        );
+        let (sdp, n) = ans(&o, &["opus", "PCMU"]).unwrap();
+        assert_eq!(n.codec.clock_rate, 48000);
+        assert_eq!(n.telephone_event.as_ref().unwrap().pt, 100);
+        assert!(sdp.contains("a=rtpmap:111 opus/48000/2\r\n"), "{sdp}");
+        let (_, n) = ans(&o, &["PCMU"]).unwrap();
+        assert_eq!(n.telephone_event.as_ref().unwrap().pt, 101, "8000 for PCMU");
+        // G.722's RTP clock is 8000 (RFC 3551): its events are at 8000 too.
+        let g = offer(
+            "m=audio 4000 RTP/AVP 9 101",
+            "a=rtpmap:101 telephone-event/8000\r\n",
+        );
+        assert_eq!(
+            ans(&g, &["G722"]).unwrap().1.telephone_event.unwrap().pt,
+            101
+        );
+    }
+
+    #[test]
+    fn ptime_and_directions() {
+        let o = offer("m=audio 4000 RTP/AVP 0", "a=ptime:30\r\na=sendonly\r\n");
+        let (sdp, n) = ans(&o, &["PCMU"]).unwrap();
+        assert_eq!(n.ptime, 30);
+        assert!(
+            sdp.contains("a=ptime:30\r\n") && sdp.contains("a=recvonly\r\n"),
+            "{sdp}"
+        );
+        for (offered, answered) in [
+            ("sendrecv", "sendrecv"),
+            ("recvonly", "sendonly"),
+            ("inactive", "inactive"),
+        ] {
+            let o = offer("m=audio 4000 RTP/AVP 0", &format!("a={offered}\r\n"));
+            let (sdp, n) = ans(&o, &["PCMU"]).unwrap();
+            assert!(
+                sdp.contains(&format!("a={answered}\r\n")),
+                "{offered}: {sdp}"
+            );
+            assert_eq!(n.direction.as_str(), answered);
+        }
+        let (_, n) = ans(&offer("m=audio 4000 RTP/AVP 0", ""), &["PCMU"]).unwrap();
+        assert_eq!(
+            (n.ptime, n.direction),
+            (20, Direction::SendRecv),
+            "defaults"
+        );
+        // RFC 2543 hold.
+        let hold =
+            offer("m=audio 4000 RTP/AVP 0", "").replace("c=IN IP4 192.0.2.10", "c=IN IP4 0.0.0.0");
+        assert_eq!(
+            ans(&hold, &["PCMU"]).unwrap().1.direction,
+            Direction::RecvOnly
+        );
+    }
+
+    #[test]
+    fn other_streams_are_rejected_and_rtcp_mux_is_taken() {
+        let o = offer(
+            "m=video 5000 RTP/AVP 96",
+            "a=rtpmap:96 H264/90000\r\nm=audio 4000 RTP/AVP 0\r\na=rtcp-mux\r\na=rtcp:4000\r\n",
+        );
+        let (sdp, n) = ans(&o, &["PCMU"]).unwrap();
+        let m: Vec<&str> = sdp.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(m, vec!["m=video 0 RTP/AVP 96", "m=audio 20000 RTP/AVP 0"]);
+        assert!(n.rtcp_mux && sdp.contains("a=rtcp-mux\r\n"));
+        let (sdp, _) = ans(
+            &offer("m=audio 4000 RTP/AVP 0", "a=rtcp:4001\r\n"),
+            &["PCMU"],
+        )
+        .unwrap();
+        assert!(sdp.contains("a=rtcp:20001\r\n"), "{sdp}");
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(matches!(
+            ans("garbage", &["PCMU"]),
+            Err(LegacySdpError::Parse(_))
+        ));
+        let no_audio = offer("m=audio 0 RTP/AVP 0", "");
+        assert_eq!(
+            ans(&no_audio, &["PCMU"]).unwrap_err(),
+            LegacySdpError::NoAudio
+        );
+        let webrtc = offer(
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111",
+            "a=rtpmap:111 opus/48000/2\r\n",
+        );
+        assert_eq!(
+            ans(&webrtc, &["opus"]).unwrap_err(),
+            LegacySdpError::NoAudio
+        );
+    }
+}
