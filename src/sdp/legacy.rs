@@ -230,10 +230,10 @@ pub fn parse(
         Some(SdpAttribute::Rtcp(r)) => Some(r.port),
         _ => None,
     };
-    Ok((
+    Ok(ParsedSdp {
         mlines,
-        index,
-        AudioStream {
+        audio_index: index,
+        audio: AudioStream {
             addr,
             port: m.get_port() as u16,
             rtcp_port,
@@ -244,7 +244,7 @@ pub fn parse(
             maxptime: num(SdpAttributeType::MaxPtime),
             direction,
         },
-    ))
+    })
 }
 
 /// What an answer settles: what we send and receive, and where.
@@ -273,7 +273,11 @@ pub fn answer(
     default_ptime: u32,
     session_id: u64,
 ) -> Result<(String, Negotiated), LegacySdpError> {
-    let (mlines, index, remote) = parse(offer)?;
+    let ParsedSdp {
+        mlines,
+        audio_index: index,
+        audio: remote,
+    } = parse(offer)?;
     let codec = remote
         .codecs
         .iter()
@@ -301,10 +305,10 @@ pub fn answer(
         sdp,
         "v=0\r\no=rtcgw {session_id} {session_id} IN {ipv} {local}\r\ns=rtcgw\r\nc=IN {ipv} {local}\r\nt=0 0\r\n"
     );
-    for (i, (kind, _, proto, fmts)) in mlines.iter().enumerate() {
+    for (i, m) in mlines.iter().enumerate() {
         if i != index {
             // Streams we do not take are rejected with port 0 (section 6).
-            let _ = write!(sdp, "m={kind} 0 {proto} {fmts}\r\n");
+            let _ = write!(sdp, "m={} 0 {} {}\r\n", m.kind, m.proto, m.formats);
             continue;
         }
         let mut pts = vec![codec.pt.to_string()];
