@@ -125,11 +125,25 @@ fn media_dir(m: &SdpMedia, session: &[SdpAttribute]) -> Direction {
         .unwrap_or(Direction::SendRecv)
 }
 
-/// Parses an SDP and returns every m-line (for mirroring in the answer) and
-/// the index and description of the first active plain-RTP audio stream.
-pub fn parse(
-    sdp: &str,
-) -> Result<(Vec<(String, u16, String, String)>, usize, AudioStream), LegacySdpError> {
+/// One m-line as offered, for mirroring in the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MLine {
+    pub kind: String,
+    pub port: u16,
+    pub proto: String,
+    pub formats: String,
+}
+
+/// A parsed legacy offer: every m-line, and the audio stream we take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedSdp {
+    pub mlines: Vec<MLine>,
+    pub audio_index: usize,
+    pub audio: AudioStream,
+}
+
+/// Parses an SDP, finding its first active plain-RTP audio stream.
+pub fn parse(sdp: &str) -> Result<ParsedSdp, LegacySdpError> {
     let session =
         webrtc_sdp::parse_sdp(sdp, false).map_err(|e| LegacySdpError::Parse(e.to_string()))?;
     let mlines = session
@@ -143,12 +157,12 @@ pub fn parse(
                 SdpFormatList::Strings(v) => v.join(" "),
                 SdpFormatList::Unknown(s) => s.clone(),
             };
-            (
-                m.get_type().to_string(),
-                m.get_port() as u16,
-                m.get_proto().to_string(),
-                fmts,
-            )
+            MLine {
+                kind: m.get_type().to_string(),
+                port: m.get_port() as u16,
+                proto: m.get_proto().to_string(),
+                formats: fmts,
+            }
         })
         .collect();
     let (index, m) = session
