@@ -1,0 +1,499 @@
+//! One legacy RTP stream pair, sans-IO (RFC 3550): validation, symmetric
+//! RTP (latching), sequence extension and SSRC changes, interarrival jitter,
+//! loss, RFC 4733 events, media timeout, and RTCP receiver/sender reports
+//! with RTT. The caller owns the socket, NetEq and the encoder; time is
+//! passed in.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::dtmf::{Digit, DtmfReceiver};
+use super::packet::{RtpError, RtpPacket, check_rtcp, is_rtcp};
+
+/// What a received datagram turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received<'a> {
+    /// Audio for the jitter buffer.
+    Media(RtpPacket<'a>),
+    /// Completed RFC 4733 digits (possibly none yet for this packet).
+    Dtmf(Vec<Digit>),
+    Rtcp,
+    /// Dropped; the reason is counted.
+    Dropped(&'static str),
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Where the SDP says the peer is.
+    pub remote: SocketAddr,
+    /// Only accept media from `remote` (no latching).
+    pub strict_source: bool,
+    pub audio_pt: u8,
+    pub dtmf_pt: Option<u8>,
+    pub clock_rate: u32,
+    pub media_timeout: Duration,
+    pub rtcp_interval: Duration,
+    pub local_ssrc: u32,
+}
+
+/// Receive statistics of the current remote SSRC (RFC 3550 A.1, A.3, A.8).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RecvStats {
+    pub ssrc: u32,
+    pub packets: u64,
+    pub bytes: u64,
+    pub base_seq: u64,
+    pub max_seq: u64,
+    /// Interarrival jitter in RTP clock units.
+    pub jitter: f64,
+    pub ssrc_changes: u64,
+    pub rtt_ms: Option<f64>,
+}
+
+impl RecvStats {
+    pub fn expected(&self) -> u64 {
+        if self.packets == 0 {
+            0
+        } else {
+            self.max_seq - self.base_seq + 1
+        }
+    }
+
+    pub fn lost(&self) -> i64 {
+        self.expected() as i64 - self.packets as i64
+    }
+
+    pub fn jitter_ms(&self, clock_rate: u32) -> f64 {
+        self.jitter * 1000.0 / f64::from(clock_rate.max(1))
+    }
+}
+
+pub struct RtpSession {
+    cfg: SessionConfig,
+    start: Instant,
+    latched: Option<SocketAddr>,
+    pub recv: RecvStats,
+    last_transit: Option<i64>,
+    last_arrival: Option<Instant>,
+    started: bool,
+    timed_out: bool,
+    dtmf: DtmfReceiver,
+    pub dropped: BTreeMap<&'static str, u64>,
+    // Sending side.
+    seq: u16,
+    pub sent_packets: u64,
+    pub sent_bytes: u64,
+    last_sent_ts: u32,
+    next_rtcp: Instant,
+    /// (middle 32 bits of the NTP time of their last SR, when we got it).
+    last_sr: Option<(u32, Instant)>,
+    // For RR deltas (fraction lost).
+    prior_expected: u64,
+    prior_received: u64,
+}
+
+fn ntp(now: Instant, start: Instant) -> u64 {
+    // NTP-like 32.32 fixed point since the session start plus an epoch
+    // offset; peers only use its middle 32 bits as an opaque round-trip tag.
+    let d = now.saturating_duration_since(start) + Duration::from_secs(0x8000_0000);
+    (d.as_secs() << 32) | ((u64::from(d.subsec_nanos()) << 32) / 1_000_000_000)
+}
+
+impl RtpSession {
+    pub fn new(cfg: SessionConfig, now: Instant) -> Self {
+        Self {
+            next_rtcp: now + cfg.rtcp_interval,
+            cfg,
+            start: now,
+            latched: None,
+            recv: RecvStats::default(),
+            last_transit: None,
+            last_arrival: None,
+            started: false,
+            timed_out: false,
+            dtmf: DtmfReceiver::default(),
+            dropped: BTreeMap::new(),
+            seq: (now.elapsed().subsec_nanos() & 0x7fff) as u16,
+            sent_packets: 0,
+            sent_bytes: 0,
+            last_sent_ts: 0,
+            last_sr: None,
+            prior_expected: 0,
+            prior_received: 0,
+        }
+    }
+
+    /// Where our packets go: the latched source, else the SDP address.
+    pub fn destination(&self) -> SocketAddr {
+        self.latched.unwrap_or(self.cfg.remote)
+    }
+
+    fn drop(&mut self, why: &'static str) -> Received<'static> {
+        *self.dropped.entry(why).or_default() += 1;
+        Received::Dropped(why)
+    }
+
+    pub fn handle_datagram<'a>(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        buf: &'a [u8],
+    ) -> Received<'a> {
+        if self.cfg.strict_source && from != self.cfg.remote {
+            return self.drop("wrong_source");
+        }
+        if let Some(l) = self.latched
+            && l != from
+        {
+            return self.drop("wrong_source");
+        }
+        if is_rtcp(buf) {
+            return match check_rtcp(buf) {
+                Ok(()) => {
+                    self.handle_rtcp(now, buf);
+                    Received::Rtcp
+                }
+                Err(e) => self.drop(e.label()),
+            };
+        }
+        let p = match RtpPacket::parse(buf) {
+            Ok(p) => p,
+            Err(e) => return self.drop(RtpError::label(e)),
+        };
+        let is_dtmf = Some(p.payload_type) == self.cfg.dtmf_pt;
+        if p.payload_type != self.cfg.audio_pt && !is_dtmf {
+            return self.drop("unknown_payload_type");
+        }
+        // Symmetric RTP (RFC 4961): answer where media really comes from.
+        if self.latched.is_none() {
+            self.latched = Some(from);
+        }
+        self.account(now, &p, buf.len());
+        if is_dtmf {
+            return Received::Dtmf(self.dtmf.handle(p.timestamp, p.payload));
+        }
+        Received::Media(p)
+    }
+
+    fn account(&mut self, now: Instant, p: &RtpPacket<'_>, len: usize) {
+        self.last_arrival = Some(now);
+        self.timed_out = false;
+        if !self.started || p.ssrc != self.recv.ssrc {
+            let changes = if self.started {
+                self.recv.ssrc_changes + 1
+            } else {
+                0
+            };
+            let rtt = self.recv.rtt_ms;
+            self.recv = RecvStats {
+                ssrc: p.ssrc,
+                base_seq: u64::from(p.seq),
+                max_seq: u64::from(p.seq),
+                ssrc_changes: changes,
+                rtt_ms: rtt,
+                ..Default::default()
+            };
+            self.last_transit = None;
+            self.prior_expected = 0;
+            self.prior_received = 0;
+            self.started = true;
+        } else {
+            // Extend the 16-bit sequence number (RFC 3550 A.1, simplified:
+            // the closest 64-bit value to the highest seen).
+            let max = self.recv.max_seq;
+            let cand = (max & !0xffff) | u64::from(p.seq);
+            let ext = [cand.wrapping_sub(0x10000), cand, cand + 0x10000]
+                .into_iter()
+                .filter(|c| *c < u64::MAX / 2)
+                .min_by_key(|c| c.abs_diff(max))
+                .unwrap_or(cand);
+            self.recv.max_seq = self.recv.max_seq.max(ext);
+            self.recv.base_seq = self.recv.base_seq.min(ext);
+        }
+        self.recv.packets += 1;
+        self.recv.bytes += len as u64;
+        // Interarrival jitter (A.8), in RTP clock units.
+        let arrival = (now.saturating_duration_since(self.start).as_secs_f64()
+            * f64::from(self.cfg.clock_rate)) as i64;
+        let transit = arrival - i64::from(p.timestamp);
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).abs() as f64;
+            self.recv.jitter += (d - self.recv.jitter) / 16.0;
+        }
+        self.last_transit = Some(transit);
+    }
+
+    fn handle_rtcp(&mut self, now: Instant, buf: &[u8]) {
+        let mut off = 0;
+        while off + 8 <= buf.len() {
+            let pt = buf[off + 1];
+            let rc = usize::from(buf[off] & 0x1f);
+            let words = usize::from(u16::from_be_bytes([buf[off + 2], buf[off + 3]]));
+            let body = &buf[off + 4..(off + 4 * (words + 1)).min(buf.len())];
+            // SR (200) carries 20 bytes of sender info before report blocks.
+            let (blocks, sr_info) = match pt {
+                200 if body.len() >= 24 => (&body[24..], Some(&body[4..12])),
+                201 => (body.get(4..).unwrap_or(&[]), None),
+                _ => (&[][..], None),
+            };
+            if let Some(ntp) = sr_info {
+                let mid = u32::from_be_bytes([ntp[2], ntp[3], ntp[4], ntp[5]]);
+                self.last_sr = Some((mid, now));
+            }
+            for b in blocks.chunks_exact(24).take(rc) {
+                let ssrc = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                let lsr = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
+                let dlsr = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
+                if ssrc == self.cfg.local_ssrc && lsr != 0 {
+                    // RTT = now - LSR - DLSR, in 1/65536 s (RFC 3550 6.4.1).
+                    let now_mid = (ntp(now, self.start) >> 16) as u32;
+                    let rtt = now_mid.wrapping_sub(lsr).wrapping_sub(dlsr);
+                    if rtt < 0x8000_0000 {
+                        self.recv.rtt_ms = Some(f64::from(rtt) * 1000.0 / 65536.0);
+                    }
+                }
+            }
+            off += 4 * (words + 1);
+        }
+    }
+
+    /// Builds our next RTP packet around `payload`.
+    pub fn build_rtp(
+        &mut self,
+        payload: &[u8],
+        timestamp: u32,
+        payload_type: u8,
+        marker: bool,
+        out: &mut Vec<u8>,
+    ) {
+        self.seq = self.seq.wrapping_add(1);
+        RtpPacket {
+            marker,
+            payload_type,
+            seq: self.seq,
+            timestamp,
+            ssrc: self.cfg.local_ssrc,
+            payload,
+        }
+        .write(out);
+        self.sent_packets += 1;
+        self.sent_bytes += out.len() as u64;
+        self.last_sent_ts = timestamp;
+    }
+
+    /// A compound RTCP report when one is due: SR if we send, else RR, each
+    /// with one report block about the remote SSRC, plus SDES CNAME.
+    pub fn poll_rtcp(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        if now < self.next_rtcp {
+            return false;
+        }
+        self.next_rtcp = now + self.cfg.rtcp_interval;
+        out.clear();
+        let blocks = usize::from(self.started);
+        let sending = self.sent_packets > 0;
+        let pt = if sending { 200u8 } else { 201u8 };
+        let words = if sending { 6 } else { 1 } + 6 * blocks;
+        out.push(0x80 | blocks as u8);
+        out.push(pt);
+        out.extend_from_slice(&(words as u16).to_be_bytes());
+        out.extend_from_slice(&self.cfg.local_ssrc.to_be_bytes());
+        if sending {
+            out.extend_from_slice(&ntp(now, self.start).to_be_bytes());
+            out.extend_from_slice(&self.last_sent_ts.to_be_bytes());
+            out.extend_from_slice(&(self.sent_packets as u32).to_be_bytes());
+            out.extend_from_slice(&(self.sent_bytes as u32).to_be_bytes());
+        }
+        if self.started {
+            let expected = self.recv.expected();
+            let (de, dr) = (
+                expected - self.prior_expected,
+                self.recv.packets - self.prior_received,
+            );
+            let fraction = if de == 0 || dr >= de {
+                0
+            } else {
+                ((de - dr) * 256 / de) as u8
+            };
+            self.prior_expected = expected;
+            self.prior_received = self.recv.packets;
+            let lost = self.recv.lost().clamp(-0x80_0000, 0x7f_ffff) as i32;
+            out.extend_from_slice(&self.recv.ssrc.to_be_bytes());
+            out.push(fraction);
+            out.extend_from_slice(&lost.to_be_bytes()[1..]);
+            out.extend_from_slice(&(self.recv.max_seq as u32).to_be_bytes());
+            out.extend_from_slice(&(self.recv.jitter as u32).to_be_bytes());
+            let (lsr, dlsr) = match self.last_sr {
+                Some((mid, at)) => (
+                    mid,
+                    (now.saturating_duration_since(at).as_secs_f64() * 65536.0) as u32,
+                ),
+                None => (0, 0),
+            };
+            out.extend_from_slice(&lsr.to_be_bytes());
+            out.extend_from_slice(&dlsr.to_be_bytes());
+        }
+        // SDES with a CNAME (RFC 3550 6.5: every compound packet has one).
+        let cname = b"rtcgw";
+        let len = 4 + 2 + cname.len() + 1;
+        let padded = len.div_ceil(4) * 4;
+        out.push(0x81);
+        out.push(202);
+        out.extend_from_slice(&((padded / 4) as u16).to_be_bytes());
+        out.extend_from_slice(&self.cfg.local_ssrc.to_be_bytes());
+        out.push(1);
+        out.push(cname.len() as u8);
+        out.extend_from_slice(cname);
+        out.resize(out.len() + (padded - len) + 1, 0);
+        true
+    }
+
+    /// True once, when no RTP arrived for the media timeout.
+    pub fn poll_media_timeout(&mut self, now: Instant) -> bool {
+        let last = self.last_arrival.unwrap_or(self.start);
+        if !self.timed_out && now.saturating_duration_since(last) >= self.cfg.media_timeout {
+            self.timed_out = true;
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> SessionConfig {
+        SessionConfig {
+            remote: "192.0.2.1:4000".parse().unwrap(),
+            strict_source: false,
+            audio_pt: 0,
+            dtmf_pt: Some(101),
+            clock_rate: 8000,
+            media_timeout: Duration::from_secs(5),
+            rtcp_interval: Duration::from_secs(5),
+            local_ssrc: 7,
+        }
+    }
+
+    fn rtp(seq: u16, ts: u32, ssrc: u32, pt: u8, payload: &[u8]) -> Vec<u8> {
+        let mut v = Vec::new();
+        RtpPacket {
+            marker: false,
+            payload_type: pt,
+            seq,
+            timestamp: ts,
+            ssrc,
+            payload,
+        }
+        .write(&mut v);
+        v
+    }
+
+    #[test]
+    fn latches_counts_loss_across_wrap_and_resets_on_ssrc_change() {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(cfg(), t0);
+        let nat: SocketAddr = "198.51.100.9:7777".parse().unwrap();
+        for (i, seq) in [65533u16, 65534, 65535, 1, 2].iter().enumerate() {
+            let pkt = rtp(*seq, 160 * i as u32, 42, 0, &[0; 160]);
+            assert!(matches!(
+                s.handle_datagram(t0 + Duration::from_millis(20 * i as u64), nat, &pkt),
+                Received::Media(_)
+            ));
+        }
+        assert_eq!(s.destination(), nat, "latched to the real source");
+        assert_eq!(s.recv.expected(), 6);
+        assert_eq!(s.recv.lost(), 1, "seq 0 missing across the wrap");
+        // Another source after latching: dropped.
+        let other: SocketAddr = "203.0.113.1:1".parse().unwrap();
+        assert_eq!(
+            s.handle_datagram(t0, other, &rtp(3, 0, 42, 0, &[0; 4])),
+            Received::Dropped("wrong_source")
+        );
+        // SSRC change: counters restart.
+        s.handle_datagram(t0, nat, &rtp(9000, 0, 43, 0, &[0; 4]));
+        assert_eq!(
+            (s.recv.ssrc, s.recv.packets, s.recv.ssrc_changes),
+            (43, 1, 1)
+        );
+    }
+
+    #[test]
+    fn bad_input_is_dropped_and_counted_and_the_stream_goes_on() {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(cfg(), t0);
+        let from = cfg().remote;
+        let mut v1 = rtp(1, 0, 1, 0, &[0; 10]);
+        v1[0] = 0x40;
+        let mut csrc = rtp(1, 0, 1, 0, &[0; 10]);
+        csrc[0] = 0x8f;
+        let mut pad = rtp(1, 0, 1, 0, &[0; 10]);
+        pad[0] |= 0x20;
+        *pad.last_mut().unwrap() = 99;
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (v1, "bad_version"),
+            (vec![0x80, 0, 1], "truncated"),
+            (rtp(1, 0, 1, 55, &[0; 10]), "unknown_payload_type"),
+            (csrc, "csrc_past_end"),
+            (pad, "padding_past_end"),
+            (vec![0x80, 200, 0, 40, 1, 2, 3, 4], "bad_rtcp_length"),
+        ];
+        for (pkt, why) in cases {
+            assert_eq!(s.handle_datagram(t0, from, &pkt), Received::Dropped(why));
+        }
+        assert_eq!(s.dropped.values().sum::<u64>(), 6);
+        assert!(matches!(
+            s.handle_datagram(t0, from, &rtp(2, 0, 1, 0, &[0; 10])),
+            Received::Media(_)
+        ));
+    }
+
+    #[test]
+    fn dtmf_and_rtcp_round_trip_with_rtt() {
+        let t0 = Instant::now();
+        let mut a = RtpSession::new(cfg(), t0);
+        let mut b = RtpSession::new(
+            SessionConfig {
+                local_ssrc: 8,
+                ..cfg()
+            },
+            t0,
+        );
+        let from = cfg().remote;
+        // a sends audio to b; b reports; a computes the RTT from b's RR.
+        let mut buf = Vec::new();
+        a.build_rtp(&[0; 160], 0, 0, true, &mut buf);
+        b.handle_datagram(t0, from, &buf);
+        let t1 = t0 + Duration::from_secs(5);
+        assert!(a.poll_rtcp(t1, &mut buf), "SR due");
+        assert_eq!(buf[1], 200);
+        b.handle_datagram(t1 + Duration::from_millis(40), from, &buf);
+        let mut rr = Vec::new();
+        assert!(b.poll_rtcp(t1 + Duration::from_millis(140), &mut rr));
+        assert_eq!(check_rtcp(&rr), Ok(()));
+        a.handle_datagram(t1 + Duration::from_millis(180), from, &rr);
+        let rtt = a.recv.rtt_ms.expect("RTT from LSR/DLSR");
+        assert!((rtt - 80.0).abs() < 2.0, "rtt {rtt}"); // 40 ms each way
+        // RFC 4733 through the session.
+        let ev = crate::rtp::dtmf::EventPayload {
+            event: 1,
+            end: true,
+            volume: 10,
+            duration: 800,
+        }
+        .write();
+        let pkt = rtp(3, 8000, 1, 101, &ev);
+        let got = b.handle_datagram(t1, from, &pkt);
+        assert!(matches!(got, Received::Dtmf(d) if d.len() == 1 && d[0].digit == '1'));
+    }
+
+    #[test]
+    fn media_timeout_fires_once() {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(cfg(), t0);
+        assert!(!s.poll_media_timeout(t0 + Duration::from_secs(4)));
+        assert!(s.poll_media_timeout(t0 + Duration::from_secs(5)));
+        assert!(!s.poll_media_timeout(t0 + Duration::from_secs(6)));
+    }
+}
