@@ -21,7 +21,47 @@ pub struct Config {
     pub media: MediaConfig,
     pub webrtc: WebrtcConfig,
     pub sip: SipConfig,
+    pub legacy: LegacyConfig,
     pub demo: DemoConfig,
+}
+
+/// The plain RTP leg (separate from the WebRTC leg's settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LegacyConfig {
+    /// Codecs we take, in the names SDP uses; the offerer's order wins.
+    pub codecs: Vec<String>,
+    /// Packet time when the offer gives none.
+    pub ptime_ms: u32,
+    /// RTP/RTCP port pairs come from this range (even RTP ports).
+    pub port_min: u16,
+    pub port_max: u16,
+    /// Accept media only from the SDP's address (no latching).
+    pub strict_source: bool,
+    /// No RTP for this long ends the call (0: never).
+    pub media_timeout_s: u64,
+    pub rtcp_interval_s: u64,
+    /// NetEQ for the legacy leg.
+    pub jitter_buffer_max_packets: u32,
+    pub jitter_buffer_fast_accelerate: bool,
+    pub jitter_buffer_min_delay_ms: u32,
+}
+
+impl Default for LegacyConfig {
+    fn default() -> Self {
+        Self {
+            codecs: vec!["PCMU".into(), "PCMA".into(), "G722".into(), "opus".into()],
+            ptime_ms: 20,
+            port_min: 30000,
+            port_max: 39999,
+            strict_source: false,
+            media_timeout_s: 30,
+            rtcp_interval_s: 5,
+            jitter_buffer_max_packets: 50,
+            jitter_buffer_fast_accelerate: false,
+            jitter_buffer_min_delay_ms: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -301,6 +341,39 @@ impl Config {
                 format!("t1={} t2={} t4={}", sip.t1_ms, sip.t2_ms, sip.t4_ms),
                 "0 < t1_ms <= t2_ms and t4_ms > 0",
             ));
+        }
+        let l = &self.legacy;
+        let known = ["PCMU", "PCMA", "G722", "opus"];
+        if l.codecs.is_empty()
+            || l.codecs
+                .iter()
+                .any(|c| !known.iter().any(|k| k.eq_ignore_ascii_case(c)))
+        {
+            return Err(bad(
+                "legacy.codecs",
+                format!("{:?}", l.codecs),
+                "a non-empty list of PCMU, PCMA, G722, opus",
+            ));
+        }
+        if ![10, 20, 30, 40, 60].contains(&l.ptime_ms) {
+            return Err(bad("legacy.ptime_ms", l.ptime_ms, "10, 20, 30, 40 or 60"));
+        }
+        if l.port_min < 1024 || l.port_min >= l.port_max {
+            return Err(bad(
+                "legacy.port_min",
+                format!("{}..{}", l.port_min, l.port_max),
+                "1024 <= port_min < port_max",
+            ));
+        }
+        if !(20..=10_000).contains(&l.jitter_buffer_max_packets) {
+            return Err(bad(
+                "legacy.jitter_buffer_max_packets",
+                l.jitter_buffer_max_packets,
+                "20..=10000",
+            ));
+        }
+        if l.rtcp_interval_s == 0 {
+            return Err(bad("legacy.rtcp_interval_s", 0, "at least 1"));
         }
         if !(20.0..=20_000.0).contains(&self.demo.tone_hz) {
             return Err(bad("demo.tone_hz", self.demo.tone_hz, "20..=20000"));

@@ -17,6 +17,7 @@ use crate::call::{CallError, CallId, Calls};
 use crate::config::SipConfig;
 use crate::rtc::RtcError;
 use crate::sdp::OfferError;
+use crate::sdp::legacy::LegacySdpError;
 use crate::sip::message::{content_length, header_end};
 use crate::sip::tsx::{Peer, Timers, Transport};
 use crate::sip::ua::{CallRef, SipCounters, UaConfig, UaEvent, UserAgent};
@@ -49,6 +50,9 @@ fn sip_status(e: &CallError) -> (u16, String) {
         CallError::Rtc(RtcError::InvalidSdp(r)) => (488, format!("Not Acceptable Here ({r})")),
         CallError::Rtc(RtcError::Unsupported(r)) => (488, format!("Not Acceptable Here ({r})")),
         CallError::Capacity(_) => (503, "Service Unavailable (at capacity)".into()),
+        CallError::Legacy(LegacySdpError::Parse(r)) => (400, format!("Bad Request ({r})")),
+        CallError::Legacy(l) => (488, format!("Not Acceptable Here ({l})")),
+        CallError::Media(r) => (503, format!("Service Unavailable ({r})")),
         other => (500, format!("Server Internal Error ({other})")),
     }
 }
@@ -210,6 +214,9 @@ pub async fn run_sip(
                     let (calls, app_tx) = (calls.clone(), app_tx.clone());
                     tokio::spawn(async move {
                         let result = match offer {
+                            Some(o) if crate::sdp::is_legacy_offer(&o) => {
+                                calls.create_demo_legacy(&o).await
+                            }
                             Some(o) => calls.create_demo(&o).await,
                             None => calls.create_demo_offer().await,
                         };

@@ -111,6 +111,10 @@ async fn create_call(
                 .insert(header::RETRY_AFTER, "5".parse().expect("static header"));
             r
         }
+        Err(CallError::Legacy(e)) => {
+            refuse(calls, StatusCode::BAD_REQUEST, "legacy_sdp", e.to_string())
+        }
+        Err(CallError::Media(e)) => refuse(calls, StatusCode::SERVICE_UNAVAILABLE, "media", e),
         Err(CallError::NoSuchCall) => refuse(
             calls,
             StatusCode::NOT_FOUND,
@@ -194,6 +198,27 @@ async fn metrics(State(st): State<ApiState>) -> Response {
     for (reason, n) in refused {
         let _ = writeln!(out, "rtcgw_calls_refused_total{{reason=\"{reason}\"}} {n}");
     }
+    let _ = writeln!(
+        out,
+        "# HELP rtcgw_dtmf_digits_total RFC 4733 digits received on legacy legs.\n# TYPE rtcgw_dtmf_digits_total counter"
+    );
+    let _ = writeln!(
+        out,
+        "rtcgw_dtmf_digits_total {}",
+        calls.dtmf_digits.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP rtcgw_rtp_dropped_total RTP/RTCP datagrams dropped on legacy legs (ended calls), by reason.\n# TYPE rtcgw_rtp_dropped_total counter"
+    );
+    for (r, n) in calls.rtp_dropped.lock().expect("dropped lock").iter() {
+        let _ = writeln!(out, "rtcgw_rtp_dropped_total{{reason=\"{r}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP rtcgw_legacy_ports_in_use RTP port pairs leased.\n# TYPE rtcgw_legacy_ports_in_use gauge"
+    );
+    let _ = writeln!(out, "rtcgw_legacy_ports_in_use {}", calls.ports_in_use());
     let sip = st.sip.lock().expect("sip counters").clone();
     let _ = writeln!(
         out,

@@ -69,7 +69,7 @@ fn run(net: Net, s: NetEqSettings, secs: u64) -> (Vec<i16>, NetEqStats, u32) {
     let mut sent = 0u32;
     for _ in 0..secs * 100 {
         tone.next_frame(&mut frame);
-        if let Some(ts) = enc.encode(&frame, &mut payload) {
+        if let Some(ts) = enc.encode(&frame, Tone::RATE, &mut payload) {
             let send_ms = f64::from(sent) * net.interval_ms;
             sent += 1;
             seq = seq.wrapping_add(1);

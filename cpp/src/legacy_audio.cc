@@ -212,20 +212,21 @@ std::unique_ptr<RtpEncoder> new_rtp_encoder(const CodecSpec& codec,
   return std::make_unique<RtpEncoder>(std::move(impl));
 }
 
-EncodedInfo RtpEncoder::encode(rust::Slice<const int16_t> pcm48k,
+EncodedInfo RtpEncoder::encode(rust::Slice<const int16_t> pcm,
+                               int32_t sample_rate,
                                rust::Vec<uint8_t>& out) const {
   EncodedInfo info{0, 0};
   Impl& s = *impl_;
+  if (sample_rate <= 0 || pcm.size() != size_t(sample_rate / 100)) return info;
   int rate = s.encoder->SampleRateHz();
   size_t per_channel = size_t(rate / 100);
   size_t channels = s.encoder->NumChannels();
   std::vector<int16_t>& mono = s.mono;
-  if (rate == kOutRate) {
-    std::copy(pcm48k.begin(), pcm48k.begin() + std::min(pcm48k.size(), per_channel),
-              mono.begin());
+  if (sample_rate == rate) {
+    std::copy(pcm.begin(), pcm.end(), mono.begin());
   } else {
-    s.resampler.InitializeIfNeeded(kOutRate, rate, 1);
-    s.resampler.Resample(pcm48k.data(), pcm48k.size(), mono.data(), mono.size());
+    s.resampler.InitializeIfNeeded(sample_rate, rate, 1);
+    s.resampler.Resample(pcm.data(), pcm.size(), mono.data(), mono.size());
   }
   for (size_t i = 0; i < per_channel; ++i)
     for (size_t c = 0; c < channels; ++c) s.in[i * channels + c] = mono[i];

@@ -81,7 +81,7 @@ impl NetEq {
     }
 }
 
-/// One sent stream's encoder: 10 ms at 48 kHz in, RTP payloads out.
+/// One sent stream's encoder: 10 ms frames in (any rate), RTP payloads out.
 pub struct Encoder {
     ptr: UniquePtr<ffi::RtpEncoder>,
 }
@@ -96,10 +96,10 @@ impl Encoder {
         }
     }
 
-    /// Feeds one 10 ms frame; returns the RTP timestamp when `out` holds a
-    /// complete payload.
-    pub fn encode(&self, pcm48k: &[i16], out: &mut Vec<u8>) -> Option<u32> {
-        let info = self.ptr.encode(pcm48k, out);
+    /// Feeds one 10 ms mono frame at `sample_rate`; returns the RTP
+    /// timestamp when `out` holds a complete payload.
+    pub fn encode(&self, pcm: &[i16], sample_rate: u32, out: &mut Vec<u8>) -> Option<u32> {
+        let info = self.ptr.encode(pcm, sample_rate as i32, out);
         (info.bytes > 0).then_some(info.rtp_timestamp)
     }
 

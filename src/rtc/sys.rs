@@ -208,7 +208,12 @@ pub(crate) mod ffi {
             initial_timestamp: u32,
             error: &mut RtcError,
         ) -> UniquePtr<RtpEncoder>;
-        fn encode(self: &RtpEncoder, pcm48k: &[i16], out: &mut Vec<u8>) -> EncodedInfo;
+        fn encode(
+            self: &RtpEncoder,
+            pcm: &[i16],
+            sample_rate: i32,
+            out: &mut Vec<u8>,
+        ) -> EncodedInfo;
         fn rtp_clock_rate(self: &RtpEncoder) -> u32;
 
         /// Codec-only reference: CPU ns to Opus-encode and decode `frames`

@@ -3,4 +3,5 @@
 
 pub mod dtmf;
 pub mod packet;
+pub mod ports;
 pub mod session;

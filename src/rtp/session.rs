@@ -169,14 +169,17 @@ impl RtpSession {
         if self.latched.is_none() {
             self.latched = Some(from);
         }
-        self.account(now, &p, buf.len());
+        self.account(now, &p, buf.len(), !is_dtmf);
         if is_dtmf {
             return Received::Dtmf(self.dtmf.handle(p.timestamp, p.payload));
         }
         Received::Media(p)
     }
 
-    fn account(&mut self, now: Instant, p: &RtpPacket<'_>, len: usize) {
+    /// `timed`: whether the packet's timestamp tracks its sending time
+    /// (audio); RFC 4733 packets repeat their event's start timestamp and
+    /// would inflate the jitter estimate.
+    fn account(&mut self, now: Instant, p: &RtpPacket<'_>, len: usize, timed: bool) {
         self.last_arrival = Some(now);
         self.timed_out = false;
         if !self.started || p.ssrc != self.recv.ssrc {
@@ -213,6 +216,9 @@ impl RtpSession {
         }
         self.recv.packets += 1;
         self.recv.bytes += len as u64;
+        if !timed {
+            return;
+        }
         // Interarrival jitter (A.8), in RTP clock units.
         let arrival = (now.saturating_duration_since(self.start).as_secs_f64()
             * f64::from(self.cfg.clock_rate)) as i64;

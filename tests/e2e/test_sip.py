@@ -111,12 +111,20 @@ def test_uas_answers_by_the_rules(gateway_factory):
     assert status == 405 and re.search(r"^Allow:", resp, re.M)
     status, resp = u.final(request("OPTIONS", extra_headers="Require: nonexistent-extension\r\n"))
     assert status == 420 and re.search(r"^Unsupported: nonexistent-extension", resp, re.M)
-    # A plain RTP/AVP offer is not something the demo target can take.
-    avp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
-    status, resp = u.final(request("INVITE", avp))
-    assert status == 488 and "not a WebRTC offer" in resp.splitlines()[0]
-    u.send(request("ACK", to_tag=";tag=x"))
-    assert u.final(request("INVITE", "hello", ctype="text/plain"))[0] == 415
+    # An INVITE refused with a final response is ACKed in its transaction
+    # (same branch), which stops the response's retransmissions.
+    def refused_invite(body, ctype="application/sdp"):
+        branch, cid = f"z9hG4bK-r-{time.monotonic_ns()}", f"r-{time.monotonic_ns()}"
+        status, resp = u.final(request("INVITE", body, branch=branch, call_id=cid, ctype=ctype))
+        tag = re.search(r"^To: .*;tag=([^;\s]+)", resp, re.M).group(1)
+        u.send(request("ACK", branch=branch, call_id=cid, to_tag=f";tag={tag}"))
+        return status, resp
+
+    # A plain RTP/AVP offer with no codec the legacy leg takes (GSM only).
+    avp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 3\r\n"
+    status, resp = refused_invite(avp)
+    assert status == 488 and "no codec in common" in resp.splitlines()[0], resp.splitlines()[0]
+    assert refused_invite("hello", ctype="text/plain")[0] == 415
     # BYE for no dialog: 481.
     assert u.final(request("BYE", to_tag=";tag=nope"))[0] == 481
     # A late offer (INVITE without SDP): rtcgw offers WebRTC in the 200.

@@ -61,10 +61,13 @@ class RtpEncoder {
   explicit RtpEncoder(std::unique_ptr<Impl> impl);
   ~RtpEncoder();
 
-  // Feeds 10 ms at 48 kHz mono. When a packet is complete (after ptime),
-  // writes its payload to `out` and returns its size and RTP timestamp;
-  // size 0 while accumulating.
-  EncodedInfo encode(rust::Slice<const int16_t> pcm48k, rust::Vec<uint8_t>& out) const;
+  // Feeds 10 ms of mono audio at `sample_rate` (resampled to the codec's
+  // rate here). When a packet is complete (after ptime), writes its payload
+  // to `out` and returns its size and RTP timestamp; size 0 while
+  // accumulating or when the frame is not 10 ms.
+  EncodedInfo encode(rust::Slice<const int16_t> pcm,
+                     int32_t sample_rate,
+                     rust::Vec<uint8_t>& out) const;
   // RTP clock rate (8000 for G.722, as RFC 3551 says).
   uint32_t rtp_clock_rate() const;
 

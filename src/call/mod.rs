@@ -10,6 +10,9 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::Config;
+use crate::rtp::ports::PortPool;
+
+mod legacy;
 use crate::media::{Clip, FrameSource, Recorder, Tone};
 use crate::rtc::{CallSettings, PcEvent, PeerConnection, RtcError, RtcStats, Runtime};
 use crate::sdp::{self, OfferError};
@@ -37,6 +40,10 @@ pub enum CallError {
     Capacity(usize),
     #[error("no such call")]
     NoSuchCall,
+    #[error(transparent)]
+    Legacy(#[from] crate::sdp::legacy::LegacySdpError),
+    #[error("legacy leg: {0}")]
+    Media(String),
 }
 
 /// What the API shows of a call.
@@ -44,15 +51,26 @@ pub enum CallError {
 pub struct CallInfo {
     pub id: CallId,
     pub target: &'static str,
+    /// "webrtc" or "legacy" (plain RTP).
+    pub leg: &'static str,
     pub created_unix_ms: u64,
     pub codec: Option<String>,
     pub state: String,
     pub recording: String,
+    /// RFC 4733 digits received, in order.
+    pub digits: String,
+}
+
+/// The media side of a call.
+enum Leg {
+    Webrtc(Arc<PeerConnection>),
+    /// The legacy leg's latest statistics, refreshed by its media task.
+    Legacy(Arc<Mutex<serde_json::Value>>),
 }
 
 struct Active {
     info: Arc<Mutex<CallInfo>>,
-    pc: Arc<PeerConnection>,
+    leg: Leg,
     stop: Option<oneshot::Sender<()>>,
 }
 
@@ -67,19 +85,27 @@ pub struct Calls {
     pub refused: Mutex<HashMap<&'static str, u64>>,
     pub ended: AtomicU64,
     ended_tx: broadcast::Sender<CallId>,
+    ports: Arc<PortPool>,
+    /// RFC 4733 digits received on legacy legs.
+    pub dtmf_digits: AtomicU64,
+    /// RTP/RTCP datagrams dropped on legacy legs, by reason.
+    pub rtp_dropped: Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 impl Calls {
     pub fn new(runtime: Runtime, config: Config, clip: Option<Clip>) -> Arc<Self> {
         Arc::new(Self {
             runtime,
-            config,
             clip,
             active: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             refused: Mutex::new(HashMap::new()),
             ended: AtomicU64::new(0),
             ended_tx: broadcast::channel(1024).0,
+            ports: PortPool::new(config.legacy.port_min, config.legacy.port_max),
+            config,
+            dtmf_digits: AtomicU64::new(0),
+            rtp_dropped: Mutex::new(Default::default()),
         })
     }
 
@@ -147,7 +173,10 @@ impl Calls {
             .lock()
             .expect("calls lock")
             .get(id)
-            .map(|a| a.pc.clone())
+            .and_then(|a| match &a.leg {
+                Leg::Webrtc(pc) => Some(pc.clone()),
+                Leg::Legacy(_) => None,
+            })
             .ok_or(CallError::NoSuchCall)?;
         pc.apply_answer(answer).await.map_err(CallError::from)
     }
@@ -155,18 +184,7 @@ impl Calls {
     fn new_call(
         &self,
     ) -> Result<(CallId, Arc<PeerConnection>, mpsc::Receiver<PcEvent>), CallError> {
-        if self.len() >= self.config.media.max_calls {
-            return Err(CallError::Capacity(self.config.media.max_calls));
-        }
-        let id = CallId(format!(
-            "c{}-{:x}",
-            self.next.fetch_add(1, Ordering::Relaxed),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros()
-                & 0xffffff
-        ));
+        let id = self.new_id()?;
         let s = self.settings();
         let o = &self.config.webrtc.opus;
         tracing::info!(
@@ -183,6 +201,22 @@ impl Calls {
         );
         let (pc, events) = self.runtime.create_peer_connection(&s)?;
         Ok((id, Arc::new(pc), events))
+    }
+
+    /// A fresh call id, once capacity allows another call.
+    fn new_id(&self) -> Result<CallId, CallError> {
+        if self.len() >= self.config.media.max_calls {
+            return Err(CallError::Capacity(self.config.media.max_calls));
+        }
+        Ok(CallId(format!(
+            "c{}-{:x}",
+            self.next.fetch_add(1, Ordering::Relaxed),
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros()
+                & 0xffffff
+        )))
     }
 
     /// Registers a call whose local SDP is ready and starts its media.
@@ -202,9 +236,11 @@ impl Calls {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_millis() as u64,
+            leg: "webrtc",
             codec: codec.clone(),
             state: "new".into(),
             recording: recording.display().to_string(),
+            digits: String::new(),
         }));
         let (stop_tx, stop_rx) = oneshot::channel();
         let source: Box<dyn FrameSource> = match &self.clip {
@@ -224,11 +260,15 @@ impl Calls {
             id.clone(),
             Active {
                 info,
-                pc,
+                leg: Leg::Webrtc(pc),
                 stop: Some(stop_tx),
             },
         );
         tracing::info!(call = %id, codec = codec.as_deref().unwrap_or("?"), "call set up");
+    }
+
+    pub fn ports_in_use(&self) -> usize {
+        self.ports.in_use()
     }
 
     /// Ids of calls as they end, for whoever must tell a peer (SIP BYE).
@@ -257,12 +297,24 @@ impl Calls {
     }
 
     pub async fn stats(&self, id: &CallId) -> Option<Vec<RtcStats>> {
-        let pc = self
-            .active
-            .lock()
-            .expect("calls lock")
-            .get(id)
-            .map(|a| a.pc.clone())?;
+        let pc = match &self.active.lock().expect("calls lock").get(id)?.leg {
+            Leg::Webrtc(pc) => pc.clone(),
+            Leg::Legacy(stats) => {
+                let members = match stats.lock().expect("stats lock").clone() {
+                    serde_json::Value::Object(m) => m.into_iter().collect(),
+                    _ => Default::default(),
+                };
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                return Some(vec![RtcStats {
+                    id: "legacy-rtp".into(),
+                    kind: "legacy-rtp".into(),
+                    timestamp_us: now.as_micros() as i64,
+                    members,
+                }]);
+            }
+        };
         Some(pc.stats().await)
     }
 

@@ -1,0 +1,319 @@
+//! Demo-target calls over the legacy leg: plain RTP/AVP answered from the
+//! configured codec list, received audio dejittered by libwebrtc's NetEq and
+//! recorded, the demo audio encoded with libwebrtc's encoders and sent,
+//! RFC 4733 digits reported. The media task is paced by the gateway's one
+//! 10 ms audio clock.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{oneshot, watch};
+
+use super::{Active, CallError, CallId, CallInfo, Calls, Leg};
+use crate::media::{FrameSource, Recorder, Tone};
+use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta};
+use crate::rtp::ports::PortLease;
+use crate::rtp::session::{Received, RtpSession, SessionConfig};
+use crate::sdp::legacy::{self, Negotiated};
+
+/// Everything one legacy call's media task owns.
+struct LegacyMedia {
+    id: CallId,
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    /// Held for the life of the call: dropping it frees the ports.
+    _lease: PortLease,
+    session: RtpSession,
+    neteq: NetEq,
+    encoder: Encoder,
+    neg: Negotiated,
+    remote_rtcp: SocketAddr,
+    info: Arc<Mutex<CallInfo>>,
+    stats: Arc<Mutex<serde_json::Value>>,
+}
+
+fn spec(c: &legacy::Codec) -> CodecSpec {
+    CodecSpec {
+        payload_type: c.pt,
+        name: c.name.clone(),
+        clock_rate: c.clock_rate,
+        channels: c.channels,
+        fmtp: c.fmtp.clone(),
+    }
+}
+
+impl Calls {
+    /// Answers a plain RTP/AVP offer with a demo-target call on the legacy
+    /// leg; returns its id and the SDP answer.
+    pub async fn create_demo_legacy(
+        self: &Arc<Self>,
+        offer: &str,
+    ) -> Result<(CallId, String), CallError> {
+        let id = self.new_id()?;
+        let cfg = &self.config.legacy;
+        let local = self.config.media.addresses[0];
+        let lease = self
+            .ports
+            .lease()
+            .ok_or_else(|| CallError::Media("RTP port range exhausted".into()))?;
+        let bind = |port| UdpSocket::bind(SocketAddr::new(local, port));
+        let (rtp, rtcp) = match (bind(lease.rtp()).await, bind(lease.rtcp()).await) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                return Err(CallError::Media(format!(
+                    "binding RTP port {}: {e}",
+                    lease.rtp()
+                )));
+            }
+        };
+        let session_id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let (answer, neg) = legacy::answer(
+            offer,
+            &cfg.codecs,
+            local,
+            lease.rtp(),
+            cfg.ptime_ms,
+            session_id,
+        )?;
+        let now = Instant::now();
+        let mut codecs = vec![spec(&neg.codec)];
+        codecs.extend(neg.telephone_event.iter().map(spec));
+        let settings = NetEqSettings {
+            max_packets: cfg.jitter_buffer_max_packets as usize,
+            fast_accelerate: cfg.jitter_buffer_fast_accelerate,
+            min_delay_ms: cfg.jitter_buffer_min_delay_ms,
+        };
+        let neteq = NetEq::new(settings, &codecs, now)?;
+        let encoder = Encoder::new(&spec(&neg.codec), neg.ptime, rand::random())?;
+        let remote = SocketAddr::new(neg.remote.addr, neg.remote.port);
+        let remote_rtcp = if neg.rtcp_mux {
+            remote
+        } else {
+            SocketAddr::new(
+                neg.remote.addr,
+                neg.remote
+                    .rtcp_port
+                    .unwrap_or(neg.remote.port.saturating_add(1)),
+            )
+        };
+        let session = RtpSession::new(
+            SessionConfig {
+                remote,
+                strict_source: cfg.strict_source,
+                audio_pt: neg.codec.pt,
+                dtmf_pt: neg.telephone_event.as_ref().map(|t| t.pt),
+                clock_rate: neg.codec.clock_rate,
+                media_timeout: if cfg.media_timeout_s == 0 {
+                    Duration::MAX / 4
+                } else {
+                    Duration::from_secs(cfg.media_timeout_s)
+                },
+                rtcp_interval: Duration::from_secs(cfg.rtcp_interval_s),
+                local_ssrc: rand::random(),
+            },
+            now,
+        );
+        let codec_name = format!("{}/{}", neg.codec.name, neg.codec.clock_rate);
+        tracing::info!(
+            call = %id, codec = %codec_name, ptime = neg.ptime, remote = %remote,
+            local_port = lease.rtp(), direction = neg.direction.as_str(),
+            telephone_event = neg.telephone_event.is_some(),
+            jitter_buffer_max_packets = settings.max_packets,
+            jitter_buffer_fast_accelerate = settings.fast_accelerate,
+            jitter_buffer_min_delay_ms = settings.min_delay_ms,
+            "legacy call starting"
+        );
+        let recording = self.config.demo.record_dir.join(format!("{id}.wav"));
+        let info = Arc::new(Mutex::new(CallInfo {
+            id: id.clone(),
+            target: "demo",
+            leg: "legacy",
+            created_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+            codec: Some(codec_name),
+            state: "active".into(),
+            recording: recording.display().to_string(),
+            digits: String::new(),
+        }));
+        let stats = Arc::new(Mutex::new(serde_json::Value::Null));
+        let media = LegacyMedia {
+            id: id.clone(),
+            rtp,
+            rtcp,
+            _lease: lease,
+            session,
+            neteq,
+            encoder,
+            neg,
+            remote_rtcp,
+            info: info.clone(),
+            stats: stats.clone(),
+        };
+        let source: Box<dyn FrameSource> = match &self.clip {
+            Some(c) => Box::new(c.player()),
+            None => Box::new(Tone::new(self.config.demo.tone_hz)),
+        };
+        let (stop_tx, stop_rx) = oneshot::channel();
+        tokio::spawn(run(
+            self.clone(),
+            media,
+            self.runtime.ticks(),
+            source,
+            Recorder::new(recording),
+            stop_rx,
+        ));
+        self.active.lock().expect("calls lock").insert(
+            id.clone(),
+            Active {
+                info,
+                leg: Leg::Legacy(stats),
+                stop: Some(stop_tx),
+            },
+        );
+        Ok((id, answer))
+    }
+}
+
+async fn run(
+    calls: Arc<Calls>,
+    mut m: LegacyMedia,
+    mut ticks: watch::Receiver<u64>,
+    mut source: Box<dyn FrameSource>,
+    mut recorder: Recorder,
+    mut stop: oneshot::Receiver<()>,
+) {
+    const MAX_CATCH_UP: u64 = 5;
+    let (mut frame, mut pcm, mut payload, mut out) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut buf = vec![0u8; 2048];
+    let mut rbuf = vec![0u8; 2048];
+    let mut last = *ticks.borrow_and_update();
+    let mut first_packet = true;
+    let mut stats_due = Instant::now();
+    let pt = m.neg.codec.pt;
+    let sends = m.neg.direction.sends();
+    let receives = m.neg.direction.receives();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            r = m.rtp.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let now = Instant::now();
+                    match m.session.handle_datagram(now, from, &buf[..n]) {
+                        Received::Media(p) => {
+                            let meta = RtpMeta { seq: p.seq, timestamp: p.timestamp, ssrc: p.ssrc, payload_type: p.payload_type, marker: p.marker };
+                            if !m.neteq.insert(now, meta, p.payload) {
+                                *m.session.dropped.entry("neteq_refused").or_default() += 1;
+                            }
+                        }
+                        Received::Dtmf(digits) => {
+                            for d in digits {
+                                let ms = d.duration_ms(m.neg.telephone_event.as_ref().map_or(8000, |t| t.clock_rate));
+                                tracing::info!(call = %m.id, digit = %d.digit, duration_ms = ms, "DTMF digit (RFC 4733)");
+                                calls.dtmf_digits.fetch_add(1, Ordering::Relaxed);
+                                m.info.lock().expect("info lock").digits.push(d.digit);
+                            }
+                        }
+                        Received::Rtcp | Received::Dropped(_) => {}
+                    }
+                }
+                Err(e) => tracing::debug!(call = %m.id, "RTP receive: {e}"),
+            },
+            r = m.rtcp.recv_from(&mut rbuf) => {
+                if let Ok((n, from)) = r {
+                    let _ = m.session.handle_datagram(Instant::now(), from, &rbuf[..n]);
+                }
+            },
+            changed = ticks.changed() => {
+                if changed.is_err() { break; }
+                let n = *ticks.borrow_and_update();
+                let now = Instant::now();
+                for _ in 0..n.saturating_sub(last).min(MAX_CATCH_UP) {
+                    source.next_frame(&mut frame);
+                    if sends && let Some(ts) = m.encoder.encode(&frame, source.sample_rate(), &mut payload) {
+                        m.session.build_rtp(&payload, ts, pt, first_packet, &mut out);
+                        first_packet = false;
+                        let _ = m.rtp.try_send_to(&out, m.session.destination());
+                    }
+                    if receives && m.neteq.get_audio(now, &mut pcm) {
+                        let _ = recorder.write(48000, &pcm);
+                    }
+                }
+                last = n;
+                if m.session.poll_rtcp(now, &mut out) {
+                    let to = if m.neg.rtcp_mux { m.session.destination() } else { m.remote_rtcp };
+                    let sock = if m.neg.rtcp_mux { &m.rtp } else { &m.rtcp };
+                    let _ = sock.try_send_to(&out, to);
+                }
+                if receives && m.session.poll_media_timeout(now) {
+                    tracing::warn!(call = %m.id, "no RTP within the media timeout: ending the call");
+                    calls.hangup(&m.id, "media timeout");
+                }
+                if now >= stats_due {
+                    stats_due = now + Duration::from_secs(1);
+                    *m.stats.lock().expect("stats lock") = snapshot(&m);
+                }
+            }
+        }
+    }
+    let frames = recorder.frames;
+    let path = recorder.path().display().to_string();
+    if let Err(e) = recorder.finish() {
+        tracing::error!(call = %m.id, "finishing recording {path}: {e}");
+    }
+    let mut dropped = calls.rtp_dropped.lock().expect("dropped lock");
+    for (k, v) in &m.session.dropped {
+        *dropped.entry(k).or_default() += v;
+    }
+    drop(dropped);
+    let r = &m.session.recv;
+    tracing::info!(
+        call = %m.id, recorded_frames = frames, recording = %path,
+        rtp_received = r.packets, rtp_lost = r.lost(), jitter_ms = r.jitter_ms(m.neg.codec.clock_rate),
+        rtp_sent = m.session.sent_packets, dropped = ?m.session.dropped,
+        "legacy call ended"
+    );
+}
+
+fn snapshot(m: &LegacyMedia) -> serde_json::Value {
+    let r = &m.session.recv;
+    serde_json::json!({
+        "codec": format!("{}/{}", m.neg.codec.name, m.neg.codec.clock_rate),
+        "packetsReceived": r.packets,
+        "bytesReceived": r.bytes,
+        "packetsLost": r.lost(),
+        "jitterMs": r.jitter_ms(m.neg.codec.clock_rate),
+        "ssrcChanges": r.ssrc_changes,
+        "rttMs": r.rtt_ms,
+        "packetsSent": m.session.sent_packets,
+        "bytesSent": m.session.sent_bytes,
+        "dropped": m.session.dropped,
+        "neteq": neteq_json(&m.neteq.stats()),
+    })
+}
+
+fn neteq_json(s: &crate::rtc::legacy::NetEqStats) -> serde_json::Value {
+    serde_json::json!({
+        "expandRate": s.expand_rate,
+        "speechExpandRate": s.speech_expand_rate,
+        "accelerateRate": s.accelerate_rate,
+        "preemptiveRate": s.preemptive_rate,
+        "currentBufferSizeMs": s.current_buffer_size_ms,
+        "preferredBufferSizeMs": s.preferred_buffer_size_ms,
+        "targetDelayMs": s.target_delay_ms,
+        "concealedSamples": s.concealed_samples,
+        "concealmentEvents": s.concealment_events,
+        "totalSamplesReceived": s.total_samples_received,
+        "jitterBufferDelayMs": s.jitter_buffer_delay_ms,
+        "jitterBufferEmittedCount": s.jitter_buffer_emitted_count,
+        "packetsDiscarded": s.packets_discarded,
+    })
+}
