@@ -252,3 +252,157 @@ pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
     tokio::task::spawn_blocking(move || drop(all)).await.ok();
     Ok(out)
 }
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    // SAFETY-free: clock_gettime through std is not exposed; /proc is.
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
+/// The legacy leg's per-stream media cost, in process and in virtual time:
+/// for each of `streams` streams, every 10 ms: RTP validation and
+/// accounting, NetEq insert (every ptime) and 10 ms of playout, and encoding
+/// 10 ms of outgoing audio into RTP. Returns a Markdown table row per codec,
+/// with the codec-only cost (encode + decode) measured in the same run.
+pub fn bench_legacy(streams: usize, secs: u64) -> Result<String, RtcError> {
+    use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta};
+    use crate::rtp::session::{Received, RtpSession, SessionConfig};
+
+    let codecs = [
+        ("PCMU", 0u8, 8000u32, 1u32, ""),
+        ("G722", 9, 8000, 1, ""),
+        ("opus", 111, 48000, 2, "useinbandfec=1"),
+    ];
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "| codec | streams | virtual s | CPU s | CPU % of a core per stream | codec-only % per stream | ratio |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for (name, pt, rate, ch, fmtp) in codecs {
+        let spec = CodecSpec {
+            payload_type: pt,
+            name: name.into(),
+            clock_rate: rate,
+            channels: ch,
+            fmtp: fmtp.into(),
+        };
+        let start = Instant::now();
+        let from: SocketAddr = "127.0.0.1:4000".parse().expect("literal");
+        // The far end's packets: one 20 ms stream, reused by every stream.
+        let far = Encoder::new(&spec, 20, 0)?;
+        // The outgoing audio, generated up front so that neither loop pays for it.
+        let mut tone = Tone::new(700.0);
+        let frames: Vec<Vec<i16>> = (0..secs * 100)
+            .map(|_| {
+                let mut f = Vec::new();
+                tone.next_frame(&mut f);
+                f
+            })
+            .collect();
+        let mut payload = Vec::new();
+        let mut packets = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            if let Some(ts) = far.encode(f, Tone::RATE, &mut payload) {
+                let mut pkt = Vec::new();
+                crate::rtp::packet::RtpPacket {
+                    marker: false,
+                    payload_type: pt,
+                    seq: i as u16 / 2,
+                    timestamp: ts,
+                    ssrc: 9,
+                    payload: &payload,
+                }
+                .write(&mut pkt);
+                packets.push(pkt);
+            }
+        }
+        let settings = NetEqSettings {
+            max_packets: 50,
+            fast_accelerate: false,
+            min_delay_ms: 0,
+        };
+        let mut legs = Vec::new();
+        for _ in 0..streams {
+            let cfg = SessionConfig {
+                remote: from,
+                strict_source: false,
+                audio_pt: pt,
+                dtmf_pt: None,
+                clock_rate: rate,
+                media_timeout: Duration::from_secs(3600),
+                rtcp_interval: Duration::from_secs(5),
+                local_ssrc: 1,
+            };
+            legs.push((
+                RtpSession::new(cfg, start),
+                NetEq::new(settings, std::slice::from_ref(&spec), start)?,
+                Encoder::new(&spec, 20, 0)?,
+            ));
+        }
+        let (mut pcm, mut enc_out, mut rtp_out) = (Vec::new(), Vec::new(), Vec::new());
+        let cpu0 = thread_cpu();
+        for tick in 0..secs * 100 {
+            let now = start + Duration::from_millis(tick * 10);
+            let f = &frames[tick as usize];
+            for (session, neteq, encoder) in legs.iter_mut() {
+                if tick % 2 == 0 {
+                    let pkt = &packets[(tick / 2) as usize];
+                    if let Received::Media(p) = session.handle_datagram(now, from, pkt) {
+                        let meta = RtpMeta {
+                            seq: p.seq,
+                            timestamp: p.timestamp,
+                            ssrc: p.ssrc,
+                            payload_type: p.payload_type,
+                            marker: p.marker,
+                        };
+                        neteq.insert(now, meta, p.payload);
+                    }
+                }
+                neteq.get_audio(now, &mut pcm);
+                if let Some(ts) = encoder.encode(f, Tone::RATE, &mut enc_out) {
+                    session.build_rtp(&enc_out, ts, pt, false, &mut rtp_out);
+                }
+            }
+        }
+        let cpu = (thread_cpu() - cpu0).as_secs_f64();
+        let per_stream = cpu / secs as f64 / streams as f64 * 100.0;
+        // Codec only: one encoder and one NetEq-free decode path, via an
+        // encoder + NetEq pair fed in order (the smallest libwebrtc path).
+        let enc = Encoder::new(&spec, 20, 0)?;
+        let dec = NetEq::new(settings, std::slice::from_ref(&spec), start)?;
+        let c0 = thread_cpu();
+        let reps = 20u64;
+        for r in 0..reps {
+            for i in 0..secs * 100 {
+                let f = &frames[i as usize];
+                let now = start + Duration::from_millis((r * secs * 100 + i) * 10);
+                if let Some(ts) = enc.encode(f, Tone::RATE, &mut enc_out) {
+                    let meta = RtpMeta {
+                        seq: (r * secs * 50 + i / 2) as u16,
+                        timestamp: ts,
+                        ssrc: 3,
+                        payload_type: pt,
+                        marker: false,
+                    };
+                    dec.insert(now, meta, &enc_out);
+                }
+                dec.get_audio(now, &mut pcm);
+            }
+        }
+        let codec_only = (thread_cpu() - c0).as_secs_f64() / (reps * secs) as f64 * 100.0;
+        let _ = writeln!(
+            out,
+            "| {name} | {streams} | {secs} | {cpu:.2} | {per_stream:.3} | {codec_only:.3} | {:.2} |",
+            per_stream / codec_only.max(1e-9)
+        );
+    }
+    Ok(out)
+}

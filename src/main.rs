@@ -27,6 +27,15 @@ struct Cli {
 
 #[derive(clap::Subcommand, Debug)]
 enum Command {
+    /// Benchmark: the legacy leg's per-stream media cost (RTP, NetEq,
+    /// encoder) in process, against the codec-only cost.
+    BenchLegacy {
+        #[arg(long, default_value_t = 100)]
+        streams: usize,
+        /// Seconds of (virtual) audio per stream.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+    },
     /// Load client: drive WebRTC calls (libwebrtc offerer) into a running
     /// gateway and report setup time, CPU, RSS and threads as Markdown.
     Load {
@@ -67,6 +76,10 @@ fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.print_default_config {
         print!("{DEFAULT_TOML}");
+        return Ok(());
+    }
+    if let Some(Command::BenchLegacy { streams, seconds }) = cli.command {
+        print!("{}", rtcgw::loadgen::bench_legacy(streams, seconds)?);
         return Ok(());
     }
     if let Some(Command::Load {
