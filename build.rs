@@ -22,6 +22,7 @@ const CPP: &[&str] = &[
     "cpp/src/network.cc",
     "cpp/src/peer_connection.cc",
     "cpp/src/runtime.cc",
+    "cpp/src/srtp.cc",
     "cpp/src/task_queue_pool.cc",
 ];
 

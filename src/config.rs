@@ -38,6 +38,8 @@ pub struct LegacyConfig {
     pub port_max: u16,
     /// Accept media only from the SDP's address (no latching).
     pub strict_source: bool,
+    /// Accept RTP/SAVP offers with SDES keys (RFC 4568).
+    pub sdes_srtp: bool,
     /// No RTP for this long ends the call (0: never).
     pub media_timeout_s: u64,
     pub rtcp_interval_s: u64,
@@ -55,6 +57,7 @@ impl Default for LegacyConfig {
             port_min: 30000,
             port_max: 39999,
             strict_source: false,
+            sdes_srtp: true,
             media_timeout_s: 30,
             rtcp_interval_s: 5,
             jitter_buffer_max_packets: 50,

@@ -14,7 +14,8 @@ use tokio::sync::{oneshot, watch};
 
 use super::{Active, CallError, CallId, CallInfo, Calls, Leg};
 use crate::media::{FrameSource, Recorder, Tone};
-use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta};
+use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta, Srtp};
+use crate::rtp::packet::is_rtcp;
 use crate::rtp::ports::PortLease;
 use crate::rtp::session::{Received, RtpSession, SessionConfig};
 use crate::sdp::legacy::{self, Negotiated};
@@ -33,6 +34,8 @@ struct LegacyMedia {
     remote_rtcp: SocketAddr,
     info: Arc<Mutex<CallInfo>>,
     stats: Arc<Mutex<serde_json::Value>>,
+    /// SDES-SRTP: (inbound: theirs, outbound: ours).
+    srtp: Option<(Srtp, Srtp)>,
 }
 
 fn spec(c: &legacy::Codec) -> CodecSpec {
@@ -80,6 +83,7 @@ impl Calls {
             lease.rtp(),
             cfg.ptime_ms,
             session_id,
+            cfg.sdes_srtp,
         )?;
         let now = Instant::now();
         let mut codecs = vec![spec(&neg.codec)];
@@ -90,6 +94,13 @@ impl Calls {
             min_delay_ms: cfg.jitter_buffer_min_delay_ms,
         };
         let neteq = NetEq::new(settings, &codecs, now)?;
+        let srtp = match &neg.srtp {
+            Some(k) => Some((
+                Srtp::new(&k.suite, &k.remote_key, true)?,
+                Srtp::new(&k.suite, &k.local_key, false)?,
+            )),
+            None => None,
+        };
         let encoder = Encoder::new(&spec(&neg.codec), neg.ptime, rand::random())?;
         let remote = SocketAddr::new(neg.remote.addr, neg.remote.port);
         let remote_rtcp = if neg.rtcp_mux {
@@ -156,6 +167,7 @@ impl Calls {
             remote_rtcp,
             info: info.clone(),
             stats: stats.clone(),
+            srtp,
         };
         let source: Box<dyn FrameSource> = match &self.clip {
             Some(c) => Box::new(c.player()),
@@ -195,6 +207,7 @@ async fn run(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut buf = vec![0u8; 2048];
     let mut rbuf = vec![0u8; 2048];
+    let mut plain = Vec::with_capacity(2048);
     let mut last = *ticks.borrow_and_update();
     let mut first_packet = true;
     let mut stats_due = Instant::now();
@@ -207,7 +220,20 @@ async fn run(
             r = m.rtp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
                     let now = Instant::now();
-                    match m.session.handle_datagram(now, from, &buf[..n]) {
+                    let data: &[u8] = match &m.srtp {
+                        Some((inbound, _)) => {
+                            plain.clear();
+                            plain.extend_from_slice(&buf[..n]);
+                            let rtcp = is_rtcp(&plain);
+                            if !inbound.apply(&mut plain, rtcp, true) {
+                                *m.session.dropped.entry("srtp_auth_failed").or_default() += 1;
+                                continue;
+                            }
+                            &plain
+                        }
+                        None => &buf[..n],
+                    };
+                    match m.session.handle_datagram(now, from, data) {
                         Received::Media(p) => {
                             let meta = RtpMeta { seq: p.seq, timestamp: p.timestamp, ssrc: p.ssrc, payload_type: p.payload_type, marker: p.marker };
                             if !m.neteq.insert(now, meta, p.payload) {
@@ -229,7 +255,13 @@ async fn run(
             },
             r = m.rtcp.recv_from(&mut rbuf) => {
                 if let Ok((n, from)) = r {
-                    let _ = m.session.handle_datagram(Instant::now(), from, &rbuf[..n]);
+                    let mut packet = rbuf[..n].to_vec();
+                    let ok = m.srtp.as_ref().is_none_or(|(inbound, _)| inbound.apply(&mut packet, true, true));
+                    if ok {
+                        let _ = m.session.handle_datagram(Instant::now(), from, &packet);
+                    } else {
+                        *m.session.dropped.entry("srtp_auth_failed").or_default() += 1;
+                    }
                 }
             },
             changed = ticks.changed() => {
@@ -241,7 +273,9 @@ async fn run(
                     if sends && let Some(ts) = m.encoder.encode(&frame, source.sample_rate(), &mut payload) {
                         m.session.build_rtp(&payload, ts, pt, first_packet, &mut out);
                         first_packet = false;
-                        let _ = m.rtp.try_send_to(&out, m.session.destination());
+                        if m.srtp.as_ref().is_none_or(|(_, outbound)| outbound.apply(&mut out, false, false)) {
+                            let _ = m.rtp.try_send_to(&out, m.session.destination());
+                        }
                     }
                     if receives && m.neteq.get_audio(now, &mut pcm) {
                         let _ = recorder.write(48000, &pcm);
@@ -251,7 +285,9 @@ async fn run(
                 if m.session.poll_rtcp(now, &mut out) {
                     let to = if m.neg.rtcp_mux { m.session.destination() } else { m.remote_rtcp };
                     let sock = if m.neg.rtcp_mux { &m.rtp } else { &m.rtcp };
-                    let _ = sock.try_send_to(&out, to);
+                    if m.srtp.as_ref().is_none_or(|(_, outbound)| outbound.apply(&mut out, true, false)) {
+                        let _ = sock.try_send_to(&out, to);
+                    }
                 }
                 if receives && m.session.poll_media_timeout(now) {
                     tracing::warn!(call = %m.id, "no RTP within the media timeout: ending the call");

@@ -107,3 +107,31 @@ impl Encoder {
         self.ptr.rtp_clock_rate()
     }
 }
+
+/// One direction of SDES-SRTP (RFC 4568/3711) on the legacy leg.
+pub struct Srtp {
+    ptr: UniquePtr<ffi::SrtpStream>,
+}
+
+impl Srtp {
+    /// `key`: the 30-byte master key || salt; `inbound` unprotects.
+    pub fn new(suite: &str, key: &[u8], inbound: bool) -> Result<Self, RtcError> {
+        let mut err = no_error();
+        let ptr = ffi::new_srtp(suite, key, inbound, &mut err);
+        match RtcError::from_ffi(err) {
+            Some(e) => Err(e),
+            None => Ok(Self { ptr }),
+        }
+    }
+
+    /// Protects (outbound) or unprotects (inbound) an RTP or RTCP packet in
+    /// place; false when libsrtp refuses it (authentication, replay).
+    pub fn apply(&self, packet: &mut Vec<u8>, rtcp: bool, inbound: bool) -> bool {
+        match (rtcp, inbound) {
+            (false, false) => self.ptr.protect_rtp(packet),
+            (false, true) => self.ptr.unprotect_rtp(packet),
+            (true, false) => self.ptr.protect_rtcp(packet),
+            (true, true) => self.ptr.unprotect_rtcp(packet),
+        }
+    }
+}

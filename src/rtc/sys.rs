@@ -178,6 +178,19 @@ pub(crate) mod ffi {
         include!("rtcgw/peer_connection.h");
         include!("rtcgw/bench.h");
         include!("rtcgw/legacy_audio.h");
+        include!("rtcgw/srtp.h");
+
+        type SrtpStream;
+        fn new_srtp(
+            suite: &str,
+            key: &[u8],
+            inbound: bool,
+            error: &mut RtcError,
+        ) -> UniquePtr<SrtpStream>;
+        fn protect_rtp(self: &SrtpStream, packet: &mut Vec<u8>) -> bool;
+        fn unprotect_rtp(self: &SrtpStream, packet: &mut Vec<u8>) -> bool;
+        fn protect_rtcp(self: &SrtpStream, packet: &mut Vec<u8>) -> bool;
+        fn unprotect_rtcp(self: &SrtpStream, packet: &mut Vec<u8>) -> bool;
 
         type NetEqStream;
         type RtpEncoder;
@@ -256,6 +269,8 @@ unsafe impl Sync for ffi::Runtime {}
 // SAFETY: a NetEqStream is used by one task at a time (it is not Sync);
 // NetEq itself is internally locked and has no thread affinity.
 unsafe impl Send for ffi::NetEqStream {}
+// SAFETY: a libsrtp session has no thread affinity; one task uses it at a time.
+unsafe impl Send for ffi::SrtpStream {}
 // SAFETY: an AudioEncoder has no thread affinity; one task uses it at a time.
 unsafe impl Send for ffi::RtpEncoder {}
 // SAFETY: PeerConnection methods post to the signaling thread (libwebrtc's

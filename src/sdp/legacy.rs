@@ -94,6 +94,47 @@ pub struct AudioStream {
     pub ptime: Option<u32>,
     pub maxptime: Option<u32>,
     pub direction: Direction,
+    /// RTP/SAVP: SDES-SRTP keys follow in `crypto`.
+    pub secure: bool,
+    pub crypto: Vec<Crypto>,
+}
+
+/// An `a=crypto` line (RFC 4568 section 9.1), inline key only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crypto {
+    pub tag: u32,
+    pub suite: String,
+    /// Master key || salt (30 bytes for the AES_CM_128 suites).
+    pub key: Vec<u8>,
+}
+
+/// The SRTP suites rtcgw takes, in preference order.
+pub const SRTP_SUITES: &[&str] = &["AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SHA1_32"];
+
+fn parse_crypto(line: &str) -> Option<Crypto> {
+    use base64::Engine as _;
+    let rest = line.strip_prefix("a=crypto:")?;
+    let mut it = rest.split_whitespace();
+    let tag = it.next()?.parse().ok()?;
+    let suite = it.next()?.to_string();
+    let params = it.next()?;
+    let inline = params.strip_prefix("inline:")?;
+    let b64 = inline.split('|').next()?;
+    let key = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    Some(Crypto { tag, suite, key })
+}
+
+/// The text of the `index`-th m-section of an SDP.
+fn media_section(sdp: &str, index: usize) -> &str {
+    let mut starts: Vec<usize> = sdp.match_indices("\nm=").map(|(i, _)| i + 1).collect();
+    if sdp.starts_with("m=") {
+        starts.insert(0, 0);
+    }
+    let Some(&start) = starts.get(index) else {
+        return "";
+    };
+    let end = starts.get(index + 1).copied().unwrap_or(sdp.len());
+    &sdp[start..end]
 }
 
 /// Why a legacy SDP cannot be answered; the SIP side maps these to 488/400.
@@ -108,6 +149,8 @@ pub enum LegacySdpError {
     NotIp(String),
     #[error("no codec in common (offered: {offered}; ours: {ours})")]
     NoCommonCodec { offered: String, ours: String },
+    #[error("no usable SDES-SRTP key (offered: {0})")]
+    NoCrypto(String),
 }
 
 fn media_dir(m: &SdpMedia, session: &[SdpAttribute]) -> Direction {
@@ -240,6 +283,11 @@ pub fn parse(sdp: &str) -> Result<ParsedSdp, LegacySdpError> {
         Some(SdpAttribute::Ptime(p)) | Some(SdpAttribute::MaxPtime(p)) => u32::try_from(*p).ok(),
         _ => None,
     };
+    let secure = *m.get_proto() == SdpProtocolValue::RtpSavp;
+    let crypto = media_section(sdp, index)
+        .lines()
+        .filter_map(|l| parse_crypto(l.trim_end_matches('\r')))
+        .collect();
     let rtcp_port = match m.get_attribute(SdpAttributeType::Rtcp) {
         Some(SdpAttribute::Rtcp(r)) => Some(r.port),
         _ => None,
@@ -257,6 +305,8 @@ pub fn parse(sdp: &str) -> Result<ParsedSdp, LegacySdpError> {
             ptime: num(SdpAttributeType::Ptime),
             maxptime: num(SdpAttributeType::MaxPtime),
             direction,
+            secure,
+            crypto,
         },
     })
 }
@@ -273,6 +323,19 @@ pub struct Negotiated {
     pub direction: Direction,
     pub remote: AudioStream,
     pub rtcp_mux: bool,
+    /// SDES-SRTP keys when the offer was RTP/SAVP.
+    pub srtp: Option<SrtpKeys>,
+}
+
+/// Both directions' SRTP master keys for one negotiated suite.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    pub suite: String,
+    /// Theirs: unprotects what arrives.
+    pub remote_key: Vec<u8>,
+    /// Ours: protects what we send.
+    pub local_key: Vec<u8>,
+    pub tag: u32,
 }
 
 /// Answers an offer: the first offered codec that is in `prefs` (the offerer's
@@ -286,6 +349,7 @@ pub fn answer(
     port: u16,
     default_ptime: u32,
     session_id: u64,
+    allow_srtp: bool,
 ) -> Result<(String, Negotiated), LegacySdpError> {
     let ParsedSdp {
         mlines,
@@ -313,6 +377,40 @@ pub fn answer(
         .cloned();
     let ptime = remote.ptime.unwrap_or(default_ptime);
     let direction = remote.direction.answer();
+    let srtp = if remote.secure {
+        let offered = || {
+            remote
+                .crypto
+                .iter()
+                .map(|c| c.suite.clone())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        if !allow_srtp {
+            return Err(LegacySdpError::NoCrypto(format!(
+                "{} (SDES-SRTP is disabled)",
+                offered()
+            )));
+        }
+        let c = SRTP_SUITES
+            .iter()
+            .find_map(|s| {
+                remote
+                    .crypto
+                    .iter()
+                    .find(|c| c.suite == *s && c.key.len() == 30)
+            })
+            .ok_or_else(|| LegacySdpError::NoCrypto(offered()))?;
+        let local_key: [u8; 30] = rand::random();
+        Some(SrtpKeys {
+            suite: c.suite.clone(),
+            remote_key: c.key.clone(),
+            local_key: local_key.to_vec(),
+            tag: c.tag,
+        })
+    } else {
+        None
+    };
     let mut sdp = String::new();
     let ipv = if local.is_ipv4() { "IP4" } else { "IP6" };
     let _ = write!(
@@ -329,7 +427,12 @@ pub fn answer(
         if let Some(t) = &telephone_event {
             pts.push(t.pt.to_string());
         }
-        let _ = write!(sdp, "m=audio {port} RTP/AVP {}\r\n", pts.join(" "));
+        let proto = if srtp.is_some() {
+            "RTP/SAVP"
+        } else {
+            "RTP/AVP"
+        };
+        let _ = write!(sdp, "m=audio {port} {proto} {}\r\n", pts.join(" "));
         write_codec(&mut sdp, &codec);
         if let Some(t) = &telephone_event {
             write_codec(&mut sdp, t);
@@ -341,6 +444,11 @@ pub fn answer(
             let _ = write!(sdp, "a=rtcp:{}\r\n", port + 1);
         }
         let _ = write!(sdp, "a={}\r\n", direction.as_str());
+        if let Some(k) = &srtp {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&k.local_key);
+            let _ = write!(sdp, "a=crypto:{} {} inline:{b64}\r\n", k.tag, k.suite);
+        }
     }
     let rtcp_mux = remote.rtcp_mux;
     Ok((
@@ -352,6 +460,7 @@ pub fn answer(
             direction,
             remote,
             rtcp_mux,
+            srtp,
         },
     ))
 }
@@ -386,7 +495,15 @@ mod tests {
     }
 
     fn ans(o: &str, p: &[&str]) -> Result<(String, Negotiated), LegacySdpError> {
-        answer(o, &prefs(p), "127.0.0.1".parse().unwrap(), 20000, 20, 42)
+        answer(
+            o,
+            &prefs(p),
+            "127.0.0.1".parse().unwrap(),
+            20000,
+            20,
+            42,
+            true,
+        )
     }
 
     #[test]
@@ -490,6 +607,57 @@ a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
         )
         .unwrap();
         assert!(sdp.contains("a=rtcp:20001\r\n"), "{sdp}");
+    }
+
+    #[test]
+    fn sdes_srtp_offer_gets_our_own_key() {
+        let key = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+        let o = offer(
+            "m=audio 4000 RTP/SAVP 0",
+            &format!(
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:{key}\r\na=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:{key}|2^20|1:4\r\n"
+            ),
+        );
+        let (sdp, n) = ans(&o, &["PCMU"]).unwrap();
+        let k = n.srtp.expect("SRTP negotiated");
+        assert_eq!(
+            (k.suite.as_str(), k.tag),
+            ("AES_CM_128_HMAC_SHA1_80", 2),
+            "the stronger tag wins"
+        );
+        assert_eq!(k.remote_key.len(), 30);
+        assert_ne!(k.local_key, k.remote_key);
+        assert!(sdp.contains("m=audio 20000 RTP/SAVP 0\r\n"), "{sdp}");
+        assert!(
+            sdp.contains("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:"),
+            "{sdp}"
+        );
+        let weak = offer(
+            "m=audio 4000 RTP/SAVP 0",
+            &format!("a=crypto:1 F8_128_HMAC_SHA1_80 inline:{key}\r\n"),
+        );
+        assert!(matches!(
+            ans(&weak, &["PCMU"]),
+            Err(LegacySdpError::NoCrypto(_))
+        ));
+        let off = answer(
+            &o,
+            &prefs(&["PCMU"]),
+            "127.0.0.1".parse().unwrap(),
+            20000,
+            20,
+            42,
+            false,
+        );
+        assert!(matches!(off, Err(LegacySdpError::NoCrypto(_))));
+        // Plain RTP/AVP carries no key.
+        assert!(
+            ans(&offer("m=audio 4000 RTP/AVP 0", ""), &["PCMU"])
+                .unwrap()
+                .1
+                .srtp
+                .is_none()
+        );
     }
 
     #[test]

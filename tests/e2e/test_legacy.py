@@ -127,8 +127,15 @@ def sip_final(sock):
             return data
 
 
-def test_python_peer_hears_the_demo_and_bad_rtp_is_dropped(gateway_factory, tmp_path):
+@pytest.mark.parametrize("srtp", [False, True], ids=["rtp", "sdes-srtp"])
+def test_python_peer_hears_the_demo_and_bad_rtp_is_dropped(gateway_factory, tmp_path, srtp):
     gw = gateway_factory()
+    import base64
+
+    from pylibsrtp import Policy, Session
+
+    our_key = bytes(range(30))
+    profile = Policy.SRTP_PROFILE_AES128_CM_SHA1_80
     sig = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sig.bind(("127.0.0.1", 0))
     sig.settimeout(5)
@@ -136,8 +143,10 @@ def test_python_peer_hears_the_demo_and_bad_rtp_is_dropped(gateway_factory, tmp_
     media.bind(("127.0.0.1", 0))
     media.settimeout(0.02)
     mport = media.getsockname()[1]
+    proto = "RTP/SAVP" if srtp else "RTP/AVP"
+    crypto = f"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{base64.b64encode(our_key).decode()}\r\n" if srtp else ""
     sdp = (f"v=0\r\no=py 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-           f"m=audio {mport} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n")
+           f"m=audio {mport} {proto} 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n{crypto}")
     sport = sig.getsockname()[1]
     head = (f"sip:demo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sport};branch=z9hG4bK{{b}};rport\r\n"
             f"From: <sip:py@127.0.0.1>;tag=pyt\r\nTo: <sip:demo@127.0.0.1>{{to}}\r\nCall-ID: py-legacy-1\r\n"
@@ -147,7 +156,14 @@ def test_python_peer_hears_the_demo_and_bad_rtp_is_dropped(gateway_factory, tmp_
     ok = sip_final(sig)
     assert ok.startswith("SIP/2.0 200"), ok[:80]
     to_tag = re.search(r"^To: .*(;tag=\S+)", ok, re.M).group(1).strip()
-    gw_port = int(re.search(r"^m=audio (\d+) RTP/AVP 8 101", ok, re.M).group(1))
+    gw_port = int(re.search(rf"^m=audio (\d+) {proto} 8 101", ok, re.M).group(1))
+    tx = rx = None
+    if srtp:
+        # rtcgw answers with its own key; we protect with ours (RFC 4568).
+        their_key = base64.b64decode(re.search(r"^a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:(\S+)", ok, re.M).group(1))
+        assert len(their_key) == 30 and their_key != our_key
+        tx = Session(Policy(key=our_key, ssrc_type=Policy.SSRC_ANY_OUTBOUND, srtp_profile=profile))
+        rx = Session(Policy(key=their_key, ssrc_type=Policy.SSRC_ANY_INBOUND, srtp_profile=profile))
     sip(sig, gw, "ACK " + head.format(b="ack1", to=to_tag, cseq="1 ACK") + "Content-Length: 0\r\n\r\n")
 
     # 3 s of a 1 kHz tone from us, 20 ms packets, with bad packets between.
@@ -164,13 +180,17 @@ def test_python_peer_hears_the_demo_and_bad_rtp_is_dropped(gateway_factory, tmp_
     start = time.monotonic()
     for i in range(150):
         payload = rtp_tools.alaw_encode(tone[i * 160:(i + 1) * 160]).tobytes()
-        media.sendto(rtp_tools.rtp(8, i, i * 160, 0xABCDEF, payload, marker=i == 0), ("127.0.0.1", gw_port))
+        packet = rtp_tools.rtp(8, i, i * 160, 0xABCDEF, payload, marker=i == 0)
+        media.sendto(tx.protect(packet) if tx else packet, ("127.0.0.1", gw_port))
         if i % 25 == 5:
             media.sendto(bad[(i // 25) % len(bad)], ("127.0.0.1", gw_port))
         due = start + (i + 1) * 0.02
         while time.monotonic() < due:
             try:
-                got.append(media.recv(2048))
+                data = media.recv(2048)
+                if rx and len(data) > 12 and not (192 <= data[1] <= 223):
+                    data = rx.unprotect(data)
+                got.append(data)
             except socket.timeout:
                 pass
     for b in bad:
@@ -196,5 +216,8 @@ def test_python_peer_hears_the_demo_and_bad_rtp_is_dropped(gateway_factory, tmp_
     rec = rec[rate // 2:]
     assert abs(dominant_frequency(rate, rec) - 1000) < 5
     assert band_power(rate, rec, 1000) > 0.8 * band_power(rate, rec, rate / 4, rate / 4)
-    for reason in ["bad_version", "truncated", "unknown_payload_type", "csrc_past_end", "padding_past_end", "bad_rtcp_length"]:
+    # Bad packets: dropped and counted by reason (with SRTP, unauthenticated).
+    reasons = ["srtp_auth_failed"] if srtp else [
+        "bad_version", "truncated", "unknown_payload_type", "csrc_past_end", "padding_past_end", "bad_rtcp_length"]
+    for reason in reasons:
         assert gw.metric("rtcgw_rtp_dropped_total", reason=reason) >= 1, reason
