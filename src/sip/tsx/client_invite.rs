@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Backoff, Out, Peer, Timers, Transmit, TsxEvent, TsxKey};
+use super::{Backoff, Out, Peer, Timers, TsxEvent, TsxKey};
 use crate::sip::message::{Headers, Message, Method, Request, Response};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,10 +40,7 @@ impl ClientInvite {
         timers: Timers,
         out: &mut Out,
     ) -> Self {
-        out.transmits.push_back(Transmit {
-            peer,
-            msg: Message::Request(request.clone()),
-        });
+        out.transmit(peer, Message::Request(request.clone()));
         let a = (!peer.transport.reliable()).then(|| Backoff::new(now, timers.t1, None));
         Self {
             key,
@@ -121,10 +118,7 @@ impl ClientInvite {
                 self.a = None;
                 self.b = None;
                 let ack = self.build_ack(&resp);
-                out.transmits.push_back(Transmit {
-                    peer: self.peer,
-                    msg: Message::Request(ack.clone()),
-                });
+                out.transmit(self.peer, Message::Request(ack.clone()));
                 self.ack = Some(ack);
                 let wait = if self.peer.transport.reliable() {
                     Default::default()
@@ -140,10 +134,7 @@ impl ClientInvite {
             // A retransmitted final: ACK again, the TU has it already.
             (State::Completed, 300..) => {
                 if let Some(ack) = &self.ack {
-                    out.transmits.push_back(Transmit {
-                        peer: self.peer,
-                        msg: Message::Request(ack.clone()),
-                    });
+                    out.transmit(self.peer, Message::Request(ack.clone()));
                 }
             }
             _ => {}
@@ -156,18 +147,13 @@ impl ClientInvite {
             && self.state == State::Calling
         {
             a.fire(now);
-            out.transmits.push_back(Transmit {
-                peer: self.peer,
-                msg: Message::Request(self.request.clone()),
-            });
+            out.transmit(self.peer, Message::Request(self.request.clone()));
         }
         if self.b.is_some_and(|b| now >= b)
             && matches!(self.state, State::Calling | State::Proceeding)
         {
             self.state = State::Terminated;
-            out.events.push_back(TsxEvent::Timeout {
-                key: self.key.clone(),
-            });
+            out.timeout(&self.key);
         }
         if self.end.is_some_and(|e| now >= e)
             && matches!(self.state, State::Completed | State::Accepted)

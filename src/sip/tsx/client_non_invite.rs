@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{Backoff, Out, Peer, Timers, Transmit, TsxEvent, TsxKey};
+use super::{Backoff, Out, Peer, Timers, TsxEvent, TsxKey};
 use crate::sip::message::{Message, Request, Response};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,10 +36,7 @@ impl ClientNonInvite {
         timers: Timers,
         out: &mut Out,
     ) -> Self {
-        out.transmits.push_back(Transmit {
-            peer,
-            msg: Message::Request(request.clone()),
-        });
+        out.transmit(peer, Message::Request(request.clone()));
         let e = (!peer.transport.reliable()).then(|| Backoff::new(now, timers.t1, Some(timers.t2)));
         Self {
             key,
@@ -100,18 +97,13 @@ impl ClientNonInvite {
             } else {
                 e.fire(now);
             }
-            out.transmits.push_back(Transmit {
-                peer: self.peer,
-                msg: Message::Request(self.request.clone()),
-            });
+            out.transmit(self.peer, Message::Request(self.request.clone()));
         }
         if self.f.is_some_and(|f| now >= f)
             && matches!(self.state, State::Trying | State::Proceeding)
         {
             self.state = State::Terminated;
-            out.events.push_back(TsxEvent::Timeout {
-                key: self.key.clone(),
-            });
+            out.timeout(&self.key);
         }
         if self.k.is_some_and(|k| now >= k) && self.state == State::Completed {
             self.state = State::Terminated;

@@ -233,6 +233,18 @@ pub(crate) struct Out {
     pub events: VecDeque<TsxEvent>,
 }
 
+impl Out {
+    pub fn transmit(&mut self, peer: Peer, msg: Message) {
+        self.transmits.push_back(Transmit { peer, msg });
+    }
+
+    /// Timer B, F or H fired for `key`.
+    pub fn timeout(&mut self, key: &TsxKey) {
+        self.events
+            .push_back(TsxEvent::Timeout { key: key.clone() });
+    }
+}
+
 /// A retransmission timer that doubles up to a cap (timers A, E, G).
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -428,10 +440,7 @@ impl Transactions {
                 && self.tsx.contains_key(other)
             {
                 let resp = Response::to(&req, 482, "Loop Detected", None);
-                self.out.transmits.push_back(Transmit {
-                    peer,
-                    msg: Message::Response(resp),
-                });
+                self.out.transmit(peer, Message::Response(resp));
                 return Ok(Received::Merged);
             }
             self.merge_index.insert(mk.clone(), key.clone());

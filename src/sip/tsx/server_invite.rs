@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{Backoff, Out, Peer, Timers, Transmit, TsxEvent, TsxKey};
+use super::{Backoff, Out, Peer, Timers, TsxKey};
 use crate::sip::message::{Message, Method, Request, Response};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,19 +81,13 @@ impl ServerInvite {
     }
 
     fn send(&mut self, resp: Response, out: &mut Out) {
-        out.transmits.push_back(Transmit {
-            peer: self.peer,
-            msg: Message::Response(resp.clone()),
-        });
+        out.transmit(self.peer, Message::Response(resp.clone()));
         self.last = Some(resp);
     }
 
     fn resend_last(&self, out: &mut Out) {
         if let Some(r) = &self.last {
-            out.transmits.push_back(Transmit {
-                peer: self.peer,
-                msg: Message::Response(r.clone()),
-            });
+            out.transmit(self.peer, Message::Response(r.clone()));
         }
     }
 
@@ -154,9 +148,7 @@ impl ServerInvite {
         }
         if self.h.is_some_and(|h| now >= h) && self.state == State::Completed {
             self.state = State::Terminated;
-            out.events.push_back(TsxEvent::Timeout {
-                key: self.key.clone(),
-            });
+            out.timeout(&self.key);
         }
         if self.end.is_some_and(|e| now >= e)
             && matches!(self.state, State::Confirmed | State::Accepted)

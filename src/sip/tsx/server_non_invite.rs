@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{Out, Peer, Timers, Transmit, TsxKey};
+use super::{Out, Peer, Timers, TsxKey};
 use crate::sip::message::{Message, Request, Response};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,10 +59,7 @@ impl ServerNonInvite {
         if matches!(self.state, State::Proceeding | State::Completed)
             && let Some(r) = &self.last
         {
-            out.transmits.push_back(Transmit {
-                peer: self.peer,
-                msg: Message::Response(r.clone()),
-            });
+            out.transmit(self.peer, Message::Response(r.clone()));
         }
     }
 
@@ -71,10 +68,7 @@ impl ServerNonInvite {
             return false;
         }
         let provisional = resp.status < 200;
-        out.transmits.push_back(Transmit {
-            peer: self.peer,
-            msg: Message::Response(resp.clone()),
-        });
+        out.transmit(self.peer, Message::Response(resp.clone()));
         self.last = Some(resp);
         if provisional {
             self.state = State::Proceeding;
