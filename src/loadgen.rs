@@ -253,9 +253,9 @@ pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
     Ok(out)
 }
 
-/// CPU time of the calling thread.
+/// CPU time of the calling thread (from /proc: std has no thread clock),
+/// at the kernel's 10 ms tick resolution.
 fn thread_cpu() -> Duration {
-    // SAFETY-free: clock_gettime through std is not exposed; /proc is.
     let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<u64> = rest

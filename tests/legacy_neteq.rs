@@ -2,6 +2,9 @@
 //! with seeded loss, jitter and reordering; its expand/accelerate counters
 //! move as a jitter buffer's should, and the tone survives.
 
+mod common;
+
+use common::power_at;
 use std::time::{Duration, Instant};
 
 use rtcgw::media::{FrameSource, Tone};
@@ -116,23 +119,12 @@ fn run_codec(
     (out, neteq.stats(), sent)
 }
 
-fn power_at(x: &[i16], freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / 48000.0;
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s = f64::from(v) + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / (x.len() as f64).powi(2)
-}
-
 fn tone_dominates(x: &[i16]) -> bool {
     let body = &x[48000..x.len() - 48000];
-    let p = power_at(body, 1000.0);
+    let p = power_at(body, 48000.0, 1000.0);
     [300.0, 700.0, 1500.0, 2500.0]
         .iter()
-        .all(|f| p > 100.0 * power_at(body, *f))
+        .all(|f| p > 100.0 * power_at(body, 48000.0, *f))
 }
 
 #[test]

@@ -2,6 +2,9 @@
 //! call each other over loopback (offer, answer, apply_answer), audio flows
 //! both ways without mixing, and libwebrtc's errors come back typed.
 
+mod common;
+
+use common::power_at;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -33,18 +36,6 @@ fn settings() -> CallSettings {
         jitter_buffer_min_delay_ms: 0,
         ice_gathering_timeout_ms: 2000,
     }
-}
-
-/// Power of `x` at `freq` (Goertzel), normalised by length.
-fn power_at(x: &[i16], rate: f64, freq: f64) -> f64 {
-    let w = 2.0 * std::f64::consts::PI * freq / rate;
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &v in x {
-        let s = f64::from(v) + 2.0 * w.cos() * s1 - s2;
-        s2 = s1;
-        s1 = s;
-    }
-    (s1 * s1 + s2 * s2 - 2.0 * w.cos() * s1 * s2) / (x.len() as f64).powi(2)
 }
 
 async fn connect(rt: &Runtime) -> (Arc<PeerConnection>, Arc<PeerConnection>) {
