@@ -238,6 +238,9 @@ pub async fn run_sip(
                         });
                     }
                 }
+                UaEvent::Progress { .. } | UaEvent::Accepted { .. } | UaEvent::Rejected { .. } => {
+                    tracing::debug!(?ev, "outbound call event");
+                }
                 UaEvent::Ended { call, reason } => {
                     if let Some(id) = ids.remove(&call) {
                         refs.remove(&id);

@@ -288,3 +288,133 @@ fn hangup_sends_bye_and_in_dialog_requests_are_checked() {
     assert_eq!(h.ua.transactions(), 0);
     assert_eq!(h.ua.calls(), 0);
 }
+
+/// The far end's response to our INVITE.
+fn answer_to(invite: &rtcgw::sip::message::Request, status: u16, extra: &str) -> Vec<u8> {
+    let mut r = Response::to(invite, status, "X", Some("callee"));
+    for line in extra.split("\r\n").filter(|l| !l.is_empty()) {
+        let (n, v) = line.split_once(": ").unwrap();
+        r.headers.push(n, v);
+    }
+    Message::Response(r).to_bytes()
+}
+
+fn sent_requests(h: &H, method: Method) -> Vec<rtcgw::sip::message::Request> {
+    h.out
+        .iter()
+        .filter_map(|(_, m)| match m {
+            Message::Request(r) if r.method == method => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn outbound_invite_is_acked_on_2xx_and_follows_the_route_set() {
+    let mut h = H::new();
+    let call =
+        h.ua.invite(
+            h.now,
+            &format!("sip:bob@{PEER}"),
+            "alice",
+            "v=0\r\noffer\r\n".into(),
+        )
+        .unwrap();
+    h.drain();
+    let inv = sent_requests(&h, Method::Invite).remove(0);
+    assert_eq!(inv.uri, format!("sip:bob@{PEER}"));
+    assert_eq!(inv.body, b"v=0\r\noffer\r\n");
+    assert!(inv.core().unwrap().from.tag().is_some() && inv.core().unwrap().to.tag().is_none());
+    h.input(answer_to(&inv, 180, ""));
+    assert!(h.events.contains(&UaEvent::Progress {
+        call,
+        status: 180,
+        sdp: None
+    }));
+    let ok = |h: &H| {
+        let mut r = Response::to(&inv, 200, "OK", Some("callee"));
+        r.headers.push("Contact", "<sip:bob@127.0.0.1:5090>");
+        r.headers.push(
+            "Record-Route",
+            "<sip:proxy1@127.0.0.1:5071;lr>, <sip:proxy2@127.0.0.1:5072;lr>",
+        );
+        r.headers.push("Content-Type", "application/sdp");
+        r.body = b"v=0\r\nanswer\r\n".to_vec();
+        let _ = h;
+        Message::Response(r).to_bytes()
+    };
+    h.input(ok(&h));
+    assert!(h.events.contains(&UaEvent::Accepted {
+        call,
+        sdp: Some("v=0\r\nanswer\r\n".into())
+    }));
+    let acks = sent_requests(&h, Method::Ack);
+    assert_eq!(acks.len(), 1);
+    let ack = &acks[0];
+    assert_eq!(ack.uri, "sip:bob@127.0.0.1:5090", "to the Contact");
+    assert_eq!(
+        ack.headers.list("Route"),
+        vec![
+            "<sip:proxy2@127.0.0.1:5072;lr>",
+            "<sip:proxy1@127.0.0.1:5071;lr>"
+        ],
+        "reversed"
+    );
+    assert_ne!(
+        ack.core().unwrap().via.branch(),
+        inv.core().unwrap().via.branch(),
+        "2xx ACK has its own branch"
+    );
+    assert_eq!(ack.headers.get("CSeq"), Some("1 ACK"));
+    // A retransmitted 200 gets the same ACK again.
+    h.input(ok(&h));
+    assert_eq!(sent_requests(&h, Method::Ack).len(), 2);
+    // Our hangup: BYE in the dialog.
+    h.ua.hangup(h.now, call, "done");
+    h.drain();
+    let bye = sent_requests(&h, Method::Bye).remove(0);
+    assert_eq!(bye.core().unwrap().to.tag(), Some("callee"));
+    assert_eq!(bye.core().unwrap().cseq, 2);
+}
+
+#[test]
+fn outbound_invite_refused_or_unanswered_is_rejected() {
+    let mut h = H::new();
+    let call =
+        h.ua.invite(h.now, &format!("sip:bob@{PEER}"), "alice", "v=0\r\n".into())
+            .unwrap();
+    h.drain();
+    let inv = sent_requests(&h, Method::Invite).remove(0);
+    h.input(answer_to(&inv, 486, ""));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Rejected { call: c, status: 486, .. } if *c == call))
+    );
+    assert_eq!(
+        sent_requests(&h, Method::Ack).len(),
+        1,
+        "the transaction ACKs the 486"
+    );
+    let silent =
+        h.ua.invite(
+            h.now,
+            &format!("sip:carol@{PEER}"),
+            "alice",
+            "v=0\r\n".into(),
+        )
+        .unwrap();
+    h.drain();
+    h.advance(Duration::from_secs(33));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Rejected { call: c, status: 408, .. } if *c == silent))
+    );
+    assert_eq!(h.ua.calls(), 0);
+    // Nowhere to send it: no next hop and a host name.
+    assert!(
+        h.ua.invite(h.now, "sip:bob@example.com", "alice", "v=0\r\n".into())
+            .is_none()
+    );
+}

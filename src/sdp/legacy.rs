@@ -475,14 +475,35 @@ pub fn offer_codecs(prefs: &[String]) -> Vec<Codec> {
             "PCMU" => Codec::static_pt(0),
             "PCMA" => Codec::static_pt(8),
             "G722" => Codec::static_pt(9),
-            "OPUS" => Some(Codec { pt: 111, name: "opus".into(), clock_rate: 48000, channels: 2, fmtp: "useinbandfec=1".into() }),
+            "OPUS" => Some(Codec {
+                pt: 111,
+                name: "opus".into(),
+                clock_rate: 48000,
+                channels: 2,
+                fmtp: "useinbandfec=1".into(),
+            }),
             _ => None,
         };
         out.extend(c);
     }
-    out.push(Codec { pt: 101, name: "telephone-event".into(), clock_rate: 8000, channels: 1, fmtp: "0-16".into() });
-    if out.iter().any(|c| c.clock_rate == 48000 && !c.is("telephone-event")) {
-        out.push(Codec { pt: 110, name: "telephone-event".into(), clock_rate: 48000, channels: 1, fmtp: "0-16".into() });
+    out.push(Codec {
+        pt: 101,
+        name: "telephone-event".into(),
+        clock_rate: 8000,
+        channels: 1,
+        fmtp: "0-16".into(),
+    });
+    if out
+        .iter()
+        .any(|c| c.clock_rate == 48000 && !c.is("telephone-event"))
+    {
+        out.push(Codec {
+            pt: 110,
+            name: "telephone-event".into(),
+            clock_rate: 48000,
+            channels: 1,
+            fmtp: "0-16".into(),
+        });
     }
     out
 }
@@ -501,25 +522,45 @@ pub fn offer(prefs: &[String], local: IpAddr, port: u16, ptime: u32, session_id:
     for c in &codecs {
         write_codec(&mut sdp, c);
     }
-    let _ = write!(sdp, "a=ptime:{ptime}\r\na=rtcp:{}\r\na=sendrecv\r\n", port + 1);
+    let _ = write!(
+        sdp,
+        "a=ptime:{ptime}\r\na=rtcp:{}\r\na=sendrecv\r\n",
+        port + 1
+    );
     sdp
 }
 
 /// Settles an answer to our [`offer`]: the answer's first codec that we
 /// offered, and telephone-event at its clock rate.
-pub fn accept_answer(answer: &str, prefs: &[String], default_ptime: u32) -> Result<Negotiated, LegacySdpError> {
+pub fn accept_answer(
+    answer: &str,
+    prefs: &[String],
+    default_ptime: u32,
+) -> Result<Negotiated, LegacySdpError> {
     let remote = parse(answer)?.audio;
     let ours = offer_codecs(prefs);
     let codec = remote
         .codecs
         .iter()
-        .find(|c| ours.iter().any(|o| o.is(&c.name) && o.clock_rate == c.clock_rate))
+        .find(|c| {
+            ours.iter()
+                .any(|o| o.is(&c.name) && o.clock_rate == c.clock_rate)
+        })
         .cloned()
         .ok_or_else(|| LegacySdpError::NoCommonCodec {
-            offered: remote.codecs.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(","),
+            offered: remote
+                .codecs
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+                .join(","),
             ours: prefs.join(","),
         })?;
-    let telephone_event = remote.telephone_events.iter().find(|t| t.clock_rate == codec.clock_rate).cloned();
+    let telephone_event = remote
+        .telephone_events
+        .iter()
+        .find(|t| t.clock_rate == codec.clock_rate)
+        .cloned();
     Ok(Negotiated {
         ptime: remote.ptime.unwrap_or(default_ptime),
         direction: remote.direction.answer(),
@@ -730,16 +771,42 @@ a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
     fn our_offer_and_their_answer() {
         let p = prefs(&["PCMA", "PCMU", "opus"]);
         let o = super::offer(&p, "127.0.0.1".parse().unwrap(), 30000, 20, 1);
-        assert!(o.contains("m=audio 30000 RTP/AVP 8 0 111 101 110\r\n"), "{o}");
+        assert!(
+            o.contains("m=audio 30000 RTP/AVP 8 0 111 101 110\r\n"),
+            "{o}"
+        );
         assert!(o.contains("a=rtpmap:110 telephone-event/48000\r\n"), "{o}");
         // The far end answers our offer with our own answer function.
-        let (a, far) = answer(&o, &prefs(&["PCMU"]), "192.0.2.5".parse().unwrap(), 4000, 20, 9, false).unwrap();
+        let (a, far) = answer(
+            &o,
+            &prefs(&["PCMU"]),
+            "192.0.2.5".parse().unwrap(),
+            4000,
+            20,
+            9,
+            false,
+        )
+        .unwrap();
         assert_eq!(far.codec.name, "PCMU");
         let n = accept_answer(&a, &p, 20).unwrap();
-        assert_eq!((n.codec.pt, n.telephone_event.as_ref().map(|t| t.pt)), (0, Some(101)));
-        assert_eq!((n.remote.addr, n.remote.port), ("192.0.2.5".parse::<IpAddr>().unwrap(), 4000));
-        let bad = a.replace("RTP/AVP 0 101", "RTP/AVP 3").replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:3 GSM/8000");
-        assert!(matches!(accept_answer(&bad, &p, 20), Err(LegacySdpError::NoCommonCodec { .. })), "{bad}");
+        assert_eq!(
+            (n.codec.pt, n.telephone_event.as_ref().map(|t| t.pt)),
+            (0, Some(101))
+        );
+        assert_eq!(
+            (n.remote.addr, n.remote.port),
+            ("192.0.2.5".parse::<IpAddr>().unwrap(), 4000)
+        );
+        let bad = a
+            .replace("RTP/AVP 0 101", "RTP/AVP 3")
+            .replace("a=rtpmap:0 PCMU/8000", "a=rtpmap:3 GSM/8000");
+        assert!(
+            matches!(
+                accept_answer(&bad, &p, 20),
+                Err(LegacySdpError::NoCommonCodec { .. })
+            ),
+            "{bad}"
+        );
     }
 
     #[test]

@@ -97,6 +97,20 @@ pub enum UaEvent {
     Answer { call: CallRef, sdp: String },
     /// The call is over on the SIP side (BYE, CANCEL, no ACK, timeout).
     Ended { call: CallRef, reason: String },
+    /// Our outbound INVITE got a provisional response (with SDP: early media).
+    Progress {
+        call: CallRef,
+        status: u16,
+        sdp: Option<String>,
+    },
+    /// Our outbound INVITE was answered (ACK sent).
+    Accepted { call: CallRef, sdp: Option<String> },
+    /// Our outbound INVITE was refused or timed out.
+    Rejected {
+        call: CallRef,
+        status: u16,
+        reason: String,
+    },
 }
 
 /// Counters for metrics.
@@ -114,6 +128,8 @@ enum CallState {
     /// 200 sent, waiting for the ACK (2xx retransmitted over UDP).
     Answered,
     Confirmed,
+    /// Our INVITE is out (UAC), no final response yet.
+    Outgoing,
 }
 
 struct Call {
@@ -136,6 +152,8 @@ struct Call {
     retransmit: Option<Backoff>,
     ack_deadline: Option<Instant>,
     local_sdp: Option<String>,
+    /// UAC: the ACK for the 2xx, resent when the 2xx is retransmitted.
+    ack: Option<Vec<u8>>,
 }
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
@@ -423,6 +441,7 @@ impl UserAgent {
             retransmit: None,
             ack_deadline: None,
             local_sdp: None,
+            ack: None,
         };
         self.by_dialog
             .insert((c.call_id.clone(), local_tag, c.remote_tag.clone()), call);
@@ -508,6 +527,12 @@ impl UserAgent {
         };
         match c.state {
             CallState::Incoming => self.reject(now, call, 480, reason),
+            CallState::Outgoing => {
+                // No CANCEL yet: the call is forgotten and a late 2xx is
+                // answered with ACK + BYE (see handle_uac_response).
+                let c = self.calls.remove(&call).expect("present");
+                self.forget(&c);
+            }
             CallState::Answered | CallState::Confirmed => {
                 let mut c = self.calls.remove(&call).expect("present");
                 self.forget(&c);
@@ -676,6 +701,198 @@ impl UserAgent {
         }
     }
 
+    /// Starts an outbound call (UAC, RFC 3261 section 13.2): an INVITE with
+    /// `sdp` to `uri`, sent to the next hop (configured, else the URI's IP).
+    /// None when there is nowhere to send it.
+    pub fn invite(
+        &mut self,
+        now: Instant,
+        uri: &str,
+        from_user: &str,
+        sdp: String,
+    ) -> Option<CallRef> {
+        let addr = self.cfg.next_hop.or_else(|| uri_socket_addr(uri))?;
+        let transport = if uri.contains("transport=tcp") {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        let peer = Peer { addr, transport };
+        let local = self.local(transport);
+        let local_tag = self.tag();
+        let call_id = format!("{}-{:x}@rtcgw", self.tag(), self.cfg.branch_salt);
+        let local_uri = format!("<sip:{from_user}@{local}>");
+        let mut h = Headers::default();
+        h.push("From", format!("{local_uri};tag={local_tag}"));
+        h.push("To", format!("<{uri}>"));
+        h.push("Call-ID", call_id.clone());
+        h.push("CSeq", "1 INVITE");
+        h.push("Max-Forwards", "70");
+        h.push("Contact", self.contact(transport));
+        h.push("Allow", ALLOW);
+        h.push("User-Agent", self.cfg.user_agent.clone());
+        h.push("Content-Type", "application/sdp");
+        let req = Request {
+            method: Method::Invite,
+            uri: uri.to_string(),
+            headers: h,
+            body: sdp.clone().into_bytes(),
+        };
+        *self
+            .counters
+            .requests
+            .entry("INVITE(out)".into())
+            .or_default() += 1;
+        let key = self.tsx.send_request(now, peer, &local.to_string(), req);
+        let call = CallRef(self.next_call);
+        self.next_call += 1;
+        self.by_invite.insert(key.clone(), call);
+        self.calls.insert(
+            call,
+            Call {
+                state: CallState::Outgoing,
+                invite_tsx: key,
+                peer,
+                call_id,
+                local_tag,
+                remote_tag: String::new(),
+                remote_uri: format!("<{uri}>"),
+                local_uri,
+                remote_target: uri.to_string(),
+                route_set: Vec::new(),
+                local_cseq: 1,
+                remote_cseq: 0,
+                invite_cseq: 1,
+                late_offer: false,
+                ok: None,
+                retransmit: None,
+                ack_deadline: None,
+                local_sdp: Some(sdp),
+                ack: None,
+            },
+        );
+        self.pump(now);
+        Some(call)
+    }
+
+    /// A provisional response (180/183) to an incoming INVITE, e.g. the
+    /// callee's ringing relayed by the B2BUA; `sdp` makes it early media.
+    pub fn provisional(&mut self, now: Instant, call: CallRef, status: u16, sdp: Option<String>) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.state != CallState::Incoming {
+            return;
+        }
+        let (key, tag, transport) = (c.invite_tsx.clone(), c.local_tag.clone(), c.peer.transport);
+        let Some(req) = self.tsx.request(&key).cloned() else {
+            return;
+        };
+        let mut resp = Response::to(&req, status, reason_phrase(status), Some(&tag));
+        resp.headers.push("Contact", self.contact(transport));
+        if let Some(sdp) = sdp {
+            resp.headers.push("Content-Type", "application/sdp");
+            resp.body = sdp.into_bytes();
+        }
+        *self.counters.responses.entry(status).or_default() += 1;
+        self.tsx.send_response(now, &key, resp);
+        self.pump(now);
+    }
+
+    fn handle_uac_response(&mut self, call: CallRef, resp: Response) {
+        let body = (!resp.body.is_empty()).then(|| String::from_utf8_lossy(&resp.body).to_string());
+        let Some(c) = self.calls.get_mut(&call) else {
+            // Forgotten while ringing (hung up): a 2xx still needs ACK + BYE.
+            return;
+        };
+        match resp.status {
+            100 => {}
+            101..=199 => self.events.push_back(UaEvent::Progress {
+                call,
+                status: resp.status,
+                sdp: body,
+            }),
+            200..=299 => {
+                if c.state == CallState::Outgoing {
+                    let to = resp.headers.get("To").unwrap_or_default().to_string();
+                    c.remote_tag = NameAddr::parse(&to)
+                        .and_then(|n| n.tag().map(str::to_string))
+                        .unwrap_or_default();
+                    c.remote_uri = to;
+                    if let Some(contact) = resp
+                        .headers
+                        .list("Contact")
+                        .first()
+                        .and_then(|c| NameAddr::parse(c))
+                    {
+                        c.remote_target = contact.uri;
+                    }
+                    // UAC: the route set is Record-Route in reverse (12.1.2).
+                    c.route_set = resp
+                        .headers
+                        .list("Record-Route")
+                        .into_iter()
+                        .rev()
+                        .collect();
+                    c.state = CallState::Confirmed;
+                    self.by_dialog.insert(
+                        (c.call_id.clone(), c.local_tag.clone(), c.remote_tag.clone()),
+                        call,
+                    );
+                    let ack = self.build_ack(call);
+                    let c = self.calls.get_mut(&call).expect("present");
+                    c.ack = Some(ack.clone());
+                    let peer = c.peer;
+                    self.out.push_back(Outgoing { peer, bytes: ack });
+                    self.events.push_back(UaEvent::Accepted { call, sdp: body });
+                } else if let Some(ack) = c.ack.clone() {
+                    let peer = c.peer;
+                    self.out.push_back(Outgoing { peer, bytes: ack });
+                }
+            }
+            _ => {
+                let c = self.calls.remove(&call).expect("present");
+                self.forget(&c);
+                self.events.push_back(UaEvent::Rejected {
+                    call,
+                    status: resp.status,
+                    reason: resp.reason,
+                });
+            }
+        }
+    }
+
+    /// The ACK for a 2xx (section 13.2.2.4): its own branch, the dialog's
+    /// route set and tags, the INVITE's CSeq number.
+    fn build_ack(&mut self, call: CallRef) -> Vec<u8> {
+        let branch = self.tsx.new_branch();
+        let c = &self.calls[&call];
+        let local = self.local(c.peer.transport);
+        let mut h = Headers::default();
+        h.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {local};branch={branch};rport",
+                c.peer.transport.as_str()
+            ),
+        );
+        for r in &c.route_set {
+            h.push("Route", r.clone());
+        }
+        h.push("From", format!("{};tag={}", c.local_uri, c.local_tag));
+        h.push("To", c.remote_uri.clone());
+        h.push("Call-ID", c.call_id.clone());
+        h.push("CSeq", format!("{} ACK", c.invite_cseq));
+        h.push("Max-Forwards", "70");
+        Message::Request(Request {
+            method: Method::Ack,
+            uri: c.remote_target.clone(),
+            headers: h,
+            body: Vec::new(),
+        })
+        .to_bytes()
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         self.tsx.handle_timeout(now);
         let mut give_up = Vec::new();
@@ -722,15 +939,27 @@ impl UserAgent {
                         && let Some(c) = self.calls.remove(&call)
                     {
                         self.forget(&c);
-                        self.events.push_back(UaEvent::Ended {
-                            call,
-                            reason: "transaction timeout".into(),
+                        self.events.push_back(if c.state == CallState::Outgoing {
+                            UaEvent::Rejected {
+                                call,
+                                status: 408,
+                                reason: "Request Timeout".into(),
+                            }
+                        } else {
+                            UaEvent::Ended {
+                                call,
+                                reason: "transaction timeout".into(),
+                            }
                         });
                     }
                 }
-                TsxEvent::Response { response, .. } if response.status >= 300 => {
-                    tracing::debug!(status = response.status, "our request was refused");
-                }
+                TsxEvent::Response { key, response } => match self.by_invite.get(&key).copied() {
+                    Some(call) => self.handle_uac_response(call, response),
+                    None if response.status >= 300 => {
+                        tracing::debug!(status = response.status, "our request was refused")
+                    }
+                    None => {}
+                },
                 _ => {}
             }
         }
