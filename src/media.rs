@@ -10,6 +10,13 @@ pub trait FrameSource: Send {
     fn next_frame(&mut self, out: &mut Vec<i16>);
 }
 
+/// Something that takes 10 ms frames of mono PCM (a recording, another leg).
+pub trait FrameSink: Send {
+    fn write_frame(&mut self, sample_rate: u32, pcm: &[i16]);
+    /// Called once when the call ends; returns a line for the end-of-call log.
+    fn close(self: Box<Self>) -> String;
+}
+
 /// A sine tone at 48 kHz, phase-continuous across frames.
 pub struct Tone {
     freq: f64,
@@ -188,6 +195,25 @@ impl Recorder {
             Some(w) => w.finalize(),
             None => Ok(()),
         }
+    }
+}
+
+impl FrameSink for Recorder {
+    fn write_frame(&mut self, sample_rate: u32, pcm: &[i16]) {
+        if let Err(e) = self.write(sample_rate, pcm)
+            && self.dropped == 0
+        {
+            tracing::error!(path = %self.path.display(), "recording failed: {e}");
+            self.dropped += 1;
+        }
+    }
+
+    fn close(self: Box<Self>) -> String {
+        let (frames, path) = (self.frames, self.path.display().to_string());
+        if let Err(e) = self.finish() {
+            tracing::error!("finishing recording {path}: {e}");
+        }
+        format!("{frames} frames recorded to {path}")
     }
 }
 

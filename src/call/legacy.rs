@@ -13,7 +13,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{oneshot, watch};
 
 use super::{Active, CallError, CallId, CallInfo, Calls, Leg};
-use crate::media::{FrameSource, Recorder, Tone};
+use crate::media::{FrameSink, FrameSource, Recorder, Tone};
 use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta, Srtp};
 use crate::rtp::packet::is_rtcp;
 use crate::rtp::ports::PortLease;
@@ -49,42 +49,33 @@ fn spec(c: &legacy::Codec) -> CodecSpec {
 }
 
 impl Calls {
-    /// Answers a plain RTP/AVP offer with a demo-target call on the legacy
-    /// leg; returns its id and the SDP answer.
-    pub async fn create_demo_legacy(
-        self: &Arc<Self>,
-        offer: &str,
-    ) -> Result<(CallId, String), CallError> {
-        let id = self.new_id()?;
-        let cfg = &self.config.legacy;
+    /// Leases an RTP/RTCP port pair and binds both sockets.
+    async fn bind_pair(&self) -> Result<(PortLease, UdpSocket, UdpSocket), CallError> {
         let local = self.config.media.addresses[0];
         let lease = self
             .ports
             .lease()
             .ok_or_else(|| CallError::Media("RTP port range exhausted".into()))?;
         let bind = |port| UdpSocket::bind(SocketAddr::new(local, port));
-        let (rtp, rtcp) = match (bind(lease.rtp()).await, bind(lease.rtcp()).await) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => {
-                return Err(CallError::Media(format!(
-                    "binding RTP port {}: {e}",
-                    lease.rtp()
-                )));
-            }
-        };
-        let session_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let (answer, neg) = legacy::answer(
-            offer,
-            &cfg.codecs,
-            local,
-            lease.rtp(),
-            cfg.ptime_ms,
-            session_id,
-            cfg.sdes_srtp,
-        )?;
+        match (bind(lease.rtp()).await, bind(lease.rtcp()).await) {
+            (Ok(a), Ok(b)) => Ok((lease, a, b)),
+            (Err(e), _) | (_, Err(e)) => Err(CallError::Media(format!(
+                "binding RTP port {}: {e}",
+                lease.rtp()
+            ))),
+        }
+    }
+
+    /// The media state of a negotiated legacy leg: NetEq, encoder, SRTP,
+    /// the RTP session.
+    fn build_media(
+        &self,
+        id: &CallId,
+        (lease, rtp, rtcp): (PortLease, UdpSocket, UdpSocket),
+        neg: Negotiated,
+        info: Arc<Mutex<CallInfo>>,
+    ) -> Result<LegacyMedia, CallError> {
+        let cfg = &self.config.legacy;
         let now = Instant::now();
         let mut codecs = vec![spec(&neg.codec)];
         codecs.extend(neg.telephone_event.iter().map(spec));
@@ -130,32 +121,16 @@ impl Calls {
             },
             now,
         );
-        let codec_name = format!("{}/{}", neg.codec.name, neg.codec.clock_rate);
         tracing::info!(
-            call = %id, codec = %codec_name, ptime = neg.ptime, remote = %remote,
+            call = %id, codec = %format!("{}/{}", neg.codec.name, neg.codec.clock_rate), ptime = neg.ptime, remote = %remote,
             local_port = lease.rtp(), direction = neg.direction.as_str(),
-            telephone_event = neg.telephone_event.is_some(),
+            telephone_event = neg.telephone_event.is_some(), srtp = neg.srtp.is_some(),
             jitter_buffer_max_packets = settings.max_packets,
             jitter_buffer_fast_accelerate = settings.fast_accelerate,
             jitter_buffer_min_delay_ms = settings.min_delay_ms,
             "legacy call starting"
         );
-        let recording = self.config.demo.record_dir.join(format!("{id}.wav"));
-        let info = Arc::new(Mutex::new(CallInfo {
-            id: id.clone(),
-            target: "demo",
-            leg: "legacy",
-            created_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64,
-            codec: Some(codec_name),
-            state: "active".into(),
-            recording: recording.display().to_string(),
-            digits: String::new(),
-        }));
-        let stats = Arc::new(Mutex::new(serde_json::Value::Null));
-        let media = LegacyMedia {
+        Ok(LegacyMedia {
             id: id.clone(),
             rtp,
             rtcp,
@@ -165,21 +140,78 @@ impl Calls {
             encoder,
             neg,
             remote_rtcp,
-            info: info.clone(),
-            stats: stats.clone(),
+            info,
+            stats: Arc::new(Mutex::new(serde_json::Value::Null)),
             srtp,
-        };
+        })
+    }
+
+    fn call_info(&self, id: &CallId, leg: &'static str, codec: String) -> Arc<Mutex<CallInfo>> {
+        Arc::new(Mutex::new(CallInfo {
+            id: id.clone(),
+            target: if leg == "bridge" { "bridge" } else { "demo" },
+            leg,
+            created_unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as u64,
+            codec: Some(codec),
+            state: "active".into(),
+            recording: self
+                .config
+                .demo
+                .record_dir
+                .join(format!("{id}.wav"))
+                .display()
+                .to_string(),
+            digits: String::new(),
+        }))
+    }
+
+    /// Answers a plain RTP/AVP offer with a demo-target call on the legacy
+    /// leg; returns its id and the SDP answer.
+    pub async fn create_demo_legacy(
+        self: &Arc<Self>,
+        offer: &str,
+    ) -> Result<(CallId, String), CallError> {
+        let id = self.new_id()?;
+        let cfg = &self.config.legacy;
+        let pair = self.bind_pair().await?;
+        let local = self.config.media.addresses[0];
+        let session_id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let (answer, neg) = legacy::answer(
+            offer,
+            &cfg.codecs,
+            local,
+            pair.0.rtp(),
+            cfg.ptime_ms,
+            session_id,
+            cfg.sdes_srtp,
+        )?;
+        let info = self.call_info(
+            &id,
+            "legacy",
+            format!("{}/{}", neg.codec.name, neg.codec.clock_rate),
+        );
+        let media = self.build_media(&id, pair, neg, info.clone())?;
+        let stats = media.stats.clone();
         let source: Box<dyn FrameSource> = match &self.clip {
             Some(c) => Box::new(c.player()),
             None => Box::new(Tone::new(self.config.demo.tone_hz)),
         };
+        let sink = Box::new(Recorder::new(
+            self.config.demo.record_dir.join(format!("{id}.wav")),
+        ));
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(run(
             self.clone(),
             media,
             self.runtime.ticks(),
             source,
-            Recorder::new(recording),
+            sink,
             stop_rx,
         ));
         self.active.lock().expect("calls lock").insert(
@@ -199,7 +231,7 @@ async fn run(
     mut m: LegacyMedia,
     mut ticks: watch::Receiver<u64>,
     mut source: Box<dyn FrameSource>,
-    mut recorder: Recorder,
+    mut sink: Box<dyn FrameSink>,
     mut stop: oneshot::Receiver<()>,
 ) {
     const MAX_CATCH_UP: u64 = 5;
@@ -278,7 +310,7 @@ async fn run(
                         }
                     }
                     if receives && m.neteq.get_audio(now, &mut pcm) {
-                        let _ = recorder.write(48000, &pcm);
+                        sink.write_frame(48000, &pcm);
                     }
                 }
                 last = n;
@@ -300,11 +332,7 @@ async fn run(
             }
         }
     }
-    let frames = recorder.frames;
-    let path = recorder.path().display().to_string();
-    if let Err(e) = recorder.finish() {
-        tracing::error!(call = %m.id, "finishing recording {path}: {e}");
-    }
+    let sink_report = sink.close();
     let mut dropped = calls.rtp_dropped.lock().expect("dropped lock");
     for (k, v) in &m.session.dropped {
         *dropped.entry(k).or_default() += v;
@@ -312,7 +340,7 @@ async fn run(
     drop(dropped);
     let r = &m.session.recv;
     tracing::info!(
-        call = %m.id, recorded_frames = frames, recording = %path,
+        call = %m.id, sink = %sink_report,
         rtp_received = r.packets, rtp_lost = r.lost(), jitter_ms = r.jitter_ms(m.neg.codec.clock_rate),
         rtp_sent = m.session.sent_packets, dropped = ?m.session.dropped,
         "legacy call ended"
