@@ -22,7 +22,29 @@ pub struct Config {
     pub webrtc: WebrtcConfig,
     pub sip: SipConfig,
     pub legacy: LegacyConfig,
+    pub route: RouteConfig,
     pub demo: DemoConfig,
+}
+
+/// Where calls go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// "demo": every call reaches the demo target (play + record).
+    /// "bridge": a SIP INVITE with a WebRTC offer is bridged to a plain RTP
+    /// leg, INVITEd to `target`.
+    pub mode: String,
+    /// Request-URI of the outbound legacy leg; `{user}` is the called user.
+    pub target: String,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        Self {
+            mode: "demo".into(),
+            target: "sip:{user}@127.0.0.1:5080".into(),
+        }
+    }
 }
 
 /// The plain RTP leg (separate from the WebRTC leg's settings).
@@ -377,6 +399,20 @@ impl Config {
         }
         if l.rtcp_interval_s == 0 {
             return Err(bad("legacy.rtcp_interval_s", 0, "at least 1"));
+        }
+        if !["demo", "bridge"].contains(&self.route.mode.as_str()) {
+            return Err(bad(
+                "route.mode",
+                &self.route.mode,
+                "\"demo\" or \"bridge\"",
+            ));
+        }
+        if !self.route.target.starts_with("sip:") {
+            return Err(bad(
+                "route.target",
+                &self.route.target,
+                "a sip: URI such as sip:{user}@127.0.0.1:5080",
+            ));
         }
         if !(20.0..=20_000.0).contains(&self.demo.tone_hz) {
             return Err(bad("demo.tone_hz", self.demo.tone_hz, "20..=20000"));

@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::call::{CallError, CallId, Calls};
-use crate::config::SipConfig;
+use crate::config::{RouteConfig, SipConfig};
 use crate::rtc::RtcError;
 use crate::sdp::OfferError;
 use crate::sdp::legacy::LegacySdpError;
@@ -40,6 +40,59 @@ enum AppMsg {
     },
     /// Applying the ACK's answer failed.
     Failed { call: CallRef, reason: String },
+    /// Bridge: the WebRTC leg is answered (answer held back) and the legacy
+    /// offer is ready for the outbound INVITE to `uri`.
+    BridgeReady {
+        call: CallRef,
+        uri: String,
+        result: Result<(CallId, String, String), CallError>,
+    },
+    /// Bridge: the legacy leg's answer was applied (or not).
+    BridgeUp {
+        call: CallRef,
+        result: Result<(), CallError>,
+    },
+}
+
+/// The two SIP dialogs of a bridged call.
+#[derive(Default)]
+struct Bridges {
+    /// outbound (legacy) leg -> inbound (WebRTC) leg
+    out_to_in: HashMap<CallRef, CallRef>,
+    in_to_out: HashMap<CallRef, CallRef>,
+    /// The WebRTC answer, sent to the caller once the callee answers.
+    answers: HashMap<CallRef, String>,
+}
+
+impl Bridges {
+    fn link(&mut self, inbound: CallRef, outbound: CallRef, answer: String) {
+        self.out_to_in.insert(outbound, inbound);
+        self.in_to_out.insert(inbound, outbound);
+        self.answers.insert(inbound, answer);
+    }
+
+    /// Forgets the pair `call` belongs to; returns the other leg.
+    fn unlink(&mut self, call: CallRef) -> Option<CallRef> {
+        let other = self
+            .out_to_in
+            .remove(&call)
+            .or_else(|| self.in_to_out.remove(&call))?;
+        self.out_to_in.remove(&other);
+        self.in_to_out.remove(&other);
+        self.answers.remove(&call);
+        self.answers.remove(&other);
+        Some(other)
+    }
+}
+
+/// The outbound Request-URI for a called user.
+fn route_uri(route: &RouteConfig, to: &str) -> String {
+    let user = to
+        .strip_prefix("sip:")
+        .or_else(|| to.strip_prefix("sips:"))
+        .and_then(|r| r.split_once('@'))
+        .map_or("rtcgw", |(u, _)| u);
+    route.target.replace("{user}", user)
 }
 
 /// SIP status for a call that could not be set up.
@@ -75,10 +128,13 @@ pub async fn bind_sip(cfg: &SipConfig) -> std::io::Result<SipSockets> {
 pub async fn run_sip(
     sockets: SipSockets,
     cfg: SipConfig,
+    route: RouteConfig,
     calls: Arc<Calls>,
     counters: Arc<Mutex<SipCounters>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let bridge_mode = route.mode == "bridge";
+    let mut bridges = Bridges::default();
     let SipSockets { udp, tcp } = sockets;
     let local_udp = udp.local_addr()?;
     let local_tcp = tcp.local_addr()?;
@@ -153,11 +209,49 @@ pub async fn run_sip(
                     tracing::warn!(call = call.0, "ending call: {reason}");
                     if let Some(id) = ids.get(&call) { calls.hangup(id, &reason); }
                 }
+                AppMsg::BridgeReady { call, uri, result: Ok((id, answer, offer)) } => {
+                    pending_setups -= 1;
+                    ids.insert(call, id.clone());
+                    refs.insert(id.clone(), call);
+                    match ua.invite(Instant::now().into_std(), &uri, "rtcgw", offer) {
+                        Some(out) => {
+                            tracing::info!(call = %id, inbound = call.0, outbound = out.0, %uri, "bridge: outbound INVITE");
+                            bridges.link(call, out, answer);
+                        }
+                        None => {
+                            tracing::warn!(call = %id, %uri, "bridge: no route to the legacy side");
+                            ua.reject(Instant::now().into_std(), call, 503, "Service Unavailable (no route)");
+                            calls.hangup(&id, "no route");
+                        }
+                    }
+                }
+                AppMsg::BridgeReady { call, result: Err(e), .. } => {
+                    pending_setups -= 1;
+                    let (status, reason) = sip_status(&e);
+                    tracing::warn!(call = call.0, status, "bridged INVITE refused: {e}");
+                    ua.reject(Instant::now().into_std(), call, status, &reason);
+                }
+                AppMsg::BridgeUp { call, result } => {
+                    let now = Instant::now().into_std();
+                    match (result, bridges.answers.get(&call).cloned()) {
+                        (Ok(()), Some(answer)) => {
+                            ua.answer(now, call, answer);
+                        }
+                        (res, _) => {
+                            tracing::warn!(call = call.0, "bridge: legacy answer unusable: {:?}", res.err());
+                            if let Some(out) = bridges.unlink(call) { ua.hangup(now, out, "bridge failed"); }
+                            ua.reject(now, call, 488, "Not Acceptable Here (legacy answer)");
+                            if let Some(id) = ids.remove(&call) { refs.remove(&id); calls.hangup(&id, "bridge failed"); }
+                        }
+                    }
+                }
             },
             r = ended.recv() => match r {
                 Ok(id) => if let Some(call) = refs.remove(&id) {
                     ids.remove(&call);
-                    ua.hangup(Instant::now().into_std(), call, "call ended");
+                    let now = Instant::now().into_std();
+                    if let Some(other) = bridges.unlink(call) { ua.hangup(now, other, "call ended"); }
+                    ua.hangup(now, call, "call ended");
                 },
                 Err(broadcast::error::RecvError::Lagged(n)) => tracing::warn!("missed {n} call-end notices"),
                 Err(broadcast::error::RecvError::Closed) => {}
@@ -212,6 +306,20 @@ pub async fn run_sip(
                     }
                     pending_setups += 1;
                     let (calls, app_tx) = (calls.clone(), app_tx.clone());
+                    if bridge_mode
+                        && offer
+                            .as_deref()
+                            .is_some_and(|o| !crate::sdp::is_legacy_offer(o))
+                    {
+                        let uri = route_uri(&route, &to);
+                        tokio::spawn(async move {
+                            let result = calls
+                                .create_bridge(offer.as_deref().unwrap_or_default())
+                                .await;
+                            let _ = app_tx.send(AppMsg::BridgeReady { call, uri, result }).await;
+                        });
+                        continue;
+                    }
                     tokio::spawn(async move {
                         let result = match offer {
                             Some(o) if crate::sdp::is_legacy_offer(&o) => {
@@ -238,11 +346,53 @@ pub async fn run_sip(
                         });
                     }
                 }
-                UaEvent::Progress { .. } | UaEvent::Accepted { .. } | UaEvent::Rejected { .. } => {
-                    tracing::debug!(?ev, "outbound call event");
+                UaEvent::Progress { call, status, .. } => {
+                    // Ringing on the legacy side: ring the caller (early
+                    // media bridging is a follow-up).
+                    if let Some(&inbound) = bridges.out_to_in.get(&call) {
+                        ua.provisional(
+                            Instant::now().into_std(),
+                            inbound,
+                            if status == 183 { 183 } else { 180 },
+                            None,
+                        );
+                    }
+                }
+                UaEvent::Accepted { call, sdp } => {
+                    let Some(&inbound) = bridges.out_to_in.get(&call) else {
+                        ua.hangup(Instant::now().into_std(), call, "no caller any more");
+                        continue;
+                    };
+                    let Some(id) = ids.get(&inbound).cloned() else {
+                        continue;
+                    };
+                    let result = calls.complete_bridge(&id, sdp.as_deref().unwrap_or_default());
+                    let _ = app_tx.try_send(AppMsg::BridgeUp {
+                        call: inbound,
+                        result,
+                    });
+                }
+                UaEvent::Rejected {
+                    call,
+                    status,
+                    reason,
+                } => {
+                    if let Some(inbound) = bridges.unlink(call) {
+                        tracing::info!(inbound = inbound.0, status, %reason, "bridge: legacy side refused");
+                        ua.reject(Instant::now().into_std(), inbound, status, &reason);
+                        if let Some(id) = ids.remove(&inbound) {
+                            refs.remove(&id);
+                            calls.hangup(&id, "legacy side refused");
+                        }
+                    }
                 }
                 UaEvent::Ended { call, reason } => {
-                    if let Some(id) = ids.remove(&call) {
+                    // The call id lives on the inbound leg of a bridge.
+                    let inbound = bridges.out_to_in.get(&call).copied().unwrap_or(call);
+                    if let Some(other) = bridges.unlink(call) {
+                        ua.hangup(Instant::now().into_std(), other, &reason);
+                    }
+                    if let Some(id) = ids.remove(&inbound).or_else(|| ids.remove(&call)) {
                         refs.remove(&id);
                         calls.hangup(&id, &reason);
                     }

@@ -161,6 +161,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let task = rtcgw::driver::run_sip(
             sockets,
             config.sip.clone(),
+            config.route.clone(),
             calls.clone(),
             sip_counters.clone(),
             shutdown_rx,

@@ -21,7 +21,7 @@ use crate::rtp::session::{Received, RtpSession, SessionConfig};
 use crate::sdp::legacy::{self, Negotiated};
 
 /// Everything one legacy call's media task owns.
-struct LegacyMedia {
+pub(super) struct LegacyMedia {
     id: CallId,
     rtp: UdpSocket,
     rtcp: UdpSocket,
@@ -50,7 +50,7 @@ fn spec(c: &legacy::Codec) -> CodecSpec {
 
 impl Calls {
     /// Leases an RTP/RTCP port pair and binds both sockets.
-    async fn bind_pair(&self) -> Result<(PortLease, UdpSocket, UdpSocket), CallError> {
+    pub(super) async fn bind_pair(&self) -> Result<(PortLease, UdpSocket, UdpSocket), CallError> {
         let local = self.config.media.addresses[0];
         let lease = self
             .ports
@@ -68,7 +68,7 @@ impl Calls {
 
     /// The media state of a negotiated legacy leg: NetEq, encoder, SRTP,
     /// the RTP session.
-    fn build_media(
+    pub(super) fn build_media(
         &self,
         id: &CallId,
         (lease, rtp, rtcp): (PortLease, UdpSocket, UdpSocket),
@@ -146,7 +146,12 @@ impl Calls {
         })
     }
 
-    fn call_info(&self, id: &CallId, leg: &'static str, codec: String) -> Arc<Mutex<CallInfo>> {
+    pub(super) fn call_info(
+        &self,
+        id: &CallId,
+        leg: &'static str,
+        codec: String,
+    ) -> Arc<Mutex<CallInfo>> {
         Arc::new(Mutex::new(CallInfo {
             id: id.clone(),
             target: if leg == "bridge" { "bridge" } else { "demo" },
@@ -226,7 +231,7 @@ impl Calls {
     }
 }
 
-async fn run(
+pub(super) async fn run(
     calls: Arc<Calls>,
     mut m: LegacyMedia,
     mut ticks: watch::Receiver<u64>,

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::config::Config;
 use crate::rtp::ports::PortPool;
 
+mod bridge;
 mod legacy;
 use crate::media::{Clip, FrameSource, Recorder, Tone};
 use crate::rtc::{CallSettings, PcEvent, PeerConnection, RtcError, RtcStats, Runtime};
@@ -86,6 +87,7 @@ pub struct Calls {
     pub ended: AtomicU64,
     ended_tx: broadcast::Sender<CallId>,
     ports: Arc<PortPool>,
+    pending: bridge::Pending,
     /// RFC 4733 digits received on legacy legs.
     pub dtmf_digits: AtomicU64,
     /// RTP/RTCP datagrams dropped on legacy legs, by reason.
@@ -105,6 +107,7 @@ impl Calls {
             ports: PortPool::new(config.legacy.port_min, config.legacy.port_max),
             config,
             dtmf_digits: AtomicU64::new(0),
+            pending: Default::default(),
             rtp_dropped: Mutex::new(Default::default()),
         })
     }
@@ -181,7 +184,7 @@ impl Calls {
         pc.apply_answer(answer).await.map_err(CallError::from)
     }
 
-    fn new_call(
+    pub(crate) fn new_call(
         &self,
     ) -> Result<(CallId, Arc<PeerConnection>, mpsc::Receiver<PcEvent>), CallError> {
         let id = self.new_id()?;
@@ -348,7 +351,7 @@ impl Calls {
 }
 
 /// Closing blocks on libwebrtc's signaling thread: keep it off the runtime.
-fn close_off_thread(pc: Arc<PeerConnection>) {
+pub(crate) fn close_off_thread(pc: Arc<PeerConnection>) {
     tokio::task::spawn_blocking(move || pc.close());
 }
 
@@ -411,7 +414,7 @@ async fn demo_media(
 
 /// Follows the PeerConnection's state; a failed or closed connection ends
 /// the call (the peer vanished without a DELETE).
-async fn watch_events(
+pub(crate) async fn watch_events(
     calls: Arc<Calls>,
     id: CallId,
     info: Arc<Mutex<CallInfo>>,
