@@ -306,16 +306,15 @@ pub async fn run_sip(
                     }
                     pending_setups += 1;
                     let (calls, app_tx) = (calls.clone(), app_tx.clone());
-                    if bridge_mode
-                        && offer
-                            .as_deref()
-                            .is_some_and(|o| !crate::sdp::is_legacy_offer(o))
-                    {
+                    if bridge_mode && let Some(o) = offer.clone() {
                         let uri = route_uri(&route, &to);
                         tokio::spawn(async move {
-                            let result = calls
-                                .create_bridge(offer.as_deref().unwrap_or_default())
-                                .await;
+                            // A WebRTC caller gets a legacy callee, and back.
+                            let result = if crate::sdp::is_legacy_offer(&o) {
+                                calls.create_bridge_from_legacy(&o).await
+                            } else {
+                                calls.create_bridge(&o).await
+                            };
                             let _ = app_tx.send(AppMsg::BridgeReady { call, uri, result }).await;
                         });
                         continue;
@@ -366,10 +365,17 @@ pub async fn run_sip(
                     let Some(id) = ids.get(&inbound).cloned() else {
                         continue;
                     };
-                    let result = calls.complete_bridge(&id, sdp.as_deref().unwrap_or_default());
-                    let _ = app_tx.try_send(AppMsg::BridgeUp {
-                        call: inbound,
-                        result,
+                    let (calls, app_tx) = (calls.clone(), app_tx.clone());
+                    tokio::spawn(async move {
+                        let result = calls
+                            .complete_bridge(&id, sdp.as_deref().unwrap_or_default())
+                            .await;
+                        let _ = app_tx
+                            .send(AppMsg::BridgeUp {
+                                call: inbound,
+                                result,
+                            })
+                            .await;
                     });
                 }
                 UaEvent::Rejected {

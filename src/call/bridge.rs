@@ -51,10 +51,13 @@ impl FrameSink for ToWebrtc {
     }
 }
 
-/// A bridge whose legacy leg is still being set up (outbound INVITE).
+/// A bridge whose far leg is still being set up (outbound INVITE).
 pub(super) struct PendingBridge {
     pair: (PortLease, UdpSocket, UdpSocket),
     pc: Arc<PeerConnection>,
+    /// Legacy caller: the legacy leg is already negotiated (we answered it);
+    /// the WebRTC callee's answer is still to come.
+    legacy: Option<legacy::Negotiated>,
 }
 
 pub(super) type Pending = Mutex<HashMap<CallId, PendingBridge>>;
@@ -95,14 +98,92 @@ impl Calls {
             sdp::first_audio_codec(&answer).unwrap_or_default(),
         );
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        self.pending.lock().expect("pending lock").insert(
-            id.clone(),
+        self.park(
+            &id,
             PendingBridge {
                 pair,
                 pc: pc.clone(),
+                legacy: None,
             },
+            info,
+            events,
+            stop_tx,
+            stop_rx,
         );
-        // Until the legacy leg is up, a hangup only has the WebRTC leg to close.
+        tracing::info!(call = %id, "bridge: WebRTC leg answered, legacy leg offered");
+        Ok((id, answer, legacy_offer))
+    }
+
+    /// A legacy caller (plain RTP offer) for a WebRTC callee: answers the
+    /// legacy leg (answer held back) and makes the WebRTC offer for the
+    /// outbound INVITE. Returns the call id, the legacy answer and the
+    /// WebRTC offer.
+    pub async fn create_bridge_from_legacy(
+        self: &Arc<Self>,
+        offer: &str,
+    ) -> Result<(CallId, String, String), CallError> {
+        let cfg = &self.config.legacy;
+        let pair = self.bind_pair().await?;
+        let session_id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let local = self.config.media.addresses[0];
+        let (answer, neg) = legacy::answer(
+            offer,
+            &cfg.codecs,
+            local,
+            pair.0.rtp(),
+            cfg.ptime_ms,
+            session_id,
+            cfg.sdes_srtp,
+        )?;
+        let (id, pc, events) = self.new_call()?;
+        let webrtc_offer = match pc.offer().await {
+            Ok(o) => o,
+            Err(e) => {
+                close_off_thread(pc);
+                return Err(e.into());
+            }
+        };
+        let info = self.call_info(
+            &id,
+            "bridge",
+            format!("{}/{}", neg.codec.name, neg.codec.clock_rate),
+        );
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        self.park(
+            &id,
+            PendingBridge {
+                pair,
+                pc: pc.clone(),
+                legacy: Some(neg),
+            },
+            info,
+            events,
+            stop_tx,
+            stop_rx,
+        );
+        tracing::info!(call = %id, "bridge: legacy leg answered, WebRTC leg offered");
+        Ok((id, answer, webrtc_offer))
+    }
+
+    /// Registers a bridge waiting for its far leg. Until then a hangup only
+    /// has the WebRTC leg to close.
+    fn park(
+        self: &Arc<Self>,
+        id: &CallId,
+        p: PendingBridge,
+        info: Arc<Mutex<super::CallInfo>>,
+        events: tokio::sync::mpsc::Receiver<crate::rtc::PcEvent>,
+        stop_tx: oneshot::Sender<()>,
+        stop_rx: oneshot::Receiver<()>,
+    ) {
+        let pc = p.pc.clone();
+        self.pending
+            .lock()
+            .expect("pending lock")
+            .insert(id.clone(), p);
         let (calls, pid) = (self.clone(), id.clone());
         tokio::spawn(async move {
             let _ = stop_rx.await;
@@ -119,24 +200,38 @@ impl Calls {
                 stop: Some(stop_tx),
             },
         );
-        tracing::info!(call = %id, "bridge: WebRTC leg answered, legacy leg offered");
-        Ok((id, answer, legacy_offer))
     }
 
-    /// The legacy side answered: start the bridged media.
-    pub fn complete_bridge(
+    /// The far leg answered (a legacy answer to our RTP offer, or a WebRTC
+    /// answer to our WebRTC offer): start the bridged media.
+    pub async fn complete_bridge(
         self: &Arc<Self>,
         id: &CallId,
-        legacy_answer: &str,
+        far_answer: &str,
     ) -> Result<(), CallError> {
         let cfg = &self.config.legacy;
-        let neg = legacy::accept_answer(legacy_answer, &cfg.codecs, cfg.ptime_ms)?;
-        let p = self
+        let mut p = self
             .pending
             .lock()
             .expect("pending lock")
             .remove(id)
             .ok_or(CallError::NoSuchCall)?;
+        let neg = match p.legacy.take() {
+            Some(neg) => match p.pc.apply_answer(far_answer).await {
+                Ok(()) => neg,
+                Err(e) => {
+                    close_off_thread(p.pc);
+                    return Err(e.into());
+                }
+            },
+            None => match legacy::accept_answer(far_answer, &cfg.codecs, cfg.ptime_ms) {
+                Ok(neg) => neg,
+                Err(e) => {
+                    close_off_thread(p.pc);
+                    return Err(e.into());
+                }
+            },
+        };
         let info = self
             .active
             .lock()

@@ -106,3 +106,110 @@ def test_webrtc_caller_reaches_plain_rtp_callee_and_hears_the_echo(gateway_facto
     time.sleep(0.5)
     assert gw.metric("rtcgw_calls_active") == 0
     assert gw.metric("rtcgw_legacy_ports_in_use") == 0
+
+
+def sip_response(req, status, reason, tag, contact_port, body=""):
+    """A response copying the request's dialog fields (RFC 3261 8.2.6)."""
+    lines = req.split("\r\n")
+    keep = [l for l in lines if l.split(":", 1)[0].strip().lower() in ("via", "from", "call-id", "cseq")]
+    to = next(l for l in lines if l.lower().startswith("to:"))
+    if ";tag=" not in to:
+        to += f";tag={tag}"
+    ct = "Content-Type: application/sdp\r\n" if body else ""
+    return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(keep) + f"\r\n{to}\r\n"
+            f"Contact: <sip:callee@127.0.0.1:{contact_port}>\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
+
+
+async def webrtc_callee(sock, received, ready):
+    """A WebRTC user behind the softswitch: aiortc answering rtcgw's INVITE."""
+    loop = asyncio.get_running_loop()
+    pc = RTCPeerConnection()
+    pc.addTrack(aiortc_peer.ToneTrack(1000.0))
+    tasks = []
+
+    @pc.on("track")
+    def on_track(track):
+        tasks.append(asyncio.ensure_future(aiortc_peer.record(track, received)))
+
+    while True:
+        data, addr = await loop.run_in_executor(None, sock.recvfrom, 65535)
+        req = data.decode()
+        if req.startswith("INVITE"):
+            break
+    offer = req.split("\r\n\r\n", 1)[1]
+    assert "UDP/TLS/RTP/SAVPF" in offer, "rtcgw offers WebRTC to the callee"
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    port = sock.getsockname()[1]
+    sock.sendto(sip_response(req, 200, "OK", "webrtc", port, pc.localDescription.sdp).encode(), addr)
+    ready.set()
+    while True:  # ACK, then BYE from rtcgw when the legacy caller hangs up
+        data, addr = await loop.run_in_executor(None, sock.recvfrom, 65535)
+        req = data.decode()
+        if req.startswith("BYE"):
+            sock.sendto(sip_response(req, 200, "OK", "webrtc", port).encode(), addr)
+            break
+    await pc.close()
+    for t in tasks:
+        t.cancel()
+    return True
+
+
+def test_plain_rtp_caller_reaches_webrtc_callee_both_ways(gateway_factory):
+    import rtp_tools
+
+    callee = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    callee.bind(("127.0.0.1", 0))
+    callee.settimeout(30)
+    gw = gateway_factory(f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{callee.getsockname()[1]}"\n')
+    media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    media.bind(("127.0.0.1", 0))
+    media.settimeout(0.02)
+    caller = SipCaller(gw)
+    sdp = (f"v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+           f"m=audio {media.getsockname()[1]} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    tone = (0.3 * 32767 * np.sin(2 * np.pi * 700 * np.arange(40000) / 8000)).astype(np.int16)
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        received, ready = [], asyncio.Event()
+        callee_task = asyncio.ensure_future(webrtc_callee(callee, received, ready))
+        caller.send(caller.req("INVITE", 1, sdp, branch="z9hG4bKlegacyinv"))
+        status, ok = await loop.run_in_executor(None, caller.final)
+        assert status == 200, ok[:300]
+        assert "RTP/AVP 0" in ok, "the legacy caller gets a plain RTP answer"
+        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+        gw_port = int(re.search(r"^m=audio (\d+) RTP/AVP", ok, re.M).group(1))
+        caller.send(caller.req("ACK", 1))
+
+        def rtp_exchange():
+            got, start = [], time.monotonic()
+            for i in range(200):  # 4 s of 20 ms packets
+                payload = rtp_tools.ulaw_encode(tone[i * 160:(i + 1) * 160]).tobytes()
+                media.sendto(rtp_tools.rtp(0, i, i * 160, 0x5151, payload, marker=i == 0), ("127.0.0.1", gw_port))
+                while time.monotonic() < start + (i + 1) * 0.02:
+                    try:
+                        got.append(media.recv(2048))
+                    except socket.timeout:
+                        pass
+            return got
+
+        got = await loop.run_in_executor(None, rtp_exchange)
+        caller.send(caller.req("BYE", 2))
+        bye, _ = await loop.run_in_executor(None, caller.final)
+        assert await asyncio.wait_for(callee_task, 20), "the WebRTC callee got the BYE"
+        return bye, got, received
+
+    bye, got, received = asyncio.run(scenario())
+    assert bye == 200
+    # Legacy caller hears the WebRTC callee's 1 kHz.
+    pcm = np.concatenate([rtp_tools.ulaw_decode(np.frombuffer(p[12:], np.uint8)) for p in got if len(p) > 12 and p[1] & 0x7F == 0]).astype(float)
+    assert len(pcm) > 2 * 8000
+    assert abs(dominant_frequency(8000, pcm[8000:]) - 1000) < 10
+    # The WebRTC callee hears the legacy caller's 700 Hz.
+    rate = received[0][0]
+    x = np.concatenate([s for _, s in received]).astype(float)[rate:]
+    assert abs(dominant_frequency(rate, x) - 700) < 5
+    time.sleep(0.5)
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert gw.metric("rtcgw_legacy_ports_in_use") == 0
