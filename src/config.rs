@@ -149,6 +149,9 @@ pub struct MediaConfig {
     pub port_max: u16,
     /// Calls beyond this are refused with 503.
     pub max_calls: usize,
+    /// On SIGTERM: how long calls in progress may go on before they are
+    /// ended with BYE (no new calls meanwhile).
+    pub drain_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -208,6 +211,7 @@ impl Default for MediaConfig {
             port_min: 20000,
             port_max: 29999,
             max_calls: 500,
+            drain_timeout_s: 30,
         }
     }
 }

@@ -103,6 +103,7 @@ fn sip_status(e: &CallError) -> (u16, String) {
         CallError::Rtc(RtcError::InvalidSdp(r)) => (488, format!("Not Acceptable Here ({r})")),
         CallError::Rtc(RtcError::Unsupported(r)) => (488, format!("Not Acceptable Here ({r})")),
         CallError::Capacity(_) => (503, "Service Unavailable (at capacity)".into()),
+        CallError::Draining => (503, "Service Unavailable (shutting down)".into()),
         CallError::Legacy(LegacySdpError::Parse(r)) => (400, format!("Bad Request ({r})")),
         CallError::Legacy(l) => (488, format!("Not Acceptable Here ({l})")),
         CallError::Media(r) => (503, format!("Service Unavailable ({r})")),
@@ -258,6 +259,9 @@ pub async fn run_sip(
             },
             _ = tokio::time::sleep_until(wake) => ua.handle_timeout(Instant::now().into_std()),
             _ = stats_tick.tick() => {
+                // Graceful shutdown: OPTIONS and INVITE get 503 so that a
+                // dispatcher (Kamailio's) stops sending calls here.
+                ua.set_draining(calls.is_draining());
                 *counters.lock().expect("counters lock") = ua.counters.clone();
             }
             _ = shutdown.changed() => {

@@ -115,6 +115,17 @@ async fn create_call(
             refuse(calls, StatusCode::BAD_REQUEST, "legacy_sdp", e.to_string())
         }
         Err(CallError::Media(e)) => refuse(calls, StatusCode::SERVICE_UNAVAILABLE, "media", e),
+        Err(CallError::Draining) => {
+            let mut r = refuse(
+                calls,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "draining",
+                "shutting down".into(),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, "30".parse().expect("static header"));
+            r
+        }
         Err(CallError::NoSuchCall) => refuse(
             calls,
             StatusCode::NOT_FOUND,

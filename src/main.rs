@@ -183,8 +183,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ports = %format!("{}-{}", config.media.port_min, config.media.port_max),
         "rtcgw ready"
     );
+    let drain = std::time::Duration::from_secs(config.media.drain_timeout_s);
+    let drain_calls = calls.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .expect("SIGTERM handler");
@@ -192,7 +194,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => {},
                 _ = term.recv() => {},
             }
-            tracing::info!("shutting down");
+            // Drain: no new calls, let the ones in progress finish.
+            drain_calls.set_draining();
+            tracing::info!(
+                calls = drain_calls.len(),
+                timeout_s = drain.as_secs(),
+                "draining"
+            );
+            let deadline = tokio::time::Instant::now() + drain;
+            while !drain_calls.is_empty() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            tracing::info!(remaining = drain_calls.len(), "shutting down");
         })
         .await?;
     let _ = shutdown_tx.send(true);

@@ -41,6 +41,8 @@ pub enum CallError {
     Capacity(usize),
     #[error("no such call")]
     NoSuchCall,
+    #[error("shutting down: no new calls")]
+    Draining,
     #[error(transparent)]
     Legacy(#[from] crate::sdp::legacy::LegacySdpError),
     #[error("legacy leg: {0}")]
@@ -88,6 +90,7 @@ pub struct Calls {
     ended_tx: broadcast::Sender<CallId>,
     ports: Arc<PortPool>,
     pending: bridge::Pending,
+    draining: std::sync::atomic::AtomicBool,
     /// RFC 4733 digits received on legacy legs.
     pub dtmf_digits: AtomicU64,
     /// RTP/RTCP datagrams dropped on legacy legs, by reason.
@@ -108,6 +111,7 @@ impl Calls {
             config,
             dtmf_digits: AtomicU64::new(0),
             pending: Default::default(),
+            draining: Default::default(),
             rtp_dropped: Mutex::new(Default::default()),
         })
     }
@@ -206,8 +210,20 @@ impl Calls {
         Ok((id, Arc::new(pc), events))
     }
 
+    /// Stops taking new calls (graceful shutdown); calls in progress go on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
     /// A fresh call id, once capacity allows another call.
     fn new_id(&self) -> Result<CallId, CallError> {
+        if self.is_draining() {
+            return Err(CallError::Draining);
+        }
         if self.len() >= self.config.media.max_calls {
             return Err(CallError::Capacity(self.config.media.max_calls));
         }

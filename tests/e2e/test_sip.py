@@ -241,3 +241,30 @@ def test_load_100_calls_per_second_for_60_seconds(gateway_factory, tmp_path):
     time.sleep(1.5)
     assert gw.metric("rtcgw_calls_active") == 0
     assert gw.metric("rtcgw_calls_ended_total") == 6000
+
+
+def test_sigterm_drains_then_byes_what_is_left(gateway_factory):
+    import signal
+
+    gw = gateway_factory("[media]\ndrain_timeout_s = 3\n")
+    u = Udp(gw)
+    contact = f"<sip:t@127.0.0.1:{u.s.getsockname()[1]}>"
+    status, ok = u.final(request("INVITE", OFFER, call_id="drain-1").replace("<sip:t@127.0.0.1:9>", contact))
+    assert status == 200
+    to = re.search(r"^To: (.*)$", ok, re.M).group(1).strip()
+    u.send(request("ACK", call_id="drain-1").replace("To: <sip:demo@127.0.0.1>\r\n", f"To: {to}\r\n"))
+    gw.proc.send_signal(signal.SIGTERM)
+    time.sleep(1.5)
+    # Draining: a dispatcher's OPTIONS probe and new INVITEs get 503.
+    assert u.final(request("OPTIONS"))[0] == 503
+    status, resp = u.final(request("INVITE", OFFER))
+    assert status == 503 and re.search(r"^Retry-After:", resp, re.M)
+    assert gw.proc.poll() is None, "the call in progress keeps the gateway up"
+    # At the drain timeout, the call left is ended with a BYE.
+    u.s.settimeout(6)
+    while True:
+        data = u.s.recv(65535).decode()
+        if data.startswith("BYE "):
+            break
+    assert "drain-1" in data
+    assert gw.proc.wait(timeout=10) == 0
