@@ -213,3 +213,63 @@ def test_plain_rtp_caller_reaches_webrtc_callee_both_ways(gateway_factory):
     time.sleep(0.5)
     assert gw.metric("rtcgw_calls_active") == 0
     assert gw.metric("rtcgw_legacy_ports_in_use") == 0
+
+
+def test_twenty_concurrent_bridged_calls_hear_only_their_own_echo(gateway_factory):
+    callee_port = free_port()
+    gw = gateway_factory(f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{callee_port}"\n')
+    n = 20
+    uas = subprocess.Popen(
+        ["sipp", "-sf", str(SIPP_DIR / "uas_echo.xml"), "-i", "127.0.0.1", "-p", str(callee_port),
+         "-mi", "127.0.0.1", "-mp", str(free_port() & ~1), "-rtp_echo", "-m", str(n), "-timeout", "60s",
+         "-nostdin", "-trace_err", "-error_file", "/dev/stderr"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    tones = [530.0 + 67.0 * i for i in range(n)]
+
+    async def one(i, f):
+        pc = RTCPeerConnection()
+        pc.addTrack(aiortc_peer.ToneTrack(f))
+        received, tasks = [], []
+
+        @pc.on("track")
+        def on_track(track):
+            tasks.append(asyncio.ensure_future(aiortc_peer.record(track, received)))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        sip = SipCaller(gw)
+        sip.call_id = f"bridge-many-{i}"
+        loop = asyncio.get_running_loop()
+        sip.send(sip.req("INVITE", 1, pc.localDescription.sdp, branch=f"z9hG4bKmany{i}").replace("bridge-1", sip.call_id))
+        status, ok = await loop.run_in_executor(None, sip.final)
+        assert status == 200, ok[:200]
+        sip.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+        sip.send(sip.req("ACK", 1).replace("bridge-1", sip.call_id))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
+        await asyncio.sleep(6.0)
+        sip.send(sip.req("BYE", 2).replace("bridge-1", sip.call_id))
+        await loop.run_in_executor(None, sip.final)
+        await pc.close()
+        for t in tasks:
+            t.cancel()
+        rate = received[0][0]
+        return rate, np.concatenate([s for _, s in received]).astype(float)
+
+    async def all_calls():
+        return await asyncio.gather(*[one(i, f) for i, f in enumerate(tones)])
+
+    try:
+        results = asyncio.run(all_calls())
+        out, err = uas.communicate(timeout=60)
+    finally:
+        uas.kill()
+    assert uas.returncode == 0, (out[-1500:], err[-2500:])
+    for f, (rate, x) in zip(tones, results):
+        x = x[2 * rate:]
+        assert abs(dominant_frequency(rate, x) - f) < 5, f
+        own = band_power(rate, x, f)
+        for other in tones:
+            if other != f:
+                assert band_power(rate, x, other) < own * 1e-3, (f, other)
+    time.sleep(0.5)
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert gw.metric("rtcgw_legacy_ports_in_use") == 0
