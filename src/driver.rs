@@ -210,6 +210,11 @@ pub async fn run_sip(
                     tracing::warn!(call = call.0, "ending call: {reason}");
                     if let Some(id) = ids.get(&call) { calls.hangup(id, &reason); }
                 }
+                AppMsg::BridgeReady { call, result: Ok((id, ..)), .. } if !ua.is_incoming(call) => {
+                    // Cancelled while the first leg was being set up.
+                    pending_setups -= 1;
+                    calls.hangup(&id, "caller gone before the callee was called");
+                }
                 AppMsg::BridgeReady { call, uri, result: Ok((id, answer, offer)) } => {
                     pending_setups -= 1;
                     ids.insert(call, id.clone());
@@ -236,7 +241,11 @@ pub async fn run_sip(
                     let now = Instant::now().into_std();
                     match (result, bridges.answers.get(&call).cloned()) {
                         (Ok(()), Some(answer)) => {
-                            ua.answer(now, call, answer);
+                            if !ua.answer(now, call, answer) {
+                                // The caller left while the callee answered.
+                                if let Some(out) = bridges.unlink(call) { ua.hangup(now, out, "caller gone"); }
+                                if let Some(id) = ids.remove(&call) { refs.remove(&id); calls.hangup(&id, "caller gone"); }
+                            }
                         }
                         (res, _) => {
                             tracing::warn!(call = call.0, "bridge: legacy answer unusable: {:?}", res.err());
@@ -269,23 +278,13 @@ pub async fn run_sip(
             }
         }
 
-        while let Some(out) = ua.poll_output() {
-            match out.peer.transport {
-                Transport::Udp => {
-                    if let Err(e) = udp.try_send_to(&out.bytes, out.peer.addr) {
-                        tracing::warn!(to = %out.peer.addr, "SIP UDP send: {e}");
-                    }
-                }
-                Transport::Tcp => send_tcp(
-                    &mut conns,
-                    out.peer.addr,
-                    out.bytes,
-                    &frames_tx,
-                    &conn_closed_tx,
-                ),
+        // Send what the UA produced, then react to its events; reactions
+        // (BYE, 18x relay, refusals) produce more output, sent at once.
+        loop {
+            while let Some(out) = ua.poll_output() {
+                send(&udp, &mut conns, out, &frames_tx, &conn_closed_tx);
             }
-        }
-        while let Some(ev) = ua.poll_event() {
+            let Some(ev) = ua.poll_event() else { break };
             match ev {
                 UaEvent::Invite {
                     call,
@@ -413,22 +412,34 @@ pub async fn run_sip(
     // Shutdown: BYE what is still up, give the BYEs a moment to leave.
     let active: Vec<CallRef> = ids.keys().copied().collect();
     for call in active {
-        ua.hangup(Instant::now().into_std(), call, "shutdown");
+        let now = Instant::now().into_std();
+        if let Some(other) = bridges.unlink(call) {
+            ua.hangup(now, other, "shutdown");
+        }
+        ua.hangup(now, call, "shutdown");
     }
     while let Some(out) = ua.poll_output() {
-        if out.peer.transport == Transport::Udp {
-            let _ = udp.try_send_to(&out.bytes, out.peer.addr);
-        } else {
-            send_tcp(
-                &mut conns,
-                out.peer.addr,
-                out.bytes,
-                &frames_tx,
-                &conn_closed_tx,
-            );
-        }
+        send(&udp, &mut conns, out, &frames_tx, &conn_closed_tx);
     }
     Ok(())
+}
+
+/// Sends one UA output on its transport.
+fn send(
+    udp: &UdpSocket,
+    conns: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    out: crate::sip::ua::Outgoing,
+    frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
+    closed_tx: &mpsc::Sender<SocketAddr>,
+) {
+    match out.peer.transport {
+        Transport::Udp => {
+            if let Err(e) = udp.try_send_to(&out.bytes, out.peer.addr) {
+                tracing::warn!(to = %out.peer.addr, "SIP UDP send: {e}");
+            }
+        }
+        Transport::Tcp => send_tcp(conns, out.peer.addr, out.bytes, frames_tx, closed_tx),
+    }
 }
 
 /// Sends on the connection to `addr`, opening one when there is none

@@ -456,6 +456,13 @@ impl UserAgent {
         self.pump(now);
     }
 
+    /// Whether an incoming call still awaits our answer (not cancelled).
+    pub fn is_incoming(&self, call: CallRef) -> bool {
+        self.calls
+            .get(&call)
+            .is_some_and(|c| c.state == CallState::Incoming)
+    }
+
     /// The gateway's SDP for an incoming call: 200 OK, then 2xx
     /// retransmission until the ACK (section 13.3.1.4).
     /// False when the call is gone (cancelled meanwhile).
