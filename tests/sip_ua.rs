@@ -418,3 +418,57 @@ fn outbound_invite_refused_or_unanswered_is_rejected() {
             .is_none()
     );
 }
+
+#[test]
+fn hanging_up_a_ringing_outbound_call_cancels_it() {
+    let mut h = H::new();
+    let call =
+        h.ua.invite(h.now, &format!("sip:bob@{PEER}"), "alice", "v=0\r\n".into())
+            .unwrap();
+    h.drain();
+    let inv = sent_requests(&h, Method::Invite).remove(0);
+    h.input(answer_to(&inv, 180, ""));
+    h.ua.hangup(h.now, call, "caller left");
+    h.drain();
+    let cancel = sent_requests(&h, Method::Cancel).remove(0);
+    assert_eq!(cancel.uri, inv.uri);
+    assert_eq!(
+        cancel.core().unwrap().via.branch(),
+        inv.core().unwrap().via.branch(),
+        "same branch"
+    );
+    assert_eq!(cancel.headers.get("CSeq"), Some("1 CANCEL"));
+    assert!(cancel.core().unwrap().to.tag().is_none());
+    // 200 for the CANCEL, 487 for the INVITE: ACKed, no event for the TU.
+    let events = h.events.len();
+    h.input(Message::Response(Response::to(&cancel, 200, "OK", Some("callee"))).to_bytes());
+    h.input(answer_to(&inv, 487, ""));
+    assert_eq!(sent_requests(&h, Method::Ack).len(), 1);
+    assert_eq!(h.events.len(), events, "the TU already gave the call up");
+    assert_eq!(h.ua.calls(), 0);
+}
+
+#[test]
+fn a_2xx_crossing_our_cancel_is_acked_and_byed() {
+    let mut h = H::new();
+    let call =
+        h.ua.invite(h.now, &format!("sip:bob@{PEER}"), "alice", "v=0\r\n".into())
+            .unwrap();
+    h.drain();
+    let inv = sent_requests(&h, Method::Invite).remove(0);
+    h.ua.hangup(h.now, call, "caller left");
+    h.drain();
+    assert_eq!(sent_requests(&h, Method::Cancel).len(), 1);
+    h.input(answer_to(
+        &inv,
+        200,
+        "Contact: <sip:bob@127.0.0.1:5070>\r\n",
+    ));
+    assert_eq!(sent_requests(&h, Method::Ack).len(), 1);
+    assert_eq!(sent_requests(&h, Method::Bye).len(), 1);
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Accepted { .. }))
+    );
+}

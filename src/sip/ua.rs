@@ -130,6 +130,9 @@ enum CallState {
     Confirmed,
     /// Our INVITE is out (UAC), no final response yet.
     Outgoing,
+    /// We hung up an outgoing call: CANCEL sent; a 2xx that crosses it
+    /// still gets ACK + BYE (section 9.1).
+    Cancelling,
 }
 
 struct Call {
@@ -535,11 +538,12 @@ impl UserAgent {
         match c.state {
             CallState::Incoming => self.reject(now, call, 480, reason),
             CallState::Outgoing => {
-                // No CANCEL yet: the call is forgotten and a late 2xx is
-                // answered with ACK + BYE (see handle_uac_response).
-                let c = self.calls.remove(&call).expect("present");
-                self.forget(&c);
+                let key = c.invite_tsx.clone();
+                self.tsx.send_cancel(now, &key);
+                self.calls.get_mut(&call).expect("present").state = CallState::Cancelling;
+                self.pump(now);
             }
+            CallState::Cancelling => {}
             CallState::Answered | CallState::Confirmed => {
                 let mut c = self.calls.remove(&call).expect("present");
                 self.forget(&c);
@@ -806,21 +810,24 @@ impl UserAgent {
         self.pump(now);
     }
 
-    fn handle_uac_response(&mut self, call: CallRef, resp: Response) {
+    fn handle_uac_response(&mut self, now: Instant, call: CallRef, resp: Response) {
         let body = (!resp.body.is_empty()).then(|| String::from_utf8_lossy(&resp.body).to_string());
         let Some(c) = self.calls.get_mut(&call) else {
-            // Forgotten while ringing (hung up): a 2xx still needs ACK + BYE.
             return;
         };
+        let cancelling = c.state == CallState::Cancelling;
         match resp.status {
-            100 => {}
-            101..=199 => self.events.push_back(UaEvent::Progress {
-                call,
-                status: resp.status,
-                sdp: body,
-            }),
+            100..=199 => {
+                if resp.status > 100 && !cancelling {
+                    self.events.push_back(UaEvent::Progress {
+                        call,
+                        status: resp.status,
+                        sdp: body,
+                    });
+                }
+            }
             200..=299 => {
-                if c.state == CallState::Outgoing {
+                if matches!(c.state, CallState::Outgoing | CallState::Cancelling) {
                     let to = resp.headers.get("To").unwrap_or_default().to_string();
                     c.remote_tag = NameAddr::parse(&to)
                         .and_then(|n| n.tag().map(str::to_string))
@@ -851,7 +858,12 @@ impl UserAgent {
                     c.ack = Some(ack.clone());
                     let peer = c.peer;
                     self.out.push_back(Outgoing { peer, bytes: ack });
-                    self.events.push_back(UaEvent::Accepted { call, sdp: body });
+                    if cancelling {
+                        // The 2xx crossed our CANCEL: end the dialog it made.
+                        self.hangup(now, call, "cancelled");
+                    } else {
+                        self.events.push_back(UaEvent::Accepted { call, sdp: body });
+                    }
                 } else if let Some(ack) = c.ack.clone() {
                     let peer = c.peer;
                     self.out.push_back(Outgoing { peer, bytes: ack });
@@ -860,11 +872,13 @@ impl UserAgent {
             _ => {
                 let c = self.calls.remove(&call).expect("present");
                 self.forget(&c);
-                self.events.push_back(UaEvent::Rejected {
-                    call,
-                    status: resp.status,
-                    reason: resp.reason,
-                });
+                if !cancelling {
+                    self.events.push_back(UaEvent::Rejected {
+                        call,
+                        status: resp.status,
+                        reason: resp.reason,
+                    });
+                }
             }
         }
     }
@@ -932,7 +946,7 @@ impl UserAgent {
     }
 
     /// Moves transaction output to ours.
-    fn pump(&mut self, _now: Instant) {
+    fn pump(&mut self, now: Instant) {
         while let Some(t) = self.tsx.poll_transmit() {
             self.out.push_back(Outgoing {
                 peer: t.peer,
@@ -961,7 +975,7 @@ impl UserAgent {
                     }
                 }
                 TsxEvent::Response { key, response } => match self.by_invite.get(&key).copied() {
-                    Some(call) => self.handle_uac_response(call, response),
+                    Some(call) => self.handle_uac_response(now, call, response),
                     None if response.status >= 300 => {
                         tracing::debug!(status = response.status, "our request was refused")
                     }

@@ -273,3 +273,39 @@ def test_twenty_concurrent_bridged_calls_hear_only_their_own_echo(gateway_factor
     time.sleep(0.5)
     assert gw.metric("rtcgw_calls_active") == 0
     assert gw.metric("rtcgw_legacy_ports_in_use") == 0
+
+
+def test_cancel_while_the_callee_rings_gives_487_on_both_legs(gateway_factory):
+    callee_port = free_port()
+    gw = gateway_factory(f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{callee_port}"\n')
+    uas = subprocess.Popen(
+        ["sipp", "-sf", str(SIPP_DIR / "uas_ring_cancel.xml"), "-i", "127.0.0.1", "-p", str(callee_port),
+         "-m", "1", "-timeout", "30s", "-nostdin", "-trace_err", "-error_file", "/dev/stderr"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    offer = (Path(__file__).resolve().parents[1] / "data" / "aiortc_offer.sdp").read_text()
+    try:
+        time.sleep(0.5)
+        caller = SipCaller(gw)
+        caller.send(caller.req("INVITE", 1, offer, branch="z9hG4bKcancelme"))
+        # Wait for the callee's ringing to be relayed, then give up.
+        while True:
+            data = caller.s.recv(65535).decode()
+            if data.startswith("SIP/2.0 180"):
+                break
+        caller.send(caller.req("CANCEL", 1, branch="z9hG4bKcancelme"))
+        finals = []
+        while len(finals) < 2:
+            data = caller.s.recv(65535).decode()
+            if int(data.split()[1]) >= 200:
+                finals.append((int(data.split()[1]), data.split("CSeq: ")[1].split("\r\n")[0]))
+        assert sorted(finals) == [(200, "1 CANCEL"), (487, "1 INVITE")], finals
+        tag = re.search(r"^To: .*?(;tag=[^;\s]+)", data if finals[-1][0] == 487 else "", re.M)
+        caller.to_tag = tag.group(1) if tag else ""
+        caller.send(caller.req("ACK", 1, branch="z9hG4bKcancelme"))
+        out, err = uas.communicate(timeout=30)
+    finally:
+        uas.kill()
+    assert uas.returncode == 0, (out[-1500:], err[-2500:])  # the callee saw CANCEL, 487, ACK
+    time.sleep(0.5)
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert gw.metric("rtcgw_legacy_ports_in_use") == 0

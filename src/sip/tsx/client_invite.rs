@@ -59,6 +59,20 @@ impl ClientInvite {
         self.state
     }
 
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
+    /// Whether a CANCEL may still be sent (section 9.1: only after a
+    /// provisional response, or while Calling as rtcgw does not wait).
+    pub fn is_pending(&self) -> bool {
+        matches!(self.state, State::Calling | State::Proceeding)
+    }
+
     pub fn is_terminated(&self) -> bool {
         self.state == State::Terminated
     }

@@ -542,6 +542,51 @@ impl Transactions {
         key
     }
 
+    /// Cancels a pending client INVITE (RFC 3261 section 9.1): a CANCEL
+    /// with the INVITE's Request-URI, top Via (branch), Call-ID, From, To and
+    /// CSeq number, in its own non-INVITE transaction. False when the INVITE
+    /// already has a final response.
+    pub fn send_cancel(&mut self, now: Instant, invite: &TsxKey) -> bool {
+        let Some(Tsx::ClientInvite(t)) = self.tsx.get(invite) else {
+            return false;
+        };
+        if !t.is_pending() {
+            return false;
+        }
+        let (inv, peer) = (t.request().clone(), t.peer());
+        let mut h = super::message::Headers::default();
+        if let Some(via) = inv.headers.list("Via").into_iter().next() {
+            h.push("Via", via);
+        }
+        h.copy_from(&inv.headers, "Route");
+        h.copy_from(&inv.headers, "From");
+        h.copy_from(&inv.headers, "To");
+        h.copy_from(&inv.headers, "Call-ID");
+        let cseq = inv.core().map(|c| c.cseq).unwrap_or(1);
+        h.push("CSeq", format!("{cseq} CANCEL"));
+        h.push("Max-Forwards", "70");
+        let cancel = Request {
+            method: Method::Cancel,
+            uri: inv.uri.clone(),
+            headers: h,
+            body: Vec::new(),
+        };
+        let TsxKey::Branch { branch, .. } = invite else {
+            return false;
+        };
+        let key = TsxKey::client(branch, &Method::Cancel);
+        let tsx = Tsx::ClientNonInvite(ClientNonInvite::new(
+            now,
+            key.clone(),
+            peer,
+            cancel,
+            self.timers,
+            &mut self.out,
+        ));
+        self.insert(key, tsx);
+        true
+    }
+
     /// Matches a response to its client transaction. False: stray (no such
     /// transaction); the TU may still want it (a 2xx retransmission).
     pub fn handle_response(&mut self, now: Instant, resp: Response) -> bool {
