@@ -309,3 +309,60 @@ def test_cancel_while_the_callee_rings_gives_487_on_both_legs(gateway_factory):
     time.sleep(0.5)
     assert gw.metric("rtcgw_calls_active") == 0
     assert gw.metric("rtcgw_legacy_ports_in_use") == 0
+
+
+def proc_figures(gw):
+    import os
+
+    fds = len(os.listdir(f"/proc/{gw.proc.pid}/fd"))
+    return fds, gw.threads(), gw.metric("rtcgw_legacy_ports_in_use")
+
+
+def test_500_calls_leave_no_fds_threads_or_ports_behind(gateway_factory):
+    callee_port = free_port()
+    gw = gateway_factory(
+        f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{callee_port}"\n', log_filter="warn")
+    bridged = 400
+    uas = subprocess.Popen(
+        ["sipp", "-sf", str(SIPP_DIR / "uas_echo.xml"), "-i", "127.0.0.1", "-p", str(callee_port),
+         "-mi", "127.0.0.1", "-mp", str(free_port() & ~1), "-rtp_echo", "-m", str(bridged), "-timeout", "120s",
+         "-nostdin"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.0)
+    idle = proc_figures(gw)
+
+    def uac(scenario, calls, rate):
+        p = subprocess.run(
+            ["sipp", f"127.0.0.1:{gw.sip_port}", "-sf", str(SIPP_DIR / scenario), "-m", str(calls), "-r", str(rate),
+             "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "120s", "-nostdin"],
+            capture_output=True, text=True, timeout=180)
+        return p.returncode, p.stdout[-1500:] + p.stderr[-1500:]
+
+    # 400 bridged calls set up, talked briefly, torn down.
+    rc, out = uac("uac_load.xml", bridged, 40)
+    assert rc == 0, out
+    # 50 cancelled before the answer.
+    rc, out = uac("cancel.xml", 50, 10)
+    assert rc == 0, out
+    # 50 refused: a plain RTP offer with no codec in common (488).
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(5)
+    gsm = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 3\r\n"
+    for i in range(50):
+        caller = SipCaller(gw)
+        caller.s = s
+        caller.port = s.getsockname()[1]
+        text = caller.req("INVITE", 1, gsm, branch=f"z9hG4bKrefuse{i}").replace("bridge-1", f"refuse-{i}")
+        caller.send(text)
+        status, resp = caller.final()
+        assert status == 488, resp[:100]
+        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", resp, re.M).group(1)
+        caller.send(caller.req("ACK", 1, branch=f"z9hG4bKrefuse{i}").replace("bridge-1", f"refuse-{i}"))
+    out, err = uas.communicate(timeout=60)
+    assert uas.returncode == 0, (out[-1000:], err[-1500:])
+    # Back to the idle figures.
+    deadline = time.time() + 10
+    while time.time() < deadline and (proc_figures(gw) != idle or gw.metric("rtcgw_calls_active") != 0):
+        time.sleep(0.5)
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert proc_figures(gw) == idle, f"fds, threads, ports: idle {idle}, after {proc_figures(gw)}"
