@@ -122,22 +122,8 @@ impl Calls {
         self: &Arc<Self>,
         offer: &str,
     ) -> Result<(CallId, String, String), CallError> {
-        let cfg = &self.config.legacy;
         let pair = self.bind_pair().await?;
-        let session_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let local = self.config.media.addresses[0];
-        let (answer, neg) = legacy::answer(
-            offer,
-            &cfg.codecs,
-            local,
-            pair.0.rtp(),
-            cfg.ptime_ms,
-            session_id,
-            cfg.sdes_srtp,
-        )?;
+        let (answer, neg) = self.answer_legacy(offer, pair.0.rtp())?;
         let (id, pc, events) = self.new_call()?;
         let webrtc_offer = match pc.offer().await {
             Ok(o) => o,

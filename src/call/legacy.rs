@@ -173,6 +173,29 @@ impl Calls {
         }))
     }
 
+    /// Answers a legacy offer with our media on `port`, from the config.
+    pub(super) fn answer_legacy(
+        &self,
+        offer: &str,
+        port: u16,
+    ) -> Result<(String, Negotiated), CallError> {
+        let cfg = &self.config.legacy;
+        let session_id = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let local = self.config.media.addresses[0];
+        Ok(legacy::answer(
+            offer,
+            &cfg.codecs,
+            local,
+            port,
+            cfg.ptime_ms,
+            session_id,
+            cfg.sdes_srtp,
+        )?)
+    }
+
     /// Answers a plain RTP/AVP offer with a demo-target call on the legacy
     /// leg; returns its id and the SDP answer.
     pub async fn create_demo_legacy(
@@ -180,22 +203,8 @@ impl Calls {
         offer: &str,
     ) -> Result<(CallId, String), CallError> {
         let id = self.new_id()?;
-        let cfg = &self.config.legacy;
         let pair = self.bind_pair().await?;
-        let local = self.config.media.addresses[0];
-        let session_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let (answer, neg) = legacy::answer(
-            offer,
-            &cfg.codecs,
-            local,
-            pair.0.rtp(),
-            cfg.ptime_ms,
-            session_id,
-            cfg.sdes_srtp,
-        )?;
+        let (answer, neg) = self.answer_legacy(offer, pair.0.rtp())?;
         let info = self.call_info(
             &id,
             "legacy",

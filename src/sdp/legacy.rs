@@ -311,6 +311,35 @@ pub fn parse(sdp: &str) -> Result<ParsedSdp, LegacySdpError> {
     })
 }
 
+/// The first of `remote`'s codecs that `usable` accepts, and telephone-event
+/// at its clock rate.
+fn choose(
+    remote: &AudioStream,
+    prefs: &[String],
+    usable: impl Fn(&Codec) -> bool,
+) -> Result<(Codec, Option<Codec>), LegacySdpError> {
+    let codec = remote
+        .codecs
+        .iter()
+        .find(|c| usable(c))
+        .cloned()
+        .ok_or_else(|| LegacySdpError::NoCommonCodec {
+            offered: remote
+                .codecs
+                .iter()
+                .map(|c| c.name.clone())
+                .collect::<Vec<_>>()
+                .join(","),
+            ours: prefs.join(","),
+        })?;
+    let telephone_event = remote
+        .telephone_events
+        .iter()
+        .find(|t| t.clock_rate == codec.clock_rate)
+        .cloned();
+    Ok((codec, telephone_event))
+}
+
 /// What an answer settles: what we send and receive, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
@@ -356,25 +385,7 @@ pub fn answer(
         audio_index: index,
         audio: remote,
     } = parse(offer)?;
-    let codec = remote
-        .codecs
-        .iter()
-        .find(|c| prefs.iter().any(|p| c.is(p)))
-        .cloned()
-        .ok_or_else(|| LegacySdpError::NoCommonCodec {
-            offered: remote
-                .codecs
-                .iter()
-                .map(|c| c.name.clone())
-                .collect::<Vec<_>>()
-                .join(","),
-            ours: prefs.join(","),
-        })?;
-    let telephone_event = remote
-        .telephone_events
-        .iter()
-        .find(|t| t.clock_rate == codec.clock_rate)
-        .cloned();
+    let (codec, telephone_event) = choose(&remote, prefs, |c| prefs.iter().any(|p| c.is(p)))?;
     let ptime = remote.ptime.unwrap_or(default_ptime);
     let direction = remote.direction.answer();
     let srtp = if remote.secure {
@@ -539,28 +550,10 @@ pub fn accept_answer(
 ) -> Result<Negotiated, LegacySdpError> {
     let remote = parse(answer)?.audio;
     let ours = offer_codecs(prefs);
-    let codec = remote
-        .codecs
-        .iter()
-        .find(|c| {
-            ours.iter()
-                .any(|o| o.is(&c.name) && o.clock_rate == c.clock_rate)
-        })
-        .cloned()
-        .ok_or_else(|| LegacySdpError::NoCommonCodec {
-            offered: remote
-                .codecs
-                .iter()
-                .map(|c| c.name.clone())
-                .collect::<Vec<_>>()
-                .join(","),
-            ours: prefs.join(","),
-        })?;
-    let telephone_event = remote
-        .telephone_events
-        .iter()
-        .find(|t| t.clock_rate == codec.clock_rate)
-        .cloned();
+    let (codec, telephone_event) = choose(&remote, prefs, |c| {
+        ours.iter()
+            .any(|o| o.is(&c.name) && o.clock_rate == c.clock_rate)
+    })?;
     Ok(Negotiated {
         ptime: remote.ptime.unwrap_or(default_ptime),
         direction: remote.direction.answer(),
