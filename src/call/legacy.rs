@@ -51,19 +51,24 @@ fn spec(c: &legacy::Codec) -> CodecSpec {
 impl Calls {
     /// Leases an RTP/RTCP port pair and binds both sockets.
     pub(super) async fn bind_pair(&self) -> Result<(PortLease, UdpSocket, UdpSocket), CallError> {
+        const ATTEMPTS: usize = 16;
         let local = self.config.media.addresses[0];
-        let lease = self
-            .ports
-            .lease()
-            .ok_or_else(|| CallError::Media("RTP port range exhausted".into()))?;
-        let bind = |port| UdpSocket::bind(SocketAddr::new(local, port));
-        match (bind(lease.rtp()).await, bind(lease.rtcp()).await) {
-            (Ok(a), Ok(b)) => Ok((lease, a, b)),
-            (Err(e), _) | (_, Err(e)) => Err(CallError::Media(format!(
-                "binding RTP port {}: {e}",
-                lease.rtp()
-            ))),
+        // Ports another process holds are skipped: their leases are kept
+        // aside until a free pair is found, so the pool does not hand them
+        // out again at once, then returned.
+        let mut busy = Vec::new();
+        for _ in 0..ATTEMPTS {
+            let lease = self.ports.lease().ok_or_else(|| CallError::Media("RTP port range exhausted".into()))?;
+            let bind = |port| UdpSocket::bind(SocketAddr::new(local, port));
+            match (bind(lease.rtp()).await, bind(lease.rtcp()).await) {
+                (Ok(a), Ok(b)) => return Ok((lease, a, b)),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(port = lease.rtp(), "RTP port pair unavailable, trying another: {e}");
+                    busy.push(lease);
+                }
+            }
         }
+        Err(CallError::Media(format!("no bindable RTP port pair after {ATTEMPTS} tries")))
     }
 
     /// The media state of a negotiated legacy leg: NetEq, encoder, SRTP,

@@ -59,12 +59,15 @@ def gateway_factory(tmp_path):
     def start(extra_toml="", log_filter="info", sip_extra=""):
         port = free_port()
         sip_port = free_port()
+        legacy_base = 30000 + 2000 * ((os.getpid() + len(started)) % 16)
         record_dir = tmp_path / "recordings"
         cfg = tmp_path / "rtcgw.toml"
         cfg.write_text(
             f'[log]\nfilter = "{log_filter}"\n'
             f'[http]\nlisten = "127.0.0.1:{port}"\n'
             f'[sip]\nlisten = "127.0.0.1:{sip_port}"\n{sip_extra}\n'
+            # Each gateway its own RTP range, so that gateways never compete.
+            f'[legacy]\nport_min = {legacy_base}\nport_max = {legacy_base + 1998}\n'
             f'[demo]\nrecord_dir = "{record_dir}"\n' + extra_toml
         )
         log_path = tmp_path / "rtcgw.log"

@@ -28,14 +28,19 @@ class SipCaller:
         self.port = self.s.getsockname()[1]
         self.to_tag = ""
         self.statuses = []
+        self.routes = []  # the dialog's route set (RFC 3261 12.1.2)
+        self.target = None  # the remote target (the 2xx's Contact)
 
     def req(self, method, cseq, body="", branch=None):
         branch = branch or f"z9hG4bK{time.monotonic_ns()}"
         ct = "Content-Type: application/sdp\r\n" if body else ""
-        return (f"{method} sip:echo@127.0.0.1:{self.gw.sip_port} SIP/2.0\r\n"
+        in_dialog = method not in ("INVITE", "CANCEL") and self.target
+        uri = self.target if in_dialog else f"sip:echo@127.0.0.1:{self.gw.sip_port}"
+        return (f"{method} {uri} SIP/2.0\r\n"
                 f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\r\n"
                 f"From: <sip:browser@127.0.0.1>;tag=caller\r\nTo: <sip:echo@127.0.0.1>{self.to_tag}\r\n"
-                f"Call-ID: bridge-1\r\nCSeq: {cseq} {method}\r\nContact: <sip:browser@127.0.0.1:{self.port}>\r\n"
+                + "".join(f"Route: {r}\r\n" for r in (self.routes if method != "INVITE" and method != "CANCEL" else []))
+                + f"Call-ID: bridge-1\r\nCSeq: {cseq} {method}\r\nContact: <sip:browser@127.0.0.1:{self.port}>\r\n"
                 f"Max-Forwards: 70\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
 
     def send(self, text):
@@ -47,6 +52,11 @@ class SipCaller:
             status = int(data.split()[1])
             self.statuses.append(status)
             if status >= 200:
+                if 200 <= status < 300 and self.target is None:
+                    rr = re.findall(r"^Record-Route: (.*)$", data, re.M)
+                    self.routes = [r.strip() for line in reversed(rr) for r in reversed(line.split(","))]
+                    contact = re.search(r"^Contact: .*?<([^>]+)>", data, re.M)
+                    self.target = contact.group(1) if contact else None
                 return status, data
 
 
@@ -111,7 +121,7 @@ def test_webrtc_caller_reaches_plain_rtp_callee_and_hears_the_echo(gateway_facto
 def sip_response(req, status, reason, tag, contact_port, body=""):
     """A response copying the request's dialog fields (RFC 3261 8.2.6)."""
     lines = req.split("\r\n")
-    keep = [l for l in lines if l.split(":", 1)[0].strip().lower() in ("via", "from", "call-id", "cseq")]
+    keep = [l for l in lines if l.split(":", 1)[0].strip().lower() in ("via", "from", "call-id", "cseq", "record-route")]
     to = next(l for l in lines if l.lower().startswith("to:"))
     if ";tag=" not in to:
         to += f";tag={tag}"
@@ -156,16 +166,23 @@ async def webrtc_callee(sock, received, ready):
 
 
 def test_plain_rtp_caller_reaches_webrtc_callee_both_ways(gateway_factory):
-    import rtp_tools
-
     callee = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     callee.bind(("127.0.0.1", 0))
     callee.settimeout(30)
     gw = gateway_factory(f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{callee.getsockname()[1]}"\n')
+    plain_rtp_caller_to_webrtc_callee(gw, gw, callee)
+
+
+def plain_rtp_caller_to_webrtc_callee(entry, gw, callee):
+    """A PBX-like caller with PCMU calls `entry` (rtcgw, or the softswitch in
+    front of it); the WebRTC user answering on `callee` is aiortc. Audio is
+    checked both ways."""
+    import rtp_tools
+
     media = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     media.bind(("127.0.0.1", 0))
     media.settimeout(0.02)
-    caller = SipCaller(gw)
+    caller = SipCaller(entry)
     sdp = (f"v=0\r\no=pbx 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
            f"m=audio {media.getsockname()[1]} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
     tone = (0.3 * 32767 * np.sin(2 * np.pi * 700 * np.arange(40000) / 8000)).astype(np.int16)
