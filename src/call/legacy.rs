@@ -58,17 +58,25 @@ impl Calls {
         // out again at once, then returned.
         let mut busy = Vec::new();
         for _ in 0..ATTEMPTS {
-            let lease = self.ports.lease().ok_or_else(|| CallError::Media("RTP port range exhausted".into()))?;
+            let lease = self
+                .ports
+                .lease()
+                .ok_or_else(|| CallError::Media("RTP port range exhausted".into()))?;
             let bind = |port| UdpSocket::bind(SocketAddr::new(local, port));
             match (bind(lease.rtp()).await, bind(lease.rtcp()).await) {
                 (Ok(a), Ok(b)) => return Ok((lease, a, b)),
                 (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(port = lease.rtp(), "RTP port pair unavailable, trying another: {e}");
+                    tracing::warn!(
+                        port = lease.rtp(),
+                        "RTP port pair unavailable, trying another: {e}"
+                    );
                     busy.push(lease);
                 }
             }
         }
-        Err(CallError::Media(format!("no bindable RTP port pair after {ATTEMPTS} tries")))
+        Err(CallError::Media(format!(
+            "no bindable RTP port pair after {ATTEMPTS} tries"
+        )))
     }
 
     /// The media state of a negotiated legacy leg: NetEq, encoder, SRTP,
