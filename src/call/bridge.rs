@@ -11,7 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
 use super::legacy::run;
-use super::{Active, CallError, CallId, Calls, Leg, close_off_thread, watch_events};
+use super::{Active, CallError, CallId, Calls, Leg, close_off_thread, sdp_or_close, watch_events};
 use crate::media::{FrameSink, FrameSource};
 use crate::rtc::PeerConnection;
 use crate::rtp::ports::PortLease;
@@ -73,13 +73,7 @@ impl Calls {
         sdp::check_webrtc_offer(offer)?;
         let pair = self.bind_pair().await?;
         let (id, pc, events) = self.new_call()?;
-        let answer = match pc.answer(offer).await {
-            Ok(a) => a,
-            Err(e) => {
-                close_off_thread(pc);
-                return Err(e.into());
-            }
-        };
+        let answer = sdp_or_close(&pc, pc.answer(offer)).await?;
         let cfg = &self.config.legacy;
         let session_id = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -125,13 +119,7 @@ impl Calls {
         let pair = self.bind_pair().await?;
         let (answer, neg) = self.answer_legacy(offer, pair.0.rtp())?;
         let (id, pc, events) = self.new_call()?;
-        let webrtc_offer = match pc.offer().await {
-            Ok(o) => o,
-            Err(e) => {
-                close_off_thread(pc);
-                return Err(e.into());
-            }
-        };
+        let webrtc_offer = sdp_or_close(&pc, pc.offer()).await?;
         let info = self.call_info(
             &id,
             "bridge",

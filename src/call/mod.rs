@@ -148,13 +148,7 @@ impl Calls {
     pub async fn create_demo(self: &Arc<Self>, offer: &str) -> Result<(CallId, String), CallError> {
         sdp::check_webrtc_offer(offer)?;
         let (id, pc, events) = self.new_call()?;
-        let answer = match pc.answer(offer).await {
-            Ok(a) => a,
-            Err(e) => {
-                close_off_thread(pc);
-                return Err(e.into());
-            }
-        };
+        let answer = sdp_or_close(&pc, pc.answer(offer)).await?;
         self.launch(id.clone(), pc, events, &answer);
         Ok((id, answer))
     }
@@ -163,13 +157,7 @@ impl Calls {
     /// offer); [`Calls::apply_answer`] completes it.
     pub async fn create_demo_offer(self: &Arc<Self>) -> Result<(CallId, String), CallError> {
         let (id, pc, events) = self.new_call()?;
-        let offer = match pc.offer().await {
-            Ok(o) => o,
-            Err(e) => {
-                close_off_thread(pc);
-                return Err(e.into());
-            }
-        };
+        let offer = sdp_or_close(&pc, pc.offer()).await?;
         self.launch(id.clone(), pc, events, &offer);
         Ok((id, offer))
     }
@@ -367,6 +355,21 @@ impl Calls {
 }
 
 /// Closing blocks on libwebrtc's signaling thread: keep it off the runtime.
+/// The SDP from an operation on a call's new PeerConnection; on failure the
+/// connection is closed, so a failed setup leaves nothing behind.
+pub(crate) async fn sdp_or_close(
+    pc: &Arc<PeerConnection>,
+    op: impl std::future::Future<Output = Result<String, RtcError>>,
+) -> Result<String, CallError> {
+    match op.await {
+        Ok(sdp) => Ok(sdp),
+        Err(e) => {
+            close_off_thread(pc.clone());
+            Err(e.into())
+        }
+    }
+}
+
 pub(crate) fn close_off_thread(pc: Arc<PeerConnection>) {
     tokio::task::spawn_blocking(move || pc.close());
 }
