@@ -14,7 +14,7 @@ use crate::rtp::ports::PortPool;
 
 mod bridge;
 mod legacy;
-use crate::media::{Clip, FrameSource, Recorder, Tone};
+use crate::media::{Clip, FrameSink, FrameSource, Recorder, Tone};
 use crate::rtc::{CallSettings, PcEvent, PeerConnection, RtcError, RtcStats, Runtime};
 use crate::sdp::{self, OfferError};
 
@@ -259,7 +259,7 @@ impl Calls {
             pc.clone(),
             self.runtime.ticks(),
             source,
-            Recorder::new(recording),
+            Box::new(Recorder::new(recording)),
             stop_rx,
         ));
         tokio::spawn(watch_events(self.clone(), id.clone(), info.clone(), events));
@@ -381,7 +381,7 @@ async fn demo_media(
     pc: Arc<PeerConnection>,
     mut ticks: watch::Receiver<u64>,
     mut source: Box<dyn FrameSource>,
-    mut recorder: Recorder,
+    mut sink: Box<dyn FrameSink>,
     mut stop: oneshot::Receiver<()>,
 ) {
     const PREFILL: u64 = 2; // 20 ms cushion against scheduling jitter
@@ -393,7 +393,6 @@ async fn demo_media(
         source.next_frame(&mut frame);
         pc.push_audio(&frame, source.sample_rate());
     }
-    let mut write_failed = false;
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -406,24 +405,15 @@ async fn demo_media(
                 }
                 last = now;
                 while let Some(rate) = pc.pull_audio(&mut rx) {
-                    if let Err(e) = recorder.write(rate, &rx)
-                        && !write_failed
-                    {
-                        tracing::error!(call = %id, path = %recorder.path().display(), "recording failed: {e}");
-                        write_failed = true;
-                    }
+                    sink.write_frame(rate, &rx);
                 }
             }
         }
     }
     let counters = pc.audio_counters();
-    let frames = recorder.frames;
-    let path = recorder.path().display().to_string();
-    if let Err(e) = recorder.finish() {
-        tracing::error!(call = %id, "finishing recording {path}: {e}");
-    }
+    let sink_report = sink.close();
     tracing::info!(
-        call = %id, recorded_frames = frames, recording = %path,
+        call = %id, sink = %sink_report,
         tx_frames = counters.tx_frames, tx_underruns = counters.tx_underruns,
         rx_frames = counters.rx_frames, rx_overflows = counters.rx_overflows,
         "call ended"
