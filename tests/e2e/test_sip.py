@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import aiortc_peer
 from conftest import free_port
 
 SIPP_DIR = Path(__file__).resolve().parents[1] / "sipp"
@@ -268,3 +269,21 @@ def test_sigterm_drains_then_byes_what_is_left(gateway_factory):
             break
     assert "drain-1" in data
     assert gw.proc.wait(timeout=10) == 0
+
+
+def test_max_calls_gives_503_with_retry_after(gateway_factory):
+    gw = gateway_factory("[media]\nmax_calls = 1\ndrain_timeout_s = 1\n")
+    u = Udp(gw)
+    status, ok = u.final(request("INVITE", OFFER, call_id="cap-1"))
+    assert status == 200
+    to = re.search(r"^To: (.*)$", ok, re.M).group(1).strip()
+    u.send(request("ACK", call_id="cap-1").replace("To: <sip:demo@127.0.0.1>\r\n", f"To: {to}\r\n"))
+    branch = "z9hG4bKcapacity2"
+    status, resp = u.final(request("INVITE", OFFER, call_id="cap-2", branch=branch))
+    assert status == 503 and "at capacity" in resp.splitlines()[0], resp.splitlines()[0]
+    assert re.search(r"^Retry-After: \d+", resp, re.M)
+    tag = re.search(r"^To: .*;tag=([^;\s]+)", resp, re.M).group(1)
+    u.send(request("ACK", call_id="cap-2", branch=branch, to_tag=f";tag={tag}"))
+    # The HTTP API refuses the same way.
+    status, headers, body = aiortc_peer.http("POST", gw.url + "/v1/calls", OFFER.encode(), "application/sdp")
+    assert status == 503 and "retry-after" in headers and "capacity" in body
