@@ -176,81 +176,130 @@ async fn delete_call(State(st): State<ApiState>, Path(id): Path<String>) -> Resp
     }
 }
 
+/// One metric family in Prometheus text format: HELP, TYPE, then a sample
+/// per (label value, value); with `label` None, one unlabelled sample.
+fn family<V: std::fmt::Display>(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    label: Option<&str>,
+    samples: impl IntoIterator<Item = (String, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (l, v) in samples {
+        match label {
+            Some(label) => {
+                let _ = writeln!(out, "{name}{{{label}=\"{l}\"}} {v}");
+            }
+            None => {
+                let _ = writeln!(out, "{name} {v}");
+            }
+        }
+    }
+}
+
 /// Prometheus text format (the full stats model comes with the stats work).
 async fn metrics(State(st): State<ApiState>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
     let calls = &st.calls;
+    let one = |v: u64| [(String::new(), v)];
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP rtcgw_calls_active Calls in progress.\n# TYPE rtcgw_calls_active gauge"
+    family(
+        &mut out,
+        ("rtcgw_calls_active", "gauge", "Calls in progress."),
+        None,
+        one(calls.len() as u64),
     );
-    let _ = writeln!(out, "rtcgw_calls_active {}", calls.len());
-    let _ = writeln!(
-        out,
-        "# HELP rtcgw_calls_ended_total Calls ended.\n# TYPE rtcgw_calls_ended_total counter"
+    family(
+        &mut out,
+        ("rtcgw_calls_ended_total", "counter", "Calls ended."),
+        None,
+        one(calls.ended.load(Relaxed)),
     );
-    let _ = writeln!(
-        out,
-        "rtcgw_calls_ended_total {}",
-        calls.ended.load(std::sync::atomic::Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP rtcgw_calls_refused_total Call requests refused, by reason.\n# TYPE rtcgw_calls_refused_total counter"
-    );
-    let mut refused: Vec<_> = calls
+    let mut refused: Vec<(String, u64)> = calls
         .refused
         .lock()
         .expect("refused lock")
         .iter()
-        .map(|(k, v)| (*k, *v))
+        .map(|(k, v)| (k.to_string(), *v))
         .collect();
     refused.sort();
-    for (reason, n) in refused {
-        let _ = writeln!(out, "rtcgw_calls_refused_total{{reason=\"{reason}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP rtcgw_dtmf_digits_total RFC 4733 digits received on legacy legs.\n# TYPE rtcgw_dtmf_digits_total counter"
+    family(
+        &mut out,
+        (
+            "rtcgw_calls_refused_total",
+            "counter",
+            "Call requests refused, by reason.",
+        ),
+        Some("reason"),
+        refused,
     );
-    let _ = writeln!(
-        out,
-        "rtcgw_dtmf_digits_total {}",
-        calls.dtmf_digits.load(std::sync::atomic::Ordering::Relaxed)
+    family(
+        &mut out,
+        (
+            "rtcgw_dtmf_digits_total",
+            "counter",
+            "RFC 4733 digits received on legacy legs.",
+        ),
+        None,
+        one(calls.dtmf_digits.load(Relaxed)),
     );
-    let _ = writeln!(
-        out,
-        "# HELP rtcgw_rtp_dropped_total RTP/RTCP datagrams dropped on legacy legs (ended calls), by reason.\n# TYPE rtcgw_rtp_dropped_total counter"
+    let dropped: Vec<(String, u64)> = calls
+        .rtp_dropped
+        .lock()
+        .expect("dropped lock")
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    family(
+        &mut out,
+        (
+            "rtcgw_rtp_dropped_total",
+            "counter",
+            "RTP/RTCP datagrams dropped on legacy legs (ended calls), by reason.",
+        ),
+        Some("reason"),
+        dropped,
     );
-    for (r, n) in calls.rtp_dropped.lock().expect("dropped lock").iter() {
-        let _ = writeln!(out, "rtcgw_rtp_dropped_total{{reason=\"{r}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP rtcgw_legacy_ports_in_use RTP port pairs leased.\n# TYPE rtcgw_legacy_ports_in_use gauge"
+    family(
+        &mut out,
+        (
+            "rtcgw_legacy_ports_in_use",
+            "gauge",
+            "RTP port pairs leased.",
+        ),
+        None,
+        one(calls.ports_in_use() as u64),
     );
-    let _ = writeln!(out, "rtcgw_legacy_ports_in_use {}", calls.ports_in_use());
     let sip = st.sip.lock().expect("sip counters").clone();
-    let _ = writeln!(
-        out,
-        "# HELP rtcgw_sip_requests_total SIP requests received (BYE(out): sent), by method.\n# TYPE rtcgw_sip_requests_total counter"
+    family(
+        &mut out,
+        (
+            "rtcgw_sip_requests_total",
+            "counter",
+            "SIP requests received (BYE(out): sent), by method.",
+        ),
+        Some("method"),
+        sip.requests.iter().map(|(m, n)| (m.clone(), *n)),
     );
-    for (m, n) in &sip.requests {
-        let _ = writeln!(out, "rtcgw_sip_requests_total{{method=\"{m}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP rtcgw_sip_responses_total SIP responses sent, by code.\n# TYPE rtcgw_sip_responses_total counter"
+    family(
+        &mut out,
+        (
+            "rtcgw_sip_responses_total",
+            "counter",
+            "SIP responses sent, by code.",
+        ),
+        Some("code"),
+        sip.responses.iter().map(|(c, n)| (c.to_string(), *n)),
     );
-    for (c, n) in &sip.responses {
-        let _ = writeln!(out, "rtcgw_sip_responses_total{{code=\"{c}\"}} {n}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP rtcgw_sip_rejected_total SIP input rejected or dropped, by reason.\n# TYPE rtcgw_sip_rejected_total counter"
+    family(
+        &mut out,
+        (
+            "rtcgw_sip_rejected_total",
+            "counter",
+            "SIP input rejected or dropped, by reason.",
+        ),
+        Some("reason"),
+        sip.rejected.iter().map(|(r, n)| (r.to_string(), *n)),
     );
-    for (r, n) in &sip.rejected {
-        let _ = writeln!(out, "rtcgw_sip_rejected_total{{reason=\"{r}\"}} {n}");
-    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
