@@ -16,8 +16,10 @@ const BRIDGES: &[&str] = &["src/rtc/sys.rs"];
 const CPP: &[&str] = &[
     "cpp/src/audio_device.cc",
     "cpp/src/bench.cc",
+    "cpp/src/call_apm.cc",
     "cpp/src/call_audio.cc",
     "cpp/src/codecs.cc",
+    "cpp/src/dtmf_tap.cc",
     "cpp/src/legacy_audio.cc",
     "cpp/src/network.cc",
     "cpp/src/peer_connection.cc",

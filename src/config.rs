@@ -23,7 +23,23 @@ pub struct Config {
     pub sip: SipConfig,
     pub legacy: LegacyConfig,
     pub route: RouteConfig,
+    pub bridge: BridgeConfig,
     pub demo: DemoConfig,
+}
+
+/// Bridged calls' audio processing on the legacy-to-WebRTC direction: one
+/// libwebrtc AudioProcessing per call, fed with both directions (what goes
+/// to the legacy leg is the echo reference). All off by default: a legacy
+/// phone usually cancels its own echo, and processing costs CPU.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeConfig {
+    /// AEC3 echo cancellation.
+    pub echo_cancellation: bool,
+    /// Noise suppression (moderate).
+    pub noise_suppression: bool,
+    /// AGC2 adaptive digital gain.
+    pub automatic_gain_control: bool,
 }
 
 /// Where calls go.

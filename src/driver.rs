@@ -3,7 +3,7 @@
 //! what it produces, and turns its events into calls (and calls' ends into
 //! BYEs).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,13 +45,33 @@ enum AppMsg {
     BridgeReady {
         call: CallRef,
         uri: String,
+        /// The caller offered plain RTP (the callee is WebRTC).
+        caller_legacy: bool,
         result: Result<(CallId, String, String), CallError>,
     },
-    /// Bridge: the legacy leg's answer was applied (or not).
+    /// Bridge: the far leg's answer was applied (or not); `early` when it
+    /// came in a 183 (early media).
     BridgeUp {
         call: CallRef,
+        early: bool,
         result: Result<(), CallError>,
     },
+    /// Our answer to a re-offer on dialog `call` (or why there is none).
+    Reanswer {
+        call: CallRef,
+        result: Result<String, CallError>,
+    },
+}
+
+/// Early media on a bridge (a 183 with SDP from the callee).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Early {
+    /// The 183's answer is being applied.
+    Starting,
+    /// ... and the callee's 200 came meanwhile.
+    StartingAnswered,
+    /// Media is up; the caller got our 183 with SDP.
+    Up,
 }
 
 /// The two SIP dialogs of a bridged call.
@@ -62,6 +82,8 @@ struct Bridges {
     in_to_out: HashMap<CallRef, CallRef>,
     /// The WebRTC answer, sent to the caller once the callee answers.
     answers: HashMap<CallRef, String>,
+    /// Inbound legs with early media.
+    early: HashMap<CallRef, Early>,
 }
 
 impl Bridges {
@@ -79,8 +101,10 @@ impl Bridges {
             .or_else(|| self.in_to_out.remove(&call))?;
         self.out_to_in.remove(&other);
         self.in_to_out.remove(&other);
-        self.answers.remove(&call);
-        self.answers.remove(&other);
+        for c in [call, other] {
+            self.answers.remove(&c);
+            self.early.remove(&c);
+        }
         Some(other)
     }
 }
@@ -168,6 +192,9 @@ pub async fn run_sip(
     let mut buf = vec![0u8; 65536];
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
     let mut pending_setups = 0usize;
+    // Dialogs whose far end speaks plain RTP: their SIP INFO digits go to
+    // the WebRTC leg; the other dialogs' go to the legacy leg.
+    let mut legacy_dialogs: HashSet<CallRef> = HashSet::new();
 
     loop {
         let now = Instant::now();
@@ -215,7 +242,7 @@ pub async fn run_sip(
                     pending_setups -= 1;
                     calls.hangup(&id, "caller gone before the callee was called");
                 }
-                AppMsg::BridgeReady { call, uri, result: Ok((id, answer, offer)) } => {
+                AppMsg::BridgeReady { call, uri, caller_legacy, result: Ok((id, answer, offer)) } => {
                     pending_setups -= 1;
                     ids.insert(call, id.clone());
                     refs.insert(id.clone(), call);
@@ -223,6 +250,7 @@ pub async fn run_sip(
                         Some(out) => {
                             tracing::info!(call = %id, inbound = call.0, outbound = out.0, %uri, "bridge: outbound INVITE");
                             bridges.link(call, out, answer);
+                            legacy_dialogs.insert(if caller_legacy { call } else { out });
                         }
                         None => {
                             tracing::warn!(call = %id, %uri, "bridge: no route to the legacy side");
@@ -237,10 +265,18 @@ pub async fn run_sip(
                     tracing::warn!(call = call.0, status, "bridged INVITE refused: {e}");
                     ua.reject(Instant::now().into_std(), call, status, &reason);
                 }
-                AppMsg::BridgeUp { call, result } => {
+                AppMsg::BridgeUp { call, early, result } => {
                     let now = Instant::now().into_std();
+                    let state = bridges.early.get(&call).copied();
                     match (result, bridges.answers.get(&call).cloned()) {
+                        (Ok(()), Some(answer)) if early && state == Some(Early::Starting) => {
+                            // Early media: the caller hears the callee's
+                            // ringback or announcement from now on.
+                            bridges.early.insert(call, Early::Up);
+                            ua.provisional(now, call, 183, Some(answer));
+                        }
                         (Ok(()), Some(answer)) => {
+                            bridges.early.remove(&call);
                             if !ua.answer(now, call, answer) {
                                 // The caller left while the callee answered.
                                 if let Some(out) = bridges.unlink(call) { ua.hangup(now, out, "caller gone"); }
@@ -248,12 +284,20 @@ pub async fn run_sip(
                             }
                         }
                         (res, _) => {
-                            tracing::warn!(call = call.0, "bridge: legacy answer unusable: {:?}", res.err());
+                            tracing::warn!(call = call.0, "bridge: far answer unusable: {:?}", res.err());
                             if let Some(out) = bridges.unlink(call) { ua.hangup(now, out, "bridge failed"); }
-                            ua.reject(now, call, 488, "Not Acceptable Here (legacy answer)");
+                            ua.reject(now, call, 488, "Not Acceptable Here (far answer)");
                             if let Some(id) = ids.remove(&call) { refs.remove(&id); calls.hangup(&id, "bridge failed"); }
                         }
                     }
+                }
+                AppMsg::Reanswer { call, result } => {
+                    let result = result.map_err(|e| {
+                        let (status, reason) = sip_status(&e);
+                        tracing::warn!(call = call.0, status, "re-offer refused: {e}");
+                        (status, reason)
+                    });
+                    ua.answer_reoffer(Instant::now().into_std(), call, result);
                 }
             },
             r = ended.recv() => match r {
@@ -271,6 +315,7 @@ pub async fn run_sip(
                 // Graceful shutdown: OPTIONS and INVITE get 503 so that a
                 // dispatcher (Kamailio's) stops sending calls here.
                 ua.set_draining(calls.is_draining());
+                legacy_dialogs.retain(|c| ua.has_call(*c));
                 *counters.lock().expect("counters lock") = ua.counters.clone();
             }
             _ = shutdown.changed() => {
@@ -313,14 +358,25 @@ pub async fn run_sip(
                         let uri = route_uri(&route, &to);
                         tokio::spawn(async move {
                             // A WebRTC caller gets a legacy callee, and back.
-                            let result = if crate::sdp::is_legacy_offer(&o) {
+                            let caller_legacy = crate::sdp::is_legacy_offer(&o);
+                            let result = if caller_legacy {
                                 calls.create_bridge_from_legacy(&o).await
                             } else {
                                 calls.create_bridge(&o).await
                             };
-                            let _ = app_tx.send(AppMsg::BridgeReady { call, uri, result }).await;
+                            let _ = app_tx
+                                .send(AppMsg::BridgeReady {
+                                    call,
+                                    uri,
+                                    caller_legacy,
+                                    result,
+                                })
+                                .await;
                         });
                         continue;
+                    }
+                    if offer.as_deref().is_some_and(crate::sdp::is_legacy_offer) {
+                        legacy_dialogs.insert(call);
                     }
                     tokio::spawn(async move {
                         let result = match offer {
@@ -348,16 +404,36 @@ pub async fn run_sip(
                         });
                     }
                 }
-                UaEvent::Progress { call, status, .. } => {
-                    // Ringing on the legacy side: ring the caller (early
-                    // media bridging is a follow-up).
-                    if let Some(&inbound) = bridges.out_to_in.get(&call) {
-                        ua.provisional(
+                UaEvent::Progress { call, status, sdp } => {
+                    let Some(&inbound) = bridges.out_to_in.get(&call) else {
+                        continue;
+                    };
+                    match (sdp, ids.get(&inbound).cloned()) {
+                        (Some(sdp), Some(id))
+                            if status == 183 && !bridges.early.contains_key(&inbound) =>
+                        {
+                            // Early media: bring the bridge up on the 183's
+                            // answer; the caller gets 183 with ours.
+                            bridges.early.insert(inbound, Early::Starting);
+                            let (calls, app_tx) = (calls.clone(), app_tx.clone());
+                            tokio::spawn(async move {
+                                let result = calls.complete_bridge(&id, &sdp).await;
+                                let _ = app_tx
+                                    .send(AppMsg::BridgeUp {
+                                        call: inbound,
+                                        early: true,
+                                        result,
+                                    })
+                                    .await;
+                            });
+                        }
+                        _ if bridges.early.contains_key(&inbound) => {}
+                        _ => ua.provisional(
                             Instant::now().into_std(),
                             inbound,
                             if status == 183 { 183 } else { 180 },
                             None,
-                        );
+                        ),
                     }
                 }
                 UaEvent::Accepted { call, sdp } => {
@@ -368,18 +444,65 @@ pub async fn run_sip(
                     let Some(id) = ids.get(&inbound).cloned() else {
                         continue;
                     };
+                    match bridges.early.get(&inbound).copied() {
+                        // Media is already up on the 183's answer (RFC 3261
+                        // section 13.2.1: the 2xx repeats it): answer now.
+                        Some(Early::Up) => {
+                            let _ = app_tx.try_send(AppMsg::BridgeUp {
+                                call: inbound,
+                                early: false,
+                                result: Ok(()),
+                            });
+                        }
+                        Some(_) => {
+                            bridges.early.insert(inbound, Early::StartingAnswered);
+                        }
+                        None => {
+                            let (calls, app_tx) = (calls.clone(), app_tx.clone());
+                            tokio::spawn(async move {
+                                let result = calls
+                                    .complete_bridge(&id, sdp.as_deref().unwrap_or_default())
+                                    .await;
+                                let _ = app_tx
+                                    .send(AppMsg::BridgeUp {
+                                        call: inbound,
+                                        early: false,
+                                        result,
+                                    })
+                                    .await;
+                            });
+                        }
+                    }
+                }
+                UaEvent::Reoffer { call, sdp } => {
+                    let inbound = bridges.out_to_in.get(&call).copied().unwrap_or(call);
+                    let Some(id) = ids.get(&inbound).cloned() else {
+                        ua.answer_reoffer(
+                            Instant::now().into_std(),
+                            call,
+                            Err((481, "Call/Transaction Does Not Exist".into())),
+                        );
+                        continue;
+                    };
                     let (calls, app_tx) = (calls.clone(), app_tx.clone());
                     tokio::spawn(async move {
-                        let result = calls
-                            .complete_bridge(&id, sdp.as_deref().unwrap_or_default())
-                            .await;
-                        let _ = app_tx
-                            .send(AppMsg::BridgeUp {
-                                call: inbound,
-                                result,
-                            })
-                            .await;
+                        let result = calls.reoffer(&id, &sdp).await;
+                        let _ = app_tx.send(AppMsg::Reanswer { call, result }).await;
                     });
+                }
+                UaEvent::Dtmf {
+                    call,
+                    digit,
+                    duration_ms,
+                } => {
+                    let inbound = bridges.out_to_in.get(&call).copied().unwrap_or(call);
+                    if let Some(id) = ids.get(&inbound) {
+                        if legacy_dialogs.contains(&call) {
+                            calls.dtmf_from_legacy(id, digit, duration_ms);
+                        } else {
+                            calls.dtmf_from_webrtc(id, digit, duration_ms);
+                        }
+                    }
                 }
                 UaEvent::Rejected {
                     call,

@@ -472,3 +472,112 @@ fn a_2xx_crossing_our_cancel_is_acked_and_byed() {
             .any(|e| matches!(e, UaEvent::Accepted { .. }))
     );
 }
+
+/// An answered, ACKed incoming call; returns it and our To tag.
+fn confirmed(h: &mut H) -> (CallRef, String) {
+    let offer = "v=0\r\no=ss 1 1 IN IP4 127.0.0.1\r\n";
+    h.input(req("INVITE", "z9hG4bKc1", 1, "INVITE", None, offer));
+    let (call, _) = h.invite_call();
+    h.ua.answer(
+        h.now,
+        call,
+        "v=0\r\no=rtcgw 9 9 IN IP4 127.0.0.1\r\n".into(),
+    );
+    h.drain();
+    let tag = h.to_tag();
+    h.input(req("ACK", "z9hG4bKc2", 1, "ACK", Some(&tag), ""));
+    (call, tag)
+}
+
+#[test]
+fn reinvite_with_a_new_offer_goes_to_the_gateway_and_its_2xx_waits_for_the_ack() {
+    let mut h = H::new();
+    let (call, tag) = confirmed(&mut h);
+    // Same o= version: a session refresh, answered at once with our SDP.
+    let same = "v=0\r\no=ss 1 1 IN IP4 127.0.0.1\r\n";
+    h.input(req("INVITE", "z9hG4bKr1", 2, "INVITE", Some(&tag), same));
+    assert!(
+        !h.events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Reoffer { .. }))
+    );
+    let (_, ok) = h.responses(200).last().cloned().unwrap();
+    assert!(String::from_utf8_lossy(&ok.body).contains("o=rtcgw 9 9"));
+    h.input(req("ACK", "z9hG4bKr1a", 2, "ACK", Some(&tag), ""));
+    // A new version (hold): a Reoffer event; a second offer meanwhile: 491.
+    let hold = "v=0\r\no=ss 1 2 IN IP4 127.0.0.1\r\na=sendonly\r\n";
+    h.input(req("INVITE", "z9hG4bKr2", 3, "INVITE", Some(&tag), hold));
+    assert!(h.events.iter().any(
+        |e| matches!(e, UaEvent::Reoffer { call: c, sdp } if *c == call && sdp.contains("sendonly"))
+    ));
+    h.input(req("INVITE", "z9hG4bKr3", 4, "INVITE", Some(&tag), hold));
+    assert_eq!(h.responses(491).len(), 1);
+    let before = h.responses(200).len();
+    h.ua.answer_reoffer(
+        h.now,
+        call,
+        Ok("v=0\r\no=rtcgw 9 10 IN IP4 127.0.0.1\r\na=recvonly\r\n".into()),
+    );
+    h.drain();
+    h.advance(Duration::from_millis(1600));
+    let oks: Vec<_> = h.responses(200).into_iter().skip(before).collect();
+    assert_eq!(
+        oks.len(),
+        3,
+        "the re-INVITE's 200 is retransmitted until the ACK"
+    );
+    assert!(String::from_utf8_lossy(&oks[0].1.body).contains("a=recvonly"));
+    h.input(req("ACK", "z9hG4bKr2a", 3, "ACK", Some(&tag), ""));
+    h.advance(Duration::from_secs(10));
+    assert_eq!(h.responses(200).len(), before + 3);
+    // A refused re-offer (488) leaves the session as it was.
+    let bad = "v=0\r\no=ss 1 3 IN IP4 127.0.0.1\r\n";
+    h.input(req("INVITE", "z9hG4bKr4", 5, "INVITE", Some(&tag), bad));
+    h.ua.answer_reoffer(h.now, call, Err((488, "Not Acceptable Here".into())));
+    h.drain();
+    assert_eq!(h.responses(488).len(), 1);
+    assert_eq!(h.ua.calls(), 1);
+}
+
+#[test]
+fn info_carries_dtmf_and_other_bodies_get_415() {
+    let mut h = H::new();
+    let (call, tag) = confirmed(&mut h);
+    let info = |branch: &str, cseq: u32, ctype: &str, body: &str| {
+        String::from_utf8(req("INFO", branch, cseq, "INFO", Some(&tag), body))
+            .unwrap()
+            .replace("application/sdp", ctype)
+            .into_bytes()
+    };
+    h.input(info(
+        "z9hG4bKi1",
+        2,
+        "application/dtmf-relay",
+        "Signal=5\r\nDuration=120\r\n",
+    ));
+    h.input(info("z9hG4bKi2", 3, "application/dtmf", "#"));
+    let digits: Vec<_> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            UaEvent::Dtmf {
+                call: c,
+                digit,
+                duration_ms,
+            } if *c == call => Some((*digit, *duration_ms)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(digits, vec![('5', 120), ('#', 160)]);
+    h.input(info("z9hG4bKi3", 4, "application/xml", "<x/>"));
+    let (_, r415) = h.responses(415).pop().expect("415");
+    assert!(
+        r415.headers
+            .get("Accept")
+            .unwrap()
+            .contains("application/dtmf-relay")
+    );
+    h.input(info("z9hG4bKi4", 5, "application/dtmf-relay", "Signal=Q"));
+    assert_eq!(h.responses(400).len(), 1);
+    assert_eq!(h.ua.counters.rejected.get("info_malformed"), Some(&1));
+}

@@ -3,11 +3,13 @@
 #include <functional>
 
 #include "api/jsep.h"
+#include "api/dtmf_sender_interface.h"
 #include "api/stats/rtc_stats_collector_callback.h"
 #include "api/stats/rtc_stats_report.h"
 #include "api/units/time_delta.h"
 #include "rtc_base/logging.h"
 #include "rtc_base/thread.h"
+#include "pc/session_description.h"
 #include "rtcgw/pc_state.h"
 #include "rtcgw/src/rtc/sys.rs.h"
 
@@ -126,6 +128,23 @@ PcState::~PcState() = default;
 void PcState::Attach(rtc::scoped_refptr<webrtc::PeerConnectionInterface> p) {
   pc = std::move(p);
   clock->Add(audio);
+  dtmf_tap = rtc::make_ref_counted<DtmfTap>(weak_from_this());
+}
+
+void PcState::RefreshTelephoneEvents() {
+  const auto* local = pc ? pc->local_description() : nullptr;
+  if (!local) return;
+  std::vector<std::pair<int, int>> events;
+  for (const auto& content : local->description()->contents()) {
+    const auto* audio = content.media_description()
+                            ? content.media_description()->as_audio()
+                            : nullptr;
+    if (!audio) continue;
+    for (const auto& codec : audio->codecs())
+      if (Lower(codec.name) == "telephone-event")
+        events.emplace_back(codec.id, codec.clockrate);
+  }
+  dtmf_tap->SetTelephoneEvents(std::move(events));
 }
 
 void PcState::Fail(ErrorKind kind, const std::string& message) {
@@ -155,6 +174,7 @@ void PcState::SetLocalAndGather(
       std::move(desc),
       rtc::make_ref_counted<LocalObserver>([self](webrtc::RTCError e) {
         if (!e.ok()) return self->Fail(KindOf(e), e.message());
+        self->RefreshTelephoneEvents();
         self->gathering = true;
         uint64_t seq = self->pending_seq;
         self->MaybeFinishGathering(false);
@@ -222,6 +242,8 @@ void PcState::OnTrack(
     RTC_LOG(LS_INFO) << "rtcgw: NetEQ minimum delay " << min_delay_ms
                      << " ms set on receiver " << transceiver->receiver()->id();
   }
+  // Received RFC 4733 events go to Rust instead of NetEq's tone generator.
+  transceiver->receiver()->SetDepacketizerToDecoderFrameTransformer(dtmf_tap);
   auto audio_track = rtc::scoped_refptr<webrtc::AudioTrackInterface>(
       static_cast<webrtc::AudioTrackInterface*>(track.get()));
   audio_track->AddSink(audio.get());
@@ -365,6 +387,26 @@ FrameInfo PeerConnection::pull_audio(rust::Slice<int16_t> out) const {
   info.sample_rate = uint32_t(rx_scratch_.sample_rate);
   info.samples = uint32_t(rx_scratch_.samples);
   return info;
+}
+
+void PeerConnection::insert_dtmf(rust::Str tones,
+                                 int32_t duration_ms,
+                                 int32_t gap_ms) const {
+  auto s = state_;
+  s->signaling->PostTask([s, text = std::string(tones), duration_ms, gap_ms] {
+    if (s->closed || !s->pc) return;
+    for (const auto& sender : s->pc->GetSenders()) {
+      if (sender->media_type() != cricket::MEDIA_TYPE_AUDIO) continue;
+      auto dtmf = sender->GetDtmfSender();
+      // InsertDtmf replaces the queue: keep what is still to be sent.
+      if (dtmf && dtmf->CanInsertDtmf() &&
+          dtmf->InsertDtmf(dtmf->tones() + text, duration_ms, gap_ms))
+        return;
+      break;
+    }
+    RTC_LOG(LS_WARNING) << "rtcgw: DTMF '" << text
+                        << "' not sent: no telephone-event negotiated";
+  });
 }
 
 AudioCounters PeerConnection::audio_counters() const {

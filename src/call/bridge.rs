@@ -5,21 +5,24 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
-use super::legacy::run;
+use super::legacy::{run, session_id};
 use super::{Active, CallError, CallId, Calls, Leg, close_off_thread, sdp_or_close, watch_events};
 use crate::media::{FrameSink, FrameSource};
 use crate::rtc::PeerConnection;
+use crate::rtc::apm::{Apm, ApmSettings};
 use crate::rtp::ports::PortLease;
 use crate::sdp::{self, legacy};
 
 /// What the browser sends, as the legacy leg's source.
 struct FromWebrtc {
     pc: Arc<PeerConnection>,
+    /// Per-call AEC3/NS/AGC (config switches): what goes to the legacy
+    /// leg is its echo reference.
+    apm: Option<Arc<Apm>>,
 }
 
 impl FrameSource for FromWebrtc {
@@ -28,9 +31,16 @@ impl FrameSource for FromWebrtc {
     }
 
     fn next_frame(&mut self, out: &mut Vec<i16>) {
-        if self.pc.pull_audio(out).is_none() {
-            out.clear();
-            out.resize(480, 0); // nothing yet: silence keeps the RTP clock going
+        match self.pc.pull_audio(out) {
+            Some(rate) => {
+                if let Some(apm) = &self.apm {
+                    apm.render(out, rate);
+                }
+            }
+            None => {
+                out.clear();
+                out.resize(480, 0); // nothing yet: silence keeps the RTP clock going
+            }
         }
     }
 }
@@ -38,11 +48,28 @@ impl FrameSource for FromWebrtc {
 /// What the legacy leg plays out, as the browser's audio.
 struct ToWebrtc {
     pc: Arc<PeerConnection>,
+    apm: Option<Arc<Apm>>,
+    scratch: Vec<i16>,
 }
 
 impl FrameSink for ToWebrtc {
     fn write_frame(&mut self, sample_rate: u32, pcm: &[i16]) {
-        self.pc.push_audio(pcm, sample_rate);
+        match &self.apm {
+            Some(apm) => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(pcm);
+                apm.capture(&mut self.scratch, sample_rate);
+                self.pc.push_audio(&self.scratch, sample_rate);
+            }
+            None => {
+                self.pc.push_audio(pcm, sample_rate);
+            }
+        }
+    }
+
+    fn dtmf(&mut self, digit: char, duration_ms: u32) {
+        self.pc
+            .insert_dtmf(&digit.to_string(), duration_ms, super::DTMF_GAP_MS);
     }
 
     fn close(self: Box<Self>) -> String {
@@ -58,6 +85,8 @@ pub(super) struct PendingBridge {
     /// Legacy caller: the legacy leg is already negotiated (we answered it);
     /// the WebRTC callee's answer is still to come.
     legacy: Option<legacy::Negotiated>,
+    /// Our legacy SDP's o= session id.
+    session_id: u64,
 }
 
 pub(super) type Pending = Mutex<HashMap<CallId, PendingBridge>>;
@@ -75,10 +104,7 @@ impl Calls {
         let (id, pc, events) = self.new_call()?;
         let answer = sdp_or_close(&pc, pc.answer(offer)).await?;
         let cfg = &self.config.legacy;
-        let session_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        let session_id = session_id();
         let legacy_offer = legacy::offer(
             &cfg.codecs,
             self.config.media.addresses[0],
@@ -98,6 +124,7 @@ impl Calls {
                 pair,
                 pc: pc.clone(),
                 legacy: None,
+                session_id,
             },
             info,
             events,
@@ -117,7 +144,8 @@ impl Calls {
         offer: &str,
     ) -> Result<(CallId, String, String), CallError> {
         let pair = self.bind_pair().await?;
-        let (answer, neg) = self.answer_legacy(offer, pair.0.rtp())?;
+        let session_id = session_id();
+        let (answer, neg) = self.answer_legacy(offer, pair.0.rtp(), session_id)?;
         let (id, pc, events) = self.new_call()?;
         let webrtc_offer = sdp_or_close(&pc, pc.offer()).await?;
         let info = self.call_info(
@@ -132,6 +160,7 @@ impl Calls {
                 pair,
                 pc: pc.clone(),
                 legacy: Some(neg),
+                session_id,
             },
             info,
             events,
@@ -172,6 +201,7 @@ impl Calls {
                 info,
                 leg: Leg::Webrtc(pc),
                 stop: Some(stop_tx),
+                legacy: None,
             },
         );
     }
@@ -214,8 +244,11 @@ impl Calls {
             .map(|a| a.info.clone())
             .ok_or(CallError::NoSuchCall)?;
         let pc = p.pc.clone();
-        let media = match self.build_media(id, p.pair, neg, info) {
-            Ok(m) => m,
+        let built = self
+            .build_media(id, p.pair, neg, p.session_id, info)
+            .and_then(|m| Ok((m, self.call_apm()?)));
+        let ((media, handle), apm) = match built {
+            Ok(b) => b,
             Err(e) => {
                 close_off_thread(pc);
                 return Err(e);
@@ -224,16 +257,39 @@ impl Calls {
         let (stop_tx, stop_rx) = oneshot::channel();
         if let Some(a) = self.active.lock().expect("calls lock").get_mut(id) {
             a.stop = Some(stop_tx); // the pending waiter's sender is dropped
+            a.legacy = Some(handle);
         }
         tokio::spawn(run(
             self.clone(),
             media,
             self.runtime.ticks(),
-            Box::new(FromWebrtc { pc: pc.clone() }),
-            Box::new(ToWebrtc { pc }),
+            Box::new(FromWebrtc {
+                pc: pc.clone(),
+                apm: apm.clone(),
+            }),
+            Box::new(ToWebrtc {
+                pc,
+                apm,
+                scratch: Vec::with_capacity(960),
+            }),
             stop_rx,
         ));
         tracing::info!(call = %id, "bridge: media up");
         Ok(())
+    }
+
+    /// The per-call AudioProcessing the config asks for (None: all off).
+    fn call_apm(&self) -> Result<Option<Arc<Apm>>, super::CallError> {
+        let b = &self.config.bridge;
+        let settings = ApmSettings {
+            echo_cancellation: b.echo_cancellation,
+            noise_suppression: b.noise_suppression,
+            automatic_gain_control: b.automatic_gain_control,
+            delay_ms: 0,
+        };
+        if !settings.any() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Apm::new(&settings)?)))
     }
 }

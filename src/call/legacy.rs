@@ -10,15 +10,85 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Active, CallError, CallId, CallInfo, Calls, Leg};
 use crate::media::{FrameSink, FrameSource, Recorder, Tone};
 use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta, Srtp};
+use crate::rtp::dtmf::DtmfSender;
 use crate::rtp::packet::is_rtcp;
 use crate::rtp::ports::PortLease;
 use crate::rtp::session::{Received, RtpSession, SessionConfig};
 use crate::sdp::legacy::{self, Negotiated};
+
+/// Mid-call changes for a legacy leg's media task.
+#[derive(Debug)]
+pub(super) enum MediaCmd {
+    /// Send a digit as RFC 4733 events on the legacy leg.
+    Dtmf { digit: char, duration_ms: u32 },
+    /// The leg was re-negotiated (re-INVITE): new remote address, codec,
+    /// direction (hold/resume) or keys.
+    Renegotiated(Box<Negotiated>),
+}
+
+/// What the registry keeps of a legacy leg to change it mid-call.
+pub(super) struct LegacyHandle {
+    pub cmds: mpsc::Sender<MediaCmd>,
+    pub port: u16,
+    /// Our SDP origin (RFC 4566 o=): the id stays, the version grows with
+    /// each new answer (RFC 3264 section 8).
+    pub session_id: u64,
+    pub version: u64,
+}
+
+/// The codec-dependent parts of a legacy leg.
+struct CodecState {
+    neteq: NetEq,
+    encoder: Encoder,
+    srtp: Option<(Srtp, Srtp)>,
+}
+
+fn codec_state(
+    cfg: &crate::config::LegacyConfig,
+    neg: &Negotiated,
+    now: Instant,
+) -> Result<CodecState, CallError> {
+    let mut codecs = vec![spec(&neg.codec)];
+    codecs.extend(neg.telephone_event.iter().map(spec));
+    let settings = NetEqSettings {
+        max_packets: cfg.jitter_buffer_max_packets as usize,
+        fast_accelerate: cfg.jitter_buffer_fast_accelerate,
+        min_delay_ms: cfg.jitter_buffer_min_delay_ms,
+    };
+    let neteq = NetEq::new(settings, &codecs, now)?;
+    let srtp = match &neg.srtp {
+        Some(k) => Some((
+            Srtp::new(&k.suite, &k.remote_key, true)?,
+            Srtp::new(&k.suite, &k.local_key, false)?,
+        )),
+        None => None,
+    };
+    let encoder = Encoder::new(&spec(&neg.codec), neg.ptime, rand::random())?;
+    Ok(CodecState {
+        neteq,
+        encoder,
+        srtp,
+    })
+}
+
+fn remote_rtcp(neg: &Negotiated) -> SocketAddr {
+    let remote = SocketAddr::new(neg.remote.addr, neg.remote.port);
+    if neg.rtcp_mux {
+        remote
+    } else {
+        SocketAddr::new(
+            neg.remote.addr,
+            neg.remote
+                .rtcp_port
+                .unwrap_or(neg.remote.port.saturating_add(1)),
+        )
+    }
+}
 
 /// Everything one legacy call's media task owns.
 pub(super) struct LegacyMedia {
@@ -36,6 +106,16 @@ pub(super) struct LegacyMedia {
     stats: Arc<Mutex<serde_json::Value>>,
     /// SDES-SRTP: (inbound: theirs, outbound: ours).
     srtp: Option<(Srtp, Srtp)>,
+    cmds: mpsc::Receiver<MediaCmd>,
+    dtmf: DtmfSender,
+}
+
+/// A fresh SDP session id (RFC 4566: an NTP-ish timestamp is suggested).
+pub(super) fn session_id() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 fn spec(c: &legacy::Codec) -> CodecSpec {
@@ -79,44 +159,24 @@ impl Calls {
         )))
     }
 
-    /// The media state of a negotiated legacy leg: NetEq, encoder, SRTP,
-    /// the RTP session.
+    /// The media state of a negotiated legacy leg (NetEq, encoder, SRTP,
+    /// the RTP session) and the handle to change it mid-call.
     pub(super) fn build_media(
         &self,
         id: &CallId,
         (lease, rtp, rtcp): (PortLease, UdpSocket, UdpSocket),
         neg: Negotiated,
+        session_id: u64,
         info: Arc<Mutex<CallInfo>>,
-    ) -> Result<LegacyMedia, CallError> {
+    ) -> Result<(LegacyMedia, LegacyHandle), CallError> {
         let cfg = &self.config.legacy;
         let now = Instant::now();
-        let mut codecs = vec![spec(&neg.codec)];
-        codecs.extend(neg.telephone_event.iter().map(spec));
-        let settings = NetEqSettings {
-            max_packets: cfg.jitter_buffer_max_packets as usize,
-            fast_accelerate: cfg.jitter_buffer_fast_accelerate,
-            min_delay_ms: cfg.jitter_buffer_min_delay_ms,
-        };
-        let neteq = NetEq::new(settings, &codecs, now)?;
-        let srtp = match &neg.srtp {
-            Some(k) => Some((
-                Srtp::new(&k.suite, &k.remote_key, true)?,
-                Srtp::new(&k.suite, &k.local_key, false)?,
-            )),
-            None => None,
-        };
-        let encoder = Encoder::new(&spec(&neg.codec), neg.ptime, rand::random())?;
+        let CodecState {
+            neteq,
+            encoder,
+            srtp,
+        } = codec_state(cfg, &neg, now)?;
         let remote = SocketAddr::new(neg.remote.addr, neg.remote.port);
-        let remote_rtcp = if neg.rtcp_mux {
-            remote
-        } else {
-            SocketAddr::new(
-                neg.remote.addr,
-                neg.remote
-                    .rtcp_port
-                    .unwrap_or(neg.remote.port.saturating_add(1)),
-            )
-        };
         let session = RtpSession::new(
             SessionConfig {
                 remote,
@@ -138,12 +198,19 @@ impl Calls {
             call = %id, codec = %format!("{}/{}", neg.codec.name, neg.codec.clock_rate), ptime = neg.ptime, remote = %remote,
             local_port = lease.rtp(), direction = neg.direction.as_str(),
             telephone_event = neg.telephone_event.is_some(), srtp = neg.srtp.is_some(),
-            jitter_buffer_max_packets = settings.max_packets,
-            jitter_buffer_fast_accelerate = settings.fast_accelerate,
-            jitter_buffer_min_delay_ms = settings.min_delay_ms,
+            jitter_buffer_max_packets = cfg.jitter_buffer_max_packets,
+            jitter_buffer_fast_accelerate = cfg.jitter_buffer_fast_accelerate,
+            jitter_buffer_min_delay_ms = cfg.jitter_buffer_min_delay_ms,
             "legacy call starting"
         );
-        Ok(LegacyMedia {
+        let (cmds_tx, cmds) = mpsc::channel(32);
+        let handle = LegacyHandle {
+            cmds: cmds_tx,
+            port: lease.rtp(),
+            session_id,
+            version: session_id,
+        };
+        let media = LegacyMedia {
             id: id.clone(),
             rtp,
             rtcp,
@@ -151,12 +218,15 @@ impl Calls {
             session,
             neteq,
             encoder,
+            remote_rtcp: remote_rtcp(&neg),
             neg,
-            remote_rtcp,
             info,
             stats: Arc::new(Mutex::new(serde_json::Value::Null)),
             srtp,
-        })
+            cmds,
+            dtmf: DtmfSender::default(),
+        };
+        Ok((media, handle))
     }
 
     pub(super) fn call_info(
@@ -191,12 +261,9 @@ impl Calls {
         &self,
         offer: &str,
         port: u16,
+        session_id: u64,
     ) -> Result<(String, Negotiated), CallError> {
         let cfg = &self.config.legacy;
-        let session_id = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         let local = self.config.media.addresses[0];
         Ok(legacy::answer(
             offer,
@@ -209,6 +276,36 @@ impl Calls {
         )?)
     }
 
+    /// A re-INVITE's offer on a legacy leg (hold, resume, new address or
+    /// codec): answered from the same port with the next SDP version; the
+    /// media task takes the new parameters.
+    pub(super) async fn reoffer_legacy(
+        &self,
+        id: &CallId,
+        offer: &str,
+    ) -> Result<String, CallError> {
+        let (cmds, port, session_id, version) = {
+            let mut active = self.active.lock().expect("calls lock");
+            let h = active
+                .get_mut(id)
+                .and_then(|a| a.legacy.as_mut())
+                .ok_or(CallError::NoSuchCall)?;
+            h.version += 1;
+            (h.cmds.clone(), h.port, h.session_id, h.version)
+        };
+        let (answer, neg) = self.answer_legacy(offer, port, session_id)?;
+        let answer = legacy::with_origin_version(&answer, session_id, version);
+        tracing::info!(
+            call = %id, codec = %format!("{}/{}", neg.codec.name, neg.codec.clock_rate),
+            remote = %SocketAddr::new(neg.remote.addr, neg.remote.port), direction = neg.direction.as_str(),
+            "legacy leg re-negotiated"
+        );
+        cmds.send(MediaCmd::Renegotiated(Box::new(neg)))
+            .await
+            .map_err(|_| CallError::NoSuchCall)?;
+        Ok(answer)
+    }
+
     /// Answers a plain RTP/AVP offer with a demo-target call on the legacy
     /// leg; returns its id and the SDP answer.
     pub async fn create_demo_legacy(
@@ -217,13 +314,14 @@ impl Calls {
     ) -> Result<(CallId, String), CallError> {
         let id = self.new_id()?;
         let pair = self.bind_pair().await?;
-        let (answer, neg) = self.answer_legacy(offer, pair.0.rtp())?;
+        let session_id = session_id();
+        let (answer, neg) = self.answer_legacy(offer, pair.0.rtp(), session_id)?;
         let info = self.call_info(
             &id,
             "legacy",
             format!("{}/{}", neg.codec.name, neg.codec.clock_rate),
         );
-        let media = self.build_media(&id, pair, neg, info.clone())?;
+        let (media, handle) = self.build_media(&id, pair, neg, session_id, info.clone())?;
         let stats = media.stats.clone();
         let source: Box<dyn FrameSource> = match &self.clip {
             Some(c) => Box::new(c.player()),
@@ -247,6 +345,7 @@ impl Calls {
                 info,
                 leg: Leg::Legacy(stats),
                 stop: Some(stop_tx),
+                legacy: Some(handle),
             },
         );
         Ok((id, answer))
@@ -270,12 +369,27 @@ pub(super) async fn run(
     let mut last = *ticks.borrow_and_update();
     let mut first_packet = true;
     let mut stats_due = Instant::now();
-    let pt = m.neg.codec.pt;
-    let sends = m.neg.direction.sends();
-    let receives = m.neg.direction.receives();
+    let (mut sends, mut receives) = directions(&m.neg);
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            Some(cmd) = m.cmds.recv() => match cmd {
+                MediaCmd::Dtmf { digit, duration_ms } => {
+                    if m.neg.telephone_event.is_none() {
+                        tracing::warn!(call = %m.id, %digit, "DTMF not sent: the legacy leg negotiated no telephone-event");
+                    } else if m.dtmf.queue(digit, duration_ms) {
+                        tracing::info!(call = %m.id, %digit, duration_ms, "DTMF to the legacy leg (RFC 4733)");
+                    }
+                }
+                MediaCmd::Renegotiated(neg) => {
+                    if let Err(e) = m.renegotiate(&calls.config.legacy, *neg) {
+                        tracing::warn!(call = %m.id, "re-negotiated legacy leg unusable, ending the call: {e}");
+                        calls.hangup(&m.id, "re-negotiation failed");
+                    }
+                    (sends, receives) = directions(&m.neg);
+                    first_packet = true;
+                }
+            },
             r = m.rtp.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
                     let now = Instant::now();
@@ -305,6 +419,7 @@ pub(super) async fn run(
                                 tracing::info!(call = %m.id, digit = %d.digit, duration_ms = ms, "DTMF digit (RFC 4733)");
                                 calls.dtmf_digits.fetch_add(1, Ordering::Relaxed);
                                 m.info.lock().expect("info lock").digits.push(d.digit);
+                                sink.dtmf(d.digit, ms);
                             }
                         }
                         Received::Rtcp | Received::Dropped(_) => {}
@@ -330,7 +445,15 @@ pub(super) async fn run(
                 for _ in 0..n.saturating_sub(last).min(MAX_CATCH_UP) {
                     source.next_frame(&mut frame);
                     if sends && let Some(ts) = m.encoder.encode(&frame, source.sample_rate(), &mut payload) {
-                        m.session.build_rtp(&payload, ts, pt, first_packet, &mut out);
+                        // A digit being sent replaces the audio packet.
+                        let event = m.neg.telephone_event.as_ref().and_then(|te| {
+                            let ticks = m.neg.ptime * m.encoder.rtp_clock_rate() / 1000;
+                            m.dtmf.on_packet(ts, ticks, te.clock_rate).map(|e| (te.pt, e))
+                        });
+                        match &event {
+                            Some((te_pt, e)) => m.session.build_rtp(&e.payload, e.timestamp, *te_pt, e.marker, &mut out),
+                            None => m.session.build_rtp(&payload, ts, m.neg.codec.pt, first_packet, &mut out),
+                        }
                         first_packet = false;
                         if m.srtp.as_ref().is_none_or(|(_, outbound)| outbound.apply(&mut out, false, false)) {
                             let _ = m.rtp.try_send_to(&out, m.session.destination());
@@ -372,6 +495,44 @@ pub(super) async fn run(
         rtp_sent = m.session.sent_packets, dropped = ?m.session.dropped,
         "legacy call ended"
     );
+}
+
+/// (sends, receives) for a negotiated leg; c=0.0.0.0 is hold (RFC 3264
+/// section 8.4 keeps it for older peers) even when no attribute says so.
+fn directions(neg: &Negotiated) -> (bool, bool) {
+    let held = neg.remote.addr.is_unspecified();
+    (neg.direction.sends() && !held, neg.direction.receives())
+}
+
+impl LegacyMedia {
+    /// Takes a re-negotiated leg: the codec state is rebuilt only when the
+    /// codec or the keys changed, so hold/resume keeps NetEq's history.
+    fn renegotiate(
+        &mut self,
+        cfg: &crate::config::LegacyConfig,
+        neg: Negotiated,
+    ) -> Result<(), CallError> {
+        let now = Instant::now();
+        if neg.codec != self.neg.codec
+            || neg.ptime != self.neg.ptime
+            || neg.srtp != self.neg.srtp
+            || neg.telephone_event != self.neg.telephone_event
+        {
+            let c = codec_state(cfg, &neg, now)?;
+            (self.neteq, self.encoder, self.srtp) = (c.neteq, c.encoder, c.srtp);
+        }
+        let remote = SocketAddr::new(neg.remote.addr, neg.remote.port);
+        self.session.reconfigure(
+            now,
+            remote,
+            neg.codec.pt,
+            neg.telephone_event.as_ref().map(|t| t.pt),
+            neg.codec.clock_rate,
+        );
+        self.remote_rtcp = remote_rtcp(&neg);
+        self.neg = neg;
+        Ok(())
+    }
 }
 
 fn snapshot(m: &LegacyMedia) -> serde_json::Value {

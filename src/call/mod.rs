@@ -75,6 +75,8 @@ struct Active {
     info: Arc<Mutex<CallInfo>>,
     leg: Leg,
     stop: Option<oneshot::Sender<()>>,
+    /// The legacy leg's media task, for mid-call changes (re-INVITE, DTMF).
+    legacy: Option<legacy::LegacyHandle>,
 }
 
 /// Every call of the gateway.
@@ -269,6 +271,7 @@ impl Calls {
                 info,
                 leg: Leg::Webrtc(pc),
                 stop: Some(stop_tx),
+                legacy: None,
             },
         );
         tracing::info!(call = %id, codec = codec.as_deref().unwrap_or("?"), "call set up");
@@ -325,6 +328,64 @@ impl Calls {
         Some(pc.stats().await)
     }
 
+    /// A re-INVITE's offer (hold, resume, new address or codec, ICE
+    /// restart): the SDP's kind says which leg it renegotiates; returns our
+    /// answer.
+    pub async fn reoffer(&self, id: &CallId, offer: &str) -> Result<String, CallError> {
+        if sdp::is_legacy_offer(offer) {
+            return self.reoffer_legacy(id, offer).await;
+        }
+        sdp::check_webrtc_offer(offer)?;
+        let pc = self.webrtc_leg(id).ok_or(CallError::NoSuchCall)?;
+        let answer = pc.answer(offer).await?;
+        tracing::info!(call = %id, "WebRTC leg re-negotiated");
+        Ok(answer)
+    }
+
+    fn webrtc_leg(&self, id: &CallId) -> Option<Arc<PeerConnection>> {
+        match &self.active.lock().expect("calls lock").get(id)?.leg {
+            Leg::Webrtc(pc) => Some(pc.clone()),
+            Leg::Legacy(_) => None,
+        }
+    }
+
+    /// A digit from the WebRTC side (RFC 4733 tapped from its audio, or a
+    /// SIP INFO on its dialog): sent as RFC 4733 on the legacy leg when the
+    /// call has one, and listed on the call either way.
+    pub fn dtmf_from_webrtc(&self, id: &CallId, digit: char, duration_ms: u32) {
+        self.note_digit(id, digit, "WebRTC");
+        let cmds = self
+            .active
+            .lock()
+            .expect("calls lock")
+            .get(id)
+            .and_then(|a| a.legacy.as_ref().map(|h| h.cmds.clone()));
+        if let Some(cmds) = cmds
+            && cmds
+                .try_send(legacy::MediaCmd::Dtmf { digit, duration_ms })
+                .is_err()
+        {
+            tracing::warn!(call = %id, %digit, "DTMF dropped: legacy media task busy or gone");
+        }
+    }
+
+    /// A digit from the legacy side's signalling (SIP INFO): sent as RFC
+    /// 4733 on the WebRTC leg when the call has one.
+    pub fn dtmf_from_legacy(&self, id: &CallId, digit: char, duration_ms: u32) {
+        self.note_digit(id, digit, "legacy (SIP INFO)");
+        if let Some(pc) = self.webrtc_leg(id) {
+            pc.insert_dtmf(&digit.to_string(), duration_ms, DTMF_GAP_MS);
+        }
+    }
+
+    fn note_digit(&self, id: &CallId, digit: char, from: &str) {
+        tracing::info!(call = %id, %digit, from, "DTMF digit");
+        self.dtmf_digits.fetch_add(1, Ordering::Relaxed);
+        if let Some(a) = self.active.lock().expect("calls lock").get(id) {
+            a.info.lock().expect("info lock").digits.push(digit);
+        }
+    }
+
     /// Ends a call; false when there is no such call.
     pub fn hangup(&self, id: &CallId, why: &str) -> bool {
         let Some(mut a) = self.active.lock().expect("calls lock").remove(id) else {
@@ -353,6 +414,9 @@ impl Calls {
         }
     }
 }
+
+/// Pause between relayed digits on the WebRTC leg (libwebrtc's minimum is 30).
+const DTMF_GAP_MS: u32 = 50;
 
 /// Closing blocks on libwebrtc's signaling thread: keep it off the runtime.
 /// The SDP from an operation on a call's new PeerConnection; on failure the
@@ -429,8 +493,20 @@ pub(crate) async fn watch_events(
     info: Arc<Mutex<CallInfo>>,
     mut events: mpsc::Receiver<PcEvent>,
 ) {
+    let mut dtmf = crate::rtp::dtmf::DtmfReceiver::default();
     while let Some(ev) = events.recv().await {
         tracing::debug!(call = %id, ?ev, "peer connection event");
+        if let PcEvent::DtmfPacket {
+            clock_rate,
+            timestamp,
+            payload,
+        } = ev
+        {
+            for d in dtmf.handle(timestamp, &payload) {
+                calls.dtmf_from_webrtc(&id, d.digit, d.duration_ms(clock_rate));
+            }
+            continue;
+        }
         if let PcEvent::Connection(state) = ev {
             info.lock().expect("info lock").state = state.clone();
             if state == "failed" {

@@ -39,6 +39,21 @@ pub fn pc_event(sink: &EventSink, event: ffi::PcEvent) {
     }
 }
 
+pub fn dtmf_packet(sink: &EventSink, clock_rate: u32, timestamp: u32, payload: &[u8]) {
+    // The first (newest) event of the packet (RFC 4733 section 2.3).
+    let Some(Ok(payload)) = payload.get(..4).map(<[u8; 4]>::try_from) else {
+        return; // too short to be an event: ignored
+    };
+    let event = super::PcEvent::DtmfPacket {
+        clock_rate,
+        timestamp,
+        payload,
+    };
+    if sink.0.try_send(event).is_err() {
+        tracing::debug!("DTMF packet dropped: receiver gone or full");
+    }
+}
+
 pub fn audio_tick(sink: &TickSink) {
     let n = sink.count.fetch_add(1, Ordering::Relaxed) + 1;
     sink.tx.send_replace(n);

@@ -4,6 +4,7 @@
 //! PeerConnectionFactory and the 10 ms audio clock; every call gets a
 //! [`PeerConnection`] from it. Audio crosses as 10 ms mono PCM frames.
 
+pub mod apm;
 mod callbacks;
 pub mod legacy;
 #[allow(unsafe_code)] // the cxx bridge; the only unsafe in the crate
@@ -207,6 +208,13 @@ impl Runtime {
 pub enum PcEvent {
     IceConnection(String),
     Connection(String),
+    /// A received RFC 4733 telephone-event packet (taken out of the audio
+    /// before NetEq; see cpp/include/rtcgw/dtmf_tap.h).
+    DtmfPacket {
+        clock_rate: u32,
+        timestamp: u32,
+        payload: [u8; 4],
+    },
 }
 
 /// One libwebrtc PeerConnection (one call's WebRTC leg).
@@ -297,6 +305,14 @@ impl PeerConnection {
 
     pub fn audio_counters(&self) -> AudioCounters {
         self.ptr.audio_counters()
+    }
+
+    /// Queues DTMF digits as RFC 4733 events toward the WebRTC peer (after
+    /// any still queued). Asynchronous: a peer that negotiated no
+    /// telephone-event gets nothing, and libwebrtc's log says so.
+    pub fn insert_dtmf(&self, digits: &str, duration_ms: u32, gap_ms: u32) {
+        self.ptr
+            .insert_dtmf(digits, duration_ms as i32, gap_ms as i32);
     }
 
     /// Closes the connection (blocks briefly on libwebrtc's signaling thread).

@@ -155,6 +155,15 @@ pub(crate) mod ffi {
         packet_buffer_flushes: u64,
     }
 
+    /// Per-call AudioProcessing switches (cpp/include/rtcgw/call_apm.h).
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    struct ApmSettings {
+        echo_cancellation: bool,
+        noise_suppression: bool,
+        automatic_gain_control: bool,
+        delay_ms: i32,
+    }
+
     #[derive(Debug, Clone, Copy, Default)]
     struct EncodedInfo {
         bytes: u32,
@@ -169,6 +178,7 @@ pub(crate) mod ffi {
         fn sdp_done(ctx: Box<SdpCtx>, result: SdpResult);
         fn stats_done(ctx: Box<StatsCtx>, entries: Vec<StatsEntry>);
         fn pc_event(sink: &EventSink, event: PcEvent);
+        fn dtmf_packet(sink: &EventSink, clock_rate: u32, timestamp: u32, payload: &[u8]);
         fn audio_tick(sink: &TickSink);
         fn webrtc_log(severity: i32, message: &str);
     }
@@ -179,6 +189,12 @@ pub(crate) mod ffi {
         include!("rtcgw/bench.h");
         include!("rtcgw/legacy_audio.h");
         include!("rtcgw/srtp.h");
+        include!("rtcgw/call_apm.h");
+
+        type CallApm;
+        fn new_call_apm(settings: &ApmSettings, error: &mut RtcError) -> UniquePtr<CallApm>;
+        fn render(self: &CallApm, pcm: &[i16], sample_rate: i32) -> bool;
+        fn capture(self: &CallApm, pcm: &mut [i16], sample_rate: i32) -> bool;
 
         type SrtpStream;
         fn new_srtp(
@@ -256,6 +272,7 @@ pub(crate) mod ffi {
         fn push_audio(self: &PeerConnection, pcm: &[i16], sample_rate: i32) -> bool;
         fn pull_audio(self: &PeerConnection, out: &mut [i16]) -> FrameInfo;
         fn audio_counters(self: &PeerConnection) -> AudioCounters;
+        fn insert_dtmf(self: &PeerConnection, tones: &str, duration_ms: i32, gap_ms: i32);
         fn close(self: &PeerConnection);
     }
 }
@@ -271,6 +288,12 @@ unsafe impl Sync for ffi::Runtime {}
 unsafe impl Send for ffi::NetEqStream {}
 // SAFETY: a libsrtp session has no thread affinity; one task uses it at a time.
 unsafe impl Send for ffi::SrtpStream {}
+// SAFETY: AudioProcessing is internally locked and has no thread affinity;
+// its render and capture paths take separate locks (AudioProcessingImpl's
+// mutex_render_ and mutex_capture_), made for two threads at once.
+unsafe impl Send for ffi::CallApm {}
+// SAFETY: as above.
+unsafe impl Sync for ffi::CallApm {}
 // SAFETY: an AudioEncoder has no thread affinity; one task uses it at a time.
 unsafe impl Send for ffi::RtpEncoder {}
 // SAFETY: PeerConnection methods post to the signaling thread (libwebrtc's
@@ -281,5 +304,6 @@ unsafe impl Send for ffi::PeerConnection {}
 unsafe impl Sync for ffi::PeerConnection {}
 
 pub(crate) use super::callbacks::{
-    EventSink, SdpCtx, StatsCtx, TickSink, audio_tick, pc_event, sdp_done, stats_done, webrtc_log,
+    EventSink, SdpCtx, StatsCtx, TickSink, audio_tick, dtmf_packet, pc_event, sdp_done, stats_done,
+    webrtc_log,
 };

@@ -1,5 +1,8 @@
 //! RFC 4733 telephone-events: decoding received events into digits with
-//! their durations, ignoring the retransmitted end packets (section 2.5.1.4).
+//! their durations, ignoring the retransmitted end packets (section 2.5.1.4),
+//! and sending digits as events in place of audio packets (section 2.5.1).
+
+use std::collections::VecDeque;
 
 /// The event codes 0-15 as characters (RFC 4733 section 3.2).
 pub fn event_char(event: u8) -> Option<char> {
@@ -107,6 +110,124 @@ impl DtmfReceiver {
     }
 }
 
+/// The event code of a digit (section 3.2), or None.
+pub fn event_code(digit: char) -> Option<u8> {
+    let d = digit.to_ascii_uppercase() as u8;
+    b"0123456789*#ABCD"
+        .iter()
+        .position(|c| *c == d)
+        .map(|i| i as u8)
+}
+
+/// One telephone-event packet to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPacket {
+    pub payload: [u8; 4],
+    /// The event's start (the same in every packet of the event).
+    pub timestamp: u32,
+    /// Set on the first packet of an event (section 2.5.1.3).
+    pub marker: bool,
+}
+
+#[derive(Debug)]
+struct Sending {
+    event: u8,
+    start: u32,
+    elapsed: u32,
+    total: u32,
+    ends_sent: u8,
+}
+
+/// Sends digits as RFC 4733 events, one packet per audio packet slot: while
+/// an event lasts it replaces the audio (section 2.5.1.2), its duration
+/// grows by the packet's ticks, the end packet goes three times (section
+/// 2.5.1.4), then [`GAP_PACKETS`] audio packets pass before the next digit.
+/// Sans-IO: the media task asks at each packet slot.
+#[derive(Debug, Default)]
+pub struct DtmfSender {
+    queue: VecDeque<(u8, u32)>,
+    active: Option<Sending>,
+    gap: u32,
+}
+
+/// Audio packets between two events (40 ms at 20 ms ptime).
+pub const GAP_PACKETS: u32 = 2;
+const END_REPEATS: u8 = 3;
+/// -10 dBm0, a usual DTMF level.
+const VOLUME: u8 = 10;
+
+impl DtmfSender {
+    /// Queues a digit; false (nothing queued) when it is not a DTMF digit.
+    /// The duration is kept within 40 ms..5 s.
+    pub fn queue(&mut self, digit: char, duration_ms: u32) -> bool {
+        let Some(event) = event_code(digit) else {
+            return false;
+        };
+        self.queue.push_back((event, duration_ms.clamp(40, 5000)));
+        true
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.active.is_none() && self.queue.is_empty()
+    }
+
+    /// An audio packet with RTP `timestamp` covering `ticks` is due: the
+    /// event packet to send instead, or None to send the audio.
+    pub fn on_packet(
+        &mut self,
+        timestamp: u32,
+        ticks: u32,
+        clock_rate: u32,
+    ) -> Option<EventPacket> {
+        if let Some(s) = &mut self.active {
+            if s.ends_sent == 0 {
+                s.elapsed = (s.elapsed + ticks).min(s.total);
+            }
+            let end = s.elapsed >= s.total;
+            if end {
+                if s.ends_sent == END_REPEATS {
+                    self.active = None;
+                    self.gap = GAP_PACKETS.saturating_sub(1);
+                    return None;
+                }
+                s.ends_sent += 1;
+            }
+            return Some(packet(s.event, end, s.elapsed, s.start, false));
+        }
+        if self.gap > 0 {
+            self.gap -= 1;
+            return None;
+        }
+        let (event, ms) = self.queue.pop_front()?;
+        // The duration field is 16 bits (section 2.5.1.3): long events at
+        // 48 kHz are shortened rather than split into segments.
+        let total = (u64::from(ms) * u64::from(clock_rate) / 1000).min(u64::from(u16::MAX)) as u32;
+        let elapsed = ticks.min(total);
+        self.active = Some(Sending {
+            event,
+            start: timestamp,
+            elapsed,
+            total,
+            ends_sent: 0,
+        });
+        Some(packet(event, false, elapsed, timestamp, true))
+    }
+}
+
+fn packet(event: u8, end: bool, duration: u32, timestamp: u32, marker: bool) -> EventPacket {
+    EventPacket {
+        payload: EventPayload {
+            event,
+            end,
+            volume: VOLUME,
+            duration: duration as u16,
+        }
+        .write(),
+        timestamp,
+        marker,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +288,59 @@ mod tests {
             r.handle(6, &p(99, true, 1)).is_empty(),
             "unknown event ignored"
         );
+    }
+
+    #[test]
+    fn sender_replaces_audio_then_ends_three_times_and_the_receiver_agrees() {
+        let mut tx = DtmfSender::default();
+        assert!(!tx.queue('x', 100), "not a digit");
+        assert!(tx.queue('5', 100) && tx.queue('#', 60));
+        let mut rx = DtmfReceiver::default();
+        let (mut ts, mut sent, mut audio, mut digits) = (1000u32, Vec::new(), 0, Vec::new());
+        for _ in 0..20 {
+            match tx.on_packet(ts, 160, 8000) {
+                Some(p) => {
+                    digits.extend(rx.handle(p.timestamp, &p.payload));
+                    sent.push(p);
+                }
+                None => audio += 1,
+            }
+            ts = ts.wrapping_add(160);
+        }
+        // '5': 100 ms = 800 ticks at 8 kHz in 20 ms packets: 160, 320, ...
+        // 800 (end) sent three times; then the gap; then '#'.
+        let first: Vec<_> = sent
+            .iter()
+            .take(7)
+            .map(|p| EventPayload::parse(&p.payload).unwrap())
+            .collect();
+        assert_eq!(
+            first.iter().map(|e| e.duration).collect::<Vec<_>>(),
+            [160, 320, 480, 640, 800, 800, 800]
+        );
+        assert_eq!(first.iter().filter(|e| e.end).count(), 3);
+        assert!(sent[0].marker && !sent[1].marker);
+        assert!(sent.iter().take(7).all(|p| p.timestamp == 1000));
+        assert_eq!(sent[7].timestamp, 1000 + 160 * (7 + GAP_PACKETS));
+        assert_eq!(digits.iter().map(|d| d.digit).collect::<String>(), "5#");
+        assert_eq!(digits[0].duration_ms(8000), 100);
+        assert_eq!(digits[1].duration_ms(8000), 60);
+        assert!(tx.is_idle());
+        assert_eq!(audio, 20 - sent.len());
+    }
+
+    #[test]
+    fn sender_at_48k_and_long_digits_fit_the_16_bit_duration() {
+        let mut tx = DtmfSender::default();
+        tx.queue('9', 5000);
+        let mut last = 0;
+        for i in 0..400 {
+            if let Some(p) = tx.on_packet(i * 960, 960, 48000) {
+                last = EventPayload::parse(&p.payload).unwrap().duration;
+            }
+        }
+        assert_eq!(last, u16::MAX);
+        assert!(tx.is_idle());
+        assert_eq!(event_code('a'), Some(12));
     }
 }

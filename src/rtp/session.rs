@@ -124,6 +124,28 @@ impl RtpSession {
         }
     }
 
+    /// A re-negotiated stream (re-INVITE): a new remote address drops the
+    /// latched source, a new codec changes what is accepted, and the media
+    /// timeout starts over (a stream resumed after hold is not late).
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        audio_pt: u8,
+        dtmf_pt: Option<u8>,
+        clock_rate: u32,
+    ) {
+        if remote != self.cfg.remote {
+            self.latched = None;
+            self.cfg.remote = remote;
+        }
+        self.cfg.audio_pt = audio_pt;
+        self.cfg.dtmf_pt = dtmf_pt;
+        self.cfg.clock_rate = clock_rate;
+        self.last_arrival = Some(now);
+        self.timed_out = false;
+    }
+
     /// Where our packets go: the latched source, else the SDP address.
     pub fn destination(&self) -> SocketAddr {
         self.latched.unwrap_or(self.cfg.remote)

@@ -476,6 +476,16 @@ pub fn answer(
     ))
 }
 
+/// An SDP of ours with its origin version set (RFC 3264 section 8: a new
+/// offer or answer in a session keeps the o= id and raises its version).
+pub fn with_origin_version(sdp: &str, session_id: u64, version: u64) -> String {
+    sdp.replacen(
+        &format!("o=rtcgw {session_id} {session_id} "),
+        &format!("o=rtcgw {session_id} {version} "),
+        1,
+    )
+}
+
 /// The codecs rtcgw offers on the legacy leg, from the preference list, with
 /// their RFC 3551 static or our dynamic payload types, and telephone-event at
 /// 8000 (and 48000 when Opus is offered).

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
+use super::dtmf_info;
 use super::message::{Headers, Message, Method, NameAddr, Request, Response, reason_phrase};
 use super::tsx::{Backoff, Peer, Received, Timers, Transactions, Transport, TsxEvent, TsxKey};
 
@@ -111,6 +112,32 @@ pub enum UaEvent {
         status: u16,
         reason: String,
     },
+    /// A re-INVITE or UPDATE with a new offer in an established dialog
+    /// (hold, resume, new address or codec, ICE restart): answer with
+    /// [`UserAgent::answer_reoffer`].
+    Reoffer { call: CallRef, sdp: String },
+    /// A DTMF digit by SIP INFO (application/dtmf-relay, application/dtmf).
+    Dtmf {
+        call: CallRef,
+        digit: char,
+        duration_ms: u32,
+    },
+}
+
+/// A re-offer being answered by the gateway.
+#[derive(Debug, Clone)]
+struct Reoffer {
+    key: TsxKey,
+    /// The remote o= line before this offer, restored if it is refused.
+    prior_origin: Option<String>,
+}
+
+/// The o= line of an SDP: a re-offer with the same one changes nothing
+/// (RFC 3264 section 8: a changed session carries a new version).
+fn origin(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find(|l| l.starts_with("o="))
+        .map(|l| l.trim_end().to_string())
 }
 
 /// Counters for metrics.
@@ -157,6 +184,9 @@ struct Call {
     local_sdp: Option<String>,
     /// UAC: the ACK for the 2xx, resent when the 2xx is retransmitted.
     ack: Option<Vec<u8>>,
+    /// The remote SDP's o= line, to tell a re-offer from a refresh.
+    remote_origin: Option<String>,
+    reoffer: Option<Reoffer>,
 }
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
@@ -445,6 +475,8 @@ impl UserAgent {
             ack_deadline: None,
             local_sdp: None,
             ack: None,
+            remote_origin: offer.as_deref().and_then(origin),
+            reoffer: None,
         };
         self.by_dialog
             .insert((c.call_id.clone(), local_tag, c.remote_tag.clone()), call);
@@ -457,6 +489,11 @@ impl UserAgent {
             to: core.to.uri,
         });
         self.pump(now);
+    }
+
+    /// Whether the user agent still knows the call (any state).
+    pub fn has_call(&self, call: CallRef) -> bool {
+        self.calls.contains_key(&call)
     }
 
     /// Whether an incoming call still awaits our answer (not cancelled).
@@ -623,7 +660,10 @@ impl UserAgent {
             c.ack_deadline = None;
             if c.late_offer {
                 match sdp_body(&ack.headers, &ack.body) {
-                    Ok(Some(sdp)) => self.events.push_back(UaEvent::Answer { call, sdp }),
+                    Ok(Some(sdp)) => {
+                        c.remote_origin = origin(&sdp);
+                        self.events.push_back(UaEvent::Answer { call, sdp })
+                    }
                     _ => {
                         // Section 13.3.1.4 / 14: no usable answer: end the call.
                         tracing::warn!(call = call.0, "late offer: ACK without an SDP answer");
@@ -695,20 +735,148 @@ impl UserAgent {
                     reason: "BYE".into(),
                 });
             }
-            Method::Invite => {
-                // re-INVITE: a session refresh (no SDP, or the same) keeps our
-                // SDP; media changes come with bridging (issue: mid-call).
+            Method::Invite | Method::Update => self.reinvite(now, call, key, req),
+            Method::Info => self.info(now, call, key, req),
+            _ => self.respond(now, &key, &req, 200, None, None),
+        }
+    }
+
+    /// A re-INVITE or UPDATE in a dialog (RFC 3261 section 14.2, RFC 3311):
+    /// a new offer goes to the gateway; a refresh (no SDP, or the same
+    /// version) is answered at once with our current SDP.
+    fn reinvite(&mut self, now: Instant, call: CallRef, key: TsxKey, req: Request) {
+        let update = req.method == Method::Update;
+        let c = self.calls.get_mut(&call).expect("indexed");
+        // One offer at a time (section 14.2): 491, the peer retries later.
+        if c.reoffer.is_some() || (!update && c.state == CallState::Answered) {
+            self.reject_count("request_pending");
+            return self.respond(now, &key, &req, 491, None, None);
+        }
+        let offer = match sdp_body(&req.headers, &req.body) {
+            Ok(o) => o,
+            Err((status, reason)) => {
+                self.reject_count("content_type");
+                return self.respond(now, &key, &req, status, Some(&reason), None);
+            }
+        };
+        let c = self.calls.get_mut(&call).expect("indexed");
+        match offer {
+            Some(sdp) if origin(&sdp) != c.remote_origin => {
+                let prior_origin = std::mem::replace(&mut c.remote_origin, origin(&sdp));
+                c.reoffer = Some(Reoffer { key, prior_origin });
+                self.events.push_back(UaEvent::Reoffer { call, sdp });
+                self.pump(now);
+            }
+            offer => {
+                // A session refresh: our SDP again (an offer, when the
+                // re-INVITE had none; its answer in the ACK changes nothing).
                 let sdp = c.local_sdp.clone().unwrap_or_default();
-                let transport = c.peer.transport;
-                let mut resp = Response::to(&req, 200, "OK", None);
-                resp.headers.push("Contact", self.contact(transport));
-                resp.headers.push("Content-Type", "application/sdp");
-                resp.body = sdp.into_bytes();
-                *self.counters.responses.entry(200).or_default() += 1;
+                let with_sdp = !update || offer.is_some();
+                self.ok_with_sdp(now, call, key, &req, with_sdp.then_some(sdp));
+            }
+        }
+    }
+
+    /// The 200 for a re-INVITE or UPDATE; a re-INVITE's 2xx is retransmitted
+    /// until its ACK like the first one (section 13.3.1.4).
+    fn ok_with_sdp(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        key: TsxKey,
+        req: &Request,
+        sdp: Option<String>,
+    ) {
+        let transport = self.calls[&call].peer.transport;
+        let mut resp = Response::to(req, 200, "OK", None);
+        resp.headers.push("Contact", self.contact(transport));
+        resp.headers.push("Allow", ALLOW);
+        resp.headers.push("Server", self.cfg.user_agent.clone());
+        if let Some(sdp) = sdp {
+            resp.headers.push("Content-Type", "application/sdp");
+            resp.body = sdp.into_bytes();
+        }
+        *self.counters.responses.entry(200).or_default() += 1;
+        self.tsx.send_response(now, &key, resp.clone());
+        if req.method == Method::Invite {
+            let t = self.cfg.timers;
+            let cseq = req.core().map(|c| c.cseq).unwrap_or_default();
+            let c = self.calls.get_mut(&call).expect("present");
+            c.state = CallState::Answered;
+            c.invite_cseq = cseq;
+            c.late_offer = false;
+            c.ok = Some(resp);
+            c.retransmit = (!transport.reliable()).then(|| Backoff::new(now, t.t1, Some(t.t2)));
+            c.ack_deadline = Some(now + t.timeout());
+        }
+        self.pump(now);
+    }
+
+    /// The gateway's answer to a re-offer ([`UaEvent::Reoffer`]), or its
+    /// refusal (e.g. 488): a refused offer leaves the session as it was
+    /// (section 14.2).
+    pub fn answer_reoffer(
+        &mut self,
+        now: Instant,
+        call: CallRef,
+        result: Result<String, (u16, String)>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(r) = c.reoffer.take() else {
+            return;
+        };
+        let Some(req) = self.tsx.request(&r.key).cloned() else {
+            return;
+        };
+        match result {
+            Ok(sdp) => {
+                c.local_sdp = Some(sdp.clone());
+                self.ok_with_sdp(now, call, r.key, &req, Some(sdp));
+            }
+            Err((status, reason)) => {
+                c.remote_origin = r.prior_origin;
+                let reason = reason.replace(['\r', '\n'], " ");
+                self.respond(now, &r.key, &req, status, Some(&reason), None);
+            }
+        }
+    }
+
+    /// INFO (RFC 6086): DTMF bodies become [`UaEvent::Dtmf`]; an empty INFO
+    /// is a keep-alive; other bodies get 415 with what we accept.
+    fn info(&mut self, now: Instant, call: CallRef, key: TsxKey, req: Request) {
+        if req.body.is_empty() {
+            return self.respond(now, &key, &req, 200, None, None);
+        }
+        let ctype = req
+            .headers
+            .get("Content-Type")
+            .unwrap_or_default()
+            .to_string();
+        match dtmf_info::parse(&ctype, &req.body) {
+            Ok((digit, duration_ms)) => {
+                self.events.push_back(UaEvent::Dtmf {
+                    call,
+                    digit,
+                    duration_ms,
+                });
+                self.respond(now, &key, &req, 200, None, None);
+            }
+            Err(e @ dtmf_info::DtmfInfoError::ContentType(_)) => {
+                tracing::info!(call = call.0, "INFO refused: {e}");
+                self.reject_count("info_content_type");
+                let mut resp = Response::to(&req, 415, "Unsupported Media Type", None);
+                resp.headers.push("Accept", dtmf_info::ACCEPTED);
+                *self.counters.responses.entry(415).or_default() += 1;
                 self.tsx.send_response(now, &key, resp);
                 self.pump(now);
             }
-            _ => self.respond(now, &key, &req, 200, None, None),
+            Err(e) => {
+                tracing::info!(call = call.0, "INFO refused: {e}");
+                self.reject_count("info_malformed");
+                self.respond(now, &key, &req, 400, Some(&e.to_string()), None);
+            }
         }
     }
 
@@ -780,6 +948,8 @@ impl UserAgent {
                 ack_deadline: None,
                 local_sdp: Some(sdp),
                 ack: None,
+                remote_origin: None,
+                reoffer: None,
             },
         );
         self.pump(now);
@@ -849,6 +1019,7 @@ impl UserAgent {
                         .rev()
                         .collect();
                     c.state = CallState::Confirmed;
+                    c.remote_origin = body.as_deref().and_then(origin);
                     self.by_dialog.insert(
                         (c.call_id.clone(), c.local_tag.clone(), c.remote_tag.clone()),
                         call,

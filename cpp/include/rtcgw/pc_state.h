@@ -11,6 +11,7 @@
 #include "api/peer_connection_interface.h"
 #include "rtcgw/audio_device.h"
 #include "rtcgw/call_audio.h"
+#include "rtcgw/dtmf_tap.h"
 #include "rust/cxx.h"
 
 namespace rtcgw {
@@ -38,6 +39,9 @@ struct PcState : public webrtc::PeerConnectionObserver,
   void SetLocalAndGather(std::unique_ptr<webrtc::SessionDescriptionInterface>);
   void MaybeFinishGathering(bool timed_out);
   void CloseOnSignaling();
+  // Tells the DTMF tap the telephone-event payload types of the local
+  // description (the types the remote side sends to us).
+  void RefreshTelephoneEvents();
 
   // PeerConnectionObserver (signaling thread).
   void OnSignalingChange(
@@ -65,6 +69,8 @@ struct PcState : public webrtc::PeerConnectionObserver,
   std::shared_ptr<CallAudio> audio;
   rtc::scoped_refptr<webrtc::PeerConnectionInterface> pc;
   std::vector<rtc::scoped_refptr<webrtc::AudioTrackInterface>> remote_tracks;
+  // Takes received RFC 4733 events out of the audio (made in Attach).
+  rtc::scoped_refptr<DtmfTap> dtmf_tap;
   std::optional<rust::Box<SdpCtx>> pending;  // the SDP operation under way
   uint64_t pending_seq = 0;                  // tells timeouts apart
   bool gathering = false;

@@ -54,6 +54,10 @@ class PeerConnection {
   // long); {0, 0} when none is waiting. Not for concurrent callers.
   FrameInfo pull_audio(rust::Slice<int16_t> out) const;
   AudioCounters audio_counters() const;
+  // Queues RFC 4733 digits on the audio sender (after any still queued),
+  // on the signaling thread; logs a warning when the remote side negotiated
+  // no telephone-event. libwebrtc clamps duration to 40-6000 ms, gap >= 30.
+  void insert_dtmf(rust::Str tones, int32_t duration_ms, int32_t gap_ms) const;
   void close() const;
 
  private:
