@@ -1,0 +1,178 @@
+"""A plain-RTP SIP endpoint (a PBX or desk phone behind the softswitch) for
+mid-call tests: it answers rtcgw's INVITE with PCMU/PCMA + telephone-event,
+echoes audio, records RFC 4733 events, and can put the call on hold, resume
+it on a new port or codec, and send digits by RFC 4733 or SIP INFO."""
+
+import re
+import socket
+import struct
+import threading
+import time
+
+import rtp_tools
+
+PTS = {"PCMU": 0, "PCMA": 8}
+
+
+def response(req, status, reason, tag, contact_port, body=""):
+    lines = req.split("\r\n")
+    keep = [l for l in lines if l.split(":", 1)[0].strip().lower() in ("via", "from", "call-id", "cseq", "record-route")]
+    to = next(l for l in lines if l.lower().startswith("to:"))
+    if ";tag=" not in to:
+        to += f";tag={tag}"
+    ct = "Content-Type: application/sdp\r\n" if body else ""
+    return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(keep) + f"\r\n{to}\r\n"
+            f"Contact: <sip:pbx@127.0.0.1:{contact_port}>\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
+
+
+class Media:
+    """One RTP socket: echoes audio back (own SSRC) while `echo` is set,
+    records telephone-events and audio payload types."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.echo = True
+        self.events = []  # (pt, timestamp, payload bytes, marker)
+        self.audio = []  # (arrival, pt, payload)
+        self.peer = None
+        self.seq = 1000
+        self.running = True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while self.running:
+            try:
+                data, addr = self.sock.recvfrom(2048)
+            except (socket.timeout, OSError):
+                continue
+            if len(data) < 12 or data[0] >> 6 != 2 or 72 <= data[1] & 0x7F <= 76:
+                continue  # RTCP
+            pt, marker = data[1] & 0x7F, bool(data[1] & 0x80)
+            ts = struct.unpack("!I", data[4:8])[0]
+            self.peer = addr
+            if pt in (0, 8):
+                self.audio.append((time.monotonic(), pt, data[12:]))
+                if self.echo:
+                    self.seq += 1
+                    self.sock.sendto(rtp_tools.rtp(pt, self.seq, ts, 0xEC40, data[12:]), addr)
+            else:
+                self.events.append((pt, ts, data[12:16], marker))
+
+    def packets_between(self, t0, t1):
+        return [a for a in self.audio if t0 <= a[0] < t1]
+
+    def digits(self):
+        """Completed RFC 4733 events: (digit, duration field, timestamp)."""
+        done, seen = [], set()
+        for pt, ts, p, _ in self.events:
+            if len(p) == 4 and p[1] & 0x80 and ts not in seen:
+                seen.add(ts)
+                done.append(("0123456789*#ABCD"[p[0]], struct.unpack("!H", p[2:4])[0], ts))
+        return done
+
+    def send_digit(self, event, dest, pt=101):
+        packets, self.seq, _ = rtp_tools.dtmf_packets([event], self.seq + 1, int(time.monotonic() * 8000), 0xEC40, pt=pt)
+        for p in packets:
+            self.sock.sendto(p, dest)
+            time.sleep(0.02)
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
+class LegacyCallee:
+    """Answers one INVITE from rtcgw on `sip` (a bound UDP socket)."""
+
+    def __init__(self, sip, codec="PCMU", early_media=False):
+        self.sip = sip
+        self.port = sip.getsockname()[1]
+        self.codec = codec
+        self.early_media = early_media
+        self.media = Media()
+        self.version = 1
+        self.cseq = 1
+        self.invite = None
+        self.gw_media = None  # rtcgw's RTP address from its offer
+        self.bye = threading.Event()
+
+    def sdp(self, direction="sendrecv", codec=None, media=None):
+        codec = codec or self.codec
+        media = media or self.media
+        pt = PTS[codec]
+        return (f"v=0\r\no=pbx 7 {self.version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                f"m=audio {media.port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {codec}/8000\r\n"
+                f"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na={direction}\r\n")
+
+    def answer(self):
+        """Waits for rtcgw's INVITE and answers it (183 with SDP first when
+        `early_media`); returns the offer."""
+        while True:
+            data, self.addr = self.sip.recvfrom(65535)
+            req = data.decode()
+            if req.startswith("INVITE"):
+                break
+        self.invite = req
+        offer = req.split("\r\n\r\n", 1)[1]
+        port = int(re.search(r"^m=audio (\d+)", offer, re.M).group(1))
+        self.gw_media = ("127.0.0.1", port)
+        self.call_id = re.search(r"^Call-ID: (.*)$", req, re.M).group(1).strip()
+        self.remote_from = re.search(r"^From: (.*)$", req, re.M).group(1).strip()
+        self.remote_to = re.search(r"^To: (.*)$", req, re.M).group(1).strip() + ";tag=pbx"
+        self.target = re.search(r"^Contact: .*?<([^>]+)>", req, re.M).group(1)
+        if self.early_media:
+            self.sip.sendto(response(req, 183, "Session Progress", "pbx", self.port, self.sdp()).encode(), self.addr)
+            time.sleep(1.0)
+        self.sip.sendto(response(req, 200, "OK", "pbx", self.port, self.sdp()).encode(), self.addr)
+        return offer
+
+    def request(self, method, body="", ctype="application/sdp"):
+        """An in-dialog request from the callee (To/From swapped)."""
+        self.cseq += 1
+        ct = f"Content-Type: {ctype}\r\n" if body else ""
+        text = (f"{method} {self.target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKpbx{time.monotonic_ns()};rport\r\n"
+                f"From: {self.remote_to}\r\nTo: {self.remote_from}\r\nCall-ID: {self.call_id}\r\n"
+                f"CSeq: {self.cseq} {method}\r\nContact: <sip:pbx@127.0.0.1:{self.port}>\r\nMax-Forwards: 70\r\n"
+                f"{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
+        self.sip.sendto(text.encode(), self.addr)
+        return self.final(self.cseq, method)
+
+    def final(self, cseq, method):
+        while True:
+            data, _ = self.sip.recvfrom(65535)
+            msg = data.decode()
+            if msg.startswith("SIP/2.0") and f"CSeq: {cseq} {method}" in msg and int(msg.split()[1]) >= 200:
+                return int(msg.split()[1]), msg
+            if msg.startswith("BYE"):
+                self.sip.sendto(response(msg, 200, "OK", "pbx", self.port).encode(), self.addr)
+                self.bye.set()
+
+    def reinvite(self, direction, codec=None, media=None):
+        """Hold/resume or a new address/codec; returns rtcgw's answer."""
+        self.version += 1
+        status, resp = self.request("INVITE", self.sdp(direction, codec, media))
+        assert status == 200, resp[:300]
+        ack = (f"ACK {self.target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKack{time.monotonic_ns()}\r\n"
+               f"From: {self.remote_to}\r\nTo: {self.remote_from}\r\nCall-ID: {self.call_id}\r\n"
+               f"CSeq: {self.cseq} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+        self.sip.sendto(ack.encode(), self.addr)
+        return resp.split("\r\n\r\n", 1)[1]
+
+    def wait_bye(self, timeout=15):
+        deadline = time.time() + timeout
+        self.sip.settimeout(0.5)
+        while not self.bye.is_set() and time.time() < deadline:
+            try:
+                data, _ = self.sip.recvfrom(65535)
+            except socket.timeout:
+                continue
+            msg = data.decode()
+            if msg.startswith("BYE"):
+                self.sip.sendto(response(msg, 200, "OK", "pbx", self.port).encode(), self.addr)
+                self.bye.set()
+        return self.bye.is_set()

@@ -1,0 +1,143 @@
+"""Mid-call behaviour of bridged calls with real peers: early media, hold and
+resume by re-INVITE from the SIP side (onto a new port and codec), DTMF both
+ways (RFC 4733 on both legs, SIP INFO), with aiortc and headless Chromium as
+the WebRTC side and a plain-RTP SIP endpoint (legacy_peer.py) as the PBX."""
+
+import asyncio
+import re
+import socket
+import struct
+import threading
+import time
+
+import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtp import RtpPacket
+
+import aiortc_peer
+from conftest import dominant_frequency
+from legacy_peer import LegacyCallee, Media
+from test_bridge import SipCaller
+
+TE_PT = 101
+
+
+def bridge_gateway(gateway_factory, sip_sock, extra=""):
+    port = sip_sock.getsockname()[1]
+    return gateway_factory(f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{port}"\n' + extra)
+
+
+def with_telephone_event(offer):
+    """aiortc has no DTMF: its offer gets telephone-event/8000 so that rtcgw
+    may send RFC 4733 to it (captured below, before aiortc drops the PT)."""
+    offer = re.sub(r"^(m=audio .*)$", lambda m: m.group(1).rstrip("\r") + f" {TE_PT}\r", offer, count=1, flags=re.M)
+    return offer.replace("a=rtpmap:0 PCMU/8000\r\n", f"a=rtpmap:0 PCMU/8000\r\na=rtpmap:{TE_PT} telephone-event/8000\r\n", 1)
+
+
+def test_early_media_hold_resume_on_new_port_and_codec_and_dtmf_to_webrtc(gateway_factory, monkeypatch):
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.settimeout(20)
+    gw = bridge_gateway(gateway_factory, sip)
+    callee = LegacyCallee(sip, early_media=True)
+    events = []
+    original = RTCDtlsTransport._handle_rtp_data
+
+    async def capture(self, data, arrival_time_ms):
+        # After SRTP, before aiortc's router drops the unknown payload type.
+        packet = RtpPacket.parse(data)
+        if packet.payload_type == TE_PT:
+            events.append((packet.timestamp, bytes(packet.payload[:4])))
+        return await original(self, data, arrival_time_ms)
+
+    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", capture)
+    log = {}
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        pc = RTCPeerConnection()
+        pc.addTrack(aiortc_peer.ToneTrack(1000.0))
+        received, tasks = [], []
+
+        @pc.on("track")
+        def on_track(track):
+            tasks.append(asyncio.ensure_future(aiortc_peer.record(track, received)))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        caller = SipCaller(gw)
+        answering = loop.run_in_executor(None, callee.answer)
+        caller.send(caller.req("INVITE", 1, with_telephone_event(pc.localDescription.sdp), branch="z9hG4bKmid"))
+        status, ok = await loop.run_in_executor(None, caller.final)
+        await answering
+        assert status == 200, ok[:300]
+        log["statuses"] = list(caller.statuses)
+        log["early_packets"] = len(callee.media.audio)
+        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+        caller.send(caller.req("ACK", 1))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
+        await asyncio.sleep(3.0)
+
+        # Hold from the SIP side: rtcgw answers recvonly and stops sending.
+        log["hold_answer"] = await loop.run_in_executor(None, callee.reinvite, "sendonly")
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        await asyncio.sleep(2.0)
+        log["sent_on_hold"] = len(callee.media.packets_between(t0, time.monotonic()))
+
+        # Resume on a new port with PCMA: rtcgw follows; the echo comes back.
+        media2 = Media()
+        log["resume_answer"] = await loop.run_in_executor(None, lambda: callee.reinvite("sendrecv", "PCMA", media2))
+        t1 = time.monotonic()
+        mark = len(received)
+        await asyncio.sleep(3.0)
+        log["after_resume"] = media2.packets_between(t1, time.monotonic())
+        log["old_port_after_resume"] = len(callee.media.packets_between(t1 + 0.5, time.monotonic()))
+        log["resumed_audio"] = received[mark:]
+
+        # Digits from the SIP side: RFC 4733 on the new port, then SIP INFO.
+        await loop.run_in_executor(None, media2.send_digit, 5, callee.gw_media)
+        status, _ = await loop.run_in_executor(
+            None, lambda: callee.request("INFO", "Signal=9\r\nDuration=160\r\n", "application/dtmf-relay"))
+        log["info_status"] = status
+        await asyncio.sleep(1.5)
+
+        caller.send(caller.req("BYE", 2))
+        bye, _ = await loop.run_in_executor(None, caller.final)
+        log["bye"] = bye
+        log["callee_bye"] = await loop.run_in_executor(None, callee.wait_bye)
+        await pc.close()
+        for t in tasks:
+            t.cancel()
+        media2.close()
+        callee.media.close()
+
+    asyncio.run(scenario())
+    assert 183 in log["statuses"], log["statuses"]
+    assert log["early_packets"] > 10, "media flowed to the callee on the 183, before its 200"
+    assert "a=recvonly" in log["hold_answer"]
+    assert log["sent_on_hold"] == 0, "nothing is sent to a party that put us on hold"
+    assert re.search(r"^m=audio \d+ RTP/AVP 8 ", log["resume_answer"], re.M), log["resume_answer"]
+    assert "a=sendrecv" in log["resume_answer"]
+    assert re.search(r"^o=rtcgw (\d+) (\d+) ", log["resume_answer"], re.M).group(2) != \
+        re.search(r"^o=rtcgw (\d+) (\d+) ", log["hold_answer"], re.M).group(2), "each answer has a new o= version"
+    pts = {pt for _, pt, _ in log["after_resume"]}
+    assert pts == {8} and len(log["after_resume"]) > 100, (pts, len(log["after_resume"]))
+    assert log["old_port_after_resume"] == 0
+    rate = log["resumed_audio"][0][0]
+    x = np.concatenate([s for _, s in log["resumed_audio"]]).astype(float)[rate:]
+    assert abs(dominant_frequency(rate, x) - 1000) < 5, "the echo is heard again after resume"
+    # Digits reached the WebRTC leg as RFC 4733 (telephone-event/8000).
+    digits, seen = [], set()
+    for ts, p in events:
+        if p[1] & 0x80 and ts not in seen:
+            seen.add(ts)
+            digits.append(("0123456789*#"[p[0]], struct.unpack("!H", p[2:4])[0]))
+    assert [d for d, _ in digits] == ["5", "9"], digits
+    assert all(600 <= dur <= 1000 for _, dur in digits[:1]), digits  # 100 ms at 8 kHz
+    assert log["info_status"] == 200
+    assert log["bye"] == 200 and log["callee_bye"]
+    time.sleep(0.5)
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert gw.metric("rtcgw_legacy_ports_in_use") == 0
+    assert gw.metric("rtcgw_dtmf_digits_total") >= 2
