@@ -141,3 +141,81 @@ def test_early_media_hold_resume_on_new_port_and_codec_and_dtmf_to_webrtc(gatewa
     assert gw.metric("rtcgw_calls_active") == 0
     assert gw.metric("rtcgw_legacy_ports_in_use") == 0
     assert gw.metric("rtcgw_dtmf_digits_total") >= 2
+
+
+def ulaw_pcm(packets):
+    import rtp_tools
+
+    return np.concatenate([rtp_tools.ulaw_decode(np.frombuffer(p, np.uint8)) for _, pt, p in packets if pt == 0]).astype(float)
+
+
+def test_browser_dtmf_reaches_the_sip_side_and_ice_restart_keeps_the_legacy_leg(gateway_factory, tmp_path):
+    from browser import OFFER_JS, Chromium, answer_js, dtmf_js
+
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.settimeout(20)
+    gw = bridge_gateway(gateway_factory, sip)
+    callee = LegacyCallee(sip)
+    browser = Chromium(tmp_path / "chromium")
+    try:
+        offer = browser.eval(OFFER_JS)
+        caller = SipCaller(gw)
+        answering = threading.Thread(target=callee.answer)
+        answering.start()
+        caller.send(caller.req("INVITE", 1, offer, branch="z9hG4bKchrome"))
+        status, ok = caller.final()
+        answering.join()
+        assert status == 200, ok[:300]
+        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+        caller.send(caller.req("ACK", 1))
+        answer = ok.split("\r\n\r\n", 1)[1]
+        assert browser.eval(answer_js(answer)) == "connected"
+        time.sleep(1.0)
+
+        # The browser's RFC 4733 digits (telephone-event/48000 with Opus)
+        # come out on the legacy leg as telephone-event/8000.
+        assert browser.eval(dtmf_js("123#")) == "sent"
+        time.sleep(1.0)
+        digits = callee.media.digits()
+        assert [d for d, _, _ in digits] == ["1", "2", "3", "#"], digits
+        for _, duration, _ in digits:
+            assert 700 <= duration <= 1000, digits  # 100 ms at 8 kHz
+        events = [e for e in callee.media.events if e[0] == 101]
+        assert len(events) == len(callee.media.events), "telephone-event PT as negotiated"
+
+        # ICE restart by re-INVITE from the browser's side: new credentials,
+        # the WebRTC leg reconnects, the legacy leg never notices.
+        before = len(callee.media.audio)
+        restart = browser.eval("""(async () => {
+          pc.restartIce();
+          await pc.setLocalDescription(await pc.createOffer());
+          if (pc.iceGatheringState !== 'complete') await new Promise(r => pc.addEventListener(
+            'icegatheringstatechange', () => pc.iceGatheringState === 'complete' && r()));
+          return pc.localDescription.sdp; })()""")
+        caller.send(caller.req("INVITE", 2, restart, branch="z9hG4bKrestart"))
+        status, ok2 = caller.final()
+        assert status == 200, ok2[:300]
+        caller.send(caller.req("ACK", 2))
+        answer2 = ok2.split("\r\n\r\n", 1)[1]
+        ufrag = lambda s: re.search(r"^a=ice-ufrag:(\S+)", s, re.M).group(1)  # noqa: E731
+        assert ufrag(answer2) != ufrag(answer), "rtcgw answered the ICE restart with new credentials"
+        assert browser.eval(answer_js(answer2)) == "connected"
+        t0 = time.monotonic()
+        time.sleep(2.0)
+        after = callee.media.packets_between(t0, time.monotonic())
+        assert len(after) > 80, "the legacy leg kept its RTP flowing"
+        x = ulaw_pcm(after)
+        assert abs(dominant_frequency(8000, x) - 1000) < 10, "the browser's tone still reaches the SIP side"
+        assert len(callee.media.audio) > before
+
+        caller.send(caller.req("BYE", 3))
+        bye, _ = caller.final()
+        assert bye == 200
+        assert callee.wait_bye()
+    finally:
+        browser.close()
+        callee.media.close()
+    time.sleep(0.5)
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert gw.metric("rtcgw_legacy_ports_in_use") == 0

@@ -1,0 +1,106 @@
+"""Headless Chromium (Debian's `chromium`) as a WebRTC peer, driven over the
+DevTools protocol: the browser's own RTCPeerConnection, RTCDTMFSender and
+WebAudio, on loopback only."""
+
+import json
+import subprocess
+import time
+import urllib.request
+
+import websocket
+
+FLAGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    # ICE on loopback, with real addresses rather than mDNS names.
+    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+
+class Chromium:
+    def __init__(self, profile_dir):
+        profile_dir.mkdir(parents=True, exist_ok=True)
+        self.log = (profile_dir / "chromium.log").open("w")
+        self.proc = subprocess.Popen(
+            ["chromium", *FLAGS, f"--user-data-dir={profile_dir}", "--remote-debugging-port=0", "about:blank"],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        port_file = profile_dir / "DevToolsActivePort"
+        deadline = time.time() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise AssertionError("chromium did not start")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
+        page = next(t for t in targets if t["type"] == "page")
+        self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
+        self.next_id = 0
+
+    def eval(self, expression, timeout=30):
+        """Evaluates JavaScript in the page (awaiting a promise); its value."""
+        self.next_id += 1
+        self.ws.settimeout(timeout)
+        self.ws.send(json.dumps({"id": self.next_id, "method": "Runtime.evaluate", "params": {
+            "expression": expression, "awaitPromise": True, "returnByValue": True}}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") != self.next_id:
+                continue
+            result = msg.get("result", {})
+            if "exceptionDetails" in result:
+                raise AssertionError(f"JavaScript failed: {result['exceptionDetails']}")
+            return result.get("result", {}).get("value")
+
+    def close(self):
+        try:
+            self.ws.close()
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.log.close()
+
+
+# A caller with a 1 kHz WebAudio tone; resolves to the complete offer
+# (non-trickle: every candidate gathered).
+OFFER_JS = """(async () => {
+  const ctx = new AudioContext();
+  const osc = ctx.createOscillator();
+  osc.frequency.value = 1000;
+  const dst = ctx.createMediaStreamDestination();
+  osc.connect(dst);
+  osc.start();
+  const pc = new RTCPeerConnection();
+  window.pc = pc;
+  window.sender = pc.addTrack(dst.stream.getAudioTracks()[0], dst.stream);
+  await pc.setLocalDescription(await pc.createOffer());
+  if (pc.iceGatheringState !== 'complete') {
+    await new Promise(r => pc.addEventListener('icegatheringstatechange',
+      () => pc.iceGatheringState === 'complete' && r()));
+  }
+  return pc.localDescription.sdp;
+})()"""
+
+
+def answer_js(sdp):
+    return f"""(async () => {{
+  await pc.setRemoteDescription({{type: 'answer', sdp: {json.dumps(sdp)}}});
+  for (let i = 0; i < 100 && pc.connectionState !== 'connected'; i++)
+    await new Promise(r => setTimeout(r, 100));
+  return pc.connectionState;
+}})()"""
+
+
+def dtmf_js(tones, duration_ms=100, gap_ms=70):
+    """insertDTMF, resolved when the last tone has been played out."""
+    return f"""(async () => {{
+  const dtmf = sender.dtmf;
+  if (!dtmf || !dtmf.canInsertDTMF) return 'no DTMF';
+  const done = new Promise(r => dtmf.addEventListener('tonechange', e => e.tone === '' && r()));
+  dtmf.insertDTMF({json.dumps(tones)}, {duration_ms}, {gap_ms});
+  await done;
+  return 'sent';
+}})()"""
