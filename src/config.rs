@@ -124,6 +124,13 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// Sent as User-Agent / Server.
     pub user_agent: String,
+    /// RFC 4028 session timers: refresh (UPDATE) or police dialogs so that
+    /// a call whose peer vanished without a BYE does not live forever.
+    pub session_timers: bool,
+    /// Session-Expires we ask for and the largest we accept, seconds.
+    pub session_expires_s: u32,
+    /// Min-SE: the shortest interval we accept (RFC 4028 floor: 90).
+    pub min_se_s: u32,
 }
 
 impl Default for SipConfig {
@@ -137,6 +144,9 @@ impl Default for SipConfig {
             t2_ms: 4000,
             t4_ms: 5000,
             user_agent: concat!("rtcgw/", env!("CARGO_PKG_VERSION")).into(),
+            session_timers: false,
+            session_expires_s: 1800,
+            min_se_s: 90,
         }
     }
 }
@@ -385,6 +395,16 @@ impl Config {
                 "sip.t1_ms",
                 format!("t1={} t2={} t4={}", sip.t1_ms, sip.t2_ms, sip.t4_ms),
                 "0 < t1_ms <= t2_ms and t4_ms > 0",
+            ));
+        }
+        if sip.min_se_s < 90 || sip.session_expires_s < sip.min_se_s {
+            return Err(bad(
+                "sip.min_se_s",
+                format!(
+                    "min_se_s={} session_expires_s={}",
+                    sip.min_se_s, sip.session_expires_s
+                ),
+                "90 <= min_se_s <= session_expires_s (RFC 4028 section 4)",
             ));
         }
         let l = &self.legacy;

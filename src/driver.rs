@@ -19,6 +19,7 @@ use crate::rtc::RtcError;
 use crate::sdp::OfferError;
 use crate::sdp::legacy::LegacySdpError;
 use crate::sip::message::{content_length, header_end};
+use crate::sip::session_timer::SessionTimerConfig;
 use crate::sip::tsx::{Peer, Timers, Transport};
 use crate::sip::ua::{CallRef, SipCounters, UaConfig, UaEvent, UserAgent};
 
@@ -180,6 +181,10 @@ pub async fn run_sip(
         next_hop: cfg.next_hop,
         user_agent: cfg.user_agent.clone(),
         branch_salt: u64::from(std::process::id()) << 16 ^ rand::random::<u16>() as u64,
+        session_timer: cfg.session_timers.then_some(SessionTimerConfig {
+            expires: cfg.session_expires_s,
+            min_se: cfg.min_se_s,
+        }),
     });
 
     let (frames_tx, mut frames_rx) = mpsc::channel::<(Peer, Vec<u8>)>(1024);

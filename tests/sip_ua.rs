@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rtcgw::sip::message::{Message, Method, Response};
+use rtcgw::sip::session_timer::SessionTimerConfig;
 use rtcgw::sip::tsx::{Peer, Timers, Transport};
 use rtcgw::sip::ua::{CallRef, UaConfig, UaEvent, UserAgent};
 
@@ -25,6 +26,7 @@ fn ua() -> UserAgent {
         next_hop: None,
         user_agent: "rtcgw-test".into(),
         branch_salt: 7,
+        session_timer: None,
     })
 }
 
@@ -61,9 +63,27 @@ struct H {
 
 impl H {
     fn new() -> Self {
+        Self::with(ua())
+    }
+    /// A user agent with RFC 4028 session timers on (1800 s, Min-SE 90).
+    fn with_timers() -> Self {
+        Self::with(UserAgent::new(UaConfig {
+            timers: Timers::default(),
+            local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
+            allowed: vec!["127.0.0.0/8".parse().unwrap()],
+            next_hop: None,
+            user_agent: "rtcgw-test".into(),
+            branch_salt: 7,
+            session_timer: Some(SessionTimerConfig {
+                expires: 1800,
+                min_se: 90,
+            }),
+        }))
+    }
+    fn with(ua: UserAgent) -> Self {
         let now = Instant::now();
         Self {
-            ua: ua(),
+            ua,
             start: now,
             now,
             out: vec![],
@@ -580,4 +600,144 @@ fn info_carries_dtmf_and_other_bodies_get_415() {
     h.input(info("z9hG4bKi4", 5, "application/dtmf-relay", "Signal=Q"));
     assert_eq!(h.responses(400).len(), 1);
     assert_eq!(h.ua.counters.rejected.get("info_malformed"), Some(&1));
+}
+
+/// Requests sent, retransmissions counted once.
+fn distinct(h: &H, method: Method) -> usize {
+    let mut cseqs: Vec<u32> = sent_requests(h, method)
+        .iter()
+        .map(|r| r.core().unwrap().cseq)
+        .collect();
+    cseqs.dedup();
+    cseqs.len()
+}
+
+/// An INVITE with session timer headers.
+fn invite_with(extra: &str) -> Vec<u8> {
+    String::from_utf8(req("INVITE", "z9hG4bKst", 1, "INVITE", None, "v=0\r\n"))
+        .unwrap()
+        .replacen(
+            "Max-Forwards: 70\r\n",
+            &format!("Max-Forwards: 70\r\n{extra}"),
+            1,
+        )
+        .into_bytes()
+}
+
+#[test]
+fn session_timer_too_small_gets_422_with_min_se() {
+    let mut h = H::with_timers();
+    h.input(invite_with("Session-Expires: 60\r\n"));
+    let (_, r) = h.responses(422).pop().expect("422");
+    assert_eq!(r.headers.get("Min-SE"), Some("90"));
+    assert_eq!(h.ua.calls(), 0);
+    // Timers off: the same INVITE is just a call.
+    let mut h = H::new();
+    h.input(invite_with("Session-Expires: 60\r\n"));
+    assert!(h.responses(422).is_empty());
+    assert_eq!(h.ua.calls(), 1);
+}
+
+#[test]
+fn caller_refreshes_and_a_missing_refresh_ends_the_call() {
+    let mut h = H::with_timers();
+    h.input(invite_with("Supported: timer\r\nSession-Expires: 120\r\n"));
+    let (call, _) = h.invite_call();
+    h.ua.answer(
+        h.now,
+        call,
+        "v=0\r\no=rtcgw 1 1 IN IP4 127.0.0.1\r\n".into(),
+    );
+    h.drain();
+    let (_, ok) = h.responses(200).pop().unwrap();
+    assert_eq!(ok.headers.get("Session-Expires"), Some("120;refresher=uac"));
+    assert_eq!(ok.headers.get("Require"), Some("timer"));
+    let tag = h.to_tag();
+    h.input(req("ACK", "z9hG4bKsta", 1, "ACK", Some(&tag), ""));
+    // A refresh at 60 s (UPDATE without SDP) moves the deadline.
+    h.advance(Duration::from_secs(60));
+    h.input(req("UPDATE", "z9hG4bKstu", 2, "UPDATE", Some(&tag), ""));
+    assert_eq!(
+        h.responses(200)
+            .last()
+            .unwrap()
+            .1
+            .headers
+            .get("Session-Expires"),
+        Some("120;refresher=uac")
+    );
+    h.advance(Duration::from_secs(87));
+    assert!(
+        sent_requests(&h, Method::Bye).is_empty(),
+        "refreshed: no BYE yet"
+    );
+    // No second refresh: at 60 + 120 - 32 s the session is over.
+    h.advance(Duration::from_secs(2));
+    assert_eq!(distinct(&h, Method::Bye), 1);
+    assert!(
+        h.events.iter().any(
+            |e| matches!(e, UaEvent::Ended { reason, .. } if reason == "session timer expired")
+        )
+    );
+}
+
+#[test]
+fn we_refresh_with_update_when_the_caller_cannot() {
+    let mut h = H::with_timers();
+    // A proxy asked for timers; the caller does not support them: we refresh.
+    h.input(invite_with("Session-Expires: 300\r\n"));
+    let (call, _) = h.invite_call();
+    h.ua.answer(h.now, call, "v=0\r\n".into());
+    h.drain();
+    let (_, ok) = h.responses(200).pop().unwrap();
+    assert_eq!(ok.headers.get("Session-Expires"), Some("300;refresher=uas"));
+    assert_eq!(ok.headers.get("Require"), None);
+    let tag = h.to_tag();
+    h.input(req("ACK", "z9hG4bKstb", 1, "ACK", Some(&tag), ""));
+    h.advance(Duration::from_secs(149));
+    assert!(sent_requests(&h, Method::Update).is_empty());
+    h.advance(Duration::from_secs(2));
+    let updates = sent_requests(&h, Method::Update);
+    assert_eq!(
+        distinct(&h, Method::Update),
+        1,
+        "refresh at half the interval"
+    );
+    assert_eq!(
+        updates[0].headers.get("Session-Expires"),
+        Some("300;refresher=uac")
+    );
+    // A 481 to the refresh: the dialog is gone, the call ends.
+    let mut r = Response::to(&updates[0], 481, "Call/Transaction Does Not Exist", None);
+    r.headers.push("Content-Length", "0");
+    h.input(Message::Response(r).to_bytes());
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Ended { call: c, .. } if *c == call))
+    );
+}
+
+#[test]
+fn outbound_invite_asks_for_timers_and_follows_the_callees_choice() {
+    let mut h = H::with_timers();
+    let call =
+        h.ua.invite(h.now, &format!("sip:bob@{PEER}"), "alice", "v=0\r\n".into())
+            .unwrap();
+    h.drain();
+    let inv = sent_requests(&h, Method::Invite).remove(0);
+    assert_eq!(inv.headers.get("Session-Expires"), Some("1800"));
+    assert_eq!(inv.headers.get("Min-SE"), Some("90"));
+    h.input(answer_to(
+        &inv,
+        200,
+        "Contact: <sip:bob@127.0.0.1:5090>\r\nSession-Expires: 200;refresher=uac",
+    ));
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, UaEvent::Accepted { call: c, .. } if *c == call))
+    );
+    h.advance(Duration::from_secs(101));
+    assert_eq!(distinct(&h, Method::Update), 1);
 }

@@ -4,5 +4,6 @@
 
 pub mod dtmf_info;
 pub mod message;
+pub mod session_timer;
 pub mod tsx;
 pub mod ua;

@@ -9,6 +9,9 @@ use std::time::Instant;
 
 use super::dtmf_info;
 use super::message::{Headers, Message, Method, NameAddr, Request, Response, reason_phrase};
+use super::session_timer::{
+    Refresher, SessionExpires, SessionTimer, SessionTimerConfig, UasDecision, uas_decide,
+};
 use super::tsx::{Backoff, Peer, Received, Timers, Transactions, Transport, TsxEvent, TsxKey};
 
 /// An IP network, for access control ("127.0.0.0/8").
@@ -76,6 +79,8 @@ pub struct UaConfig {
     pub next_hop: Option<SocketAddr>,
     pub user_agent: String,
     pub branch_salt: u64,
+    /// RFC 4028 session timers; None: off (Session-Expires is ignored).
+    pub session_timer: Option<SessionTimerConfig>,
 }
 
 /// A call as the SIP side knows it.
@@ -187,10 +192,13 @@ struct Call {
     /// The remote SDP's o= line, to tell a re-offer from a refresh.
     remote_origin: Option<String>,
     reoffer: Option<Reoffer>,
+    /// RFC 4028: what our 2xx will carry (UAS), then the running timer.
+    session_expires: Option<(SessionExpires, bool)>,
+    timer: Option<SessionTimer>,
 }
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
-const SUPPORTED: &str = "";
+const SUPPORTED: &str = "timer";
 
 /// The transmits the driver must send, serialised.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +218,8 @@ pub struct UserAgent {
     out: VecDeque<Outgoing>,
     pub counters: SipCounters,
     draining: bool,
+    /// Our session refresh UPDATEs in flight.
+    refreshes: HashMap<TsxKey, CallRef>,
 }
 
 fn sdp_body(req_or_resp_headers: &Headers, body: &[u8]) -> Result<Option<String>, (u16, String)> {
@@ -245,6 +255,7 @@ impl UserAgent {
             out: VecDeque::new(),
             counters: SipCounters::default(),
             draining: false,
+            refreshes: HashMap::new(),
         }
     }
 
@@ -445,6 +456,19 @@ impl UserAgent {
                 return self.respond(now, &key, &req, status, Some(&reason), Some(&local_tag));
             }
         };
+        let session_expires = match self.session_timer_for(&req) {
+            UasDecision::TooSmall { min_se } => {
+                self.reject_count("session_interval_too_small");
+                let mut resp =
+                    Response::to(&req, 422, "Session Interval Too Small", Some(&local_tag));
+                resp.headers.push("Min-SE", min_se.to_string());
+                *self.counters.responses.entry(422).or_default() += 1;
+                self.tsx.send_response(now, &key, resp);
+                return self.pump(now);
+            }
+            UasDecision::Timer { expires, require } => Some((expires, require)),
+            UasDecision::NoTimer => None,
+        };
         let contact = req
             .headers
             .list("Contact")
@@ -477,6 +501,8 @@ impl UserAgent {
             ack: None,
             remote_origin: offer.as_deref().and_then(origin),
             reoffer: None,
+            session_expires,
+            timer: None,
         };
         self.by_dialog
             .insert((c.call_id.clone(), local_tag, c.remote_tag.clone()), call);
@@ -489,6 +515,25 @@ impl UserAgent {
             to: core.to.uri,
         });
         self.pump(now);
+    }
+
+    /// RFC 4028 for an incoming INVITE (section 9): off unless configured.
+    fn session_timer_for(&self, req: &Request) -> UasDecision {
+        let Some(cfg) = self.cfg.session_timer else {
+            return UasDecision::NoTimer;
+        };
+        let supports = req
+            .headers
+            .list("Supported")
+            .iter()
+            .chain(req.headers.list("k").iter())
+            .any(|o| o.trim().eq_ignore_ascii_case("timer"));
+        let requested = req
+            .headers
+            .get("Session-Expires")
+            .or_else(|| req.headers.get("x"))
+            .and_then(SessionExpires::parse);
+        uas_decide(&cfg, requested, supports)
     }
 
     /// Whether the user agent still knows the call (any state).
@@ -523,12 +568,22 @@ impl UserAgent {
         resp.headers.push("Allow", ALLOW);
         resp.headers.push("Supported", SUPPORTED);
         resp.headers.push("Server", self.cfg.user_agent.clone());
+        let session_expires = c.session_expires;
+        if let Some((se, require)) = session_expires {
+            resp.headers.push("Session-Expires", se.header());
+            if require {
+                resp.headers.push("Require", "timer");
+            }
+        }
         resp.headers.push("Content-Type", "application/sdp");
         resp.body = sdp.clone().into_bytes();
         *self.counters.responses.entry(200).or_default() += 1;
         self.tsx.send_response(now, &key, resp.clone());
         let t = self.cfg.timers;
         let c = self.calls.get_mut(&call).expect("present");
+        c.timer = session_expires.map(|(se, _)| {
+            SessionTimer::new(now, se.interval, se.refresher == Some(Refresher::Uas))
+        });
         c.state = CallState::Answered;
         c.ok = Some(resp);
         c.local_sdp = Some(sdp);
@@ -596,6 +651,17 @@ impl UserAgent {
     }
 
     fn send_bye(&mut self, now: Instant, c: &mut Call) {
+        self.send_in_dialog(now, c, Method::Bye, Vec::new());
+    }
+
+    /// A request of ours inside a dialog (BYE, a session refresh UPDATE).
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        c: &mut Call,
+        method: Method,
+        extra: Vec<(&'static str, String)>,
+    ) -> TsxKey {
         c.local_cseq = c.local_cseq.max(c.invite_cseq) + 1;
         let mut h = Headers::default();
         for r in &c.route_set {
@@ -609,11 +675,14 @@ impl UserAgent {
         h.push("From", from);
         h.push("To", c.remote_uri.clone());
         h.push("Call-ID", c.call_id.clone());
-        h.push("CSeq", format!("{} BYE", c.local_cseq));
+        h.push("CSeq", format!("{} {}", c.local_cseq, method.as_str()));
         h.push("Max-Forwards", "70");
         h.push("User-Agent", self.cfg.user_agent.clone());
+        for (name, value) in extra {
+            h.push(name, value);
+        }
         let req = Request {
-            method: Method::Bye,
+            method: method.clone(),
             uri: c.remote_target.clone(),
             headers: h,
             body: Vec::new(),
@@ -637,9 +706,14 @@ impl UserAgent {
             addr,
             transport: c.peer.transport,
         };
-        *self.counters.requests.entry("BYE(out)".into()).or_default() += 1;
-        self.tsx.send_request(now, peer, &local, req);
+        *self
+            .counters
+            .requests
+            .entry(format!("{}(out)", method.as_str()))
+            .or_default() += 1;
+        let key = self.tsx.send_request(now, peer, &local, req);
         self.pump(now);
+        key
     }
 
     fn handle_ack(&mut self, now: Instant, ack: &Request) {
@@ -747,6 +821,10 @@ impl UserAgent {
     fn reinvite(&mut self, now: Instant, call: CallRef, key: TsxKey, req: Request) {
         let update = req.method == Method::Update;
         let c = self.calls.get_mut(&call).expect("indexed");
+        // Any re-INVITE or UPDATE refreshes the session (RFC 4028 section 10).
+        if let Some(t) = c.timer.as_mut() {
+            t.refreshed(now);
+        }
         // One offer at a time (section 14.2): 491, the peer retries later.
         if c.reoffer.is_some() || (!update && c.state == CallState::Answered) {
             self.reject_count("request_pending");
@@ -791,6 +869,19 @@ impl UserAgent {
         let mut resp = Response::to(req, 200, "OK", None);
         resp.headers.push("Contact", self.contact(transport));
         resp.headers.push("Allow", ALLOW);
+        if let Some(t) = self.calls[&call].timer {
+            // The requester keeps refreshing when it is the refresher.
+            let refresher = if t.we_refresh {
+                Refresher::Uas
+            } else {
+                Refresher::Uac
+            };
+            let se = SessionExpires {
+                interval: t.interval.as_secs() as u32,
+                refresher: Some(refresher),
+            };
+            resp.headers.push("Session-Expires", se.header());
+        }
         resp.headers.push("Server", self.cfg.user_agent.clone());
         if let Some(sdp) = sdp {
             resp.headers.push("Content-Type", "application/sdp");
@@ -910,6 +1001,12 @@ impl UserAgent {
         h.push("Contact", self.contact(transport));
         h.push("Allow", ALLOW);
         h.push("User-Agent", self.cfg.user_agent.clone());
+        if let Some(st) = self.cfg.session_timer {
+            // We offer to refresh (RFC 4028 section 7.1); the callee decides.
+            h.push("Supported", "timer");
+            h.push("Session-Expires", st.expires.to_string());
+            h.push("Min-SE", st.min_se.to_string());
+        }
         h.push("Content-Type", "application/sdp");
         let req = Request {
             method: Method::Invite,
@@ -950,6 +1047,8 @@ impl UserAgent {
                 ack: None,
                 remote_origin: None,
                 reoffer: None,
+                session_expires: None,
+                timer: None,
             },
         );
         self.pump(now);
@@ -1020,6 +1119,16 @@ impl UserAgent {
                         .collect();
                     c.state = CallState::Confirmed;
                     c.remote_origin = body.as_deref().and_then(origin);
+                    // Section 7.2: the 2xx names the refresher; none: no timer.
+                    if self.cfg.session_timer.is_some()
+                        && let Some(se) = resp
+                            .headers
+                            .get("Session-Expires")
+                            .and_then(SessionExpires::parse)
+                    {
+                        let we = se.refresher.unwrap_or(Refresher::Uac) == Refresher::Uac;
+                        c.timer = Some(SessionTimer::new(now, se.interval, we));
+                    }
                     self.by_dialog.insert(
                         (c.call_id.clone(), c.local_tag.clone(), c.remote_tag.clone()),
                         call,
@@ -1103,6 +1212,28 @@ impl UserAgent {
                 give_up.push(call);
             }
         }
+        let due: Vec<(CallRef, bool)> = self
+            .calls
+            .iter()
+            .filter_map(|(&call, c)| {
+                let t = c.timer?;
+                (now >= t.due && c.state == CallState::Confirmed).then_some((call, t.we_refresh))
+            })
+            .collect();
+        for (call, we_refresh) in due {
+            if we_refresh {
+                self.refresh(now, call);
+            } else {
+                // RFC 4028 section 10: no refresh in time: the session is over.
+                tracing::warn!(call = call.0, "session timer expired: BYE");
+                self.reject_count("session_expired");
+                self.events.push_back(UaEvent::Ended {
+                    call,
+                    reason: "session timer expired".into(),
+                });
+                self.hangup(now, call, "session expired");
+            }
+        }
         for call in give_up {
             // Section 13.3.1.4: no ACK within 64*T1: the dialog ends with BYE.
             tracing::warn!(call = call.0, "no ACK for 200 within 64*T1: BYE");
@@ -1116,6 +1247,44 @@ impl UserAgent {
         self.pump(now);
     }
 
+    /// Sends a session refresh (UPDATE without SDP, RFC 4028 section 7.4).
+    fn refresh(&mut self, now: Instant, call: CallRef) {
+        let Some(mut c) = self.calls.remove(&call) else {
+            return;
+        };
+        let t = c.timer.as_mut().expect("timer due");
+        t.refreshed(now);
+        let se = SessionExpires {
+            interval: t.interval.as_secs() as u32,
+            refresher: Some(Refresher::Uac),
+        };
+        let extra = vec![
+            ("Session-Expires", se.header()),
+            ("Supported", "timer".to_string()),
+            ("Contact", self.contact(c.peer.transport)),
+        ];
+        let key = self.send_in_dialog(now, &mut c, Method::Update, extra);
+        self.calls.insert(call, c);
+        self.refreshes.insert(key, call);
+    }
+
+    /// A refresh failed with the dialog gone (481) or unanswered (408,
+    /// timeout): end the call (RFC 4028 section 10, RFC 5057).
+    fn refresh_failed(&mut self, now: Instant, call: CallRef, why: &str) {
+        if !self.calls.contains_key(&call) {
+            return;
+        }
+        tracing::warn!(
+            call = call.0,
+            "session refresh failed ({why}): ending the call"
+        );
+        self.events.push_back(UaEvent::Ended {
+            call,
+            reason: format!("session refresh failed: {why}"),
+        });
+        self.hangup(now, call, "refresh failed");
+    }
+
     /// Moves transaction output to ours.
     fn pump(&mut self, now: Instant) {
         while let Some(t) = self.tsx.poll_transmit() {
@@ -1126,6 +1295,18 @@ impl UserAgent {
         }
         while let Some(e) = self.tsx.poll_event() {
             match e {
+                TsxEvent::Timeout { key } if self.refreshes.contains_key(&key) => {
+                    let call = self.refreshes.remove(&key).expect("checked");
+                    self.refresh_failed(now, call, "timeout");
+                }
+                TsxEvent::Response { key, response }
+                    if response.status >= 200 && self.refreshes.contains_key(&key) =>
+                {
+                    let call = self.refreshes.remove(&key).expect("checked");
+                    if matches!(response.status, 408 | 481) {
+                        self.refresh_failed(now, call, &response.status.to_string());
+                    }
+                }
                 TsxEvent::Timeout { key } => {
                     if let Some(call) = self.by_invite.get(&key).copied()
                         && let Some(c) = self.calls.remove(&call)
@@ -1169,7 +1350,13 @@ impl UserAgent {
         let calls = self
             .calls
             .values()
-            .flat_map(|c| [c.retransmit.map(|r| r.at), c.ack_deadline])
+            .flat_map(|c| {
+                [
+                    c.retransmit.map(|r| r.at),
+                    c.ack_deadline,
+                    c.timer.map(|t| t.due),
+                ]
+            })
             .flatten();
         self.tsx.poll_timeout().into_iter().chain(calls).min()
     }
