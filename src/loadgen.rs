@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod bridge;
+pub use bridge::{BridgeLoadOptions, run_bridge};
+
 use crate::media::{FrameSource, Tone};
 use crate::rtc::{
     CallSettings, OpusSettings, PeerConnection, RtcError, Runtime, RuntimeSettings, WebrtcLogLevel,
@@ -36,6 +39,8 @@ pub enum LoadError {
     Http(String),
     #[error(transparent)]
     Rtc(#[from] RtcError),
+    #[error("SIP: {0}")]
+    Sip(String),
     #[error("reading /proc for pid {0}: {1}")]
     Proc(u32, std::io::Error),
 }
