@@ -308,6 +308,22 @@ struct BridgedCall {
     dialog: Dialog,
 }
 
+/// CPU ticks the whole machine spent busy (user, nice, system, irq,
+/// softirq, steal), from /proc/stat: what is neither the gateway nor the
+/// load client is other work on the machine (the noise in the figures).
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let f: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is in user)
+    Some(f.iter().take(8).sum::<u64>() - f.get(3)? - f.get(4)?)
+}
+
 /// The gateway's counters from /metrics that the benchmark reads.
 #[derive(Debug, Clone, Copy, Default)]
 struct GatewayFrames {
@@ -468,17 +484,19 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             .iter()
             .map(|c| c.pc.audio_counters().rx_frames)
             .collect();
-        let (f0, s0, c0) = (
+        let (f0, s0, c0, m0) = (
             gateway_frames(o.api).await?,
             sample(o.gateway_pid)?,
             sample(std::process::id())?,
+            machine_busy_ticks(),
         );
         let t0 = Instant::now();
         tokio::time::sleep(o.hold).await;
-        let (f1, s1, c1) = (
+        let (f1, s1, c1, m1) = (
             gateway_frames(o.api).await?,
             sample(o.gateway_pid)?,
             sample(std::process::id())?,
+            machine_busy_ticks(),
         );
         let wall = t0.elapsed().as_secs_f64();
         let with_audio = calls
@@ -492,9 +510,17 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
         let late_pct = (f1.late - f0.late) as f64 / frames.max(1) as f64 * 100.0;
         let cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / CLK_TCK / wall * 100.0;
         let client_cpu = (c1.cpu_ticks - c0.cpu_ticks) as f64 / CLK_TCK / wall * 100.0;
+        let others = match (m0, m1) {
+            (Some(m0), Some(m1)) => {
+                let busy = m1.saturating_sub(m0) as f64 / CLK_TCK / wall * 100.0;
+                format!("{:.0}", (busy - cpu - client_cpu).max(0.0))
+            }
+            _ => "?".into(),
+        };
+        let stalls = f1.clock_stalls - f0.clock_stalls;
         let _ = writeln!(
             out,
-            "| {n} | {:.1} | {:.1} | {late_pct:.2} | {cpu:.1} | {:.2} | {:.1} | {:.0} | {} | {client_cpu:.0} | {with_audio}/{n} |",
+            "| {n} | {:.1} | {:.1} | {late_pct:.2} | {cpu:.1} | {:.2} | {:.1} | {:.0} | {} | {stalls} | {client_cpu:.0} | {others} | {with_audio}/{n} |",
             percentile(&mut setup.clone(), 0.5),
             percentile(&mut setup, 0.95),
             cpu / n as f64,
@@ -507,7 +533,7 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             late_pct,
             cpu_pct = cpu,
             frames,
-            clock_stalls = f1.clock_stalls - f0.clock_stalls,
+            clock_stalls = stalls,
             "bridge load step measured"
         );
         if frames < (n as f64 * wall * 100.0 * 0.9) as u64 {
