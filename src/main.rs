@@ -75,8 +75,8 @@ enum Command {
         /// Where to answer as the SIP callee (the gateway's route.target).
         #[arg(long, default_value = "127.0.0.1:15070")]
         callee: std::net::SocketAddr,
-        /// The RTP echo's address (RTCP on the port above).
-        #[arg(long, default_value = "127.0.0.1:50000")]
+        /// The RTP echo's address (RTCP on the port above); port 0: any.
+        #[arg(long, default_value = "127.0.0.1:0")]
         rtp: std::net::SocketAddr,
         /// Concurrent call counts to measure, ascending.
         #[arg(long, value_delimiter = ',', default_value = "10,25,50,75,100")]

@@ -42,7 +42,8 @@ pub struct BridgeLoadOptions {
     /// Where this process answers as the SIP callee: the gateway's
     /// `route.target` must point here.
     pub callee: SocketAddr,
-    /// The RTP reflector's address (RTCP goes to the port above it).
+    /// The RTP reflector's address (RTCP goes to the port above it); port
+    /// 0 takes any free pair.
     pub rtp: SocketAddr,
     /// Concurrent call counts to measure, ascending.
     pub steps: Vec<usize>,
@@ -275,18 +276,33 @@ async fn callee(sock: UdpSocket, rtp: SocketAddr, invites: Arc<AtomicU64>) {
     }
 }
 
+/// An RTP socket and the RTCP one above it; port 0: any free pair.
+fn bind_pair(rtp: SocketAddr) -> std::io::Result<(std::net::UdpSocket, std::net::UdpSocket)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let sock = std::net::UdpSocket::bind(rtp)?;
+        let port = sock.local_addr()?.port();
+        match std::net::UdpSocket::bind(SocketAddr::new(rtp.ip(), port.wrapping_add(1))) {
+            Ok(rtcp) => return Ok((sock, rtcp)),
+            Err(e) if rtp.port() == 0 => last = Some(e), // taken: try another pair
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free port pair")))
+}
+
 /// Echoes RTP back to its source, drops RTCP; runs on its own thread (a
 /// plain blocking loop costs the load client least) until `stop`.
 fn spawn_reflector(
     rtp: SocketAddr,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<u64>, LoadError> {
+) -> Result<(SocketAddr, std::thread::JoinHandle<u64>), LoadError> {
     let e = |x: std::io::Error| LoadError::Sip(format!("RTP reflector on {rtp}: {x}"));
-    let sock = std::net::UdpSocket::bind(rtp).map_err(e)?;
-    let rtcp = std::net::UdpSocket::bind(SocketAddr::new(rtp.ip(), rtp.port() + 1)).map_err(e)?;
+    let (sock, rtcp) = bind_pair(rtp).map_err(e)?;
     sock.set_read_timeout(Some(Duration::from_millis(100)))
         .map_err(e)?;
-    Ok(std::thread::spawn(move || {
+    let bound = sock.local_addr().map_err(e)?;
+    let thread = std::thread::spawn(move || {
         let _rtcp = rtcp; // bound so the gateway's RTCP has somewhere to go
         let mut buf = [0u8; 2048];
         let mut echoed = 0u64;
@@ -300,7 +316,8 @@ fn spawn_reflector(
             }
         }
         echoed
-    }))
+    });
+    Ok((bound, thread))
 }
 
 struct BridgedCall {
@@ -432,10 +449,10 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
     });
     let dispatcher = tokio::spawn(caller.clone().dispatch());
     let invites = Arc::new(AtomicU64::new(0));
-    let callee_sock = UdpSocket::bind(o.callee).await.map_err(sip_err)?;
-    let callee_task = tokio::spawn(callee(callee_sock, o.rtp, invites.clone()));
     let stop = Arc::new(AtomicBool::new(false));
-    let reflector = spawn_reflector(o.rtp, stop.clone())?;
+    let (rtp, reflector) = spawn_reflector(o.rtp, stop.clone())?;
+    let callee_sock = UdpSocket::bind(o.callee).await.map_err(sip_err)?;
+    let callee_task = tokio::spawn(callee(callee_sock, rtp, invites.clone()));
 
     let calls: Arc<Mutex<Vec<BridgedCall>>> = Arc::default();
     let pump = spawn_pump(&runtime, calls.clone(), |c: &BridgedCall| c.pc.clone());
@@ -458,11 +475,11 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
     );
     let _ = writeln!(
         out,
-        "| calls | setup p50 ms | setup p95 ms | late frames % | gateway CPU % | CPU %/call | RSS MiB | RSS KiB/call | threads | load client CPU % | calls with audio |"
+        "| calls | setup p50 ms | setup p95 ms | late frames % | gateway CPU % | CPU %/call | RSS MiB | RSS KiB/call | threads | clock stalls | load client CPU % | other processes CPU % | calls with audio |"
     );
     let _ = writeln!(
         out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
 
     let mut best: Option<usize> = None;
