@@ -270,6 +270,26 @@ async fn metrics(State(st): State<ApiState>) -> Response {
         None,
         one(calls.ports_in_use() as u64),
     );
+    let m = &calls.media_frames;
+    for (name, help, v) in [
+        (
+            "rtcgw_media_frames_total",
+            "10 ms frames due on legacy and bridged legs.",
+            m.frames.load(Relaxed),
+        ),
+        (
+            "rtcgw_media_late_frames_total",
+            "Of those, handled a tick or more late.",
+            m.late.load(Relaxed),
+        ),
+        (
+            "rtcgw_audio_clock_stalls_total",
+            "Audio clock stalls over 100 ms (ticks skipped).",
+            calls.clock_counters().late_ticks,
+        ),
+    ] {
+        family(&mut out, (name, "counter", help), None, one(v));
+    }
     let sip = st.sip.lock().expect("sip counters").clone();
     family(
         &mut out,

@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+mod bridge;
+pub use bridge::{BridgeLoadOptions, run_bridge};
+
 use crate::media::{FrameSource, Tone};
 use crate::rtc::{
     CallSettings, OpusSettings, PeerConnection, RtcError, Runtime, RuntimeSettings, WebrtcLogLevel,
@@ -36,6 +39,8 @@ pub enum LoadError {
     Http(String),
     #[error(transparent)]
     Rtc(#[from] RtcError),
+    #[error("SIP: {0}")]
+    Sip(String),
     #[error("reading /proc for pid {0}: {1}")]
     Proc(u32, std::io::Error),
 }
@@ -121,6 +126,30 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
+/// One pump for every call of a load client: per 10 ms clock tick a tone
+/// frame out, every received frame drained (and counted by libwebrtc).
+fn spawn_pump<T: Send + 'static>(
+    runtime: &Runtime,
+    calls: Arc<Mutex<Vec<T>>>,
+    pc_of: fn(&T) -> Arc<PeerConnection>,
+) -> tokio::task::JoinHandle<()> {
+    let mut ticks = runtime.ticks();
+    tokio::spawn(async move {
+        let mut tone = Tone::new(700.0);
+        let mut frame = Vec::new();
+        let mut rx = Vec::new();
+        while ticks.changed().await.is_ok() {
+            tone.next_frame(&mut frame);
+            let pcs: Vec<Arc<PeerConnection>> =
+                calls.lock().expect("calls").iter().map(pc_of).collect();
+            for pc in pcs {
+                pc.push_audio(&frame, Tone::RATE);
+                while pc.pull_audio(&mut rx).is_some() {}
+            }
+        }
+    })
+}
+
 /// Runs the load steps and returns a Markdown report.
 pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
     let runtime = Runtime::new(&RuntimeSettings {
@@ -139,27 +168,7 @@ pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
     };
     let calls: Arc<Mutex<Vec<LoadCall>>> = Arc::default();
 
-    // One pump for every call: a tone out, received frames drained.
-    let pump_calls = calls.clone();
-    let mut ticks = runtime.ticks();
-    let pump = tokio::spawn(async move {
-        let mut tone = Tone::new(700.0);
-        let mut frame = Vec::new();
-        let mut rx = Vec::new();
-        while ticks.changed().await.is_ok() {
-            tone.next_frame(&mut frame);
-            let pcs: Vec<Arc<PeerConnection>> = pump_calls
-                .lock()
-                .expect("calls")
-                .iter()
-                .map(|c| c.pc.clone())
-                .collect();
-            for pc in pcs {
-                pc.push_audio(&frame, Tone::RATE);
-                while pc.pull_audio(&mut rx).is_some() {}
-            }
-        }
-    });
+    let pump = spawn_pump(&runtime, calls.clone(), |c: &LoadCall| c.pc.clone());
 
     let idle = sample(o.gateway_pid)?;
     let codec = crate::rtc::opus_roundtrip_cpu(3000);

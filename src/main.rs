@@ -59,6 +59,46 @@ enum Command {
         #[arg(long, default_value_t = 49999)]
         port_max: u16,
     },
+    /// Load client for bridged calls: WebRTC callers over SIP/UDP into a
+    /// gateway in bridge mode, the SIP callee of its outbound legs and an
+    /// RTP echo; reports late frames, CPU and RSS per step as Markdown.
+    LoadBridge {
+        /// The gateway's SIP address (UDP).
+        #[arg(long, default_value = "127.0.0.1:5060")]
+        sip: std::net::SocketAddr,
+        /// The gateway's HTTP API address (for /metrics).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        api: std::net::SocketAddr,
+        /// The gateway's process id (for CPU/RSS/thread sampling).
+        #[arg(long)]
+        gateway_pid: u32,
+        /// Where to answer as the SIP callee (the gateway's route.target).
+        #[arg(long, default_value = "127.0.0.1:15070")]
+        callee: std::net::SocketAddr,
+        /// The RTP echo's address (RTCP on the port above); port 0: any.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        rtp: std::net::SocketAddr,
+        /// Concurrent call counts to measure, ascending.
+        #[arg(long, value_delimiter = ',', default_value = "10,25,50,75,100")]
+        steps: Vec<usize>,
+        /// Seconds each step is measured.
+        #[arg(long, default_value_t = 12)]
+        hold_secs: u64,
+        /// Stop once this percentage of 10 ms frames is late.
+        #[arg(long, default_value_t = 1.0)]
+        max_late_pct: f64,
+        /// Cores the gateway may use (for the codec-only ceiling in calls);
+        /// default: all of this machine's.
+        #[arg(long)]
+        gateway_cores: Option<f64>,
+        /// Local media address of the WebRTC callers.
+        #[arg(long, default_value = "127.0.0.1")]
+        address: std::net::IpAddr,
+        #[arg(long, default_value_t = 40000)]
+        port_min: u16,
+        #[arg(long, default_value_t = 49999)]
+        port_max: u16,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,12 +132,7 @@ fn real_main() -> anyhow::Result<()> {
         port_max,
     }) = cli.command
     {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-            )
-            .with_writer(std::io::stderr)
-            .init();
+        init_stderr_log();
         let opts = rtcgw::loadgen::LoadOptions {
             api,
             gateway_pid,
@@ -112,6 +147,46 @@ fn real_main() -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(rtcgw::loadgen::run(opts))?;
+        print!("{report}");
+        return Ok(());
+    }
+    if let Some(Command::LoadBridge {
+        sip,
+        api,
+        gateway_pid,
+        callee,
+        rtp,
+        steps,
+        hold_secs,
+        max_late_pct,
+        gateway_cores,
+        address,
+        port_min,
+        port_max,
+    }) = cli.command
+    {
+        init_stderr_log();
+        let opts = rtcgw::loadgen::BridgeLoadOptions {
+            sip,
+            api,
+            gateway_pid,
+            callee,
+            rtp,
+            steps,
+            hold: std::time::Duration::from_secs(hold_secs),
+            max_late_pct,
+            gateway_cores: gateway_cores.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+            }),
+            address,
+            port_min,
+            port_max,
+        };
+        let report = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(rtcgw::loadgen::run_bridge(opts))?;
         print!("{report}");
         return Ok(());
     }
@@ -130,6 +205,17 @@ fn real_main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(run(config))
+}
+
+/// Load clients log to stderr (stdout carries their report), at info
+/// unless RUST_LOG says otherwise.
+fn init_stderr_log() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -441,6 +441,7 @@ pub(super) async fn run(
             changed = ticks.changed() => {
                 if changed.is_err() { break; }
                 let n = *ticks.borrow_and_update();
+                calls.media_frames.count(n.saturating_sub(last));
                 let now = Instant::now();
                 for _ in 0..n.saturating_sub(last).min(MAX_CATCH_UP) {
                     source.next_frame(&mut frame);

@@ -97,6 +97,30 @@ pub struct Calls {
     pub dtmf_digits: AtomicU64,
     /// RTP/RTCP datagrams dropped on legacy legs, by reason.
     pub rtp_dropped: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// 10 ms frames of the legacy (and bridged) media tasks, and how many
+    /// were late.
+    pub media_frames: MediaFrameCounters,
+}
+
+/// How punctually the media tasks kept the 10 ms clock. A task that wakes
+/// once for several ticks handled every tick after the first late (caught
+/// up in a burst, or skipped past the catch-up limit): those are the late
+/// frames of the bridged-call benchmark (BENCHMARKS.md).
+#[derive(Debug, Default)]
+pub struct MediaFrameCounters {
+    /// Ticks due, summed over media tasks.
+    pub frames: AtomicU64,
+    /// Of those, ticks handled one tick or more after they were due.
+    pub late: AtomicU64,
+}
+
+impl MediaFrameCounters {
+    /// One wake-up of a media task that found `due` ticks since its last.
+    pub fn count(&self, due: u64) {
+        self.frames.fetch_add(due, Ordering::Relaxed);
+        self.late
+            .fetch_add(due.saturating_sub(1), Ordering::Relaxed);
+    }
 }
 
 impl Calls {
@@ -115,7 +139,13 @@ impl Calls {
             pending: Default::default(),
             draining: Default::default(),
             rtp_dropped: Mutex::new(Default::default()),
+            media_frames: Default::default(),
         })
+    }
+
+    /// The audio clock's own counters (ticks, stalls it skipped past).
+    pub fn clock_counters(&self) -> crate::rtc::RuntimeCounters {
+        self.runtime.counters()
     }
 
     pub fn refuse(&self, reason: &'static str) {
@@ -514,5 +544,21 @@ pub(crate) async fn watch_events(
                 calls.hangup(&id, "connection failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_frames_after_the_first_of_a_wake_up_are_late() {
+        let c = MediaFrameCounters::default();
+        c.count(1); // on time
+        c.count(1);
+        c.count(3); // woke two ticks late: two frames caught up
+        c.count(0); // spurious wake-up: nothing due
+        assert_eq!(c.frames.load(Ordering::Relaxed), 5);
+        assert_eq!(c.late.load(Ordering::Relaxed), 2);
     }
 }

@@ -326,3 +326,10 @@ impl PeerConnection {
 pub fn opus_roundtrip_cpu(frames: u32) -> std::time::Duration {
     std::time::Duration::from_nanos(sys::ffi::bench_opus_roundtrip(frames))
 }
+
+/// CPU time for one bridged call's codec work over `frames` 10 ms frames:
+/// one Opus encode + decode and one PCMU encode + decode, no gateway around
+/// them (the ceiling the bridged-call benchmark compares against).
+pub fn bridge_codecs_cpu(frames: u32) -> std::time::Duration {
+    std::time::Duration::from_nanos(sys::ffi::bench_bridge_codecs(frames))
+}

@@ -248,6 +248,9 @@ pub(crate) mod ffi {
         /// Codec-only reference: CPU ns to Opus-encode and decode `frames`
         /// 10 ms frames (see cpp/include/rtcgw/bench.h).
         fn bench_opus_roundtrip(frames: u32) -> u64;
+        /// Codec-only reference of a bridged call: the Opus roundtrip plus a
+        /// PCMU encode + decode (see cpp/include/rtcgw/bench.h).
+        fn bench_bridge_codecs(frames: u32) -> u64;
 
         type Runtime;
         type PeerConnection;

@@ -12,4 +12,11 @@ namespace rtcgw {
 // packet with its Opus decoder. Returns the elapsed thread CPU time in ns.
 uint64_t bench_opus_roundtrip(uint32_t frames);
 
+// One bridged call's codec work (WebRTC Opus leg <-> PCMU leg) for `frames`
+// 10 ms frames: the Opus roundtrip above plus a G.711 mu-law encode (20 ms
+// packets) and decode of 10 ms of an 8 kHz tone. Resampling between 48 and
+// 8 kHz, which the gateway also does, is left out: this is the codecs alone.
+// Returns the elapsed thread CPU time in ns.
+uint64_t bench_bridge_codecs(uint32_t frames);
+
 }  // namespace rtcgw
