@@ -149,7 +149,7 @@ def ulaw_pcm(packets):
     return np.concatenate([rtp_tools.ulaw_decode(np.frombuffer(p, np.uint8)) for _, pt, p in packets if pt == 0]).astype(float)
 
 
-def test_browser_dtmf_reaches_the_sip_side_and_ice_restart_keeps_the_legacy_leg(gateway_factory, tmp_path):
+def test_browser_dtmf_ice_restart_and_hold_from_the_webrtc_side(gateway_factory, tmp_path):
     from browser import OFFER_JS, Chromium, answer_js, dtmf_js
 
     sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -209,7 +209,25 @@ def test_browser_dtmf_reaches_the_sip_side_and_ice_restart_keeps_the_legacy_leg(
         assert abs(dominant_frequency(8000, x) - 1000) < 10, "the browser's tone still reaches the SIP side"
         assert len(callee.media.audio) > before
 
-        caller.send(caller.req("BYE", 3))
+        # Hold and resume from the browser's side (re-INVITE sendonly, then
+        # sendrecv): libwebrtc answers recvonly, then sendrecv.
+        for cseq, direction, expected in ((3, "sendonly", "a=recvonly"), (4, "sendrecv", "a=sendrecv")):
+            reoffer = browser.eval(f"""(async () => {{
+              pc.getTransceivers()[0].direction = '{direction}';
+              await pc.setLocalDescription(await pc.createOffer());
+              return pc.localDescription.sdp; }})()""")
+            caller.send(caller.req("INVITE", cseq, reoffer, branch=f"z9hG4bKhold{cseq}"))
+            status, okh = caller.final()
+            assert status == 200, okh[:300]
+            caller.send(caller.req("ACK", cseq))
+            body = okh.split("\r\n\r\n", 1)[1]
+            assert expected in body, body
+            assert browser.eval(answer_js(body)) == "connected"
+        t2 = time.monotonic()
+        time.sleep(1.5)
+        assert len(callee.media.packets_between(t2, time.monotonic())) > 50, "audio flows after the browser resumed"
+
+        caller.send(caller.req("BYE", 5))
         bye, _ = caller.final()
         assert bye == 200
         assert callee.wait_bye()
