@@ -142,13 +142,7 @@ fn real_main() -> anyhow::Result<()> {
             port_min,
             port_max,
         };
-        let report = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?
-            .block_on(rtcgw::loadgen::run(opts))?;
-        print!("{report}");
-        return Ok(());
+        return print_report(rtcgw::loadgen::run(opts));
     }
     if let Some(Command::LoadBridge {
         sip,
@@ -182,13 +176,7 @@ fn real_main() -> anyhow::Result<()> {
             port_min,
             port_max,
         };
-        let report = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?
-            .block_on(rtcgw::loadgen::run_bridge(opts))?;
-        print!("{report}");
-        return Ok(());
+        return print_report(rtcgw::loadgen::run_bridge(opts));
     }
     let config = match &cli.config {
         Some(path) => {
@@ -305,5 +293,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     calls.hangup_all("shutdown");
     // Let the media tasks finish their recordings and close their calls.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    Ok(())
+}
+
+/// Runs a load client on its own two-worker runtime and prints its report.
+fn print_report(
+    client: impl std::future::Future<Output = Result<String, rtcgw::loadgen::LoadError>>,
+) -> anyhow::Result<()> {
+    let report = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(client)?;
+    print!("{report}");
     Ok(())
 }

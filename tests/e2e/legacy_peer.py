@@ -14,7 +14,8 @@ import rtp_tools
 PTS = {"PCMU": 0, "PCMA": 8}
 
 
-def response(req, status, reason, tag, contact_port, body=""):
+def response(req, status, reason, tag, contact_port, body="", user="pbx"):
+    """A response copying the request's dialog fields (RFC 3261 8.2.6)."""
     lines = req.split("\r\n")
     keep = [l for l in lines if l.split(":", 1)[0].strip().lower() in ("via", "from", "call-id", "cseq", "record-route")]
     to = next(l for l in lines if l.lower().startswith("to:"))
@@ -22,7 +23,7 @@ def response(req, status, reason, tag, contact_port, body=""):
         to += f";tag={tag}"
     ct = "Content-Type: application/sdp\r\n" if body else ""
     return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(keep) + f"\r\n{to}\r\n"
-            f"Contact: <sip:pbx@127.0.0.1:{contact_port}>\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
+            f"Contact: <sip:{user}@127.0.0.1:{contact_port}>\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
 
 
 class Media:

@@ -12,6 +12,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 import aiortc_peer
+import legacy_peer
 from conftest import band_power, dominant_frequency, free_port
 
 SIPP_DIR = Path(__file__).resolve().parents[1] / "sipp"
@@ -124,15 +125,7 @@ def test_webrtc_caller_reaches_plain_rtp_callee_and_hears_the_echo(gateway_facto
 
 
 def sip_response(req, status, reason, tag, contact_port, body=""):
-    """A response copying the request's dialog fields (RFC 3261 8.2.6)."""
-    lines = req.split("\r\n")
-    keep = [l for l in lines if l.split(":", 1)[0].strip().lower() in ("via", "from", "call-id", "cseq", "record-route")]
-    to = next(l for l in lines if l.lower().startswith("to:"))
-    if ";tag=" not in to:
-        to += f";tag={tag}"
-    ct = "Content-Type: application/sdp\r\n" if body else ""
-    return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(keep) + f"\r\n{to}\r\n"
-            f"Contact: <sip:callee@127.0.0.1:{contact_port}>\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
+    return legacy_peer.response(req, status, reason, tag, contact_port, body, user="callee")
 
 
 async def webrtc_callee(sock, received, ready):
