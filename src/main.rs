@@ -10,6 +10,8 @@ use rtcgw::config::{Config, DEFAULT_TOML};
 use rtcgw::media::Clip;
 use rtcgw::rtc::{Runtime, RuntimeSettings};
 use rtcgw::sip::ua::SipCounters;
+use rtcgw::stats::export::{Exporter, Target};
+use rtcgw::stats::poller::StatsService;
 
 /// rtcgw: a WebRTC <-> SIP media gateway around libwebrtc.
 #[derive(Parser, Debug)]
@@ -123,7 +125,13 @@ fn real_main() -> anyhow::Result<()> {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter);
+    // stdout may carry the stats export; the log then keeps out of its way.
+    if matches!(config.stats.export.as_str(), "stdout" | "-") {
+        log.with_writer(std::io::stderr).init();
+    } else {
+        log.init();
+    }
 
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -152,6 +160,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("http.listen = {}", config.http.listen))?;
     let calls = Calls::new(runtime, config.clone(), clip);
+    let st = &config.stats;
+    let exporter = match Target::from_config(&st.export, st.rotate_bytes, st.rotate_keep) {
+        Some(t) => {
+            Some(Exporter::spawn(t).with_context(|| format!("stats.export = {}", st.export))?)
+        }
+        None => None,
+    };
+    let stats = StatsService::new(exporter);
+    tokio::spawn(rtcgw::stats::poller::run(
+        stats.clone(),
+        calls.clone(),
+        calls.ended_feed(),
+        std::time::Duration::from_millis(st.interval_ms),
+    ));
     let sip_counters = Arc::new(Mutex::new(SipCounters::default()));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let sip = if config.sip.enabled {
@@ -174,6 +196,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         rtcgw::http::ApiState {
             calls: calls.clone(),
             sip: sip_counters,
+            stats,
         },
         config.http.max_body_bytes,
     );

@@ -224,6 +224,7 @@ impl Calls {
         let (stop_tx, stop_rx) = oneshot::channel();
         if let Some(a) = self.active.lock().expect("calls lock").get_mut(id) {
             a.stop = Some(stop_tx); // the pending waiter's sender is dropped
+            a.leg = Leg::Bridge(pc.clone(), media.stats_handle());
         }
         tokio::spawn(run(
             self.clone(),

@@ -9,3 +9,4 @@ pub mod collect;
 pub mod emodel;
 pub mod export;
 pub mod model;
+pub mod poller;
