@@ -304,6 +304,97 @@ mod tests {
         assert_eq!(serde_json::from_value::<Record>(json).unwrap(), r);
     }
 
+    /// Every key of `v`, recursively.
+    fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, v) in m {
+                    out.insert(k.clone());
+                    keys(v, out);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn the_documented_schema_names_every_field_and_the_version() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../docs/stats.schema.json")).unwrap();
+        let mut documented = Default::default();
+        keys(&schema, &mut documented);
+        let q = Some(Quality {
+            r_factor: 90.0,
+            mos: 4.3,
+            loss_pct: 1.0,
+            one_way_delay_ms: 50.0,
+        });
+        let leg = LegStats {
+            leg: LegKind::Legacy,
+            codec: Some("PCMU/8000".into()),
+            ptime_ms: Some(20),
+            rtt_ms: Some(1.0),
+            inbound: Some(InboundStats {
+                neteq: Some(NetEqFigures::default()),
+                quality: q,
+                ..Default::default()
+            }),
+            outbound: Some(OutboundStats {
+                quality: q,
+                ..Default::default()
+            }),
+        };
+        let m = MinAvgMax {
+            min: 1.0,
+            avg: 2.0,
+            max: 3.0,
+        };
+        let dir = Some(DirectionSummary {
+            mos: Some(m),
+            r_factor: Some(m),
+            ..Default::default()
+        });
+        let records = [
+            Record::Stats(CallStats {
+                schema_version: SCHEMA_VERSION,
+                call_id: "c".into(),
+                timestamp_unix_ms: 0,
+                target: "bridge".into(),
+                state: "connected".into(),
+                legs: vec![leg],
+            }),
+            Record::CallEnd(CallEnd {
+                schema_version: SCHEMA_VERSION,
+                call_id: "c".into(),
+                target: "bridge".into(),
+                started_unix_ms: 0,
+                ended_unix_ms: 1,
+                duration_s: 0.001,
+                disposition: "BYE".into(),
+                outcome: Outcome::Completed,
+                legs: vec![LegSummary {
+                    leg: LegKind::Webrtc,
+                    codec: None,
+                    inbound: dir.clone(),
+                    outbound: dir,
+                }],
+            }),
+        ];
+        let mut used = Default::default();
+        for r in &records {
+            keys(&serde_json::to_value(r).unwrap(), &mut used);
+        }
+        let missing: Vec<_> = used.difference(&documented).collect();
+        assert!(missing.is_empty(), "docs/stats.schema.json lacks {missing:?}");
+        assert!(
+            schema.to_string().contains(&format!(
+                "\"schemaVersion\":{{\"const\":{SCHEMA_VERSION}}}"
+            )),
+            "the schema pins schemaVersion to {SCHEMA_VERSION}"
+        );
+    }
+
     #[test]
     fn dispositions_fall_into_outcomes() {
         for (why, want) in [
