@@ -37,6 +37,9 @@ pub(super) struct LegacyMedia {
     remote_rtcp: SocketAddr,
     info: Arc<Mutex<CallInfo>>,
     stats: LegacyStats,
+    /// How often `stats` is refreshed: twice per stats poll, at most each
+    /// second, so that every poll sees figures newer than the last one.
+    stats_every: Duration,
     /// SDES-SRTP: (inbound: theirs, outbound: ours).
     srtp: Option<(Srtp, Srtp)>,
 }
@@ -158,6 +161,9 @@ impl Calls {
             remote_rtcp,
             info,
             stats: LegacyStats::default(),
+            stats_every: Duration::from_millis(
+                (self.config.stats.interval_ms / 2).clamp(100, 1000),
+            ),
             srtp,
         })
     }
@@ -356,7 +362,7 @@ pub(super) async fn run(
                     calls.hangup(&m.id, "media timeout");
                 }
                 if now >= stats_due {
-                    stats_due = now + Duration::from_secs(1);
+                    stats_due = now + m.stats_every;
                     *m.stats.lock().expect("stats lock") = Some(snapshot(&m));
                 }
             }

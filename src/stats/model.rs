@@ -386,11 +386,14 @@ mod tests {
             keys(&serde_json::to_value(r).unwrap(), &mut used);
         }
         let missing: Vec<_> = used.difference(&documented).collect();
-        assert!(missing.is_empty(), "docs/stats.schema.json lacks {missing:?}");
         assert!(
-            schema.to_string().contains(&format!(
-                "\"schemaVersion\":{{\"const\":{SCHEMA_VERSION}}}"
-            )),
+            missing.is_empty(),
+            "docs/stats.schema.json lacks {missing:?}"
+        );
+        assert!(
+            schema
+                .to_string()
+                .contains(&format!("\"schemaVersion\":{{\"const\":{SCHEMA_VERSION}}}")),
             "the schema pins schemaVersion to {SCHEMA_VERSION}"
         );
     }
