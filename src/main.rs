@@ -38,6 +38,26 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         seconds: u64,
     },
+    /// Benchmark: the stats poller's CPU cost for N connected calls, in
+    /// alternating phases with and without polling.
+    BenchStats {
+        #[arg(long, default_value_t = 200)]
+        calls: usize,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Seconds per measured phase.
+        #[arg(long, default_value_t = 20)]
+        phase_secs: u64,
+        /// Off/on phase pairs.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Where the JSON Lines export goes during the run.
+        #[arg(long, default_value = "/tmp/rtcgw-bench-stats.jsonl")]
+        export: PathBuf,
+        /// "inactive" (no audio, the default) or "sendrecv".
+        #[arg(long, default_value = "inactive")]
+        media: String,
+    },
     /// Load client: drive WebRTC calls (libwebrtc offerer) into a running
     /// gateway and report setup time, CPU, RSS and threads as Markdown.
     Load {
@@ -82,6 +102,42 @@ fn real_main() -> anyhow::Result<()> {
     }
     if let Some(Command::BenchLegacy { streams, seconds }) = cli.command {
         print!("{}", rtcgw::loadgen::bench_legacy(streams, seconds)?);
+        return Ok(());
+    }
+    if let Some(Command::BenchStats {
+        calls,
+        interval_ms,
+        phase_secs,
+        rounds,
+        export,
+        media,
+    }) = cli.command
+    {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let _ = std::fs::remove_file(&export);
+        let opts = rtcgw::stats::bench::BenchOptions {
+            calls,
+            interval: std::time::Duration::from_millis(interval_ms.max(1)),
+            phase: std::time::Duration::from_secs(phase_secs),
+            rounds,
+            export,
+            audio: match media.as_str() {
+                "inactive" => false,
+                "sendrecv" => true,
+                other => anyhow::bail!("--media {other}: expected inactive or sendrecv"),
+            },
+        };
+        let report = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(rtcgw::stats::bench::run(opts))?;
+        print!("{report}");
         return Ok(());
     }
     if let Some(Command::Load {

@@ -376,6 +376,15 @@ fn int(m: &BTreeMap<String, Value>, k: &str) -> u64 {
     num(m, k).map_or(0, |v| v.max(0.0) as u64)
 }
 
+/// The getStats entry types [`webrtc_leg`] reads.
+pub const KINDS: &[&str] = &[
+    "inbound-rtp",
+    "outbound-rtp",
+    "remote-inbound-rtp",
+    "codec",
+    "candidate-pair",
+];
+
 /// The WebRTC leg from a getStats report (W3C webrtc-stats as this
 /// libwebrtc generation fills it): the audio inbound-rtp, outbound-rtp,
 /// the peer's remote-inbound-rtp, the codec and the selected candidate

@@ -5,6 +5,7 @@
 //! one place here that waits on anything: its own tokio task, off the
 //! audio path. docs/stats.md documents the records.
 
+pub mod bench;
 pub mod collect;
 pub mod emodel;
 pub mod export;

@@ -29,7 +29,8 @@ pub struct StatsService {
 pub async fn read_legs(legs: &LegHandles) -> Vec<LegStats> {
     let mut out = Vec::with_capacity(2);
     if let Some(pc) = &legs.webrtc
-        && let Ok(report) = tokio::time::timeout(GETSTATS_TIMEOUT, pc.stats()).await
+        && let Ok(report) =
+            tokio::time::timeout(GETSTATS_TIMEOUT, pc.stats_of(collect::KINDS)).await
     {
         let leg = collect::webrtc_leg(&report);
         // A closed connection reports nothing: keep its last figures.
