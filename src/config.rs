@@ -25,6 +25,32 @@ pub struct Config {
     pub route: RouteConfig,
     pub bridge: BridgeConfig,
     pub demo: DemoConfig,
+    pub stats: StatsConfig,
+}
+
+/// Call statistics: polling, the JSON Lines export (docs/stats.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StatsConfig {
+    /// Every call's stats are read this often (0: only at the end of calls).
+    pub interval_ms: u64,
+    /// "" (no export), "stdout" (logs then go to stderr) or a file path.
+    pub export: String,
+    /// Rotate the export file past this size (0: never).
+    pub rotate_bytes: u64,
+    /// Rotated files kept (path.1 .. path.N).
+    pub rotate_keep: u32,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 5000,
+            export: String::new(),
+            rotate_bytes: 0,
+            rotate_keep: 5,
+        }
+    }
 }
 
 /// Bridged calls' audio processing on the legacy-to-WebRTC direction: one
@@ -454,6 +480,24 @@ impl Config {
                 "a sip: URI such as sip:{user}@127.0.0.1:5080",
             ));
         }
+        let st = &self.stats;
+        if st.interval_ms != 0 && !(100..=3_600_000).contains(&st.interval_ms) {
+            return Err(bad(
+                "stats.interval_ms",
+                st.interval_ms,
+                "0 (end-of-call records only) or 100..=3600000",
+            ));
+        }
+        if !(1..=1000).contains(&st.rotate_keep) {
+            return Err(bad("stats.rotate_keep", st.rotate_keep, "1..=1000"));
+        }
+        if st.rotate_bytes != 0 && st.rotate_bytes < 4096 {
+            return Err(bad(
+                "stats.rotate_bytes",
+                st.rotate_bytes,
+                "0 (never) or at least 4096",
+            ));
+        }
         if !(20.0..=20_000.0).contains(&self.demo.tone_hz) {
             return Err(bad("demo.tone_hz", self.demo.tone_hz, "20..=20000"));
         }
@@ -516,6 +560,11 @@ mod tests {
             e.to_string()
                 .contains("webrtc.jitter_buffer_max_packets = 5"),
             "{e}"
+        );
+        let e = Config::parse("[stats]\ninterval_ms = 5\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "stats.interval_ms = 5: expected 0 (end-of-call records only) or 100..=3600000"
         );
         let e = Config::parse("[media]\nbogus = 1\n").unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");

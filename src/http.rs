@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -14,12 +14,30 @@ use axum::{Json, Router};
 use crate::call::{CallError, CallId, Calls};
 use crate::rtc::RtcError;
 use crate::sip::ua::SipCounters;
+use crate::stats::collect::{Histogram, LegTotals};
+use crate::stats::model::LegKind;
+use crate::stats::poller::StatsService;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
 pub struct ApiState {
     pub calls: Arc<Calls>,
     pub sip: Arc<std::sync::Mutex<SipCounters>>,
+    pub stats: Arc<StatsService>,
+}
+
+/// A 4xx/5xx for bad API input: `{"error": ...}` (call creation keeps its
+/// plain-text refusals, which WHIP clients show as they are).
+fn api_error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(serde_json::json!({ "error": message.into(), "status": status.as_u16() })),
+    )
+        .into_response()
+}
+
+fn no_such_call(id: &str) -> Response {
+    api_error(StatusCode::NOT_FOUND, format!("no such call: {id}"))
 }
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
@@ -151,28 +169,152 @@ async fn list_calls(State(st): State<ApiState>) -> Response {
     Json(calls.list()).into_response()
 }
 
-async fn get_call(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
-    let calls = &st.calls;
-    match calls.get(&CallId(id)) {
-        Some(info) => Json(info).into_response(),
-        None => (StatusCode::NOT_FOUND, "no such call\n").into_response(),
-    }
+/// One leg of a call as GET /v1/calls/{id} shows it.
+#[derive(serde::Serialize)]
+struct LegView {
+    leg: LegKind,
+    codec: Option<String>,
 }
 
-async fn call_stats(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
-    let calls = &st.calls;
-    match calls.stats(&CallId(id)).await {
-        Some(stats) => Json(stats).into_response(),
-        None => (StatusCode::NOT_FOUND, "no such call\n").into_response(),
+#[derive(serde::Serialize)]
+struct CallView {
+    #[serde(flatten)]
+    info: crate::call::CallInfo,
+    /// The legs with their codecs, as last polled (kinds only before the
+    /// first poll).
+    legs: Vec<LegView>,
+}
+
+async fn get_call(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
+    let Some((info, handles)) = st.calls.poll_item(&CallId(id.clone())) else {
+        return no_such_call(&id);
+    };
+    let polled = st.stats.collector.lock().expect("collector lock").legs(&id);
+    let mut legs: Vec<LegView> = polled
+        .into_iter()
+        .map(|(leg, codec)| LegView { leg, codec })
+        .collect();
+    for (present, kind) in [
+        (handles.webrtc.is_some(), LegKind::Webrtc),
+        (handles.legacy.is_some(), LegKind::Legacy),
+    ] {
+        if present && !legs.iter().any(|l| l.leg == kind) {
+            legs.push(LegView {
+                leg: kind,
+                codec: None,
+            });
+        }
+    }
+    legs.sort_by_key(|l| l.leg);
+    Json(CallView { info, legs }).into_response()
+}
+
+/// The call's stats record now (`?raw=true`: libwebrtc's getStats report
+/// as it comes, plus the legacy leg as a "legacy-rtp" entry).
+async fn call_stats(
+    State(st): State<ApiState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let mut raw = false;
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=').unwrap_or((pair, "true")) {
+            ("raw", "true" | "1") => raw = true,
+            ("raw", "false" | "0") => raw = false,
+            ("raw", v) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("raw={v}: expected true or false"),
+                );
+            }
+            (k, _) => {
+                return api_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown query parameter {k:?} (known: raw)"),
+                );
+            }
+        }
+    }
+    let cid = CallId(id.clone());
+    if raw {
+        return match st.calls.raw_stats(&cid).await {
+            Some(stats) => Json(stats).into_response(),
+            None => no_such_call(&id),
+        };
+    }
+    match st.calls.poll_item(&cid) {
+        Some((info, legs)) => Json(st.stats.live(&info, &legs).await).into_response(),
+        None => no_such_call(&id),
     }
 }
 
 async fn delete_call(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
-    let calls = &st.calls;
-    if calls.hangup(&CallId(id), "DELETE") {
+    if st.calls.hangup(&CallId(id.clone()), "DELETE") {
         StatusCode::NO_CONTENT.into_response()
     } else {
-        (StatusCode::NOT_FOUND, "no such call\n").into_response()
+        no_such_call(&id)
+    }
+}
+
+/// A label value escaped for the text format (backslash, quote, newline).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn label_set(names: &[&str], values: &[String], extra: Option<(&str, &str)>) -> String {
+    let mut parts: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
+        .collect();
+    if let Some((n, v)) = extra {
+        parts.push(format!("{n}=\"{v}\""));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", parts.join(","))
+    }
+}
+
+/// A metric family whose samples carry any number of labels.
+fn family_labeled<V: std::fmt::Display>(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    labels: &[&str],
+    samples: impl IntoIterator<Item = (Vec<String>, V)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (values, v) in samples {
+        let _ = writeln!(out, "{name}{} {v}", label_set(labels, &values, None));
+    }
+}
+
+/// A histogram family: _bucket (cumulative, with +Inf), _sum, _count.
+fn histogram_family(
+    out: &mut String,
+    (name, help): (&str, &str),
+    labels: &[&str],
+    samples: impl IntoIterator<Item = (Vec<String>, Histogram)>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (values, h) in samples {
+        for (le, n) in h.cumulative() {
+            let le = le.to_string();
+            let l = label_set(labels, &values, Some(("le", &le)));
+            let _ = writeln!(out, "{name}_bucket{l} {n}");
+        }
+        let l = label_set(labels, &values, Some(("le", "+Inf")));
+        let _ = writeln!(out, "{name}_bucket{l} {}", h.count);
+        let l = label_set(labels, &values, None);
+        let _ = writeln!(out, "{name}_sum{l} {}\n{name}_count{l} {}", h.sum, h.count);
     }
 }
 
@@ -188,7 +330,7 @@ fn family<V: std::fmt::Display>(
     for (l, v) in samples {
         match label {
             Some(label) => {
-                let _ = writeln!(out, "{name}{{{label}=\"{l}\"}} {v}");
+                let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {v}", escape(&l));
             }
             None => {
                 let _ = writeln!(out, "{name} {v}");
@@ -231,7 +373,7 @@ async fn metrics(State(st): State<ApiState>) -> Response {
             "Call requests refused, by reason.",
         ),
         Some("reason"),
-        refused,
+        refused.iter().cloned(),
     );
     family(
         &mut out,
@@ -321,5 +463,139 @@ async fn metrics(State(st): State<ApiState>) -> Response {
         Some("reason"),
         sip.rejected.iter().map(|(r, n)| (r.to_string(), *n)),
     );
+    stats_families(&mut out, &st, &refused);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// One received-side figure of a leg's totals.
+type LegFigure = fn(&LegTotals) -> f64;
+
+/// The stats collector's families: calls by outcome, received-side
+/// counters per leg, MOS histograms.
+fn stats_families(out: &mut String, st: &ApiState, refused: &[(String, u64)]) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = st
+        .stats
+        .collector
+        .lock()
+        .expect("collector lock")
+        .totals
+        .clone();
+    let mut outcomes: Vec<(Vec<String>, u64)> = t
+        .calls
+        .iter()
+        .map(|(o, n)| (vec![o.as_str().to_string()], *n))
+        .collect();
+    outcomes.push((vec!["refused".into()], refused.iter().map(|(_, n)| n).sum()));
+    family_labeled(
+        out,
+        (
+            "rtcgw_calls_total",
+            "counter",
+            "Calls by outcome: ended calls by how they ended, plus refused call requests.",
+        ),
+        &["outcome"],
+        outcomes,
+    );
+    let legs = |f: LegFigure| {
+        t.legs
+            .iter()
+            .map(|(k, v)| (vec![k.as_str().to_string()], f(v)))
+            .collect::<Vec<_>>()
+    };
+    let per_leg: [(&str, &str, LegFigure); 7] = [
+        (
+            "rtcgw_packets_received_total",
+            "RTP packets received, by leg.",
+            |v| v.packets_received as f64,
+        ),
+        (
+            "rtcgw_packets_lost_total",
+            "RTP packets lost on the way to rtcgw (RFC 3550 expected - received), by leg.",
+            |v| v.packets_lost as f64,
+        ),
+        (
+            "rtcgw_jitter_buffer_delay_seconds_total",
+            "Sum over played-out samples of their jitter-buffer delay, by leg; divide by rtcgw_jitter_buffer_emitted_samples_total for the mean.",
+            |v| v.jitter_buffer_delay_s,
+        ),
+        (
+            "rtcgw_jitter_buffer_emitted_samples_total",
+            "Samples played out of the jitter buffer, by leg.",
+            |v| v.jitter_buffer_emitted as f64,
+        ),
+        (
+            "rtcgw_received_samples_total",
+            "Samples played out, real or concealed, by leg.",
+            |v| v.samples_received as f64,
+        ),
+        (
+            "rtcgw_concealed_samples_total",
+            "Samples NetEq concealed (lost or late audio), by leg.",
+            |v| v.concealed_samples as f64,
+        ),
+        (
+            "rtcgw_concealment_events_total",
+            "Concealment events (runs of concealed samples), by leg.",
+            |v| v.concealment_events as f64,
+        ),
+    ];
+    for (name, help, f) in per_leg {
+        family_labeled(out, (name, "counter", help), &["leg"], legs(f));
+    }
+    let hist = |m: &std::collections::BTreeMap<_, Histogram>| {
+        m.iter()
+            .map(
+                |((leg, dir), h): (&(LegKind, crate::stats::model::Direction), &Histogram)| {
+                    (
+                        vec![leg.as_str().to_string(), dir.as_str().to_string()],
+                        h.clone(),
+                    )
+                },
+            )
+            .collect::<Vec<_>>()
+    };
+    histogram_family(
+        out,
+        (
+            "rtcgw_mos",
+            "E-model (ITU-T G.107) MOS estimate per call, leg, direction and poll interval.",
+        ),
+        &["leg", "direction"],
+        hist(&t.mos),
+    );
+    histogram_family(
+        out,
+        (
+            "rtcgw_call_mos",
+            "Mean E-model MOS of ended calls, per leg and direction.",
+        ),
+        &["leg", "direction"],
+        hist(&t.call_mos),
+    );
+    family_labeled(
+        out,
+        (
+            "rtcgw_stats_polls_total",
+            "counter",
+            "Call stats records made by the poller.",
+        ),
+        &[],
+        [(vec![], t.polls)],
+    );
+    let dropped = st
+        .stats
+        .exporter
+        .as_ref()
+        .map_or(0, |x| x.dropped.load(Relaxed) + x.failed.load(Relaxed));
+    family_labeled(
+        out,
+        (
+            "rtcgw_stats_export_dropped_total",
+            "counter",
+            "Stats export lines dropped (queue full) or not written (I/O error).",
+        ),
+        &[],
+        [(vec![], dropped)],
+    );
 }

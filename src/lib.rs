@@ -2,7 +2,7 @@
 //!
 //! Layout: `rtc` is the libwebrtc bridge (C++ in `cpp/`), `config` the TOML
 //! configuration, `media` the audio sources and sinks of calls, `call` the
-//! call registry and demo target, `http` the call API, `loadgen` the load client used by benchmarks.
+//! call registry and demo target, `http` the call API and /metrics, `stats` call statistics (polling, quality, export), `loadgen` the load client used by benchmarks.
 
 pub mod call;
 pub mod config;
@@ -14,3 +14,4 @@ pub mod rtc;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;
+pub mod stats;

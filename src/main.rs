@@ -10,6 +10,8 @@ use rtcgw::config::{Config, DEFAULT_TOML};
 use rtcgw::media::Clip;
 use rtcgw::rtc::{Runtime, RuntimeSettings};
 use rtcgw::sip::ua::SipCounters;
+use rtcgw::stats::export::{Exporter, Target};
+use rtcgw::stats::poller::StatsService;
 
 /// rtcgw: a WebRTC <-> SIP media gateway around libwebrtc.
 #[derive(Parser, Debug)]
@@ -35,6 +37,26 @@ enum Command {
         /// Seconds of (virtual) audio per stream.
         #[arg(long, default_value_t = 10)]
         seconds: u64,
+    },
+    /// Benchmark: the stats poller's CPU cost for N connected calls, in
+    /// alternating phases with and without polling.
+    BenchStats {
+        #[arg(long, default_value_t = 200)]
+        calls: usize,
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+        /// Seconds per measured phase.
+        #[arg(long, default_value_t = 20)]
+        phase_secs: u64,
+        /// Off/on phase pairs.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
+        /// Where the JSON Lines export goes during the run.
+        #[arg(long, default_value = "/tmp/rtcgw-bench-stats.jsonl")]
+        export: PathBuf,
+        /// "inactive" (no audio, the default) or "sendrecv".
+        #[arg(long, default_value = "inactive")]
+        media: String,
     },
     /// Load client: drive WebRTC calls (libwebrtc offerer) into a running
     /// gateway and report setup time, CPU, RSS and threads as Markdown.
@@ -122,6 +144,42 @@ fn real_main() -> anyhow::Result<()> {
         print!("{}", rtcgw::loadgen::bench_legacy(streams, seconds)?);
         return Ok(());
     }
+    if let Some(Command::BenchStats {
+        calls,
+        interval_ms,
+        phase_secs,
+        rounds,
+        export,
+        media,
+    }) = cli.command
+    {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let _ = std::fs::remove_file(&export);
+        let opts = rtcgw::stats::bench::BenchOptions {
+            calls,
+            interval: std::time::Duration::from_millis(interval_ms.max(1)),
+            phase: std::time::Duration::from_secs(phase_secs),
+            rounds,
+            export,
+            audio: match media.as_str() {
+                "inactive" => false,
+                "sendrecv" => true,
+                other => anyhow::bail!("--media {other}: expected inactive or sendrecv"),
+            },
+        };
+        let report = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(rtcgw::stats::bench::run(opts))?;
+        print!("{report}");
+        return Ok(());
+    }
     if let Some(Command::Load {
         api,
         gateway_pid,
@@ -186,7 +244,13 @@ fn real_main() -> anyhow::Result<()> {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let log = tracing_subscriber::fmt().with_env_filter(filter);
+    // stdout may carry the stats export; the log then keeps out of its way.
+    if matches!(config.stats.export.as_str(), "stdout" | "-") {
+        log.with_writer(std::io::stderr).init();
+    } else {
+        log.init();
+    }
 
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -226,6 +290,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("http.listen = {}", config.http.listen))?;
     let calls = Calls::new(runtime, config.clone(), clip);
+    let st = &config.stats;
+    let exporter = match Target::from_config(&st.export, st.rotate_bytes, st.rotate_keep) {
+        Some(t) => {
+            Some(Exporter::spawn(t).with_context(|| format!("stats.export = {}", st.export))?)
+        }
+        None => None,
+    };
+    let stats = StatsService::new(exporter);
+    tokio::spawn(rtcgw::stats::poller::run(
+        stats.clone(),
+        calls.clone(),
+        calls.ended_feed(),
+        std::time::Duration::from_millis(st.interval_ms),
+    ));
     let sip_counters = Arc::new(Mutex::new(SipCounters::default()));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let sip = if config.sip.enabled {
@@ -248,6 +326,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         rtcgw::http::ApiState {
             calls: calls.clone(),
             sip: sip_counters,
+            stats,
         },
         config.http.max_body_bytes,
     );

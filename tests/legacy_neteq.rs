@@ -134,6 +134,11 @@ fn clean_network_plays_the_tone_without_concealment() {
     // NetEq counts samples at the codec's rate (8 kHz for PCMU).
     assert!(st.concealed_samples < 8000 / 10, "{st:?}"); // only the start-up
     assert_eq!(st.removed_samples_for_acceleration, 0, "{st:?}");
+    // Every playout call is classified; on a clean network nearly all are
+    // normal decoding (the seed's googDecodingNormal).
+    assert!(st.decoding_calls >= 500, "{st:?}"); // 5 s of 10 ms playouts
+    assert!(st.decoding_normal > 480, "{st:?}");
+    assert!(st.decoding_plc + st.decoding_codec_plc < 10, "{st:?}");
 }
 
 #[test]
@@ -162,6 +167,10 @@ fn loss_is_concealed_and_counted() {
     assert!(tone_dominates(&audio), "PLC keeps the tone");
     assert!(st.concealment_events >= u64::from(sent) / 20, "{st:?}");
     assert!(st.concealed_samples > 10 * 160, "{st:?}"); // 8 kHz samples
+    // 10% of 20 ms packets lost: about 10% of the 10 ms playouts are PLC.
+    let plc = st.decoding_plc + st.decoding_codec_plc + st.decoding_plc_cng;
+    assert!(plc * 20 > st.decoding_calls, "{st:?}");
+    assert!(st.decoding_normal > st.decoding_calls / 2, "{st:?}");
 }
 
 #[test]

@@ -57,6 +57,28 @@ struct NetEqStream::Impl {
   webrtc::AudioFrame frame;
   webrtc::PushResampler<int16_t> resampler;
   std::vector<int16_t> mono = std::vector<int16_t>(kOutSamples * 6);
+  // Decoding call counts by outcome, as acm2's CallStatistics keeps them for
+  // the WebRTC leg (legacy getStats' googDecodingNormal/PLC/CNG...): NetEq
+  // alone does not count them, so every GetAudio is classified here.
+  uint64_t decoding_calls = 0, decoding_normal = 0, decoding_plc = 0,
+           decoding_codec_plc = 0, decoding_cng = 0, decoding_plc_cng = 0,
+           decoding_muted = 0;
+
+  void CountDecoding(const webrtc::AudioFrame& f, bool muted) {
+    ++decoding_calls;
+    if (muted) {
+      ++decoding_muted;
+      return;
+    }
+    switch (f.speech_type_) {
+      case webrtc::AudioFrame::kNormalSpeech: ++decoding_normal; break;
+      case webrtc::AudioFrame::kPLC: ++decoding_plc; break;
+      case webrtc::AudioFrame::kCodecPLC: ++decoding_codec_plc; break;
+      case webrtc::AudioFrame::kCNG: ++decoding_cng; break;
+      case webrtc::AudioFrame::kPLCCNG: ++decoding_plc_cng; break;
+      case webrtc::AudioFrame::kUndefined: break;
+    }
+  }
 
   void AdvanceTo(int64_t now_ms) {
     int64_t cur = clock.TimeInMilliseconds();
@@ -125,6 +147,7 @@ FrameInfo NetEqStream::get_audio(int64_t now_ms,
       impl_->neteq->GetAudio(&impl_->frame, &muted) != webrtc::NetEq::kOK)
     return info;
   const webrtc::AudioFrame& f = impl_->frame;
+  impl_->CountDecoding(f, muted);
   size_t n = f.samples_per_channel_;
   size_t ch = f.num_channels_ == 0 ? 1 : f.num_channels_;
   if (n * ch > impl_->mono.size()) return info;
@@ -171,6 +194,15 @@ NetEqStats NetEqStream::stats() const {
   s.packets_discarded = life.packets_discarded;
   s.packets_received = life.jitter_buffer_packets_received;
   s.packet_buffer_flushes = ops.packet_buffer_flushes;
+  s.silent_concealed_samples = life.silent_concealed_samples;
+  s.jitter_buffer_target_delay_ms = life.jitter_buffer_target_delay_ms;
+  s.decoding_calls = impl_->decoding_calls;
+  s.decoding_normal = impl_->decoding_normal;
+  s.decoding_plc = impl_->decoding_plc;
+  s.decoding_codec_plc = impl_->decoding_codec_plc;
+  s.decoding_cng = impl_->decoding_cng;
+  s.decoding_plc_cng = impl_->decoding_plc_cng;
+  s.decoding_muted = impl_->decoding_muted;
   return s;
 }
 

@@ -258,6 +258,7 @@ impl Calls {
         if let Some(a) = self.active.lock().expect("calls lock").get_mut(id) {
             a.stop = Some(stop_tx); // the pending waiter's sender is dropped
             a.legacy = Some(handle);
+            a.leg = Leg::Bridge(pc.clone(), media.stats_handle());
         }
         tokio::spawn(run(
             self.clone(),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Active, CallError, CallId, CallInfo, Calls, Leg};
+use super::{Active, CallError, CallId, CallInfo, Calls, Leg, LegacyStats};
 use crate::media::{FrameSink, FrameSource, Recorder, Tone};
 use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta, Srtp};
 use crate::rtp::dtmf::DtmfSender;
@@ -20,6 +20,9 @@ use crate::rtp::packet::is_rtcp;
 use crate::rtp::ports::PortLease;
 use crate::rtp::session::{Received, RtpSession, SessionConfig};
 use crate::sdp::legacy::{self, Negotiated};
+use crate::stats::model::{
+    DecodingCounts, InboundStats, LegKind, LegStats, NetEqFigures, OutboundStats,
+};
 
 /// Mid-call changes for a legacy leg's media task.
 #[derive(Debug)]
@@ -103,7 +106,10 @@ pub(super) struct LegacyMedia {
     neg: Negotiated,
     remote_rtcp: SocketAddr,
     info: Arc<Mutex<CallInfo>>,
-    stats: Arc<Mutex<serde_json::Value>>,
+    stats: LegacyStats,
+    /// How often `stats` is refreshed: twice per stats poll, at most each
+    /// second, so that every poll sees figures newer than the last one.
+    stats_every: Duration,
     /// SDES-SRTP: (inbound: theirs, outbound: ours).
     srtp: Option<(Srtp, Srtp)>,
     cmds: mpsc::Receiver<MediaCmd>,
@@ -221,7 +227,10 @@ impl Calls {
             remote_rtcp: remote_rtcp(&neg),
             neg,
             info,
-            stats: Arc::new(Mutex::new(serde_json::Value::Null)),
+            stats: LegacyStats::default(),
+            stats_every: Duration::from_millis(
+                (self.config.stats.interval_ms / 2).clamp(100, 1000),
+            ),
             srtp,
             cmds,
             dtmf: DtmfSender::default(),
@@ -477,8 +486,8 @@ pub(super) async fn run(
                     calls.hangup(&m.id, "media timeout");
                 }
                 if now >= stats_due {
-                    stats_due = now + Duration::from_secs(1);
-                    *m.stats.lock().expect("stats lock") = snapshot(&m);
+                    stats_due = now + m.stats_every;
+                    *m.stats.lock().expect("stats lock") = Some(snapshot(&m));
                 }
             }
         }
@@ -536,37 +545,70 @@ impl LegacyMedia {
     }
 }
 
-fn snapshot(m: &LegacyMedia) -> serde_json::Value {
-    let r = &m.session.recv;
-    serde_json::json!({
-        "codec": format!("{}/{}", m.neg.codec.name, m.neg.codec.clock_rate),
-        "packetsReceived": r.packets,
-        "bytesReceived": r.bytes,
-        "packetsLost": r.lost(),
-        "jitterMs": r.jitter_ms(m.neg.codec.clock_rate),
-        "ssrcChanges": r.ssrc_changes,
-        "rttMs": r.rtt_ms,
-        "packetsSent": m.session.sent_packets,
-        "bytesSent": m.session.sent_bytes,
-        "dropped": m.session.dropped,
-        "neteq": neteq_json(&m.neteq.stats()),
-    })
+impl LegacyMedia {
+    /// The leg's latest statistics, refreshed by its media task each second.
+    pub(super) fn stats_handle(&self) -> LegacyStats {
+        self.stats.clone()
+    }
 }
 
-fn neteq_json(s: &crate::rtc::legacy::NetEqStats) -> serde_json::Value {
-    serde_json::json!({
-        "expandRate": s.expand_rate,
-        "speechExpandRate": s.speech_expand_rate,
-        "accelerateRate": s.accelerate_rate,
-        "preemptiveRate": s.preemptive_rate,
-        "currentBufferSizeMs": s.current_buffer_size_ms,
-        "preferredBufferSizeMs": s.preferred_buffer_size_ms,
-        "targetDelayMs": s.target_delay_ms,
-        "concealedSamples": s.concealed_samples,
-        "concealmentEvents": s.concealment_events,
-        "totalSamplesReceived": s.total_samples_received,
-        "jitterBufferDelayMs": s.jitter_buffer_delay_ms,
-        "jitterBufferEmittedCount": s.jitter_buffer_emitted_count,
-        "packetsDiscarded": s.packets_discarded,
-    })
+/// The leg's RTP session and NetEq figures in the stats model (the E-model
+/// estimate is left to the stats collector, which knows the interval).
+fn snapshot(m: &LegacyMedia) -> LegStats {
+    let r = &m.session.recv;
+    let rate = m.neg.codec.clock_rate;
+    let n = m.neteq.stats();
+    let report = m.session.remote_report;
+    LegStats {
+        leg: LegKind::Legacy,
+        codec: Some(format!("{}/{}", m.neg.codec.name, rate)),
+        ptime_ms: Some(m.neg.ptime),
+        rtt_ms: r.rtt_ms,
+        inbound: Some(InboundStats {
+            packets_received: r.packets,
+            bytes_received: r.bytes,
+            packets_lost: r.lost(),
+            packets_discarded: n.packets_discarded,
+            jitter_ms: r.jitter_ms(rate),
+            // NetEq sums delay in ms per emitted sample; W3C uses seconds.
+            jitter_buffer_delay_s: n.jitter_buffer_delay_ms as f64 / 1000.0,
+            jitter_buffer_target_delay_s: n.jitter_buffer_target_delay_ms as f64 / 1000.0,
+            jitter_buffer_emitted_count: n.jitter_buffer_emitted_count,
+            jitter_buffer_delay_ms: None,
+            total_samples_received: n.total_samples_received,
+            concealed_samples: n.concealed_samples,
+            silent_concealed_samples: n.silent_concealed_samples,
+            concealment_events: n.concealment_events,
+            inserted_samples_for_deceleration: n.inserted_samples_for_deceleration,
+            removed_samples_for_acceleration: n.removed_samples_for_acceleration,
+            neteq: Some(NetEqFigures {
+                expand_rate: n.expand_rate,
+                speech_expand_rate: n.speech_expand_rate,
+                accelerate_rate: n.accelerate_rate,
+                preemptive_expand_rate: n.preemptive_rate,
+                current_buffer_size_ms: n.current_buffer_size_ms,
+                preferred_buffer_size_ms: n.preferred_buffer_size_ms,
+                target_delay_ms: n.target_delay_ms,
+                packet_buffer_flushes: n.packet_buffer_flushes,
+                decoding: DecodingCounts {
+                    calls: n.decoding_calls,
+                    normal: n.decoding_normal,
+                    plc: n.decoding_plc,
+                    codec_plc: n.decoding_codec_plc,
+                    cng: n.decoding_cng,
+                    plc_cng: n.decoding_plc_cng,
+                    muted_output: n.decoding_muted,
+                },
+            }),
+            quality: None,
+        }),
+        outbound: Some(OutboundStats {
+            packets_sent: m.session.sent_packets,
+            bytes_sent: m.session.sent_bytes,
+            remote_packets_lost: report.map(|r| r.cumulative_lost),
+            remote_fraction_lost: report.map(|r| r.fraction_lost),
+            remote_jitter_ms: report.map(|r| f64::from(r.jitter) * 1000.0 / f64::from(rate.max(1))),
+            quality: None,
+        }),
+    }
 }

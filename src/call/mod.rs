@@ -64,11 +64,57 @@ pub struct CallInfo {
     pub digits: String,
 }
 
+/// A legacy leg's latest statistics, refreshed each second by its media
+/// task; None until the first refresh.
+pub type LegacyStats = Arc<Mutex<Option<crate::stats::model::LegStats>>>;
+
 /// The media side of a call.
 enum Leg {
     Webrtc(Arc<PeerConnection>),
-    /// The legacy leg's latest statistics, refreshed by its media task.
-    Legacy(Arc<Mutex<serde_json::Value>>),
+    Legacy(LegacyStats),
+    /// A bridge once both legs are up.
+    Bridge(Arc<PeerConnection>, LegacyStats),
+}
+
+/// What the stats poller reads a call's figures from.
+#[derive(Clone, Default)]
+pub struct LegHandles {
+    pub webrtc: Option<Arc<PeerConnection>>,
+    pub legacy: Option<LegacyStats>,
+}
+
+impl Leg {
+    fn handles(&self) -> LegHandles {
+        match self {
+            Leg::Webrtc(pc) => LegHandles {
+                webrtc: Some(pc.clone()),
+                legacy: None,
+            },
+            Leg::Legacy(st) => LegHandles {
+                webrtc: None,
+                legacy: Some(st.clone()),
+            },
+            Leg::Bridge(pc, st) => LegHandles {
+                webrtc: Some(pc.clone()),
+                legacy: Some(st.clone()),
+            },
+        }
+    }
+}
+
+/// A call that has ended, for the stats poller's end-of-call record.
+pub struct Ended {
+    pub info: CallInfo,
+    pub reason: String,
+    pub ended_unix_ms: u64,
+    pub legs: LegHandles,
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 struct Active {
@@ -100,6 +146,8 @@ pub struct Calls {
     /// 10 ms frames of the legacy (and bridged) media tasks, and how many
     /// were late.
     pub media_frames: MediaFrameCounters,
+    /// Where ended calls are reported for their end-of-call stats record.
+    ended_feed: Mutex<Option<mpsc::UnboundedSender<Ended>>>,
 }
 
 /// How punctually the media tasks kept the 10 ms clock. A task that wakes
@@ -140,6 +188,7 @@ impl Calls {
             draining: Default::default(),
             rtp_dropped: Mutex::new(Default::default()),
             media_frames: Default::default(),
+            ended_feed: Mutex::new(None),
         })
     }
 
@@ -201,7 +250,7 @@ impl Calls {
             .expect("calls lock")
             .get(id)
             .and_then(|a| match &a.leg {
-                Leg::Webrtc(pc) => Some(pc.clone()),
+                Leg::Webrtc(pc) | Leg::Bridge(pc, _) => Some(pc.clone()),
                 Leg::Legacy(_) => None,
             })
             .ok_or(CallError::NoSuchCall)?;
@@ -336,26 +385,58 @@ impl Calls {
             .map(|a| a.info.lock().expect("info lock").clone())
     }
 
-    pub async fn stats(&self, id: &CallId) -> Option<Vec<RtcStats>> {
-        let pc = match &self.active.lock().expect("calls lock").get(id)?.leg {
-            Leg::Webrtc(pc) => pc.clone(),
-            Leg::Legacy(stats) => {
-                let members = match stats.lock().expect("stats lock").clone() {
-                    serde_json::Value::Object(m) => m.into_iter().collect(),
-                    _ => Default::default(),
-                };
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default();
-                return Some(vec![RtcStats {
-                    id: "legacy-rtp".into(),
-                    kind: "legacy-rtp".into(),
-                    timestamp_us: now.as_micros() as i64,
-                    members,
-                }]);
-            }
+    /// libwebrtc's getStats report for the call as it comes, with the
+    /// legacy leg (if any) as one more entry of type "legacy-rtp".
+    pub async fn raw_stats(&self, id: &CallId) -> Option<Vec<RtcStats>> {
+        let legs = self
+            .active
+            .lock()
+            .expect("calls lock")
+            .get(id)?
+            .leg
+            .handles();
+        let mut out = match &legs.webrtc {
+            Some(pc) => pc.stats().await,
+            None => Vec::new(),
         };
-        Some(pc.stats().await)
+        if let Some(st) = &legs.legacy {
+            let members = match serde_json::to_value(&*st.lock().expect("stats lock")) {
+                Ok(serde_json::Value::Object(m)) => m.into_iter().collect(),
+                _ => Default::default(),
+            };
+            out.push(RtcStats {
+                id: "legacy-rtp".into(),
+                kind: "legacy-rtp".into(),
+                timestamp_us: unix_ms() as i64 * 1000,
+                members,
+            });
+        }
+        Some(out)
+    }
+
+    /// Every active call with what its statistics are read from.
+    pub fn poll_items(&self) -> Vec<(CallInfo, LegHandles)> {
+        self.active
+            .lock()
+            .expect("calls lock")
+            .values()
+            .map(|a| (a.info.lock().expect("info lock").clone(), a.leg.handles()))
+            .collect()
+    }
+
+    /// One call's info and statistics sources.
+    pub fn poll_item(&self, id: &CallId) -> Option<(CallInfo, LegHandles)> {
+        let active = self.active.lock().expect("calls lock");
+        let a = active.get(id)?;
+        Some((a.info.lock().expect("info lock").clone(), a.leg.handles()))
+    }
+
+    /// From now on every ended call is reported here (one consumer: the
+    /// stats poller).
+    pub fn ended_feed(&self) -> mpsc::UnboundedReceiver<Ended> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        *self.ended_feed.lock().expect("feed lock") = Some(tx);
+        rx
     }
 
     /// A re-INVITE's offer (hold, resume, new address or codec, ICE
@@ -373,10 +454,13 @@ impl Calls {
     }
 
     fn webrtc_leg(&self, id: &CallId) -> Option<Arc<PeerConnection>> {
-        match &self.active.lock().expect("calls lock").get(id)?.leg {
-            Leg::Webrtc(pc) => Some(pc.clone()),
-            Leg::Legacy(_) => None,
-        }
+        self.active
+            .lock()
+            .expect("calls lock")
+            .get(id)?
+            .leg
+            .handles()
+            .webrtc
     }
 
     /// A digit from the WebRTC side (RFC 4733 tapped from its audio, or a
@@ -427,6 +511,14 @@ impl Calls {
         }
         self.ended.fetch_add(1, Ordering::Relaxed);
         let _ = self.ended_tx.send(id.clone());
+        if let Some(feed) = &*self.ended_feed.lock().expect("feed lock") {
+            let _ = feed.send(Ended {
+                info: a.info.lock().expect("info lock").clone(),
+                reason: why.to_owned(),
+                ended_unix_ms: unix_ms(),
+                legs: a.leg.handles(),
+            });
+        }
         true
     }
 

@@ -153,6 +153,18 @@ pub(crate) mod ffi {
         packets_discarded: u64,
         packets_received: u64,
         packet_buffer_flushes: u64,
+        silent_concealed_samples: u64,
+        /// Sum over emitted samples of NetEq's target delay (as
+        /// jitter_buffer_delay_ms is of the actual delay).
+        jitter_buffer_target_delay_ms: u64,
+        /// GetAudio calls by outcome (acm2's AudioDecodingCallStats).
+        decoding_calls: u64,
+        decoding_normal: u64,
+        decoding_plc: u64,
+        decoding_codec_plc: u64,
+        decoding_cng: u64,
+        decoding_plc_cng: u64,
+        decoding_muted: u64,
     }
 
     /// Per-call AudioProcessing switches (cpp/include/rtcgw/call_apm.h).

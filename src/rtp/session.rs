@@ -91,6 +91,20 @@ pub struct RtpSession {
     // For RR deltas (fraction lost).
     prior_expected: u64,
     prior_received: u64,
+    /// The peer's latest report block about our stream (RFC 3550 6.4.1):
+    /// how what we send arrives there.
+    pub remote_report: Option<RemoteReport>,
+}
+
+/// A report block the peer sent about our SSRC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct RemoteReport {
+    /// Fraction lost since the peer's previous report, 0..=1.
+    pub fraction_lost: f64,
+    /// Cumulative packets lost (24-bit signed on the wire).
+    pub cumulative_lost: i64,
+    /// Interarrival jitter the peer measured, in RTP clock units.
+    pub jitter: u32,
 }
 
 fn ntp(now: Instant, start: Instant) -> u64 {
@@ -121,6 +135,7 @@ impl RtpSession {
             last_sr: None,
             prior_expected: 0,
             prior_received: 0,
+            remote_report: None,
         }
     }
 
@@ -273,6 +288,15 @@ impl RtpSession {
                 let ssrc = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
                 let lsr = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
                 let dlsr = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
+                if ssrc == self.cfg.local_ssrc {
+                    // Sign-extend the 24-bit cumulative count.
+                    let lost = i32::from_be_bytes([b[5], b[6], b[7], 0]) >> 8;
+                    self.remote_report = Some(RemoteReport {
+                        fraction_lost: f64::from(b[4]) / 256.0,
+                        cumulative_lost: i64::from(lost),
+                        jitter: u32::from_be_bytes([b[12], b[13], b[14], b[15]]),
+                    });
+                }
                 if ssrc == self.cfg.local_ssrc && lsr != 0 {
                     // RTT = now - LSR - DLSR, in 1/65536 s (RFC 3550 6.4.1).
                     let now_mid = (ntp(now, self.start) >> 16) as u32;
@@ -503,6 +527,9 @@ mod tests {
         a.handle_datagram(t1 + Duration::from_millis(180), from, &rr);
         let rtt = a.recv.rtt_ms.expect("RTT from LSR/DLSR");
         assert!((rtt - 80.0).abs() < 2.0, "rtt {rtt}"); // 40 ms each way
+        // b got our one packet: its report says nothing was lost.
+        let rep = a.remote_report.expect("b's report block about a");
+        assert_eq!((rep.fraction_lost, rep.cumulative_lost), (0.0, 0));
         // RFC 4733 through the session.
         let ev = crate::rtp::dtmf::EventPayload {
             event: 1,
@@ -514,6 +541,31 @@ mod tests {
         let pkt = rtp(3, 8000, 1, 101, &ev);
         let got = b.handle_datagram(t1, from, &pkt);
         assert!(matches!(got, Received::Dtmf(d) if d.len() == 1 && d[0].digit == '1'));
+    }
+
+    #[test]
+    fn the_peers_report_block_tells_how_our_stream_arrives() {
+        let t0 = Instant::now();
+        let mut a = RtpSession::new(cfg(), t0); // local SSRC 7
+        let mut b = RtpSession::new(
+            SessionConfig {
+                local_ssrc: 8,
+                ..cfg()
+            },
+            t0,
+        );
+        let from = cfg().remote;
+        // Packets 1..=8 of a's stream reach b, minus 3 and 6: 2 of 8 lost.
+        for seq in (1..=8u16).filter(|s| *s != 3 && *s != 6) {
+            let pkt = rtp(seq, u32::from(seq) * 160, 7, 0, &[0; 160]);
+            b.handle_datagram(t0, from, &pkt);
+        }
+        let mut rr = Vec::new();
+        assert!(b.poll_rtcp(t0 + Duration::from_secs(5), &mut rr));
+        a.handle_datagram(t0 + Duration::from_secs(5), from, &rr);
+        let rep = a.remote_report.expect("report block about a");
+        assert_eq!(rep.cumulative_lost, 2);
+        assert!((rep.fraction_lost - 0.25).abs() < 0.01, "{rep:?}");
     }
 
     #[test]

@@ -61,7 +61,10 @@ class SipCaller:
                 return status, data
 
 
-async def bridged_call(gw, seconds):
+async def bridged_call(gw, seconds, rewrite_offer=None, rewrite_answer=None):
+    """A WebRTC caller (aiortc, 1 kHz) through rtcgw to the SIPp echo; the
+    rewrite hooks see the SDP on its way (e.g. to route media through an
+    impairment relay)."""
     pc = RTCPeerConnection()
     pc.addTrack(aiortc_peer.ToneTrack(1000.0))
     received = []
@@ -74,11 +77,14 @@ async def bridged_call(gw, seconds):
     await pc.setLocalDescription(await pc.createOffer())
     sip = SipCaller(gw)
     loop = asyncio.get_running_loop()
-    sip.send(sip.req("INVITE", 1, pc.localDescription.sdp, branch="z9hG4bKbridgeinv"))
+    offer = pc.localDescription.sdp
+    sip.send(sip.req("INVITE", 1, rewrite_offer(offer) if rewrite_offer else offer, branch="z9hG4bKbridgeinv"))
     status, ok = await loop.run_in_executor(None, sip.final)
     assert status == 200, ok[:200]
     sip.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
     body = ok.split("\r\n\r\n", 1)[1]
+    if rewrite_answer:
+        body = rewrite_answer(body)
     sip.send(sip.req("ACK", 1))
     await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
     await asyncio.sleep(seconds)
@@ -92,14 +98,19 @@ async def bridged_call(gw, seconds):
     return sip.statuses, bye_status, rate, pcm
 
 
-def test_webrtc_caller_reaches_plain_rtp_callee_and_hears_the_echo(gateway_factory):
-    callee_port = free_port()
-    gw = gateway_factory(f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{callee_port}"\n')
-    uas = subprocess.Popen(
+def sipp_echo_uas(callee_port):
+    """SIPp answering one call on `callee_port` and echoing its RTP."""
+    return subprocess.Popen(
         ["sipp", "-sf", str(SIPP_DIR / "uas_echo.xml"), "-i", "127.0.0.1", "-p", str(callee_port),
          "-mi", "127.0.0.1", "-mp", str(free_port() & ~1), "-rtp_echo", "-m", "1", "-timeout", "40s",
          "-nostdin", "-trace_err", "-error_file", "/dev/stderr"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_webrtc_caller_reaches_plain_rtp_callee_and_hears_the_echo(gateway_factory):
+    callee_port = free_port()
+    gw = gateway_factory(f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{callee_port}"\n')
+    uas = sipp_echo_uas(callee_port)
     try:
         time.sleep(0.5)
         statuses, bye_status, rate, pcm = asyncio.run(bridged_call(gw, 5.0))

@@ -109,7 +109,7 @@ def test_neteq_settings_reach_libwebrtc(gateway_factory, tmp_path):
         await asyncio.sleep(4.0)
         calls = aiortc_peer.http("GET", gw.url + "/v1/calls")[2]
         cid = re.search(r'"id":"([^"]+)"', calls).group(1)
-        stats = aiortc_peer.http("GET", gw.url + f"/v1/calls/{cid}/stats")[2]
+        stats = aiortc_peer.http("GET", gw.url + f"/v1/calls/{cid}/stats?raw=true")[2]
         return await call, stats
 
     r, stats = run(scenario())

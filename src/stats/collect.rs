@@ -1,0 +1,622 @@
+//! The stats core, sans-IO: turns a poll's raw figures (libwebrtc's
+//! getStats report, the legacy leg's counters) into [`CallStats`] records
+//! with an E-model estimate per leg and direction over the poll interval,
+//! keeps what /metrics shows (totals, MOS histograms, calls by outcome) and
+//! writes the [`CallEnd`] summary. Time is passed in; nothing here waits.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+
+use super::emodel::{self, CodecImpairment};
+use super::model::*;
+use crate::rtc::RtcStats;
+
+/// Histogram bucket bounds for MOS: G.107 Table B.1's satisfaction classes
+/// (R 50/60/70/80/90) plus the ends of the scale.
+pub const MOS_BUCKETS: &[f64] = &[1.0, 2.0, 2.58, 3.1, 3.6, 4.03, 4.34, 4.5];
+
+/// A Prometheus-style histogram: per-bucket counts (not cumulative), sum,
+/// count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    pub bounds: &'static [f64],
+    pub counts: Vec<u64>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+impl Histogram {
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    pub fn observe(&mut self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.counts[i] += 1;
+        }
+        self.sum += v;
+        self.count += 1;
+    }
+
+    /// (upper bound, cumulative count) pairs, without +Inf (= `count`).
+    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        let mut acc = 0;
+        self.bounds.iter().zip(&self.counts).map(move |(b, c)| {
+            acc += c;
+            (*b, acc)
+        })
+    }
+}
+
+/// Received-side counters summed over every call, per leg kind; they grow
+/// by each poll's increase, so they are monotonic across call ends.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LegTotals {
+    pub packets_received: u64,
+    pub packets_lost: u64,
+    pub concealed_samples: u64,
+    pub concealment_events: u64,
+    pub samples_received: u64,
+    pub jitter_buffer_delay_s: f64,
+    pub jitter_buffer_emitted: u64,
+}
+
+/// What /metrics shows of the stats.
+#[derive(Debug, Clone, Default)]
+pub struct Totals {
+    pub legs: BTreeMap<LegKind, LegTotals>,
+    /// One observation per call, leg, direction and poll.
+    pub mos: BTreeMap<(LegKind, Direction), Histogram>,
+    /// One observation per ended call, leg and direction: its average MOS.
+    pub call_mos: BTreeMap<(LegKind, Direction), Histogram>,
+    pub calls: BTreeMap<Outcome, u64>,
+    pub polls: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Acc {
+    n: u32,
+    mos: (f64, f64, f64),
+    r: (f64, f64, f64),
+}
+
+impl Acc {
+    fn new(q: &Quality) -> Self {
+        Self {
+            n: 1,
+            mos: (q.mos, q.mos, q.mos),
+            r: (q.r_factor, q.r_factor, q.r_factor),
+        }
+    }
+
+    fn add(&mut self, q: &Quality) {
+        fn upd(t: &mut (f64, f64, f64), v: f64) {
+            t.0 = t.0.min(v);
+            t.1 += v;
+            t.2 = t.2.max(v);
+        }
+        self.n += 1;
+        upd(&mut self.mos, q.mos);
+        upd(&mut self.r, q.r_factor);
+    }
+
+    fn summary(t: (f64, f64, f64), n: u32) -> MinAvgMax {
+        MinAvgMax {
+            min: t.0,
+            avg: t.1 / f64::from(n),
+            max: t.2,
+        }
+    }
+}
+
+/// One call's history.
+#[derive(Debug, Default)]
+struct Track {
+    /// The previous poll's legs (deltas come from them).
+    prev: BTreeMap<LegKind, LegStats>,
+    acc: BTreeMap<(LegKind, Direction), Acc>,
+}
+
+/// The stats of every call being followed.
+#[derive(Debug, Default)]
+pub struct Collector {
+    tracks: HashMap<String, Track>,
+    pub totals: Totals,
+}
+
+/// A counter's increase; a counter that went back (a new SSRC restarts the
+/// legacy leg's) counts from zero again.
+fn delta(cur: u64, prev: u64) -> u64 {
+    if cur >= prev { cur - prev } else { cur }
+}
+
+/// Fills in the interval figures and quality of one leg against its
+/// previous poll.
+fn assess(leg: &mut LegStats, prev: Option<&LegStats>) {
+    let codec = CodecImpairment::of(leg.codec.as_deref().unwrap_or(""));
+    let ptime = f64::from(leg.ptime_ms.unwrap_or(20));
+    let half_rtt = leg.rtt_ms.unwrap_or(0.0) / 2.0;
+    if let Some(inb) = &mut leg.inbound {
+        let p = prev.and_then(|p| p.inbound.as_ref());
+        let p_emitted = p.map_or(0, |p| p.jitter_buffer_emitted_count);
+        let p_delay = p.map_or(0.0, |p| p.jitter_buffer_delay_s);
+        let demit = delta(inb.jitter_buffer_emitted_count, p_emitted);
+        if demit > 0 {
+            let ddelay = if inb.jitter_buffer_emitted_count >= p_emitted {
+                inb.jitter_buffer_delay_s - p_delay
+            } else {
+                inb.jitter_buffer_delay_s
+            };
+            inb.jitter_buffer_delay_ms = Some(1000.0 * ddelay.max(0.0) / demit as f64);
+        }
+        let drecv = delta(inb.packets_received, p.map_or(0, |p| p.packets_received));
+        let dlost = (inb.packets_lost - p.map_or(0, |p| p.packets_lost)).max(0) as u64;
+        inb.quality = (drecv + dlost > 0).then(|| {
+            let loss_pct = 100.0 * dlost as f64 / (drecv + dlost) as f64;
+            let delay = half_rtt + ptime + inb.jitter_buffer_delay_ms.unwrap_or(0.0);
+            quality(&codec, loss_pct, delay)
+        });
+    }
+    if let Some(out) = &mut leg.outbound {
+        let p = prev.and_then(|p| p.outbound.as_ref());
+        let dsent = delta(out.packets_sent, p.map_or(0, |p| p.packets_sent));
+        // Without a report from the peer there is nothing to estimate from.
+        out.quality = out.remote_fraction_lost.filter(|_| dsent > 0).map(|f| {
+            // The peer's jitter buffer is not reported: twice the jitter it
+            // measures, at least one packet, stands in for it.
+            let buffer = (2.0 * out.remote_jitter_ms.unwrap_or(0.0)).max(ptime);
+            quality(&codec, 100.0 * f, half_rtt + ptime + buffer)
+        });
+    }
+}
+
+fn quality(codec: &CodecImpairment, loss_pct: f64, delay_ms: f64) -> Quality {
+    let e = emodel::estimate(codec, loss_pct, delay_ms);
+    let round = |v: f64, k: f64| (v * k).round() / k;
+    Quality {
+        r_factor: round(e.r, 100.0),
+        mos: round(e.mos, 1000.0),
+        loss_pct: round(loss_pct, 1000.0),
+        one_way_delay_ms: round(delay_ms + codec.lookahead_ms, 10.0),
+    }
+}
+
+impl Collector {
+    /// A poll's figures for one call: returns the record. With `commit`
+    /// false (a live look through the API) nothing is remembered, so the
+    /// next poll's interval is not cut short.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_poll(
+        &mut self,
+        now_unix_ms: u64,
+        call_id: &str,
+        target: &str,
+        state: &str,
+        mut legs: Vec<LegStats>,
+        commit: bool,
+    ) -> CallStats {
+        let empty = Track::default();
+        let track = if commit {
+            self.tracks.entry(call_id.to_owned()).or_default()
+        } else {
+            self.tracks.get(call_id).unwrap_or(&empty)
+        };
+        for leg in &mut legs {
+            assess(leg, track.prev.get(&leg.leg));
+        }
+        if commit {
+            self.totals.polls += 1;
+            let track = self.tracks.get_mut(call_id).expect("inserted above");
+            for leg in &legs {
+                account(&mut self.totals, track, leg);
+                track.prev.insert(leg.leg, leg.clone());
+            }
+        }
+        CallStats {
+            schema_version: SCHEMA_VERSION,
+            call_id: call_id.to_owned(),
+            timestamp_unix_ms: now_unix_ms,
+            target: target.to_owned(),
+            state: state.to_owned(),
+            legs,
+        }
+    }
+
+    /// The legs (kind and codec) last seen for a call.
+    pub fn legs(&self, call_id: &str) -> Vec<(LegKind, Option<String>)> {
+        self.tracks.get(call_id).map_or_else(Vec::new, |t| {
+            t.prev.values().map(|l| (l.leg, l.codec.clone())).collect()
+        })
+    }
+
+    /// A call ended: its last figures (when they could be read) are taken
+    /// as a final poll, then the summary is made and the call forgotten.
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_end(
+        &mut self,
+        now_unix_ms: u64,
+        call_id: &str,
+        target: &str,
+        started_unix_ms: u64,
+        disposition: &str,
+        final_legs: Option<Vec<LegStats>>,
+    ) -> (Option<CallStats>, CallEnd) {
+        let last = final_legs
+            .map(|legs| self.handle_poll(now_unix_ms, call_id, target, "ended", legs, true));
+        let track = self.tracks.remove(call_id).unwrap_or_default();
+        let outcome = Outcome::of(disposition);
+        *self.totals.calls.entry(outcome).or_default() += 1;
+        let mut legs = Vec::new();
+        for (kind, leg) in &track.prev {
+            let summary = |dir: Direction, packets: u64, lost, concealed| {
+                let acc = track.acc.get(&(*kind, dir));
+                DirectionSummary {
+                    packets,
+                    packets_lost: lost,
+                    concealed_samples: concealed,
+                    mos: acc.map(|a| Acc::summary(a.mos, a.n)),
+                    r_factor: acc.map(|a| Acc::summary(a.r, a.n)),
+                    intervals: acc.map_or(0, |a| a.n),
+                }
+            };
+            for ((k, dir), a) in &track.acc {
+                if k == kind {
+                    self.totals
+                        .call_mos
+                        .entry((*k, *dir))
+                        .or_insert_with(|| Histogram::new(MOS_BUCKETS))
+                        .observe(a.mos.1 / f64::from(a.n));
+                }
+            }
+            legs.push(LegSummary {
+                leg: *kind,
+                codec: leg.codec.clone(),
+                inbound: leg.inbound.as_ref().map(|i| {
+                    summary(
+                        Direction::Inbound,
+                        i.packets_received,
+                        Some(i.packets_lost),
+                        Some(i.concealed_samples),
+                    )
+                }),
+                outbound: leg.outbound.as_ref().map(|o| {
+                    summary(
+                        Direction::Outbound,
+                        o.packets_sent,
+                        o.remote_packets_lost,
+                        None,
+                    )
+                }),
+            });
+        }
+        let end = CallEnd {
+            schema_version: SCHEMA_VERSION,
+            call_id: call_id.to_owned(),
+            target: target.to_owned(),
+            started_unix_ms,
+            ended_unix_ms: now_unix_ms,
+            duration_s: now_unix_ms.saturating_sub(started_unix_ms) as f64 / 1000.0,
+            disposition: disposition.to_owned(),
+            outcome,
+            legs,
+        };
+        (last, end)
+    }
+
+    /// Calls being followed (polled at least once, not ended).
+    pub fn len(&self) -> usize {
+        self.tracks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tracks.is_empty()
+    }
+}
+
+/// Adds one assessed leg's increases to the totals and its quality to the
+/// histograms and the call's min/avg/max.
+fn account(totals: &mut Totals, track: &mut Track, leg: &LegStats) {
+    let prev = track.prev.get(&leg.leg);
+    if let Some(i) = &leg.inbound {
+        let p = prev.and_then(|p| p.inbound.clone()).unwrap_or_default();
+        let t = totals.legs.entry(leg.leg).or_default();
+        t.packets_received += delta(i.packets_received, p.packets_received);
+        t.packets_lost += (i.packets_lost - p.packets_lost).max(0) as u64;
+        t.concealed_samples += delta(i.concealed_samples, p.concealed_samples);
+        t.concealment_events += delta(i.concealment_events, p.concealment_events);
+        t.samples_received += delta(i.total_samples_received, p.total_samples_received);
+        t.jitter_buffer_emitted +=
+            delta(i.jitter_buffer_emitted_count, p.jitter_buffer_emitted_count);
+        t.jitter_buffer_delay_s += if i.jitter_buffer_delay_s >= p.jitter_buffer_delay_s {
+            i.jitter_buffer_delay_s - p.jitter_buffer_delay_s
+        } else {
+            i.jitter_buffer_delay_s
+        };
+    }
+    let qualities = [
+        (
+            Direction::Inbound,
+            leg.inbound.as_ref().and_then(|i| i.quality),
+        ),
+        (
+            Direction::Outbound,
+            leg.outbound.as_ref().and_then(|o| o.quality),
+        ),
+    ];
+    for (dir, q) in qualities {
+        let Some(q) = q else { continue };
+        totals
+            .mos
+            .entry((leg.leg, dir))
+            .or_insert_with(|| Histogram::new(MOS_BUCKETS))
+            .observe(q.mos);
+        track
+            .acc
+            .entry((leg.leg, dir))
+            .and_modify(|a| a.add(&q))
+            .or_insert_with(|| Acc::new(&q));
+    }
+}
+
+fn num(m: &BTreeMap<String, Value>, k: &str) -> Option<f64> {
+    match m.get(k)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn int(m: &BTreeMap<String, Value>, k: &str) -> u64 {
+    num(m, k).map_or(0, |v| v.max(0.0) as u64)
+}
+
+/// The getStats entry types [`webrtc_leg`] reads.
+pub const KINDS: &[&str] = &[
+    "inbound-rtp",
+    "outbound-rtp",
+    "remote-inbound-rtp",
+    "codec",
+    "candidate-pair",
+];
+
+/// The WebRTC leg from a getStats report (W3C webrtc-stats as this
+/// libwebrtc generation fills it): the audio inbound-rtp, outbound-rtp,
+/// the peer's remote-inbound-rtp, the codec and the selected candidate
+/// pair's RTT.
+pub fn webrtc_leg(report: &[RtcStats]) -> LegStats {
+    let find = |kind: &str| {
+        report
+            .iter()
+            .find(|s| s.kind == kind && s.members.get("kind").is_none_or(|k| k == "audio"))
+    };
+    let by_id = |id: Option<&Value>| {
+        let id = id?.as_str()?;
+        report.iter().find(|s| s.id == id)
+    };
+    let inbound = find("inbound-rtp");
+    let outbound = find("outbound-rtp");
+    let remote = find("remote-inbound-rtp");
+    let codec_entry = inbound
+        .and_then(|s| by_id(s.members.get("codecId")))
+        .or_else(|| outbound.and_then(|s| by_id(s.members.get("codecId"))));
+    let codec = codec_entry.and_then(|c| {
+        let mime = c.members.get("mimeType")?.as_str()?;
+        let name = mime.split('/').nth(1).unwrap_or(mime);
+        Some(match num(&c.members, "clockRate") {
+            Some(rate) => format!("{name}/{rate}"),
+            None => name.to_owned(),
+        })
+    });
+    let rtcp_rtt = remote.and_then(|r| num(&r.members, "roundTripTime"));
+    let ice_rtt = report
+        .iter()
+        .filter(|s| s.kind == "candidate-pair")
+        .find(|s| s.members.get("nominated") == Some(&Value::Bool(true)))
+        .and_then(|s| num(&s.members, "currentRoundTripTime"));
+    LegStats {
+        leg: LegKind::Webrtc,
+        codec,
+        ptime_ms: None,
+        rtt_ms: rtcp_rtt.or(ice_rtt).map(|s| s * 1000.0),
+        inbound: inbound.map(|s| {
+            let m = &s.members;
+            InboundStats {
+                packets_received: int(m, "packetsReceived"),
+                bytes_received: int(m, "bytesReceived"),
+                packets_lost: num(m, "packetsLost").unwrap_or(0.0) as i64,
+                packets_discarded: int(m, "packetsDiscarded"),
+                jitter_ms: num(m, "jitter").unwrap_or(0.0) * 1000.0,
+                jitter_buffer_delay_s: num(m, "jitterBufferDelay").unwrap_or(0.0),
+                jitter_buffer_target_delay_s: num(m, "jitterBufferTargetDelay").unwrap_or(0.0),
+                jitter_buffer_emitted_count: int(m, "jitterBufferEmittedCount"),
+                jitter_buffer_delay_ms: None,
+                total_samples_received: int(m, "totalSamplesReceived"),
+                concealed_samples: int(m, "concealedSamples"),
+                silent_concealed_samples: int(m, "silentConcealedSamples"),
+                concealment_events: int(m, "concealmentEvents"),
+                inserted_samples_for_deceleration: int(m, "insertedSamplesForDeceleration"),
+                removed_samples_for_acceleration: int(m, "removedSamplesForAcceleration"),
+                neteq: None,
+                quality: None,
+            }
+        }),
+        outbound: outbound.map(|s| OutboundStats {
+            packets_sent: int(&s.members, "packetsSent"),
+            bytes_sent: int(&s.members, "bytesSent"),
+            remote_packets_lost: remote
+                .and_then(|r| num(&r.members, "packetsLost"))
+                .map(|v| v as i64),
+            remote_fraction_lost: remote.and_then(|r| num(&r.members, "fractionLost")),
+            remote_jitter_ms: remote
+                .and_then(|r| num(&r.members, "jitter"))
+                .map(|j| j * 1000.0),
+            quality: None,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, kind: &str, members: Value) -> RtcStats {
+        RtcStats {
+            id: id.into(),
+            kind: kind.into(),
+            timestamp_us: 0,
+            members: serde_json::from_value(members).unwrap(),
+        }
+    }
+
+    fn report(
+        received: u64,
+        lost: i64,
+        concealed: u64,
+        emitted: u64,
+        delay_s: f64,
+    ) -> Vec<RtcStats> {
+        vec![
+            entry(
+                "IT01A",
+                "inbound-rtp",
+                serde_json::json!({
+                    "kind": "audio", "codecId": "CIT01_111", "packetsReceived": received,
+                    "bytesReceived": received * 80, "packetsLost": lost, "jitter": 0.004,
+                    "jitterBufferDelay": delay_s, "jitterBufferEmittedCount": emitted,
+                    "jitterBufferTargetDelay": delay_s, "totalSamplesReceived": emitted,
+                    "concealedSamples": concealed, "concealmentEvents": concealed / 480,
+                }),
+            ),
+            entry(
+                "OT01A",
+                "outbound-rtp",
+                serde_json::json!({"kind": "audio", "packetsSent": received, "bytesSent": "12345"}),
+            ),
+            entry(
+                "RI01A",
+                "remote-inbound-rtp",
+                serde_json::json!({"kind": "audio", "packetsLost": 0, "fractionLost": 0.0,
+                    "jitter": 0.002, "roundTripTime": 0.04}),
+            ),
+            entry(
+                "CIT01_111",
+                "codec",
+                serde_json::json!({"mimeType": "audio/opus", "clockRate": 48000}),
+            ),
+        ]
+    }
+
+    #[test]
+    fn getstats_report_becomes_the_webrtc_leg() {
+        let leg = webrtc_leg(&report(500, 3, 960, 480_000, 24.0));
+        assert_eq!(leg.codec.as_deref(), Some("opus/48000"));
+        assert_eq!(leg.rtt_ms, Some(40.0));
+        let i = leg.inbound.unwrap();
+        assert_eq!((i.packets_received, i.packets_lost), (500, 3));
+        assert_eq!(i.concealed_samples, 960);
+        assert!((i.jitter_ms - 4.0).abs() < 1e-9);
+        let o = leg.outbound.unwrap();
+        assert_eq!(o.bytes_sent, 12345, "numbers as strings are read too");
+        assert_eq!(o.remote_fraction_lost, Some(0.0));
+        // An empty report (a closed connection) is an empty leg, not a panic.
+        let empty = webrtc_leg(&[]);
+        assert!(empty.inbound.is_none() && empty.codec.is_none());
+    }
+
+    #[test]
+    fn quality_is_per_interval_and_loss_lowers_it() {
+        let mut c = Collector::default();
+        // 5 s of 20 ms packets, clean: 250 received, 50 ms in the buffer.
+        let r1 = c.handle_poll(
+            5_000,
+            "c1",
+            "demo",
+            "connected",
+            vec![webrtc_leg(&report(250, 0, 0, 240_000, 12_000.0))],
+            true,
+        );
+        let q1 = r1.legs[0].inbound.as_ref().unwrap().quality.unwrap();
+        assert_eq!(q1.loss_pct, 0.0);
+        assert!(q1.mos > 4.3, "{q1:?}");
+        let jb = r1.legs[0].inbound.as_ref().unwrap().jitter_buffer_delay_ms;
+        assert_eq!(jb, Some(50.0));
+        // The next 5 s lose 5%: the interval's loss, not the call's, counts.
+        let r2 = c.handle_poll(
+            10_000,
+            "c1",
+            "demo",
+            "connected",
+            vec![webrtc_leg(&report(250 + 238, 12, 4800, 480_000, 24_000.0))],
+            true,
+        );
+        let q2 = r2.legs[0].inbound.as_ref().unwrap().quality.unwrap();
+        assert!((q2.loss_pct - 4.8).abs() < 0.01, "{q2:?}");
+        assert!(q2.mos < q1.mos - 0.3, "{q1:?} {q2:?}");
+        // Totals grow by increases; MOS histogram saw both polls.
+        let t = &c.totals.legs[&LegKind::Webrtc];
+        assert_eq!((t.packets_received, t.packets_lost), (488, 12));
+        assert_eq!(t.concealed_samples, 4800);
+        let h = &c.totals.mos[&(LegKind::Webrtc, Direction::Inbound)];
+        assert_eq!(h.count, 2);
+        assert_eq!(h.cumulative().last().unwrap().1, 2);
+        // A live look does not move the baseline.
+        let live = c.handle_poll(
+            11_000,
+            "c1",
+            "demo",
+            "connected",
+            vec![webrtc_leg(&report(550, 12, 4800, 528_000, 26_400.0))],
+            false,
+        );
+        assert!(live.legs[0].inbound.as_ref().unwrap().quality.is_some());
+        assert_eq!(c.totals.polls, 2);
+
+        let (last, end) = c.handle_end(12_000, "c1", "demo", 0, "BYE", None);
+        assert!(last.is_none());
+        assert_eq!(end.outcome, Outcome::Completed);
+        assert_eq!(end.duration_s, 12.0);
+        let inb = end.legs[0].inbound.as_ref().unwrap();
+        assert_eq!(inb.intervals, 2);
+        let mos = inb.mos.unwrap();
+        assert!(mos.min < mos.avg && mos.avg < mos.max, "{mos:?}");
+        assert_eq!(inb.packets_lost, Some(12));
+        assert!(c.is_empty());
+        assert_eq!(c.totals.calls[&Outcome::Completed], 1);
+        assert_eq!(
+            c.totals.call_mos[&(LegKind::Webrtc, Direction::Inbound)].count,
+            1
+        );
+    }
+
+    #[test]
+    fn no_media_no_estimate_and_counter_resets_do_not_go_negative() {
+        let mut c = Collector::default();
+        let leg = |recv, lost| LegStats {
+            leg: LegKind::Legacy,
+            codec: Some("PCMU/8000".into()),
+            ptime_ms: Some(20),
+            rtt_ms: None,
+            inbound: Some(InboundStats {
+                packets_received: recv,
+                packets_lost: lost,
+                ..Default::default()
+            }),
+            outbound: Some(OutboundStats::default()),
+        };
+        let r = c.handle_poll(0, "c2", "demo", "active", vec![leg(0, 0)], true);
+        assert!(r.legs[0].inbound.as_ref().unwrap().quality.is_none());
+        assert!(r.legs[0].outbound.as_ref().unwrap().quality.is_none());
+        c.handle_poll(1, "c2", "demo", "active", vec![leg(100, 2)], true);
+        // A new SSRC restarts the counters.
+        let r = c.handle_poll(2, "c2", "demo", "active", vec![leg(10, 0)], true);
+        assert!(r.legs[0].inbound.as_ref().unwrap().quality.is_some());
+        assert_eq!(c.totals.legs[&LegKind::Legacy].packets_received, 110);
+        assert_eq!(c.totals.legs[&LegKind::Legacy].packets_lost, 2);
+    }
+}

@@ -1,0 +1,185 @@
+//! The stats poller: a tokio task of its own, off the audio path. Every
+//! `stats.interval_ms` it reads every call (libwebrtc's getStats, which is
+//! asynchronous, for all WebRTC legs at once; the legacy legs' latest
+//! counters), hands the figures to the [`Collector`] and queues the records
+//! for the export. Ended calls get a last read and their end-of-call
+//! record; SIGHUP reopens the export file.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use super::collect::{self, Collector};
+use super::export::Exporter;
+use super::model::{CallStats, LegStats, Record};
+use crate::call::{CallInfo, Calls, Ended, LegHandles, unix_ms};
+
+/// A getStats that has not answered by then is skipped for this poll.
+const GETSTATS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the poller, the HTTP API and /metrics share.
+pub struct StatsService {
+    pub collector: Mutex<Collector>,
+    pub exporter: Option<Exporter>,
+}
+
+/// Reads one call's legs as they are now.
+pub async fn read_legs(legs: &LegHandles) -> Vec<LegStats> {
+    let mut out = Vec::with_capacity(2);
+    if let Some(pc) = &legs.webrtc
+        && let Ok(report) =
+            tokio::time::timeout(GETSTATS_TIMEOUT, pc.stats_of(collect::KINDS)).await
+    {
+        let leg = collect::webrtc_leg(&report);
+        // A closed connection reports nothing: keep its last figures.
+        if leg.inbound.is_some() || leg.outbound.is_some() {
+            out.push(leg);
+        }
+    }
+    if let Some(st) = &legs.legacy
+        && let Some(leg) = st.lock().expect("stats lock").clone()
+    {
+        out.push(leg);
+    }
+    out
+}
+
+/// Reads every call, all getStats requests in flight at once.
+pub async fn read_all(items: Vec<(CallInfo, LegHandles)>) -> Vec<(CallInfo, Vec<LegStats>)> {
+    let mut set = JoinSet::new();
+    for (info, legs) in items {
+        set.spawn(async move {
+            let read = read_legs(&legs).await;
+            (info, read)
+        });
+    }
+    let mut out = Vec::with_capacity(set.len());
+    while let Some(r) = set.join_next().await {
+        if let Ok(v) = r {
+            out.push(v);
+        }
+    }
+    out.sort_by_key(|(info, _)| info.created_unix_ms);
+    out
+}
+
+fn line(r: &Record) -> Option<String> {
+    serde_json::to_string(r)
+        .inspect_err(|e| tracing::warn!("stats record: {e}"))
+        .ok()
+}
+
+impl StatsService {
+    pub fn new(exporter: Option<Exporter>) -> Arc<Self> {
+        Arc::new(Self {
+            collector: Mutex::new(Collector::default()),
+            exporter,
+        })
+    }
+
+    /// One poll of the given calls; returns how many records it made.
+    pub async fn poll(&self, items: Vec<(CallInfo, LegHandles)>) -> usize {
+        let read = read_all(items).await;
+        let (now, n) = (unix_ms(), read.len());
+        let mut lines = Vec::with_capacity(n);
+        {
+            let mut c = self.collector.lock().expect("collector lock");
+            for (info, legs) in read {
+                let rec = c.handle_poll(now, &info.id.0, info.target, &info.state, legs, true);
+                if self.exporter.is_some() {
+                    lines.extend(line(&Record::Stats(rec)));
+                }
+            }
+        }
+        if let Some(x) = &self.exporter {
+            x.send(lines);
+        }
+        n
+    }
+
+    /// A call ended: a last read, then its final stats and end record.
+    pub async fn end(&self, e: Ended) {
+        let legs = read_legs(&e.legs).await;
+        let (last, end) = self.collector.lock().expect("collector lock").handle_end(
+            e.ended_unix_ms,
+            &e.info.id.0,
+            e.info.target,
+            e.info.created_unix_ms,
+            &e.reason,
+            (!legs.is_empty()).then_some(legs),
+        );
+        for l in &end.legs {
+            let mos = |d: &Option<super::model::DirectionSummary>| {
+                d.as_ref().and_then(|d| d.mos).map(|m| m.avg)
+            };
+            tracing::info!(
+                call = %e.info.id, leg = l.leg.as_str(), codec = l.codec.as_deref().unwrap_or("?"),
+                mos_in = ?mos(&l.inbound), mos_out = ?mos(&l.outbound),
+                "call quality"
+            );
+        }
+        if let Some(x) = &self.exporter {
+            let mut lines: Vec<String> = last.map(Record::Stats).iter().filter_map(line).collect();
+            lines.extend(line(&Record::CallEnd(end)));
+            x.send(lines);
+        }
+    }
+
+    /// A call's figures now, without moving the poller's baseline.
+    pub async fn live(&self, info: &CallInfo, legs: &LegHandles) -> CallStats {
+        let read = read_legs(legs).await;
+        self.collector.lock().expect("collector lock").handle_poll(
+            unix_ms(),
+            &info.id.0,
+            info.target,
+            &info.state,
+            read,
+            false,
+        )
+    }
+}
+
+/// The poller task. `interval` zero: no periodic polls, end-of-call
+/// records only.
+pub async fn run(
+    service: Arc<StatsService>,
+    calls: Arc<Calls>,
+    mut ended: mpsc::UnboundedReceiver<Ended>,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(if interval.is_zero() {
+        Duration::from_secs(3600 * 24 * 365)
+    } else {
+        interval
+    });
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate: no call yet
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .inspect_err(|e| tracing::warn!("no SIGHUP handler (stats export will not reopen): {e}"));
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if !interval.is_zero() => {
+                let items = calls.poll_items();
+                if !items.is_empty() {
+                    service.poll(items).await;
+                }
+            }
+            e = ended.recv() => match e {
+                Some(e) => service.end(e).await,
+                None => break,
+            },
+            Some(()) = async {
+                match &mut hup {
+                    Ok(h) => h.recv().await,
+                    Err(_) => std::future::pending().await,
+                }
+            } => {
+                if let Some(x) = &service.exporter {
+                    x.reopen();
+                }
+            }
+        }
+    }
+}
