@@ -15,9 +15,9 @@ receive path (rtcgw: libwebrtc's NetEQ; rtpengine: its transcoder). What the
 gateway sends on is not impaired.
 
 The far ends play what arrives like a phone with a fixed jitter buffer
-(`FAR_END_BUFFER_MS` after the fastest packet of the first seconds; later
-packets are lost), and also "ideally" (by RTP timestamp, any lateness
-forgiven). PESQ NB compares that with the 8 kHz speech sent. The one-way
+(`FAR_END_BUFFER_MS`; a packet after its play time makes it start over,
+leaving a gap), and also "ideally" (by RTP timestamp, lateness forgiven).
+PESQ NB compares that with the 8 kHz speech sent. The one-way
 delay is the lag of the best cross-correlation between the speech as sent
 (sender's clock) and as it arrived (arrival times), per 1 s window.
 
@@ -264,28 +264,38 @@ def unwrap(values, modulus):
     return out
 
 
-def play_out(units, rate, anchor_s=2.0, buffer_ms=FAR_END_BUFFER_MS):
+def play_out(units, rate, buffer_ms=FAR_END_BUFFER_MS):
     """units: [(arrival, timestamp in samples, samples)]. Returns (ideal,
-    fixed_buffer, late_share): the far end's playout by timestamp, and with a
-    fixed jitter buffer anchored on the fastest unit of the first
-    `anchor_s` seconds (units arriving after their play time are dropped)."""
+    phone, resyncs): the far end's playout by timestamp alone, and like a
+    phone with a fixed jitter buffer: each unit plays `buffer_ms` after the
+    first one would have, by its timestamp; a unit that arrives after its
+    play time makes the buffer start over `buffer_ms` from then (a gap, and
+    the call's delay grows), counted in `resyncs`. Units older than what
+    was already played are dropped."""
     if not units:
-        return np.zeros(0), np.zeros(0), 1.0
+        return np.zeros(0), np.zeros(0), 0
     ts0 = min(u[1] for u in units)
     end = max(u[1] - ts0 + len(u[2]) for u in units)
     ideal = np.zeros(end)
-    fixed = np.zeros(end)
-    first = min(u[0] for u in units)
-    offset = min(u[0] - (u[1] - ts0) / rate for u in units if u[0] < first + anchor_s)
-    late = 0
     for arr, ts, x in units:
-        i = ts - ts0
-        ideal[i:i + len(x)] = x
-        if arr <= offset + buffer_ms / 1000.0 + i / rate:
-            fixed[i:i + len(x)] = x
-        else:
-            late += 1
-    return ideal, fixed, late / len(units)
+        ideal[ts - ts0:ts - ts0 + len(x)] = x
+    first = min(u[0] for u in units)
+    offset = min(units)[0] - (min(units)[1] - ts0) / rate
+    b = buffer_ms / 1000.0
+    phone = np.zeros(int((max(u[0] for u in units) - first + 2 * b) * rate) + end)
+    resyncs, played_ts = 0, -1
+    for arr, ts, x in sorted(units, key=lambda u: u[0]):
+        rel = ts - ts0
+        if rel < played_ts:
+            continue  # too late: its time has been played already
+        if arr > offset + b + rel / rate:
+            offset = arr - rel / rate
+            resyncs += 1
+        i = int(round((offset + b + rel / rate - first) * rate))
+        if 0 <= i < len(phone):
+            phone[i:i + len(x)] = x[:len(phone) - i]
+        played_ts = rel
+    return ideal, phone, resyncs
 
 
 def arrival_signal(units, rate, t0, seconds):
@@ -349,7 +359,7 @@ def pesq_nb(ref8k, deg8k):
 
 def score(ref8k, speech_t0, units, rate):
     """PESQ (fixed-buffer far end, ideal far end), delays, late share."""
-    ideal, fixed, late = play_out(units, rate)
+    ideal, fixed, resyncs = play_out(units, rate)
     assert rate in (8000, 48000), rate
     dec = (lambda x: downsample6(x)) if rate == 48000 else (lambda x: x)
     mos_fixed = pesq_nb(ref8k, dec(fixed))
@@ -358,7 +368,7 @@ def score(ref8k, speech_t0, units, rate):
     arrived = arrival_signal(units, rate, speech_t0, seconds) if speech_t0 else np.zeros(0)
     ref = ref8k if rate == 8000 else upsample6(ref8k)
     d = delays_ms(ref, arrived, rate) if len(arrived) else []
-    return dict(mos=mos_fixed, mos_ideal=mos_ideal, late=late,
+    return dict(mos=mos_fixed, mos_ideal=mos_ideal, resyncs=resyncs,
                 delay_p50=float(np.percentile(d, 50)) if d else None,
                 delay_p95=float(np.percentile(d, 95)) if d else None, delay_windows=len(d))
 
@@ -442,7 +452,6 @@ class Rtcgw:
         call_id = f"qos-{os.getpid()}-{self.calls}"
         caller = SipCaller(self)
         caller.call_id = call_id
-        self._caller = caller
         loop = asyncio.get_running_loop()
         uas_done = loop.run_in_executor(None, self._answer_invite, legacy_relay, rtp_peer, sip_response)
         caller.send(caller.req("INVITE", 1, offer, branch=f"z9hG4bK{call_id}").replace("bridge-1", call_id))
@@ -452,7 +461,7 @@ class Rtcgw:
             raise RuntimeError(f"rtcgw answered {status}: {ok[:300]}")
         caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
         caller.send(caller.req("ACK", 1).replace("bridge-1", call_id))
-        return ok.split("\r\n\r\n", 1)[1]
+        return ok.split("\r\n\r\n", 1)[1], caller
 
     def _answer_invite(self, relay, peer, sip_response):
         deadline = time.time() + 15
@@ -483,9 +492,8 @@ class Rtcgw:
         except Exception as e:  # stats are a bonus; the audio is the measurement
             return {"error": str(e)}
 
-    async def teardown(self):
+    async def teardown(self, c):
         loop = asyncio.get_running_loop()
-        c = self._caller
         c.send(c.req("BYE", 2).replace("bridge-1", c.call_id))
         await loop.run_in_executor(None, c.final)
 
@@ -629,8 +637,8 @@ class Rtpengine:
 
     async def setup(self, offer, legacy_relay, rtp_peer):
         self.calls += 1
-        self.call_id = f"qos-{os.getpid()}-{self.calls}"
-        r = self.ng({"command": "offer", "call-id": self.call_id, "from-tag": "webrtc", "sdp": offer,
+        call_id = f"qos-{os.getpid()}-{self.calls}"
+        r = self.ng({"command": "offer", "call-id": call_id, "from-tag": "webrtc", "sdp": offer,
                      "ICE": "remove", "DTLS": "off", "transport-protocol": "RTP/AVP", "rtcp-mux": ["demux"],
                      "codec": {"transcode": ["PCMU"], "mask": ["opus"]}, "replace": ["origin", "session-connection"]})
         if r.get("result") != b"ok":
@@ -641,20 +649,20 @@ class Rtpengine:
         rtp_peer.start(legacy_relay.a_addr)
         answer = (f"v=0\r\no=qos 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
                   f"m=audio {legacy_relay.b_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n")
-        r = self.ng({"command": "answer", "call-id": self.call_id, "from-tag": "webrtc", "to-tag": "legacy",
+        r = self.ng({"command": "answer", "call-id": call_id, "from-tag": "webrtc", "to-tag": "legacy",
                      "sdp": answer, "ICE": "force", "transport-protocol": "UDP/TLS/RTP/SAVPF", "rtcp-mux": ["offer"],
                      "replace": ["origin", "session-connection"]})
         if r.get("result") != b"ok":
             raise RuntimeError(f"rtpengine answer: {r}")
         (self.workdir / "last-offer-plain.sdp").write_text(plain)
         (self.workdir / "last-answer-webrtc.sdp").write_text(r["sdp"].decode())
-        return r["sdp"].decode()
+        return r["sdp"].decode(), call_id
 
     def stats(self):
         return {}
 
-    async def teardown(self):
-        self.ng({"command": "delete", "call-id": self.call_id, "from-tag": "webrtc"})
+    async def teardown(self, call_id):
+        self.ng({"command": "delete", "call-id": call_id, "from-tag": "webrtc"})
 
 
 # ---------------------------------------------------------------- a cell
@@ -675,6 +683,8 @@ MATRIX = [
     Cell("jitter 20 ms", Impairment(delay_ms=20, jitter_ms=20), "jitter", 20),
     Cell("jitter 40 ms", Impairment(delay_ms=40, jitter_ms=40), "jitter", 40),
     Cell("jitter 80 ms", Impairment(delay_ms=80, jitter_ms=80), "jitter", 80),
+    # netem's default: each packet its own delay, so jitter also reorders.
+    Cell("jitter 40 ms reordering", Impairment(delay_ms=40, jitter_ms=40, jitter_reorders=True), "jitter-reorder", 40),
     Cell("loss 1%", Impairment(loss=0.01), "loss", 1),
     Cell("loss 5%", Impairment(loss=0.05), "loss", 5),
     Cell("loss 10%", Impairment(loss=0.10), "loss", 10),
@@ -708,9 +718,15 @@ def cell(name):
     return next(c for c in MATRIX if c.name == name)
 
 
-async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=False):
+async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=False, lock=None, scored=True,
+                   connected=None, until=None):
     """One bridged call through `gw` with `imp` on both of its receive legs.
-    Returns the scores for both directions."""
+    Returns the scores for both directions (or, unscored, how much arrived).
+    `lock` serialises call setup when calls run concurrently; `connected`
+    (a list) gets an entry once the call is up; `until` (an Event) holds the
+    call until set, instead of for the speech."""
+    import contextlib
+
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
     sender_fec(fec)
@@ -731,7 +747,8 @@ async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=Fals
         await pc.setLocalDescription(await pc.createOffer())
         offer = pc.localDescription.sdp
         a_port = int(re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", offer, re.I).group(1))
-        answer = await gw.setup(rewrite_candidates(offer, web.b_port), leg, peer)
+        async with lock or contextlib.nullcontext():
+            answer, handle = await gw.setup(rewrite_candidates(offer, web.b_port), leg, peer)
         b_port = int(re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", answer, re.I).group(1))
         web.set_peers(a=("127.0.0.1", a_port), b=("127.0.0.1", b_port))
         await pc.setRemoteDescription(RTCSessionDescription(sdp=rewrite_candidates(answer, web.a_port), type="answer"))
@@ -740,12 +757,17 @@ async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=Fals
             if time.monotonic() > deadline:
                 raise RuntimeError(f"WebRTC leg did not connect ({gw.name}): {pc.connectionState}")
             await asyncio.sleep(0.05)
+        if connected is not None:
+            connected.append(gw.name)
         await asyncio.sleep(WARMUP_S)
         track.go()
         peer.go()
-        await asyncio.sleep(max(len(speech_w2l), len(speech_l2w)) / 8000 + TAIL_S + 0.1)
-        stats = gw.stats()
-        await gw.teardown()
+        if until is not None:
+            await asyncio.wait_for(until.wait(), timeout_s)
+        else:
+            await asyncio.sleep(max(len(speech_w2l), len(speech_l2w)) / 8000 + TAIL_S + 0.1)
+        stats = gw.stats() if scored else {}
+        await gw.teardown(handle)
     finally:
         await pc.close()
         for t in tasks:
@@ -756,11 +778,51 @@ async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=Fals
     if os.environ.get("QOSLAB_DEBUG"):
         print(f"\nframes {len(frames)} max {max((np.abs(f[3]).max() for f in frames), default=0)} "
               f"pts {[f[1] for f in frames[:5]]} rtp {len(peer.received)}", file=sys.stderr)
+        np.save(f"/tmp/qos-debug-{gw.name}.npy", np.array([(p[0], p[2]) for p in peer.received]))
+    if not scored:
+        return dict(rtp_received=len(peer.received), frames_received=len(frames))
     w2l = score(speech_w2l, track.speech_t0, units_from_rtp(peer.received), 8000)
     l2w = score(speech_l2w, peer.speech_t0, units_from_frames(frames), frames[0][2] if frames else 48000)
     cw, cl = concealment(stats)
     w2l["concealed"], l2w["concealed"] = cw, cl
     return dict(w2l=w2l, l2w=l2w, relays=dict(webrtc=web.counters, legacy=leg.counters), stats=stats)
+
+
+# ---------------------------------------------------------------- capacity
+
+def cpu_seconds(pid="self"):
+    """User + system CPU of a process (all its threads)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def capacity(gw, n, window_s=8.0):
+    """`n` concurrent bridged calls (speech both ways, no impairment) through
+    `gw`; the gateway's CPU over `window_s` once all are up."""
+    sw, sl = utterance(UTTERANCE_W2L), utterance(UTTERANCE_L2W)
+    sw, sl = np.tile(sw, 3), np.tile(sl, 3)  # longer than any window
+    from concurrent.futures import ThreadPoolExecutor
+
+    # SIP transactions wait in threads: enough of them for every call at once.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4 * n + 8))
+    lock, connected, until = asyncio.Lock(), [], asyncio.Event()
+    tasks = [asyncio.ensure_future(run_call(gw, Impairment(), i, sw, sl, timeout_s=120, lock=lock, scored=False,
+                                            connected=connected, until=until)) for i in range(n)]
+    deadline = time.monotonic() + 90
+    while len(connected) < n and time.monotonic() < deadline and not any(t.done() for t in tasks):
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(WARMUP_S + 1.0)
+    g0, l0, t0 = cpu_seconds(gw.proc.pid), cpu_seconds(), time.monotonic()
+    await asyncio.sleep(window_s)
+    g1, l1, t1 = cpu_seconds(gw.proc.pid), cpu_seconds(), time.monotonic()
+    until.set()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    ok = [d for d in done if isinstance(d, dict)]
+    expected = 50 * (t1 - t0)  # at least the window's worth of 20 ms packets/frames
+    with_audio = sum(1 for d in ok if d["rtp_received"] > expected and d["frames_received"] > expected)
+    errors = [str(d)[:200] for d in done if not isinstance(d, dict)]
+    return dict(calls=n, connected=len(connected), with_audio=with_audio, errors=errors,
+                gateway_cpu=100 * (g1 - g0) / (t1 - t0), lab_cpu=100 * (l1 - l0) / (t1 - t0))
 
 
 # ---------------------------------------------------------------- the lab
@@ -772,6 +834,9 @@ RTCGW_VARIANTS = {
     "min delay 100 ms": "[webrtc]\njitter_buffer_min_delay_ms = 100\n[legacy]\njitter_buffer_min_delay_ms = 100\n",
 }
 KNOB_CELLS = ["clean", "jitter 80 ms", "loss 5% + jitter 40 ms"]
+# rtpengine's own jitter buffer (off by default; it applies when transcoding).
+RTPENGINE_VARIANTS = {"default": (), "jitter buffer 10": ("--jitter-buffer=10",)}
+RTPENGINE_KNOB_CELLS = ["jitter 80 ms", "loss 5%", "loss 5% + jitter 40 ms"]
 
 
 def progress(i, n, text):
@@ -787,27 +852,39 @@ def main(argv=None):
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--cells", default="all", help="comma-separated cell names, or 'all'")
+    p.add_argument("--cells", default="all", help="comma-separated cell names, 'all' or 'none'")
     p.add_argument("--seeds", default="1", help="comma-separated seeds (each cell runs once per seed)")
     p.add_argument("--no-rtpengine", action="store_true")
-    p.add_argument("--no-knobs", action="store_true")
+    p.add_argument("--no-knobs", action="store_true", help="only the default settings of each gateway")
+    p.add_argument("--no-defaults", action="store_true", help="only the settings variants (knobs)")
+    p.add_argument("--systems", default="rtcgw,rtpengine")
+    p.add_argument("--capacity", default="10,20", help="concurrent-call counts for the CPU comparison ('' for none)")
     p.add_argument("--out", default=str(ROOT / "target/qos-lab"))
+    p.add_argument("--report", action="store_true",
+                   help="after the run, write the tables into BENCHMARKS.md and the plots into docs/qos/")
+    p.add_argument("--report-only", metavar="RESULTS_JSON[,RESULTS_JSON...]",
+                   help="only write the report from earlier runs (several are merged)")
     a = p.parse_args(argv)
+    if a.report_only:
+        print(report(a.report_only))
+        return []
     import aiortc_peer
 
     aiortc_peer.loopback_only()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    cells = MATRIX if a.cells == "all" else [cell(n.strip()) for n in a.cells.split(",")]
+    cells = MATRIX if a.cells == "all" else [] if a.cells == "none" else [cell(n.strip()) for n in a.cells.split(",")]
     seeds = [s.strip() for s in a.seeds.split(",")]
     sw, sl = utterance(UTTERANCE_W2L), utterance(UTTERANCE_L2W)
-    plan = [("rtcgw", "default", c, s) for c in cells for s in seeds]
-    if not a.no_rtpengine:
-        plan += [("rtpengine", "default", c, s) for c in cells for s in seeds]
+    systems = [x for x in a.systems.split(",") if x and not (x == "rtpengine" and a.no_rtpengine)]
+    plan = [] if a.no_defaults else [(sy, "default", c, s) for sy in systems for c in cells for s in seeds]
     if not a.no_knobs:
-        plan += [("rtcgw", v, cell(c), s) for v in RTCGW_VARIANTS if v != "default"
-                 for c in KNOB_CELLS if cell(c) in cells or a.cells == "all" for s in seeds]
-    results, gws = [], {}
+        for sy, variants, knob_cells in (("rtcgw", RTCGW_VARIANTS, KNOB_CELLS),
+                                         ("rtpengine", RTPENGINE_VARIANTS, RTPENGINE_KNOB_CELLS)):
+            if sy in systems:
+                plan += [(sy, v, cell(c), s) for v in variants if v != "default"
+                         for c in knob_cells if cell(c) in cells for s in seeds]
+    results, gws, capacity_rows = [], {}, []
     t_start = time.time()
     try:
         for i, (system, variant, c, seed) in enumerate(plan):
@@ -818,7 +895,8 @@ def main(argv=None):
                     g.close()
                 gws.clear()
                 wd = out / f"{system}-{variant}".replace(" ", "_").replace("%", "pc")
-                gws[key] = Rtcgw(wd, RTCGW_VARIANTS[variant]) if system == "rtcgw" else Rtpengine(wd)
+                gws[key] = Rtcgw(wd, RTCGW_VARIANTS[variant]) if system == "rtcgw" \
+                    else Rtpengine(wd, RTPENGINE_VARIANTS[variant])
             try:
                 r = asyncio.run(run_call(gws[key], c.imp, seed, sw, sl, fec=c.fec))
                 r.update(system=system, variant=variant, cell=c.name, group=c.group, x=c.x, seed=seed)
@@ -828,15 +906,213 @@ def main(argv=None):
             w = r.get("w2l", {})
             progress(i + 1, len(plan), f"{system} {variant} | {c.name} | W->L MOS {fmt(w.get('mos'))}"
                      + (f" ERROR {r['error'][:40]}" if "error" in r else ""))
+        for g in gws.values():
+            g.close()
+        gws.clear()
+        capacity_rows = []
+        counts = [int(x) for x in a.capacity.split(",") if x.strip()]
+        for system in systems:
+            for n in counts:
+                progress(0, 1, f"capacity: {system}, {n} concurrent calls")
+                wd = out / f"{system}-capacity"
+                gw = Rtcgw(wd) if system == "rtcgw" else Rtpengine(wd)
+                gws[(system, "capacity")] = gw
+                try:
+                    row = asyncio.run(capacity(gw, n))
+                except Exception as e:
+                    row = dict(calls=n, error=str(e))
+                finally:
+                    gw.close()
+                    gws.clear()
+                row["system"] = system
+                capacity_rows.append(row)
+                progress(1, 1, f"capacity: {system}, {n} calls: gateway {fmt(row.get('gateway_cpu'), '.1f')}% "
+                         f"of a core, {row.get('with_audio')}/{n} with audio")
     finally:
         for g in gws.values():
             g.close()
     meta = dict(date=time.strftime("%Y-%m-%d"), seconds=round(time.time() - t_start), cores=os.cpu_count(),
                 command="scripts/qos-lab " + " ".join(argv if argv is not None else sys.argv[1:]),
                 rtpengine=_rtpengine_version())
-    (out / "results.json").write_text(json.dumps(dict(meta=meta, results=results), indent=1, default=str))
+    (out / "results.json").write_text(json.dumps(dict(meta=meta, results=results, capacity=capacity_rows),
+                                                 indent=1, default=str))
     print(f"results: {out / 'results.json'} ({meta['seconds']} s)", file=sys.stderr)
+    if a.report:
+        print(report(out / "results.json"))
     return results
+
+
+# ---------------------------------------------------------------- report
+
+def _agg(results):
+    """Mean over seeds per (system, variant, cell)."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r["system"], r["variant"], r["cell"]), []).append(r)
+    out = {}
+    for k, rs in groups.items():
+        ok = [r for r in rs if "error" not in r]
+        row = dict(n=len(ok), errors=len(rs) - len(ok), group=rs[0]["group"], x=rs[0]["x"])
+        for d in ("w2l", "l2w"):
+            for m in ("mos", "mos_ideal", "resyncs", "delay_p50", "delay_p95", "concealed"):
+                v = [r[d][m] for r in ok if r[d].get(m) is not None]
+                row[f"{d}_{m}"] = float(np.mean(v)) if v else None
+        out[k] = row
+    return out
+
+
+def report(results_paths, bench_md=ROOT / "BENCHMARKS.md", plots=ROOT / "docs/qos"):
+    runs = [json.loads(Path(p).read_text()) for p in str(results_paths).split(",")]
+    data = dict(results=[r for d in runs for r in d["results"]], capacity=[r for d in runs for r in d.get("capacity", [])])
+    meta = dict(runs[0]["meta"], seconds=sum(d["meta"]["seconds"] for d in runs),
+                command="; ".join(f"`{d['meta']['command']}`" for d in runs))
+    agg = _agg(data["results"])
+    cells = [c.name for c in MATRIX]
+    R = lambda s, c, v="default": agg.get((s, v, c))  # noqa: E731
+    lines = [f"Command: {meta['command']} on {meta['cores']} cores, {meta['date']} "
+             f"({meta['seconds'] // 60} min; {meta.get('rtpengine') or 'rtpengine not run'}).", ""]
+    lines += ["PESQ NB MOS-LQO of what the far end plays (a phone-like fixed 60 ms jitter buffer that "
+              "starts over when a packet comes after its play time), one-way delay p50 "
+              "(ms, speech as sent -> as it arrived at the far end), concealed share of rtcgw's NetEQ "
+              "output on the WebRTC receive leg. W->L: aiortc (Opus) -> gateway -> PCMU peer; "
+              "L->W: PCMU peer -> gateway -> aiortc. Each impairment is on the gateway's receive side "
+              "of that direction.", ""]
+    lines += ["| cell | seeds | W->L rtcgw | W->L rtpengine | L->W rtcgw | L->W rtpengine "
+              "| W->L delay rtcgw | W->L delay rtpengine | L->W delay rtcgw | L->W delay rtpengine "
+              "| rtcgw concealed W->L |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in cells:
+        a, b = R("rtcgw", c) or {}, R("rtpengine", c) or {}
+        if not a and not b:
+            continue
+        pc = a.get("w2l_concealed")
+        lines.append(f"| {c} | {a.get('n', b.get('n'))} | {fmt(a.get('w2l_mos'))} | {fmt(b.get('w2l_mos'))} | {fmt(a.get('l2w_mos'))} "
+                     f"| {fmt(b.get('l2w_mos'))} | {fmt(a.get('w2l_delay_p50'), '.0f')} "
+                     f"| {fmt(b.get('w2l_delay_p50'), '.0f')} | {fmt(a.get('l2w_delay_p50'), '.0f')} "
+                     f"| {fmt(b.get('l2w_delay_p50'), '.0f')} | {fmt(None if pc is None else 100 * pc, '.1f')}% |")
+    lines += ["", "The same calls scored with an ideal far end (plays by RTP timestamp, never late), and "
+              "how often the phone-like far end had to start its buffer over (a packet after its play time):", "",
+              "| cell | W->L rtcgw ideal | W->L rtpengine ideal | L->W rtcgw ideal | L->W rtpengine ideal "
+              "| resyncs W->L rtcgw | resyncs W->L rtpengine | resyncs L->W rtcgw | resyncs L->W rtpengine |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    pct = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+    for c in cells:
+        a, b = R("rtcgw", c) or {}, R("rtpengine", c) or {}
+        if not a and not b:
+            continue
+        lines.append(f"| {c} | {fmt(a.get('w2l_mos_ideal'))} | {fmt(b.get('w2l_mos_ideal'))} "
+                     f"| {fmt(a.get('l2w_mos_ideal'))} | {fmt(b.get('l2w_mos_ideal'))} | {pct(a.get('w2l_resyncs'))} "
+                     f"| {pct(b.get('w2l_resyncs'))} | {pct(a.get('l2w_resyncs'))} | {pct(b.get('l2w_resyncs'))} |")
+    rk = [(v, c) for v in RTPENGINE_VARIANTS for c in RTPENGINE_KNOB_CELLS if R("rtpengine", c, v)]
+    if any(v != "default" for v, _ in rk):
+        lines += ["", "rtpengine with its own jitter buffer (`--jitter-buffer=10`), same seeds:", "",
+                  "| setting | cell | W->L MOS | L->W MOS | W->L delay p50 | L->W delay p50 |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for v, c in rk:
+            b = R("rtpengine", c, v)
+            lines.append(f"| {v} | {c} | {fmt(b['w2l_mos'])} | {fmt(b['l2w_mos'])} | {fmt(b['w2l_delay_p50'], '.0f')} "
+                         f"| {fmt(b['l2w_delay_p50'], '.0f')} |")
+    knobs = [(v, c) for v in RTCGW_VARIANTS for c in KNOB_CELLS if R("rtcgw", c, v)]
+    if any(v != "default" for v, _ in knobs):
+        lines += ["", "rtcgw's NetEQ settings (both legs' `jitter_buffer_*` keys), same seeds:", "",
+                  "| setting | cell | W->L MOS | L->W MOS | W->L delay p50 | L->W delay p50 | concealed W->L |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for v, c in knobs:
+            a = R("rtcgw", c, v)
+            pc = a.get("w2l_concealed")
+            lines.append(f"| {v} | {c} | {fmt(a['w2l_mos'])} | {fmt(a['l2w_mos'])} | {fmt(a['w2l_delay_p50'], '.0f')} "
+                         f"| {fmt(a['l2w_delay_p50'], '.0f')} | {fmt(None if pc is None else 100 * pc, '.1f')}% |")
+    cap = data.get("capacity") or []
+    if cap:
+        lines += ["", "Capacity: concurrent bridged calls (Opus/DTLS-SRTP <-> PCMU, speech both ways, no "
+                  "impairment), the gateway's CPU over 8 s once all calls are up. The load (aiortc peers, "
+                  "RTP peers, relays: one Python process) runs on the same 2 cores, so neither gateway "
+                  "could be driven to its limit; the ceiling is extrapolated as 2 cores / CPU per call.", "",
+                  "| gateway | calls | up | with audio both ways | gateway CPU % of a core | per call | "
+                  "extrapolated calls on 2 cores | load generator CPU % |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in cap:
+            if "error" in r:
+                lines.append(f"| {r['system']} | {r['calls']} | error: {r['error'][:100]} | | | | | |")
+                continue
+            per = r["gateway_cpu"] / r["calls"]
+            lines.append(f"| {r['system']} | {r['calls']} | {r['connected']} | {r['with_audio']} "
+                         f"| {r['gateway_cpu']:.1f} | {per:.2f} | {200 / per:.0f} | {r['lab_cpu']:.0f} |")
+    errs = [r for r in data["results"] if "error" in r]
+    if errs:
+        lines += ["", "Calls that failed: " + "; ".join(f"{r['system']} {r['variant']} {r['cell']}: {r['error'][:120]}"
+                                                     for r in errs)]
+    goal_c = "loss 5% + jitter 40 ms"
+    a, b, clean = R("rtcgw", goal_c) or {}, R("rtpengine", goal_c) or {}, R("rtcgw", "clean") or {}
+    bc = R("rtpengine", "clean") or {}
+    lines += ["", "Against the issue's goals (figures, not asserts):", "",
+              f"* W->L, 5% loss + 40 ms jitter: rtcgw {fmt(a.get('w2l_mos'))} (goal >= 3.6), "
+              f"rtpengine {fmt(b.get('w2l_mos'))} (goal: rtcgw at least 0.3 above)."
+              f" With sender FEC: rtcgw {fmt((R('rtcgw', goal_c + ' + sender FEC') or {}).get('w2l_mos'))}, "
+              f"rtpengine {fmt((R('rtpengine', goal_c + ' + sender FEC') or {}).get('w2l_mos'))}.",
+              f"* One-way delay on a clean network, W->L p50: rtcgw {fmt(clean.get('w2l_delay_p50'), '.0f')} ms "
+              f"(goal <= 40), rtpengine {fmt(bc.get('w2l_delay_p50'), '.0f')} ms; L->W: rtcgw "
+              f"{fmt(clean.get('l2w_delay_p50'), '.0f')} ms, rtpengine {fmt(bc.get('l2w_delay_p50'), '.0f')} ms "
+              "(both include aiortc's own receive buffer)."]
+    text = "\n".join(lines) + "\n"
+    _replace_section(bench_md, "qos", text)
+    _plots(agg, Path(plots))
+    return text
+
+
+def _replace_section(path, name, text):
+    path = Path(path)
+    md = path.read_text()
+    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+    if begin in md:
+        md = md[:md.index(begin) + len(begin)] + "\n" + text + md[md.index(end):]
+    else:
+        md += f"\n{begin}\n{text}{end}\n"
+    path.write_text(md)
+
+
+def _plots(agg, outdir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    styles = {("rtcgw", "w2l"): ("tab:blue", "-", "rtcgw W->L"), ("rtcgw", "l2w"): ("tab:blue", "--", "rtcgw L->W"),
+              ("rtpengine", "w2l"): ("tab:red", "-", "rtpengine W->L"),
+              ("rtpengine", "l2w"): ("tab:red", "--", "rtpengine L->W")}
+    for group, xlabel, fname in (("loss", "random loss (%)", "mos_vs_loss.png"),
+                                 ("jitter", "jitter (ms, uniform +-, in order)", "mos_vs_jitter.png")):
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for (system, d), (color, ls, label) in styles.items():
+            pts = sorted((row["x"], row[f"{d}_mos"]) for (s, v, c), row in agg.items()
+                         if s == system and v == "default" and row["group"] in (group, "clean")
+                         and row[f"{d}_mos"] is not None)
+            if pts:
+                ax.plot(*zip(*pts), ls, color=color, marker="o", label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("PESQ NB MOS-LQO")
+        ax.set_ylim(1, 4.5)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(outdir / fname)
+        plt.close(fig)
+    cells = [c.name for c in MATRIX if ("rtcgw", "default", c.name) in agg]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    width = 0.2
+    for i, ((system, d), (color, ls, label)) in enumerate(styles.items()):
+        ys = [(agg.get((system, "default", c)) or {}).get(f"{d}_delay_p50") or 0 for c in cells]
+        ax.bar(np.arange(len(cells)) + (i - 1.5) * width, ys, width, color=color,
+               alpha=1.0 if d == "w2l" else 0.5, label=label)
+    ax.set_xticks(np.arange(len(cells)))
+    ax.set_xticklabels(cells, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("one-way delay p50 (ms)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(outdir / "latency.png")
+    plt.close(fig)
 
 
 def _rtpengine_version():
