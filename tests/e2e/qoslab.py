@@ -41,7 +41,7 @@ import threading
 import time
 import urllib.request
 import wave
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
