@@ -3,7 +3,7 @@
 //! browser sends is encoded onto the RTP leg, what NetEq plays out of the
 //! RTP leg is what the browser hears. Both legs run on the one 10 ms clock.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::net::UdpSocket;
@@ -23,6 +23,34 @@ struct FromWebrtc {
     /// Per-call AEC3/NS/AGC (config switches): what goes to the legacy
     /// leg is its echo reference.
     apm: Option<Arc<Apm>>,
+    /// Frames pulled from the receive ring and not yet encoded.
+    queued: VecDeque<Vec<i16>>,
+    spare: Vec<Vec<i16>>,
+    /// Fewest frames left queued after a pull, in the current window.
+    min_left: usize,
+    pulls: u32,
+}
+
+/// A standing backlog is trimmed to this many frames. The receive ring fills
+/// while the legacy leg is still being set up (the WebRTC leg is answered
+/// first), and with one frame in and one out per tick that backlog would stay
+/// for the whole call as added delay (about 140 ms, measured by the QoS lab).
+/// Only a backlog that lasts a whole window is trimmed, so catching up after
+/// a late wake-up (several frames taken at once) loses nothing.
+const MAX_STANDING_FRAMES: usize = 1;
+const TRIM_WINDOW_PULLS: u32 = 50;
+
+impl FromWebrtc {
+    fn new(pc: Arc<PeerConnection>, apm: Option<Arc<Apm>>) -> Self {
+        Self {
+            pc,
+            apm,
+            queued: VecDeque::new(),
+            spare: Vec::new(),
+            min_left: usize::MAX,
+            pulls: 0,
+        }
+    }
 }
 
 impl FrameSource for FromWebrtc {
@@ -31,16 +59,37 @@ impl FrameSource for FromWebrtc {
     }
 
     fn next_frame(&mut self, out: &mut Vec<i16>) {
-        match self.pc.pull_audio(out) {
-            Some(rate) => {
-                if let Some(apm) = &self.apm {
-                    apm.render(out, rate);
-                }
+        loop {
+            let mut buf = self.spare.pop().unwrap_or_default();
+            if self.pc.pull_audio(&mut buf).is_none() {
+                self.spare.push(buf);
+                break;
+            }
+            self.queued.push_back(buf);
+        }
+        match self.queued.pop_front() {
+            Some(mut frame) => {
+                std::mem::swap(out, &mut frame);
+                self.spare.push(frame);
             }
             None => {
                 out.clear();
                 out.resize(480, 0); // nothing yet: silence keeps the RTP clock going
             }
+        }
+        if let Some(apm) = &self.apm {
+            apm.render(out, 48000); // the echo reference
+        }
+        self.min_left = self.min_left.min(self.queued.len());
+        self.pulls += 1;
+        if self.pulls == TRIM_WINDOW_PULLS {
+            for _ in MAX_STANDING_FRAMES..self.min_left {
+                if let Some(stale) = self.queued.pop_front() {
+                    self.spare.push(stale);
+                }
+            }
+            self.min_left = usize::MAX;
+            self.pulls = 0;
         }
     }
 }
@@ -264,10 +313,7 @@ impl Calls {
             self.clone(),
             media,
             self.runtime.ticks(),
-            Box::new(FromWebrtc {
-                pc: pc.clone(),
-                apm: apm.clone(),
-            }),
+            Box::new(FromWebrtc::new(pc.clone(), apm.clone())),
             Box::new(ToWebrtc {
                 pc,
                 apm,

@@ -44,7 +44,7 @@ def test_gilbert_elliott_gives_the_asked_loss_in_bursts():
     d, _ = run(Impairment.burst(0.05, 4.0), 3, n=20000)
     rate = d.counters["lost_burst"] / 20000
     assert 0.035 < rate < 0.065, rate
-    runs = []  # lengths of consecutive lost-packet runs
+    runs, prev = [], None  # lengths of consecutive lost-packet runs
     for i in d.lost:
         if runs and i == prev + 1:
             runs[-1] += 1

@@ -1,0 +1,1147 @@
+"""The QoS lab (issue 7): recorded speech through a bridged call, with seeded
+network impairment, scored with PESQ (ITU-T P.862), for rtcgw and for
+rtpengine side by side.
+
+One call carries speech both ways at once:
+
+    aiortc (WebRTC, Opus) --[relay W]--> gateway --[relay L]--> RTP peer (PCMU)
+         utterance A  ------------------------------------------>  "W->L"
+         "L->W"  <------------------------------------------  utterance B
+
+The impairment of a cell is applied where the gateway receives: relay W on
+what aiortc sends to the gateway, relay L on what the RTP peer sends to the
+gateway (each with its own seed), so each direction tests the gateway's
+receive path (rtcgw: libwebrtc's NetEQ; rtpengine: its transcoder). What the
+gateway sends on is not impaired.
+
+The far ends play what arrives like a phone with a fixed jitter buffer
+(`FAR_END_BUFFER_MS`; a packet after its play time makes it start over,
+leaving a gap), and also "ideally" (by RTP timestamp, lateness forgiven).
+PESQ NB compares that with the 8 kHz speech sent. The one-way
+delay is the lag of the best cross-correlation between the speech as sent
+(sender's clock) and as it arrived (arrival times), per 1 s window.
+
+`python3 tests/e2e/qoslab.py --help` (scripts/qos-lab runs the full matrix);
+tests/e2e/test_qos.py runs two cells as a regression guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from impair import ImpairRelay, Impairment, rewrite_candidates  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SOUNDS = Path("/usr/share/asterisk/sounds/en")
+# Utterances of at least 8 s joined from Debian's asterisk-core-sounds-en-wav.
+UTTERANCE_W2L = ["vm-intro", "conf-onlyperson"]
+UTTERANCE_L2W = ["queue-periodic-announce", "agent-loginok"]
+FAR_END_BUFFER_MS = 60.0
+WARMUP_S = 1.5  # after ICE/DTLS, before the speech starts
+TAIL_S = 1.0
+
+
+# ---------------------------------------------------------------- speech
+
+def read_prompt(name):
+    with wave.open(str(SOUNDS / f"{name}.wav")) as w:
+        assert w.getframerate() == 8000 and w.getsampwidth() == 2 and w.getnchannels() == 1
+        return np.frombuffer(w.readframes(w.getnframes()), np.int16)
+
+
+def utterance(names, gap_s=0.3, min_s=8.0):
+    parts = []
+    for n in names:
+        parts += [read_prompt(n), np.zeros(int(gap_s * 8000), np.int16)]
+    x = np.concatenate(parts[:-1])
+    assert len(x) >= min_s * 8000, f"utterance {names} is only {len(x) / 8000:.1f} s"
+    return x
+
+
+def upsample6(x):
+    from scipy.signal import resample_poly
+
+    return np.clip(resample_poly(x.astype(np.float64), 6, 1), -32768, 32767).astype(np.int16)
+
+
+def downsample6(x):
+    from scipy.signal import resample_poly
+
+    return resample_poly(x.astype(np.float64), 1, 6)
+
+
+# ---------------------------------------------------------------- G.711
+
+try:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop
+except ImportError:  # pragma: no cover
+    audioop = None
+
+
+def ulaw_encode(x):
+    return audioop.lin2ulaw(x.astype(np.int16).tobytes(), 2)
+
+
+def ulaw_decode(b):
+    return np.frombuffer(audioop.ulaw2lin(bytes(b), 2), np.int16)
+
+
+def rtp_packet(pt, seq, ts, ssrc, payload, marker=False):
+    import struct
+
+    return struct.pack("!BBHII", 0x80, (0x80 if marker else 0) | pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
+
+
+# ---------------------------------------------------------------- peers
+
+class SpeechTrack:
+    """An aiortc audio track: silence until `go()`, then the utterance (8 kHz,
+    sent at 48 kHz), then silence. Paced against absolute deadlines; records
+    when the first speech sample was handed to the encoder."""
+
+    def __new__(cls, speech8k):
+        from aiortc.mediastreams import AudioStreamTrack
+        import av
+
+        class _Track(AudioStreamTrack):
+            def __init__(self):
+                super().__init__()
+                self.speech = upsample6(speech8k)
+                self.n = 0
+                self.start = None
+                self.go_at = None  # frame index where the speech starts
+                self.speech_t0 = None
+
+            def go(self):
+                self.go_at = self.n // 960 + 1
+
+            async def recv(self):
+                loop = asyncio.get_running_loop()
+                if self.start is None:
+                    self.start = loop.time()
+                due = self.start + self.n / 48000.0
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                frame_no = self.n // 960
+                pcm = np.zeros(960, np.int16)
+                if self.go_at is not None and frame_no >= self.go_at:
+                    k = (frame_no - self.go_at) * 960
+                    if k == 0:
+                        self.speech_t0 = due
+                    chunk = self.speech[k:k + 960]
+                    pcm[:len(chunk)] = chunk
+                frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+                frame.sample_rate = 48000
+                frame.pts = self.n
+                frame.time_base = fractions.Fraction(1, 48000)
+                self.n += 960
+                return frame
+
+        return _Track()
+
+
+async def record_frames(track, frames):
+    """What aiortc decodes: (arrival time, pts, rate, mono int16) per frame."""
+    from aiortc.mediastreams import MediaStreamError
+
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            frame = await track.recv()
+        except MediaStreamError:
+            return
+        arr = frame.to_ndarray()
+        ch = len(frame.layout.channels)
+        mono = arr.reshape(-1, ch).mean(axis=1) if ch > 1 else arr.reshape(-1)
+        frames.append((loop.time(), int(frame.pts), frame.sample_rate, mono.astype(np.int16)))
+
+
+class RtpPeer:
+    """The legacy end: plain RTP with PCMU on one socket, in a thread. Sends
+    silence, then (after `go()`) the utterance, 20 ms packets against
+    absolute deadlines; records every packet it receives with its arrival
+    time. Bounded by `max_seconds`."""
+
+    def __init__(self, speech8k, max_seconds=60.0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.005)
+        self.addr = self.sock.getsockname()
+        self.speech = speech8k
+        self.dest = None
+        self.received = []  # (arrival, seq, ts, pt, payload)
+        self.speech_t0 = None
+        self.max_seconds = max_seconds
+        self._go = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self, dest):
+        self.dest = dest
+        self._thread = threading.Thread(target=self._run, daemon=True, name="rtp-peer")
+        self._thread.start()
+
+    def go(self):
+        self._go = True
+
+    def stop(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        self.sock.close()
+
+    def _run(self):
+        import struct
+
+        start = time.monotonic()
+        i, k = 0, None
+        silence = b"\xff" * 160
+        while not self._stop.is_set() and time.monotonic() - start < self.max_seconds:
+            due = start + i * 0.02
+            if self._go and k is None:
+                k = 0
+                self.speech_t0 = due
+            if k is not None and k * 160 < len(self.speech):
+                chunk = self.speech[k * 160:(k + 1) * 160]
+                payload = ulaw_encode(np.pad(chunk, (0, 160 - len(chunk))))
+                k += 1
+            else:
+                payload = silence
+            try:
+                self.sock.sendto(rtp_packet(0, i, i * 160, 0x51A7, payload, marker=i == 0), self.dest)
+            except OSError:
+                pass
+            i += 1
+            while True:
+                now = time.monotonic()
+                if now >= start + i * 0.02:
+                    break
+                try:
+                    self.sock.settimeout(max(0.0005, start + i * 0.02 - now))
+                    data = self.sock.recv(2048)
+                except (socket.timeout, BlockingIOError):
+                    continue
+                except OSError:
+                    return
+                if len(data) >= 12 and 128 <= data[0] <= 191 and not 72 <= (data[1] & 0x7F) <= 76:
+                    seq, ts = struct.unpack("!HI", data[2:8])
+                    self.received.append((time.monotonic(), seq, ts, data[1] & 0x7F, data[12:]))
+
+
+# ---------------------------------------------------------------- far ends
+
+def unwrap(values, modulus):
+    out, base, prev = [], 0, None
+    for v in values:
+        if prev is not None and v - prev < -modulus // 2:
+            base += modulus
+        elif prev is not None and v - prev > modulus // 2:
+            base -= modulus
+        out.append(v + base)
+        prev = v
+    return out
+
+
+def play_out(units, rate, buffer_ms=FAR_END_BUFFER_MS):
+    """units: [(arrival, timestamp in samples, samples)]. Returns (ideal,
+    phone, resyncs): the far end's playout by timestamp alone, and like a
+    phone with a fixed jitter buffer: each unit plays `buffer_ms` after the
+    first one would have, by its timestamp; a unit that arrives after its
+    play time makes the buffer start over `buffer_ms` from then (a gap, and
+    the call's delay grows), counted in `resyncs`. Units older than what
+    was already played are dropped."""
+    if not units:
+        return np.zeros(0), np.zeros(0), 0
+    ts0 = min(u[1] for u in units)
+    end = max(u[1] - ts0 + len(u[2]) for u in units)
+    ideal = np.zeros(end)
+    for arr, ts, x in units:
+        ideal[ts - ts0:ts - ts0 + len(x)] = x
+    first = min(u[0] for u in units)
+    offset = min(units)[0] - (min(units)[1] - ts0) / rate
+    b = buffer_ms / 1000.0
+    phone = np.zeros(int((max(u[0] for u in units) - first + 2 * b) * rate) + end)
+    resyncs, played_ts = 0, -1
+    for arr, ts, x in sorted(units, key=lambda u: u[0]):
+        rel = ts - ts0
+        if rel < played_ts:
+            continue  # too late: its time has been played already
+        if arr > offset + b + rel / rate:
+            offset = arr - rel / rate
+            resyncs += 1
+        i = int(round((offset + b + rel / rate - first) * rate))
+        if 0 <= i < len(phone):
+            phone[i:i + len(x)] = x[:len(phone) - i]
+        played_ts = rel
+    return ideal, phone, resyncs
+
+
+def arrival_signal(units, rate, t0, seconds):
+    """The received audio laid on the sender's clock by arrival time (t0 =
+    when the sender handed over the first speech sample)."""
+    out = np.zeros(int(seconds * rate))
+    for arr, _, x in units:
+        i = int(round((arr - t0) * rate))
+        if 0 <= i < len(out):
+            out[i:i + len(x)] = x[:len(out) - i]
+    return out
+
+
+def delays_ms(ref, received, rate, max_lag_s=0.6, win_s=1.0):
+    """Per-window one-way delay: the lag of the best normalised
+    cross-correlation of each speech window of `ref` within `received`."""
+    from scipy.signal import correlate
+
+    ref = ref.astype(np.float64)
+    received = received.astype(np.float64)
+    w, max_lag = int(win_s * rate), int(max_lag_s * rate)
+    out = []
+    for s in range(0, len(ref) - w, w):
+        x = ref[s:s + w]
+        if np.sqrt(np.mean(x * x)) < 300:
+            continue  # a pause: nothing to correlate
+        y = received[s:s + w + max_lag]
+        if len(y) < w + max_lag:
+            break
+        c = correlate(y, x, mode="valid", method="fft")
+        e = np.sqrt(np.convolve(y * y, np.ones(w), mode="valid")) * np.sqrt((x * x).sum())
+        c = c / np.maximum(e, 1e-9)
+        lag = int(np.argmax(c))
+        if c[lag] > 0.5:
+            out.append(1000.0 * lag / rate)
+    return out
+
+
+def align(ref, deg):
+    """`deg` cut to start where `ref` does (coarse, by cross-correlation);
+    PESQ does the fine alignment itself."""
+    from scipy.signal import correlate
+
+    c = correlate(deg.astype(np.float64), ref.astype(np.float64), mode="valid", method="fft") \
+        if len(deg) > len(ref) else np.array([0.0])
+    lag = int(np.argmax(c))
+    return deg[lag:lag + len(ref)], lag
+
+
+def pesq_nb(ref8k, deg8k):
+    from pesq import pesq
+
+    if len(deg8k) < len(ref8k) // 2 or np.abs(deg8k).max() < 10:
+        return 1.0  # nothing arrived: worst score rather than an exception
+    deg, _ = align(ref8k, deg8k)
+    try:
+        return float(pesq(8000, ref8k.astype(np.float64), deg.astype(np.float64), "nb"))
+    except Exception:  # pesq.NoUtterancesError and friends: unscorable
+        return 1.0
+
+
+def score(ref8k, speech_t0, units, rate):
+    """PESQ (fixed-buffer far end, ideal far end), delays, late share."""
+    ideal, fixed, resyncs = play_out(units, rate)
+    assert rate in (8000, 48000), rate
+    dec = (lambda x: downsample6(x)) if rate == 48000 else (lambda x: x)
+    mos_fixed = pesq_nb(ref8k, dec(fixed))
+    mos_ideal = pesq_nb(ref8k, dec(ideal))
+    seconds = len(ref8k) / 8000 + 1.0
+    arrived = arrival_signal(units, rate, speech_t0, seconds) if speech_t0 else np.zeros(0)
+    ref = ref8k if rate == 8000 else upsample6(ref8k)
+    d = delays_ms(ref, arrived, rate) if len(arrived) else []
+    return dict(mos=mos_fixed, mos_ideal=mos_ideal, resyncs=resyncs,
+                delay_p50=float(np.percentile(d, 50)) if d else None,
+                delay_p95=float(np.percentile(d, 95)) if d else None, delay_windows=len(d))
+
+
+def units_from_rtp(received):
+    pk = [r for r in received if r[3] == 0]
+    ts = unwrap([p[2] for p in pk], 1 << 32)
+    return [(p[0], t, ulaw_decode(p[4]).astype(np.float64)) for p, t in zip(pk, ts)]
+
+
+def units_from_frames(frames):
+    return [(arr, pts, mono.astype(np.float64)) for arr, pts, _, mono in frames]
+
+
+# ---------------------------------------------------------------- rtcgw
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url):
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read().decode())
+
+
+class Rtcgw:
+    """The release gateway in bridge mode with a config variant."""
+
+    name = "rtcgw"
+
+    def __init__(self, workdir, extra_toml="", binary=None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.http_port, self.sip_port = free_port(), free_port()
+        self.uas = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.uas.bind(("127.0.0.1", 0))
+        self.uas.settimeout(0.2)
+        base = 30000 + 2000 * (os.getpid() % 16)
+        cfg = self.workdir / "rtcgw.toml"
+        cfg.write_text(
+            f'[log]\nfilter = "warn"\n[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
+            f'[sip]\nlisten = "127.0.0.1:{self.sip_port}"\n'
+            f'[route]\nmode = "bridge"\ntarget = "sip:qos@127.0.0.1:{self.uas.getsockname()[1]}"\n'
+            f'[demo]\nrecord_dir = "{self.workdir}/rec"\n'
+            f'[legacy]\nport_min = {base}\nport_max = {base + 1998}\ncodecs = ["PCMU"]\n'
+            + _section(extra_toml, "legacy")
+            + "".join(f"[{name}]\n{body}" for name, body in _sections(extra_toml).items() if name != "legacy"))
+        binary = binary or os.environ.get("RTCGW_BIN", str(ROOT / "target/release/rtcgw"))
+        self.log = (self.workdir / "rtcgw.log").open("w")
+        self.proc = subprocess.Popen([binary, "--config", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        deadline = time.time() + 20
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("rtcgw did not start: " + (self.workdir / "rtcgw.log").read_text()[-2000:])
+                time.sleep(0.1)
+        self.calls = 0
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.uas.close()
+        self.log.close()
+
+    async def setup(self, offer, legacy_relay, rtp_peer):
+        """INVITE with `offer`; answers rtcgw's outbound INVITE with the RTP
+        peer behind `legacy_relay`. Returns the WebRTC answer."""
+        from test_bridge import SipCaller, sip_response
+
+        self.calls += 1
+        call_id = f"qos-{os.getpid()}-{self.calls}"
+        caller = SipCaller(self)
+        caller.call_id = call_id
+        loop = asyncio.get_running_loop()
+        uas_done = loop.run_in_executor(None, self._answer_invite, legacy_relay, rtp_peer, sip_response)
+        caller.send(caller.req("INVITE", 1, offer, branch=f"z9hG4bK{call_id}").replace("bridge-1", call_id))
+        status, ok = await loop.run_in_executor(None, caller.final)
+        await uas_done
+        if status != 200:
+            raise RuntimeError(f"rtcgw answered {status}: {ok[:300]}")
+        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+        caller.send(caller.req("ACK", 1).replace("bridge-1", call_id))
+        return ok.split("\r\n\r\n", 1)[1], caller
+
+    def _answer_invite(self, relay, peer, sip_response):
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            try:
+                data, addr = self.uas.recvfrom(65535)
+            except socket.timeout:
+                continue
+            req = data.decode(errors="replace")
+            if not req.startswith("INVITE"):
+                continue
+            offer = req.split("\r\n\r\n", 1)[1]
+            port = int(re.search(r"^m=audio (\d+)", offer, re.M).group(1))
+            relay.set_peers(a=peer.addr, b=("127.0.0.1", port))
+            peer.start(relay.a_addr)
+            sdp = (f"v=0\r\no=qos 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                   f"m=audio {relay.b_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n")
+            self.uas.sendto(sip_response(req, 200, "OK", "qos", self.uas.getsockname()[1], sdp).encode(), addr)
+            return
+        raise RuntimeError("rtcgw did not INVITE the legacy callee")
+
+    def stats(self):
+        try:
+            calls = http_json(self.url + "/v1/calls")
+            calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
+            cid = calls[-1]["id"]
+            return http_json(self.url + f"/v1/calls/{cid}/stats")
+        except Exception as e:  # stats are a bonus; the audio is the measurement
+            return {"error": str(e)}
+
+    async def teardown(self, c):
+        loop = asyncio.get_running_loop()
+        c.send(c.req("BYE", 2).replace("bridge-1", c.call_id))
+        await loop.run_in_executor(None, c.final)
+
+        def bye_uas():  # rtcgw BYEs the legacy callee
+            deadline = time.time() + 5
+            from test_bridge import sip_response
+
+            while time.time() < deadline:
+                try:
+                    data, addr = self.uas.recvfrom(65535)
+                except socket.timeout:
+                    continue
+                req = data.decode(errors="replace")
+                if req.startswith("BYE"):
+                    self.uas.sendto(sip_response(req, 200, "OK", "qos", self.uas.getsockname()[1]).encode(), addr)
+                    return
+
+        await loop.run_in_executor(None, bye_uas)
+
+
+def _sections(toml):
+    """{name: body} of a small TOML snippet, so the lab can merge its own
+    [legacy] keys with a variant's."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"^\[([\w.]+)\]\n(.*?)(?=^\[|\Z)", toml, re.M | re.S)}
+
+
+def _section(toml, name):
+    return _sections(toml).get(name, "")
+
+
+def concealment(stats):
+    """(W->L, L->W) concealed share of samples in rtcgw's two receive paths,
+    from the typed stats record (docs/stats.md): the WebRTC leg's inbound is
+    what goes on to the legacy side, the legacy leg's inbound the reverse."""
+    w2l = l2w = None
+    for leg in (stats or {}).get("legs", []) if isinstance(stats, dict) else []:
+        inbound = leg.get("inbound") or {}
+        if inbound.get("totalSamplesReceived"):
+            share = inbound.get("concealedSamples", 0) / inbound["totalSamplesReceived"]
+            if leg.get("leg") == "webrtc":
+                w2l = share
+            elif leg.get("leg") == "legacy":
+                l2w = share
+    if w2l is not None or l2w is not None:
+        return w2l, l2w
+
+    def walk(v):
+        if isinstance(v, dict):
+            yield v
+            for x in v.values():
+                yield from walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                yield from walk(x)
+
+    for d in walk(stats):
+        d = dict(d, **d["members"]) if isinstance(d.get("members"), dict) else d
+        if d.get("type") == "inbound-rtp" and d.get("totalSamplesReceived"):
+            w2l = d.get("concealedSamples", 0) / d["totalSamplesReceived"]
+        if "expandRate" in d and d.get("totalSamplesReceived"):
+            l2w = d.get("concealedSamples", 0) / d["totalSamplesReceived"]
+    return w2l, l2w
+
+
+# ---------------------------------------------------------------- rtpengine
+
+def bencode(v):
+    if isinstance(v, int):
+        return b"i%de" % v
+    if isinstance(v, str):
+        v = v.encode()
+    if isinstance(v, bytes):
+        return b"%d:%s" % (len(v), v)
+    if isinstance(v, list):
+        return b"l" + b"".join(bencode(x) for x in v) + b"e"
+    if isinstance(v, dict):
+        return b"d" + b"".join(bencode(k) + bencode(v[k]) for k in sorted(v)) + b"e"
+    raise TypeError(type(v))
+
+
+def bdecode(b, i=0):
+    c = b[i:i + 1]
+    if c == b"i":
+        j = b.index(b"e", i)
+        return int(b[i + 1:j]), j + 1
+    if c == b"l":
+        out, i = [], i + 1
+        while b[i:i + 1] != b"e":
+            v, i = bdecode(b, i)
+            out.append(v)
+        return out, i + 1
+    if c == b"d":
+        out, i = {}, i + 1
+        while b[i:i + 1] != b"e":
+            k, i = bdecode(b, i)
+            v, i = bdecode(b, i)
+            out[k.decode()] = v
+        return out, i + 1
+    j = b.index(b":", i)
+    n = int(b[i:j])
+    return b[j + 1:j + 1 + n], j + 1 + n
+
+
+class Rtpengine:
+    """Debian's rtpengine-daemon in userspace (no kernel table), driven with
+    the ng protocol: WebRTC (ICE, DTLS-SRTP, Opus) <-> RTP/AVP PCMU,
+    transcoding."""
+
+    name = "rtpengine"
+
+    def __init__(self, workdir, extra_args=()):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ng_port = free_port()
+        base = 42000 + 2000 * (os.getpid() % 8)
+        self.log = (self.workdir / "rtpengine.log").open("w")
+        self.proc = subprocess.Popen(
+            ["rtpengine", "--config-file=none", "--table=-1", "--interface=127.0.0.1",
+             f"--listen-ng=127.0.0.1:{self.ng_port}", f"--port-min={base}", f"--port-max={base + 1999}",
+             "--foreground", "--log-stderr", "--log-level=5", "--num-threads=2", *extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(2)
+        self.calls = 0
+        deadline = time.time() + 10
+        while True:
+            try:
+                if self.ng({"command": "ping"}).get("result") == b"pong":
+                    break
+            except (socket.timeout, ConnectionRefusedError):
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("rtpengine did not start: " + (self.workdir / "rtpengine.log").read_text()[-2000:])
+            time.sleep(0.2)
+
+    def ng(self, msg):
+        cookie = f"{os.getpid()}_{time.monotonic_ns()}"
+        self.sock.sendto(cookie.encode() + b" " + bencode(msg), ("127.0.0.1", self.ng_port))
+        while True:
+            data = self.sock.recv(65535)
+            c, _, body = data.partition(b" ")
+            if c.decode() == cookie:
+                return bdecode(body)[0]
+
+    def close(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.sock.close()
+        self.log.close()
+
+    async def setup(self, offer, legacy_relay, rtp_peer):
+        self.calls += 1
+        call_id = f"qos-{os.getpid()}-{self.calls}"
+        r = self.ng({"command": "offer", "call-id": call_id, "from-tag": "webrtc", "sdp": offer,
+                     "ICE": "remove", "DTLS": "off", "transport-protocol": "RTP/AVP", "rtcp-mux": ["demux"],
+                     "codec": {"transcode": ["PCMU"], "mask": ["opus"]}, "replace": ["origin", "session-connection"]})
+        if r.get("result") != b"ok":
+            raise RuntimeError(f"rtpengine offer: {r}")
+        plain = r["sdp"].decode()
+        port = int(re.search(r"^m=audio (\d+)", plain, re.M).group(1))
+        legacy_relay.set_peers(a=rtp_peer.addr, b=("127.0.0.1", port))
+        rtp_peer.start(legacy_relay.a_addr)
+        answer = (f"v=0\r\no=qos 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                  f"m=audio {legacy_relay.b_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n")
+        r = self.ng({"command": "answer", "call-id": call_id, "from-tag": "webrtc", "to-tag": "legacy",
+                     "sdp": answer, "ICE": "force", "transport-protocol": "UDP/TLS/RTP/SAVPF", "rtcp-mux": ["offer"],
+                     "replace": ["origin", "session-connection"]})
+        if r.get("result") != b"ok":
+            raise RuntimeError(f"rtpengine answer: {r}")
+        (self.workdir / "last-offer-plain.sdp").write_text(plain)
+        (self.workdir / "last-answer-webrtc.sdp").write_text(r["sdp"].decode())
+        return r["sdp"].decode(), call_id
+
+    def stats(self):
+        return {}
+
+    async def teardown(self, call_id):
+        self.ng({"command": "delete", "call-id": call_id, "from-tag": "webrtc"})
+
+
+# ---------------------------------------------------------------- a cell
+
+@dataclass
+class Cell:
+    name: str
+    imp: Impairment
+    group: str = ""  # "loss", "jitter", ... for the plots
+    x: float = 0.0  # the plot's x value
+    # The WebRTC sender (aiortc) encodes with Opus in-band FEC, as browsers
+    # do; aiortc's own default is without.
+    fec: bool = False
+
+
+MATRIX = [
+    Cell("clean", Impairment(), "clean", 0),
+    Cell("jitter 20 ms", Impairment(delay_ms=20, jitter_ms=20), "jitter", 20),
+    Cell("jitter 40 ms", Impairment(delay_ms=40, jitter_ms=40), "jitter", 40),
+    Cell("jitter 80 ms", Impairment(delay_ms=80, jitter_ms=80), "jitter", 80),
+    # netem's default: each packet its own delay, so jitter also reorders.
+    Cell("jitter 40 ms reordering", Impairment(delay_ms=40, jitter_ms=40, jitter_reorders=True), "jitter-reorder", 40),
+    Cell("loss 1%", Impairment(loss=0.01), "loss", 1),
+    Cell("loss 5%", Impairment(loss=0.05), "loss", 5),
+    Cell("loss 10%", Impairment(loss=0.10), "loss", 10),
+    Cell("loss 20%", Impairment(loss=0.20), "loss", 20),
+    Cell("burst loss 5% (mean burst 4)", Impairment.burst(0.05, 4.0), "burst", 5),
+    Cell("loss 5% + jitter 40 ms", Impairment(delay_ms=40, jitter_ms=40, loss=0.05), "combo", 5),
+    Cell("loss 10% + sender FEC", Impairment(loss=0.10), "fec", 10, fec=True),
+    Cell("loss 5% + jitter 40 ms + sender FEC", Impairment(delay_ms=40, jitter_ms=40, loss=0.05), "fec", 5, fec=True),
+]
+
+
+def sender_fec(on, loss_percent=10):
+    """aiortc's Opus encoder (ffmpeg's libopus) with or without in-band FEC.
+    libopus only spends bits on FEC when told to expect loss."""
+    from aiortc.codecs import opus
+
+    if not hasattr(opus.OpusEncoder, "_qos_init"):
+        opus.OpusEncoder._qos_init = opus.OpusEncoder.__init__
+    if not on:
+        opus.OpusEncoder.__init__ = opus.OpusEncoder._qos_init
+        return
+
+    def init(self, *a, **k):
+        opus.OpusEncoder._qos_init(self, *a, **k)
+        self.codec.options = dict(self.codec.options or {}, fec="1", packet_loss=str(loss_percent))
+
+    opus.OpusEncoder.__init__ = init
+
+
+def cell(name):
+    return next(c for c in MATRIX if c.name == name)
+
+
+async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=False, lock=None, scored=True,
+                   connected=None, until=None):
+    """One bridged call through `gw` with `imp` on both of its receive legs.
+    Returns the scores for both directions (or, unscored, how much arrived).
+    `lock` serialises call setup when calls run concurrently; `connected`
+    (a list) gets an entry once the call is up; `until` (an Event) holds the
+    call until set, instead of for the speech."""
+    import contextlib
+
+    from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+    sender_fec(fec)
+    web = ImpairRelay(a_to_b=imp, seed=f"{seed}/webrtc", max_seconds=timeout_s)
+    leg = ImpairRelay(a_to_b=imp, seed=f"{seed}/legacy", max_seconds=timeout_s)
+    peer = RtpPeer(speech_l2w, max_seconds=timeout_s)
+    pc = RTCPeerConnection()
+    track = SpeechTrack(speech_w2l)
+    # Opus only, as a browser would use: both gateways must transcode.
+    tr = pc.addTransceiver(track, "sendrecv")
+    tr.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("audio").codecs
+                            if c.mimeType.lower() == "audio/opus"])
+    frames, tasks = [], []
+    pc.on("track", lambda t: tasks.append(asyncio.ensure_future(record_frames(t, frames))))
+    web.start()
+    leg.start()
+    try:
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = pc.localDescription.sdp
+        a_port = int(re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", offer, re.I).group(1))
+        async with lock or contextlib.nullcontext():
+            answer, handle = await gw.setup(rewrite_candidates(offer, web.b_port), leg, peer)
+        b_port = int(re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", answer, re.I).group(1))
+        web.set_peers(a=("127.0.0.1", a_port), b=("127.0.0.1", b_port))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=rewrite_candidates(answer, web.a_port), type="answer"))
+        deadline = time.monotonic() + 10
+        while pc.connectionState != "connected":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"WebRTC leg did not connect ({gw.name}): {pc.connectionState}")
+            await asyncio.sleep(0.05)
+        if connected is not None:
+            connected.append(gw.name)
+        await asyncio.sleep(WARMUP_S)
+        track.go()
+        peer.go()
+        if until is not None:
+            await asyncio.wait_for(until.wait(), timeout_s)
+        else:
+            await asyncio.sleep(max(len(speech_w2l), len(speech_l2w)) / 8000 + TAIL_S + 0.1)
+        stats = gw.stats() if scored else {}
+        await gw.teardown(handle)
+    finally:
+        await pc.close()
+        for t in tasks:
+            t.cancel()
+        peer.stop()
+        web.close()
+        leg.close()
+    if os.environ.get("QOSLAB_DEBUG"):
+        print(f"\nframes {len(frames)} max {max((np.abs(f[3]).max() for f in frames), default=0)} "
+              f"pts {[f[1] for f in frames[:5]]} rtp {len(peer.received)}", file=sys.stderr)
+        np.save(f"/tmp/qos-debug-{gw.name}.npy", np.array([(p[0], p[2]) for p in peer.received]))
+    if not scored:
+        return dict(rtp_received=len(peer.received), frames_received=len(frames))
+    w2l = score(speech_w2l, track.speech_t0, units_from_rtp(peer.received), 8000)
+    l2w = score(speech_l2w, peer.speech_t0, units_from_frames(frames), frames[0][2] if frames else 48000)
+    cw, cl = concealment(stats)
+    w2l["concealed"], l2w["concealed"] = cw, cl
+    return dict(w2l=w2l, l2w=l2w, relays=dict(webrtc=web.counters, legacy=leg.counters), stats=stats)
+
+
+# ---------------------------------------------------------------- capacity
+
+def cpu_seconds(pid="self"):
+    """User + system CPU of a process (all its threads)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def capacity(gw, n, window_s=8.0):
+    """`n` concurrent bridged calls (speech both ways, no impairment) through
+    `gw`; the gateway's CPU over `window_s` once all are up."""
+    sw, sl = utterance(UTTERANCE_W2L), utterance(UTTERANCE_L2W)
+    sw, sl = np.tile(sw, 3), np.tile(sl, 3)  # longer than any window
+    from concurrent.futures import ThreadPoolExecutor
+
+    # SIP transactions wait in threads: enough of them for every call at once.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=4 * n + 8))
+    lock, connected, until = asyncio.Lock(), [], asyncio.Event()
+    tasks = [asyncio.ensure_future(run_call(gw, Impairment(), i, sw, sl, timeout_s=120, lock=lock, scored=False,
+                                            connected=connected, until=until)) for i in range(n)]
+    deadline = time.monotonic() + 90
+    while len(connected) < n and time.monotonic() < deadline and not any(t.done() for t in tasks):
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(WARMUP_S + 1.0)
+    g0, l0, t0 = cpu_seconds(gw.proc.pid), cpu_seconds(), time.monotonic()
+    await asyncio.sleep(window_s)
+    g1, l1, t1 = cpu_seconds(gw.proc.pid), cpu_seconds(), time.monotonic()
+    until.set()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    ok = [d for d in done if isinstance(d, dict)]
+    expected = 50 * (t1 - t0)  # at least the window's worth of 20 ms packets/frames
+    with_audio = sum(1 for d in ok if d["rtp_received"] > expected and d["frames_received"] > expected)
+    errors = [str(d)[:200] for d in done if not isinstance(d, dict)]
+    return dict(calls=n, connected=len(connected), with_audio=with_audio, errors=errors,
+                gateway_cpu=100 * (g1 - g0) / (t1 - t0), lab_cpu=100 * (l1 - l0) / (t1 - t0))
+
+
+# ---------------------------------------------------------------- the lab
+
+RTCGW_VARIANTS = {
+    "default": "",
+    "NetEQ max 20 packets": "[webrtc]\njitter_buffer_max_packets = 20\n[legacy]\njitter_buffer_max_packets = 20\n",
+    "fast accelerate": "[webrtc]\njitter_buffer_fast_accelerate = true\n[legacy]\njitter_buffer_fast_accelerate = true\n",
+    "min delay 100 ms": "[webrtc]\njitter_buffer_min_delay_ms = 100\n[legacy]\njitter_buffer_min_delay_ms = 100\n",
+}
+KNOB_CELLS = ["clean", "jitter 80 ms", "loss 5% + jitter 40 ms"]
+# rtpengine's own jitter buffer (off by default; it applies when transcoding).
+RTPENGINE_VARIANTS = {"default": (), "jitter buffer 10": ("--jitter-buffer=10",)}
+RTPENGINE_KNOB_CELLS = ["jitter 80 ms", "loss 5%", "loss 5% + jitter 40 ms"]
+
+
+def progress(i, n, text):
+    bar = "#" * int(20 * i / max(n, 1))
+    print(f"\r[{bar:<20}] {i:>3}/{n} {text[:90]:<90}", end="" if i < n else "\n", file=sys.stderr, flush=True)
+
+
+def fmt(v, spec=".2f"):
+    return "-" if v is None else format(v, spec)
+
+
+def main(argv=None):
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--cells", default="all", help="comma-separated cell names, 'all' or 'none'")
+    p.add_argument("--seeds", default="1", help="comma-separated seeds (each cell runs once per seed)")
+    p.add_argument("--no-rtpengine", action="store_true")
+    p.add_argument("--no-knobs", action="store_true", help="only the default settings of each gateway")
+    p.add_argument("--no-defaults", action="store_true", help="only the settings variants (knobs)")
+    p.add_argument("--systems", default="rtcgw,rtpengine")
+    p.add_argument("--capacity", default="10,20", help="concurrent-call counts for the CPU comparison ('' for none)")
+    p.add_argument("--out", default=str(ROOT / "target/qos-lab"))
+    p.add_argument("--report", action="store_true",
+                   help="after the run, write the tables into BENCHMARKS.md and the plots into docs/qos/")
+    p.add_argument("--report-only", metavar="RESULTS_JSON[,RESULTS_JSON...]",
+                   help="only write the report from earlier runs (several are merged)")
+    a = p.parse_args(argv)
+    if a.report_only:
+        print(report(a.report_only))
+        return []
+    import aiortc_peer
+
+    aiortc_peer.loopback_only()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cells = MATRIX if a.cells == "all" else [] if a.cells == "none" else [cell(n.strip()) for n in a.cells.split(",")]
+    seeds = [s.strip() for s in a.seeds.split(",")]
+    sw, sl = utterance(UTTERANCE_W2L), utterance(UTTERANCE_L2W)
+    systems = [x for x in a.systems.split(",") if x and not (x == "rtpengine" and a.no_rtpengine)]
+    plan = [] if a.no_defaults else [(sy, "default", c, s) for sy in systems for c in cells for s in seeds]
+    if not a.no_knobs:
+        for sy, variants, knob_cells in (("rtcgw", RTCGW_VARIANTS, KNOB_CELLS),
+                                         ("rtpengine", RTPENGINE_VARIANTS, RTPENGINE_KNOB_CELLS)):
+            if sy in systems:
+                plan += [(sy, v, cell(c), s) for v in variants if v != "default"
+                         for c in knob_cells if cell(c) in cells for s in seeds]
+    results, gws, capacity_rows = [], {}, []
+    t_start = time.time()
+    try:
+        for i, (system, variant, c, seed) in enumerate(plan):
+            progress(i, len(plan), f"{system} {variant} | {c.name} | seed {seed}")
+            key = (system, variant)
+            if key not in gws:
+                for g in gws.values():
+                    g.close()
+                gws.clear()
+                wd = out / f"{system}-{variant}".replace(" ", "_").replace("%", "pc")
+                gws[key] = Rtcgw(wd, RTCGW_VARIANTS[variant]) if system == "rtcgw" \
+                    else Rtpengine(wd, RTPENGINE_VARIANTS[variant])
+            try:
+                r = asyncio.run(run_call(gws[key], c.imp, seed, sw, sl, fec=c.fec))
+                r.update(system=system, variant=variant, cell=c.name, group=c.group, x=c.x, seed=seed)
+            except Exception as e:
+                r = dict(system=system, variant=variant, cell=c.name, group=c.group, x=c.x, seed=seed, error=str(e))
+            results.append(r)
+            w = r.get("w2l", {})
+            progress(i + 1, len(plan), f"{system} {variant} | {c.name} | W->L MOS {fmt(w.get('mos'))}"
+                     + (f" ERROR {r['error'][:40]}" if "error" in r else ""))
+        for g in gws.values():
+            g.close()
+        gws.clear()
+        capacity_rows = []
+        counts = [int(x) for x in a.capacity.split(",") if x.strip()]
+        for system in systems:
+            for n in counts:
+                progress(0, 1, f"capacity: {system}, {n} concurrent calls")
+                wd = out / f"{system}-capacity"
+                gw = Rtcgw(wd) if system == "rtcgw" else Rtpengine(wd)
+                gws[(system, "capacity")] = gw
+                try:
+                    row = asyncio.run(capacity(gw, n))
+                except Exception as e:
+                    row = dict(calls=n, error=str(e))
+                finally:
+                    gw.close()
+                    gws.clear()
+                row["system"] = system
+                capacity_rows.append(row)
+                progress(1, 1, f"capacity: {system}, {n} calls: gateway {fmt(row.get('gateway_cpu'), '.1f')}% "
+                         f"of a core, {row.get('with_audio')}/{n} with audio")
+    finally:
+        for g in gws.values():
+            g.close()
+    meta = dict(date=time.strftime("%Y-%m-%d"), seconds=round(time.time() - t_start), cores=os.cpu_count(),
+                command="scripts/qos-lab " + shlex.join(argv if argv is not None else sys.argv[1:]),
+                rtpengine=_rtpengine_version())
+    (out / "results.json").write_text(json.dumps(dict(meta=meta, results=results, capacity=capacity_rows),
+                                                 indent=1, default=str))
+    print(f"results: {out / 'results.json'} ({meta['seconds']} s)", file=sys.stderr)
+    if a.report:
+        print(report(out / "results.json"))
+    return results
+
+
+# ---------------------------------------------------------------- report
+
+def _agg(results):
+    """Mean over seeds per (system, variant, cell)."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r["system"], r["variant"], r["cell"]), []).append(r)
+    out = {}
+    for k, rs in groups.items():
+        ok = [r for r in rs if "error" not in r]
+        row = dict(n=len(ok), errors=len(rs) - len(ok), group=rs[0]["group"], x=rs[0]["x"])
+        for d in ("w2l", "l2w"):
+            for m in ("mos", "mos_ideal", "resyncs", "delay_p50", "delay_p95", "concealed"):
+                v = [r[d][m] for r in ok if r[d].get(m) is not None]
+                row[f"{d}_{m}"] = float(np.mean(v)) if v else None
+        out[k] = row
+    return out
+
+
+def report(results_paths, bench_md=ROOT / "BENCHMARKS.md", plots=ROOT / "docs/qos"):
+    runs = [json.loads(Path(p).read_text()) for p in str(results_paths).split(",")]
+    data = dict(results=[r for d in runs for r in d["results"]], capacity=[r for d in runs for r in d.get("capacity", [])])
+    meta = dict(runs[0]["meta"], seconds=sum(d["meta"]["seconds"] for d in runs),
+                command="; ".join(f"`{d['meta']['command']}`" for d in runs))
+    agg = _agg(data["results"])
+    cells = [c.name for c in MATRIX]
+    R = lambda s, c, v="default": agg.get((s, v, c))  # noqa: E731
+    lines = [f"Command: {meta['command']} on {meta['cores']} cores, {meta['date']} "
+             f"({meta['seconds'] // 60} min; {meta.get('rtpengine') or 'rtpengine not run'}).", ""]
+    lines += ["PESQ NB MOS-LQO of what the far end plays (a phone-like fixed 60 ms jitter buffer that "
+              "starts over when a packet comes after its play time), one-way delay p50 "
+              "(ms, speech as sent -> as it arrived at the far end), concealed share of rtcgw's NetEQ "
+              "output on the WebRTC receive leg. W->L: aiortc (Opus) -> gateway -> PCMU peer; "
+              "L->W: PCMU peer -> gateway -> aiortc. Each impairment is on the gateway's receive side "
+              "of that direction.", ""]
+    lines += ["| cell | seeds | W->L rtcgw | W->L rtpengine | L->W rtcgw | L->W rtpengine "
+              "| W->L delay rtcgw | W->L delay rtpengine | L->W delay rtcgw | L->W delay rtpengine "
+              "| rtcgw concealed W->L |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for c in cells:
+        a, b = R("rtcgw", c) or {}, R("rtpengine", c) or {}
+        if not a and not b:
+            continue
+        pc = a.get("w2l_concealed")
+        lines.append(f"| {c} | {a.get('n', b.get('n'))} | {fmt(a.get('w2l_mos'))} | {fmt(b.get('w2l_mos'))} | {fmt(a.get('l2w_mos'))} "
+                     f"| {fmt(b.get('l2w_mos'))} | {fmt(a.get('w2l_delay_p50'), '.0f')} "
+                     f"| {fmt(b.get('w2l_delay_p50'), '.0f')} | {fmt(a.get('l2w_delay_p50'), '.0f')} "
+                     f"| {fmt(b.get('l2w_delay_p50'), '.0f')} | {fmt(None if pc is None else 100 * pc, '.1f')}% |")
+    lines += ["", "The same calls scored with an ideal far end (plays by RTP timestamp, never late), and "
+              "how often the phone-like far end had to start its buffer over (a packet after its play time):", "",
+              "| cell | W->L rtcgw ideal | W->L rtpengine ideal | L->W rtcgw ideal | L->W rtpengine ideal "
+              "| resyncs W->L rtcgw | resyncs W->L rtpengine | resyncs L->W rtcgw | resyncs L->W rtpengine |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    pct = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+    for c in cells:
+        a, b = R("rtcgw", c) or {}, R("rtpengine", c) or {}
+        if not a and not b:
+            continue
+        lines.append(f"| {c} | {fmt(a.get('w2l_mos_ideal'))} | {fmt(b.get('w2l_mos_ideal'))} "
+                     f"| {fmt(a.get('l2w_mos_ideal'))} | {fmt(b.get('l2w_mos_ideal'))} | {pct(a.get('w2l_resyncs'))} "
+                     f"| {pct(b.get('w2l_resyncs'))} | {pct(a.get('l2w_resyncs'))} | {pct(b.get('l2w_resyncs'))} |")
+    # Settings variants are compared with the default on the same seeds only.
+    knob_seeds = {r["seed"] for r in data["results"] if r["variant"] != "default"}
+    agg_k = _agg([r for r in data["results"] if r["seed"] in knob_seeds])
+    R = lambda s, c, v="default": agg_k.get((s, v, c))  # noqa: E731
+    rk = [(v, c) for v in RTPENGINE_VARIANTS for c in RTPENGINE_KNOB_CELLS if R("rtpengine", c, v)]
+    if any(v != "default" for v, _ in rk):
+        lines += ["", "rtpengine with its own jitter buffer (`--jitter-buffer=10`), same seeds:", "",
+                  "| setting | cell | W->L MOS | L->W MOS | W->L delay p50 | L->W delay p50 |",
+                  "|---|---|---:|---:|---:|---:|"]
+        for v, c in rk:
+            b = R("rtpengine", c, v)
+            lines.append(f"| {v} | {c} | {fmt(b['w2l_mos'])} | {fmt(b['l2w_mos'])} | {fmt(b['w2l_delay_p50'], '.0f')} "
+                         f"| {fmt(b['l2w_delay_p50'], '.0f')} |")
+    knobs = [(v, c) for v in RTCGW_VARIANTS for c in KNOB_CELLS if R("rtcgw", c, v)]
+    if any(v != "default" for v, _ in knobs):
+        lines += ["", "rtcgw's NetEQ settings (both legs' `jitter_buffer_*` keys), same seeds:", "",
+                  "| setting | cell | W->L MOS | L->W MOS | W->L delay p50 | L->W delay p50 | concealed W->L |",
+                  "|---|---|---:|---:|---:|---:|---:|"]
+        for v, c in knobs:
+            a = R("rtcgw", c, v)
+            pc = a.get("w2l_concealed")
+            lines.append(f"| {v} | {c} | {fmt(a['w2l_mos'])} | {fmt(a['l2w_mos'])} | {fmt(a['w2l_delay_p50'], '.0f')} "
+                         f"| {fmt(a['l2w_delay_p50'], '.0f')} | {fmt(None if pc is None else 100 * pc, '.1f')}% |")
+    cap = data.get("capacity") or []
+    if cap:
+        lines += ["", "Capacity: concurrent bridged calls (Opus/DTLS-SRTP <-> PCMU, speech both ways, no "
+                  "impairment), the gateway's CPU over 8 s once all calls are up. The load (aiortc peers, "
+                  "RTP peers, relays: one Python process) runs on the same 2 cores, so neither gateway "
+                  "could be driven to its limit; the ceiling is extrapolated as 2 cores / CPU per call. "
+                  "Where fewer calls than set up had audio both ways, the load generator (one Python "
+                  "process, near 100% of a core) could not keep up: those rows do not measure the gateway.", "",
+                  "| gateway | calls | up | with audio both ways | gateway CPU % of a core | per call | "
+                  "extrapolated calls on 2 cores | load generator CPU % |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in cap:
+            if "error" in r:
+                lines.append(f"| {r['system']} | {r['calls']} | error: {r['error'][:100]} | | | | | |")
+                continue
+            per = r["gateway_cpu"] / r["calls"]
+            lines.append(f"| {r['system']} | {r['calls']} | {r['connected']} | {r['with_audio']} "
+                         f"| {r['gateway_cpu']:.1f} | {per:.2f} | {200 / per:.0f} | {r['lab_cpu']:.0f} |")
+    errs = [r for r in data["results"] if "error" in r]
+    if errs:
+        lines += ["", "Calls that failed: " + "; ".join(f"{r['system']} {r['variant']} {r['cell']}: {r['error'][:120]}"
+                                                     for r in errs)]
+    R = lambda s, c, v="default": agg.get((s, v, c))  # noqa: E731
+    goal_c = "loss 5% + jitter 40 ms"
+    a, b, clean = R("rtcgw", goal_c) or {}, R("rtpengine", goal_c) or {}, R("rtcgw", "clean") or {}
+    bc = R("rtpengine", "clean") or {}
+    lines += ["", "Against the issue's goals (figures, not asserts):", "",
+              f"* W->L, 5% loss + 40 ms jitter: rtcgw {fmt(a.get('w2l_mos'))} (goal >= 3.6), "
+              f"rtpengine {fmt(b.get('w2l_mos'))} (goal: rtcgw at least 0.3 above)."
+              f" With sender FEC: rtcgw {fmt((R('rtcgw', goal_c + ' + sender FEC') or {}).get('w2l_mos'))}, "
+              f"rtpengine {fmt((R('rtpengine', goal_c + ' + sender FEC') or {}).get('w2l_mos'))}.",
+              f"* One-way delay on a clean network, W->L p50: rtcgw {fmt(clean.get('w2l_delay_p50'), '.0f')} ms "
+              f"(goal <= 40), rtpengine {fmt(bc.get('w2l_delay_p50'), '.0f')} ms; L->W: rtcgw "
+              f"{fmt(clean.get('l2w_delay_p50'), '.0f')} ms, rtpengine {fmt(bc.get('l2w_delay_p50'), '.0f')} ms "
+              "(both include aiortc's own receive buffer)."]
+    text = "\n".join(lines) + "\n"
+    _replace_section(bench_md, "qos", text)
+    _plots(agg, Path(plots))
+    return text
+
+
+def _replace_section(path, name, text):
+    path = Path(path)
+    md = path.read_text()
+    begin, end = f"<!-- bench:{name}:begin -->", f"<!-- bench:{name}:end -->"
+    if begin in md:
+        md = md[:md.index(begin) + len(begin)] + "\n" + text + md[md.index(end):]
+    else:
+        md += f"\n{begin}\n{text}{end}\n"
+    path.write_text(md)
+
+
+def _plots(agg, outdir):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    styles = {("rtcgw", "w2l"): ("tab:blue", "-", "rtcgw W->L"), ("rtcgw", "l2w"): ("tab:blue", "--", "rtcgw L->W"),
+              ("rtpengine", "w2l"): ("tab:red", "-", "rtpengine W->L"),
+              ("rtpengine", "l2w"): ("tab:red", "--", "rtpengine L->W")}
+    for group, xlabel, fname in (("loss", "random loss (%)", "mos_vs_loss.png"),
+                                 ("jitter", "jitter (ms, uniform +-, in order)", "mos_vs_jitter.png")):
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        for (system, d), (color, ls, label) in styles.items():
+            pts = sorted((row["x"], row[f"{d}_mos"]) for (s, v, c), row in agg.items()
+                         if s == system and v == "default" and row["group"] in (group, "clean")
+                         and row[f"{d}_mos"] is not None)
+            if pts:
+                ax.plot(*zip(*pts), ls, color=color, marker="o", label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("PESQ NB MOS-LQO")
+        ax.set_ylim(1, 4.5)
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(outdir / fname)
+        plt.close(fig)
+    cells = [c.name for c in MATRIX if ("rtcgw", "default", c.name) in agg]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    width = 0.2
+    for i, ((system, d), (color, ls, label)) in enumerate(styles.items()):
+        ys = [(agg.get((system, "default", c)) or {}).get(f"{d}_delay_p50") or 0 for c in cells]
+        ax.bar(np.arange(len(cells)) + (i - 1.5) * width, ys, width, color=color,
+               alpha=1.0 if d == "w2l" else 0.5, label=label)
+    ax.set_xticks(np.arange(len(cells)))
+    ax.set_xticklabels(cells, rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("one-way delay p50 (ms)")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(outdir / "latency.png")
+    plt.close(fig)
+
+
+def _rtpengine_version():
+    try:
+        return subprocess.run(["rtpengine", "--version"], capture_output=True, text=True).stdout.strip() \
+            or subprocess.run(["rtpengine", "--version"], capture_output=True, text=True).stderr.strip()
+    except OSError:
+        return None
+
+
+if __name__ == "__main__":
+    main()

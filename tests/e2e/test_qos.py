@@ -1,0 +1,31 @@
+"""Regression guard for the QoS lab (issue 7): two of its cells through a
+bridged call, recorded speech both ways, PESQ-scored, with conservative
+bounds well below what scripts/qos-lab measures (see BENCHMARKS.md), so
+that only a real regression fails: audio that stops arriving, a NetEQ that
+no longer conceals loss, or the standing frame backlog that once added
+~140 ms WebRTC -> legacy."""
+
+import asyncio
+
+import qoslab
+
+
+def test_speech_through_a_bridged_call_clean_and_with_5pc_loss_and_40ms_jitter(tmp_path):
+    gw = qoslab.Rtcgw(tmp_path / "rtcgw")
+    sw, sl = qoslab.utterance(qoslab.UTTERANCE_W2L), qoslab.utterance(qoslab.UTTERANCE_L2W)
+    try:
+        clean = asyncio.run(qoslab.run_call(gw, qoslab.cell("clean").imp, 1, sw, sl))
+        bad = asyncio.run(qoslab.run_call(gw, qoslab.cell("loss 5% + jitter 40 ms").imp, 1, sw, sl))
+    finally:
+        gw.close()
+    summary = {k: {d: {m: r[d][m] for m in ("mos", "delay_p50", "concealed")} for d in ("w2l", "l2w")}
+               for k, r in (("clean", clean), ("bad", bad))}
+    # Measured by the lab: about 4.0 (W->L) and 4.2 (L->W) clean, 68 ms p50.
+    assert clean["w2l"]["mos"] > 3.3 and clean["l2w"]["mos"] > 3.3, summary
+    assert clean["w2l"]["delay_p50"] is not None and clean["w2l"]["delay_p50"] < 120, summary
+    # The impairment was applied (about 5% of the RTP towards rtcgw dropped) ...
+    lost = bad["relays"]["webrtc"]["a_to_b"]["lost_random"] / bad["relays"]["webrtc"]["a_to_b"]["packets"]
+    assert 0.02 < lost < 0.09, bad["relays"]
+    # ... and NetEQ concealed it: about 3.0 and 3.0-3.4 measured.
+    assert bad["w2l"]["mos"] > 2.3 and bad["l2w"]["mos"] > 2.3, summary
+    assert bad["w2l"]["concealed"] is not None and bad["w2l"]["concealed"] > 0.01, summary
