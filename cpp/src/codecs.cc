@@ -44,7 +44,8 @@ class EncoderFactory : public webrtc::AudioEncoderFactory {
       config->complexity = opus_.complexity;
       config->low_rate_complexity = opus_.complexity;
     }
-    config->fec_enabled = config->fec_enabled || opus_.fec;
+    // The operator decides: useinbandfec=1 only says the peer can use it.
+    config->fec_enabled = opus_.fec;
     config->dtx_enabled = config->dtx_enabled || opus_.dtx;
     if (opus_.ptime_ms > 0) config->frame_size_ms = opus_.ptime_ms;
     if (!config->IsOk()) {

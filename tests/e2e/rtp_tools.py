@@ -105,3 +105,35 @@ def best_correlation(a, b, max_lag):
         if d > 0:
             best = max(best, float((x * y).sum() / d))
     return best
+
+
+def windowed_correlation(a, b, max_lag, window=4000, slack=400):
+    """Median over `window`-sample pieces of a of their best correlation in
+    b: the global lag is found first, then each piece may move by `slack`
+    samples, because NetEQ's time stretching (accelerate, preemptive
+    expand) legitimately shifts the delay during a call."""
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    n = len(a)
+    best_lag, best = 0, -1.0
+    for lag in range(0, max_lag, 8):
+        y = b[lag:lag + n]
+        if len(y) < n:
+            break
+        d = np.sqrt((a * a).sum() * (y * y).sum())
+        if d > 0 and (a * y).sum() / d > best:
+            best, best_lag = (a * y).sum() / d, lag
+    scores = []
+    for start in range(0, n - window + 1, window):
+        x = a[start:start + window]
+        piece = 0.0
+        for shift in range(-slack, slack + 1, 4):
+            lo = best_lag + start + shift
+            y = b[lo:lo + window]
+            if lo < 0 or len(y) < window:
+                continue
+            d = np.sqrt((x * x).sum() * (y * y).sum())
+            if d > 0:
+                piece = max(piece, float((x * y).sum() / d))
+        scores.append(piece)
+    return float(np.median(scores)) if scores else 0.0

@@ -103,10 +103,11 @@ def test_sipp_speech_and_digits_reach_the_recording(gateway_factory, tmp_path, c
     rate, rec = read_wav(gw.recording("/v1/calls/" + call_id))
     assert rate == 48000 and len(rec) > 5 * rate
     # The recording holds the speech: high correlation with the source at
-    # some delay (NetEQ's), after G.711 both ways and resampling.
+    # some delay (NetEQ's, which may shrink by a few ms when NetEQ
+    # accelerates: measured per half second), after G.711 and resampling.
     # Source from 1 s on; the recording starts at call set-up, before the
     # speech, so the match sits 1 s plus set-up and NetEQ delay later.
-    corr = rtp_tools.best_correlation(speech[8000:40000], to_8k(rec), max_lag=16000)
+    corr = rtp_tools.windowed_correlation(speech[8000:40000], to_8k(rec), max_lag=16000)
     assert corr > 0.7, f"correlation with the sent speech: {corr:.2f}"
     # RFC 4733 digits, each once despite the retransmitted end packets.
     digits = re.findall(r"DTMF digit \(RFC 4733\) call=" + re.escape(call_id) + r" digit=(\S) duration_ms=(\d+)", log)
