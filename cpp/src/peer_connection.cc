@@ -1,5 +1,6 @@
 #include "rtcgw/peer_connection.h"
 
+#include <algorithm>
 #include <functional>
 
 #include "api/jsep.h"
@@ -76,11 +77,15 @@ class CreateObserver : public webrtc::CreateSessionDescriptionObserver {
 
 class StatsCallback : public webrtc::RTCStatsCollectorCallback {
  public:
-  explicit StatsCallback(rust::Box<StatsCtx> ctx) : ctx_(std::move(ctx)) {}
+  StatsCallback(rust::Box<StatsCtx> ctx, std::vector<std::string> kinds)
+      : ctx_(std::move(ctx)), kinds_(std::move(kinds)) {}
   void OnStatsDelivered(
       const rtc::scoped_refptr<const webrtc::RTCStatsReport>& report) override {
     rust::Vec<StatsEntry> entries;
     for (const webrtc::RTCStats& stats : *report) {
+      if (!kinds_.empty() &&
+          std::find(kinds_.begin(), kinds_.end(), stats.type()) == kinds_.end())
+        continue;
       StatsEntry entry;
       entry.id = rust::String(stats.id());
       entry.kind = rust::String(stats.type());
@@ -100,6 +105,7 @@ class StatsCallback : public webrtc::RTCStatsCollectorCallback {
 
  private:
   std::optional<rust::Box<StatsCtx>> ctx_;
+  std::vector<std::string> kinds_;
 };
 
 std::string Lower(std::string s) {
@@ -360,11 +366,21 @@ void PeerConnection::apply_answer(rust::Str answer,
   });
 }
 
-void PeerConnection::get_stats(rust::Box<StatsCtx> ctx) const {
+void PeerConnection::get_stats(rust::Str kinds,
+                               rust::Box<StatsCtx> ctx) const {
   auto s = state_;
   auto holder = std::make_shared<rust::Box<StatsCtx>>(std::move(ctx));
-  s->signaling->PostTask([s, holder] {
-    auto cb = rtc::make_ref_counted<StatsCallback>(std::move(*holder));
+  std::vector<std::string> wanted;
+  std::string list(kinds);
+  for (size_t start = 0; start < list.size();) {
+    size_t end = list.find(',', start);
+    if (end == std::string::npos) end = list.size();
+    if (end > start) wanted.push_back(list.substr(start, end - start));
+    start = end + 1;
+  }
+  s->signaling->PostTask([s, holder, wanted = std::move(wanted)]() mutable {
+    auto cb = rtc::make_ref_counted<StatsCallback>(std::move(*holder),
+                                                   std::move(wanted));
     if (s->closed || !s->pc) {
       cb->OnStatsDelivered(webrtc::RTCStatsReport::Create(webrtc::Timestamp::Zero()));
       return;

@@ -269,15 +269,16 @@ impl PeerConnection {
     }
 
     /// getStats keeping only entries of the given types (all when empty):
-    /// the others' members are not parsed, which is most of the conversion
-    /// cost (a certificate entry alone carries its DER in base64).
+    /// the others are skipped in C++ before any member is converted, which
+    /// is most of the conversion cost (a certificate entry alone carries its
+    /// DER in base64).
     pub async fn stats_of(&self, kinds: &[&str]) -> Vec<RtcStats> {
         let (tx, rx) = oneshot::channel();
-        self.ptr.get_stats(Box::new(callbacks::StatsCtx(tx)));
+        self.ptr
+            .get_stats(&kinds.join(","), Box::new(callbacks::StatsCtx(tx)));
         rx.await
             .unwrap_or_default()
             .into_iter()
-            .filter(|e| kinds.is_empty() || kinds.contains(&e.kind.as_str()))
             .map(|e| RtcStats {
                 id: e.id,
                 kind: e.kind,

@@ -283,7 +283,7 @@ pub(crate) mod ffi {
         fn answer(self: &PeerConnection, offer: &str, ctx: Box<SdpCtx>);
         fn offer(self: &PeerConnection, ctx: Box<SdpCtx>);
         fn apply_answer(self: &PeerConnection, answer: &str, ctx: Box<SdpCtx>);
-        fn get_stats(self: &PeerConnection, ctx: Box<StatsCtx>);
+        fn get_stats(self: &PeerConnection, kinds: &str, ctx: Box<StatsCtx>);
         fn push_audio(self: &PeerConnection, pcm: &[i16], sample_rate: i32) -> bool;
         fn pull_audio(self: &PeerConnection, out: &mut [i16]) -> FrameInfo;
         fn audio_counters(self: &PeerConnection) -> AudioCounters;

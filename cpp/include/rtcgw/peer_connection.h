@@ -46,7 +46,9 @@ class PeerConnection {
   void offer(rust::Box<SdpCtx> ctx) const;
   // Apply the remote answer to our offer.
   void apply_answer(rust::Str answer, rust::Box<SdpCtx> ctx) const;
-  void get_stats(rust::Box<StatsCtx> ctx) const;
+  // getStats; `kinds` (comma-separated stats types, empty: all) limits
+  // which entries are converted for Rust, the costly part of a poll.
+  void get_stats(rust::Str kinds, rust::Box<StatsCtx> ctx) const;
   // One 10 ms mono frame (sample_rate / 100 samples). False: ring was full
   // and the oldest frame was dropped.
   bool push_audio(rust::Slice<const int16_t> pcm, int32_t sample_rate) const;
