@@ -4,7 +4,7 @@ rtpengine side by side.
 
 One call carries speech both ways at once:
 
-    aiortc (WebRTC, Opus) --[relay W]--> gateway --[relay L]--> RTP peer (PCMU)
+    aiortc (WebRTC, Opus) --[relay W]--> gateway --[relay L]--> RTP peer (PCMU or G.722)
          utterance A  ------------------------------------------>  "W->L"
          "L->W"  <------------------------------------------  utterance B
 
@@ -17,7 +17,9 @@ gateway sends on is not impaired.
 The far ends play what arrives like a phone with a fixed jitter buffer
 (`FAR_END_BUFFER_MS`; a packet after its play time makes it start over,
 leaving a gap), and also "ideally" (by RTP timestamp, lateness forgiven).
-PESQ NB compares that with the 8 kHz speech sent. The one-way
+PESQ NB compares that with the 8 kHz speech sent. With `--wideband` the RTP
+peer speaks G.722 and the speech is the 16 kHz recordings, scored with PESQ
+WB (P.862.2) at 16 kHz. The one-way
 delay is the lag of the best cross-correlation between the speech as sent
 (sender's clock) and as it arrived (arrival times), per 1 s window.
 
@@ -51,7 +53,8 @@ from impair import ImpairRelay, Impairment, rewrite_candidates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
-# Utterances of at least 8 s joined from Debian's asterisk-core-sounds-en-wav.
+# Utterances of at least 8 s joined from Debian's asterisk-core-sounds-en-wav
+# (8 kHz) or, wideband, the same prompts from asterisk-core-sounds-en-g722.
 UTTERANCE_W2L = ["vm-intro", "conf-onlyperson"]
 UTTERANCE_L2W = ["queue-periodic-announce", "agent-loginok"]
 FAR_END_BUFFER_MS = 60.0
@@ -59,33 +62,61 @@ WARMUP_S = 1.5  # after ICE/DTLS, before the speech starts
 TAIL_S = 1.0
 
 
+@dataclass(frozen=True)
+class Band:
+    """What the legacy end speaks and how the lab scores it: the speech's
+    sample rate (also PESQ's), the RTP codec, and PESQ's mode. Both codecs
+    have an 8000 Hz RTP clock (RFC 3551 keeps G.722's at 8000 although it
+    samples at 16 kHz), so a 20 ms packet always advances the timestamp 160."""
+
+    name: str  # PESQ mode: "nb" (P.862) or "wb" (P.862.2)
+    rate: int
+    codec: str  # the SDP encoding name
+    pt: int
+
+    @property
+    def samples_per_packet(self):
+        return self.rate // 50
+
+
+NB = Band("nb", 8000, "PCMU", 0)
+WB = Band("wb", 16000, "G722", 9)
+RTP_CLOCK = 8000
+
+
 # ---------------------------------------------------------------- speech
 
-def read_prompt(name):
+def read_prompt(name, rate=8000):
+    if rate == 16000:
+        # Raw G.722 at 64 kbit/s (no header), decoded as a phone would.
+        import G722
+
+        raw = (SOUNDS / f"{name}.g722").read_bytes()
+        return np.asarray(G722.G722(16000, 64000).decode(raw), np.int16)
     with wave.open(str(SOUNDS / f"{name}.wav")) as w:
         assert w.getframerate() == 8000 and w.getsampwidth() == 2 and w.getnchannels() == 1
         return np.frombuffer(w.readframes(w.getnframes()), np.int16)
 
 
-def utterance(names, gap_s=0.3, min_s=8.0):
+def utterance(names, gap_s=0.3, min_s=8.0, rate=8000):
     parts = []
     for n in names:
-        parts += [read_prompt(n), np.zeros(int(gap_s * 8000), np.int16)]
+        parts += [read_prompt(n, rate), np.zeros(int(gap_s * rate), np.int16)]
     x = np.concatenate(parts[:-1])
-    assert len(x) >= min_s * 8000, f"utterance {names} is only {len(x) / 8000:.1f} s"
+    assert len(x) >= min_s * rate, f"utterance {names} is only {len(x) / rate:.1f} s"
     return x
 
 
-def upsample6(x):
+def upsample(x, k):
     from scipy.signal import resample_poly
 
-    return np.clip(resample_poly(x.astype(np.float64), 6, 1), -32768, 32767).astype(np.int16)
+    return np.clip(resample_poly(x.astype(np.float64), k, 1), -32768, 32767).astype(np.int16)
 
 
-def downsample6(x):
+def downsample(x, k):
     from scipy.signal import resample_poly
 
-    return resample_poly(x.astype(np.float64), 1, 6)
+    return resample_poly(x.astype(np.float64), 1, k)
 
 
 # ---------------------------------------------------------------- G.711
@@ -108,6 +139,29 @@ def ulaw_decode(b):
     return np.frombuffer(audioop.ulaw2lin(bytes(b), 2), np.int16)
 
 
+class PayloadCodec:
+    """One direction's codec state for the RTP peer: PCMU is stateless,
+    G.722 (ADPCM) keeps its predictor across packets, so each direction
+    needs its own encoder or decoder, fed in order."""
+
+    def __init__(self, band):
+        self.band = band
+        if band.codec == "G722":
+            import G722
+
+            self.g722 = G722.G722(16000, 64000)
+
+    def encode(self, pcm):
+        if self.band.codec == "G722":
+            return bytes(self.g722.encode(pcm.astype(np.int16)))
+        return ulaw_encode(pcm)
+
+    def decode(self, payload):
+        if self.band.codec == "G722":
+            return np.asarray(self.g722.decode(bytes(payload)), np.int16)
+        return ulaw_decode(payload)
+
+
 def rtp_packet(pt, seq, ts, ssrc, payload, marker=False):
     import struct
 
@@ -117,18 +171,18 @@ def rtp_packet(pt, seq, ts, ssrc, payload, marker=False):
 # ---------------------------------------------------------------- peers
 
 class SpeechTrack:
-    """An aiortc audio track: silence until `go()`, then the utterance (8 kHz,
-    sent at 48 kHz), then silence. Paced against absolute deadlines; records
-    when the first speech sample was handed to the encoder."""
+    """An aiortc audio track: silence until `go()`, then the utterance (8 or
+    16 kHz, sent at 48 kHz), then silence. Paced against absolute deadlines;
+    records when the first speech sample was handed to the encoder."""
 
-    def __new__(cls, speech8k):
+    def __new__(cls, speech, rate=8000):
         from aiortc.mediastreams import AudioStreamTrack
         import av
 
         class _Track(AudioStreamTrack):
             def __init__(self):
                 super().__init__()
-                self.speech = upsample6(speech8k)
+                self.speech = upsample(speech, 48000 // rate)
                 self.n = 0
                 self.start = None
                 self.go_at = None  # frame index where the speech starts
@@ -180,17 +234,18 @@ async def record_frames(track, frames):
 
 
 class RtpPeer:
-    """The legacy end: plain RTP with PCMU on one socket, in a thread. Sends
-    silence, then (after `go()`) the utterance, 20 ms packets against
-    absolute deadlines; records every packet it receives with its arrival
-    time. Bounded by `max_seconds`."""
+    """The legacy end: plain RTP with PCMU (or G.722) on one socket, in a
+    thread. Sends silence, then (after `go()`) the utterance, 20 ms packets
+    against absolute deadlines; records every packet it receives with its
+    arrival time. Bounded by `max_seconds`."""
 
-    def __init__(self, speech8k, max_seconds=60.0):
+    def __init__(self, speech, max_seconds=60.0, band=NB):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.005)
         self.addr = self.sock.getsockname()
-        self.speech = speech8k
+        self.speech = speech
+        self.band = band
         self.dest = None
         self.received = []  # (arrival, seq, ts, pt, payload)
         self.speech_t0 = None
@@ -218,20 +273,22 @@ class RtpPeer:
 
         start = time.monotonic()
         i, k = 0, None
-        silence = b"\xff" * 160
+        n = self.band.samples_per_packet
+        enc = PayloadCodec(self.band)
         while not self._stop.is_set() and time.monotonic() - start < self.max_seconds:
             due = start + i * 0.02
             if self._go and k is None:
                 k = 0
                 self.speech_t0 = due
-            if k is not None and k * 160 < len(self.speech):
-                chunk = self.speech[k * 160:(k + 1) * 160]
-                payload = ulaw_encode(np.pad(chunk, (0, 160 - len(chunk))))
+            pcm = np.zeros(n, np.int16)
+            if k is not None and k * n < len(self.speech):
+                chunk = self.speech[k * n:(k + 1) * n]
+                pcm[:len(chunk)] = chunk
                 k += 1
-            else:
-                payload = silence
+            # Silence goes through the encoder too: G.722's state stays continuous.
+            payload = enc.encode(pcm)
             try:
-                self.sock.sendto(rtp_packet(0, i, i * 160, 0x51A7, payload, marker=i == 0), self.dest)
+                self.sock.sendto(rtp_packet(self.band.pt, i, i * 160, 0x51A7, payload, marker=i == 0), self.dest)
             except OSError:
                 pass
             i += 1
@@ -346,38 +403,53 @@ def align(ref, deg):
     return deg[lag:lag + len(ref)], lag
 
 
-def pesq_nb(ref8k, deg8k):
+def pesq_score(ref, deg, band=NB):
+    """PESQ MOS-LQO at the band's rate: P.862 ("nb", 8 kHz) or P.862.2
+    ("wb", 16 kHz)."""
     from pesq import pesq
 
-    if len(deg8k) < len(ref8k) // 2 or np.abs(deg8k).max() < 10:
+    if len(deg) < len(ref) // 2 or np.abs(deg).max() < 10:
         return 1.0  # nothing arrived: worst score rather than an exception
-    deg, _ = align(ref8k, deg8k)
+    deg, _ = align(ref, deg)
     try:
-        return float(pesq(8000, ref8k.astype(np.float64), deg.astype(np.float64), "nb"))
+        return float(pesq(band.rate, ref.astype(np.float64), deg.astype(np.float64), band.name))
     except Exception:  # pesq.NoUtterancesError and friends: unscorable
         return 1.0
 
 
-def score(ref8k, speech_t0, units, rate):
-    """PESQ (fixed-buffer far end, ideal far end), delays, late share."""
+def score(ref, speech_t0, units, rate, band=NB):
+    """PESQ (fixed-buffer far end, ideal far end), delays, late share.
+    `ref` is at the band's rate, `units` at `rate` (the band's, or aiortc's
+    48 kHz, which is brought down to the band's for PESQ)."""
     ideal, fixed, resyncs = play_out(units, rate)
-    assert rate in (8000, 48000), rate
-    dec = (lambda x: downsample6(x)) if rate == 48000 else (lambda x: x)
-    mos_fixed = pesq_nb(ref8k, dec(fixed))
-    mos_ideal = pesq_nb(ref8k, dec(ideal))
-    seconds = len(ref8k) / 8000 + 1.0
+    assert rate % band.rate == 0, (rate, band)
+    k = rate // band.rate
+    dec = (lambda x: downsample(x, k)) if k > 1 else (lambda x: x)
+    mos_fixed = pesq_score(ref, dec(fixed), band)
+    mos_ideal = pesq_score(ref, dec(ideal), band)
+    seconds = len(ref) / band.rate + 1.0
     arrived = arrival_signal(units, rate, speech_t0, seconds) if speech_t0 else np.zeros(0)
-    ref = ref8k if rate == 8000 else upsample6(ref8k)
+    ref = ref if k == 1 else upsample(ref, k)
     d = delays_ms(ref, arrived, rate) if len(arrived) else []
     return dict(mos=mos_fixed, mos_ideal=mos_ideal, resyncs=resyncs,
                 delay_p50=float(np.percentile(d, 50)) if d else None,
                 delay_p95=float(np.percentile(d, 95)) if d else None, delay_windows=len(d))
 
 
-def units_from_rtp(received):
-    pk = [r for r in received if r[3] == 0]
+def units_from_rtp(received, band=NB):
+    """(arrival, timestamp in samples at the band's rate, samples) per
+    packet of the band's payload type. G.722 is decoded in sequence order
+    with one decoder, as its state needs (a duplicate is decoded once)."""
+    pk = [r for r in received if r[3] == band.pt]
+    seqs = unwrap([p[1] for p in pk], 1 << 16)
     ts = unwrap([p[2] for p in pk], 1 << 32)
-    return [(p[0], t, ulaw_decode(p[4]).astype(np.float64)) for p, t in zip(pk, ts)]
+    dec, seen, out = PayloadCodec(band), set(), []
+    for seq, p, t in sorted(zip(seqs, pk, ts), key=lambda x: x[0]):
+        if seq in seen:
+            continue
+        seen.add(seq)
+        out.append((p[0], t * band.rate // RTP_CLOCK, dec.decode(p[4]).astype(np.float64)))
+    return sorted(out, key=lambda u: u[0])
 
 
 def units_from_frames(frames):
@@ -398,11 +470,13 @@ def http_json(url):
 
 
 class Rtcgw:
-    """The release gateway in bridge mode with a config variant."""
+    """The release gateway in bridge mode with a config variant; its legacy
+    leg offers only the band's codec."""
 
     name = "rtcgw"
 
-    def __init__(self, workdir, extra_toml="", binary=None):
+    def __init__(self, workdir, extra_toml="", binary=None, band=NB):
+        self.band = band
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.http_port, self.sip_port = free_port(), free_port()
@@ -416,7 +490,7 @@ class Rtcgw:
             f'[sip]\nlisten = "127.0.0.1:{self.sip_port}"\n'
             f'[route]\nmode = "bridge"\ntarget = "sip:qos@127.0.0.1:{self.uas.getsockname()[1]}"\n'
             f'[demo]\nrecord_dir = "{self.workdir}/rec"\n'
-            f'[legacy]\nport_min = {base}\nport_max = {base + 1998}\ncodecs = ["PCMU"]\n'
+            f'[legacy]\nport_min = {base}\nport_max = {base + 1998}\ncodecs = ["{band.codec}"]\n'
             + _section(extra_toml, "legacy")
             + "".join(f"[{name}]\n{body}" for name, body in _sections(extra_toml).items() if name != "legacy"))
         binary = binary or os.environ.get("RTCGW_BIN", str(ROOT / "target/release/rtcgw"))
@@ -478,8 +552,7 @@ class Rtcgw:
             port = int(re.search(r"^m=audio (\d+)", offer, re.M).group(1))
             relay.set_peers(a=peer.addr, b=("127.0.0.1", port))
             peer.start(relay.a_addr)
-            sdp = (f"v=0\r\no=qos 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-                   f"m=audio {relay.b_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n")
+            sdp = legacy_sdp(relay.b_port, self.band)
             self.uas.sendto(sip_response(req, 200, "OK", "qos", self.uas.getsockname()[1], sdp).encode(), addr)
             return
         raise RuntimeError("rtcgw did not INVITE the legacy callee")
@@ -513,6 +586,13 @@ class Rtcgw:
                     return
 
         await loop.run_in_executor(None, bye_uas)
+
+
+def legacy_sdp(port, band):
+    """The RTP peer's SDP: the band's codec only."""
+    return (f"v=0\r\no=qos 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP {band.pt}\r\na=rtpmap:{band.pt} {band.codec}/{RTP_CLOCK}\r\n"
+            "a=ptime:20\r\n")
 
 
 def _sections(toml):
@@ -600,12 +680,13 @@ def bdecode(b, i=0):
 
 class Rtpengine:
     """Debian's rtpengine-daemon in userspace (no kernel table), driven with
-    the ng protocol: WebRTC (ICE, DTLS-SRTP, Opus) <-> RTP/AVP PCMU,
-    transcoding."""
+    the ng protocol: WebRTC (ICE, DTLS-SRTP, Opus) <-> RTP/AVP PCMU (or
+    G.722), transcoding."""
 
     name = "rtpengine"
 
-    def __init__(self, workdir, extra_args=()):
+    def __init__(self, workdir, extra_args=(), band=NB):
+        self.band = band
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ng_port = free_port()
@@ -653,15 +734,14 @@ class Rtpengine:
         call_id = f"qos-{os.getpid()}-{self.calls}"
         r = self.ng({"command": "offer", "call-id": call_id, "from-tag": "webrtc", "sdp": offer,
                      "ICE": "remove", "DTLS": "off", "transport-protocol": "RTP/AVP", "rtcp-mux": ["demux"],
-                     "codec": {"transcode": ["PCMU"], "mask": ["opus"]}, "replace": ["origin", "session-connection"]})
+                     "codec": {"transcode": [self.band.codec], "mask": ["opus"]}, "replace": ["origin", "session-connection"]})
         if r.get("result") != b"ok":
             raise RuntimeError(f"rtpengine offer: {r}")
         plain = r["sdp"].decode()
         port = int(re.search(r"^m=audio (\d+)", plain, re.M).group(1))
         legacy_relay.set_peers(a=rtp_peer.addr, b=("127.0.0.1", port))
         rtp_peer.start(legacy_relay.a_addr)
-        answer = (f"v=0\r\no=qos 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-                  f"m=audio {legacy_relay.b_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n")
+        answer = legacy_sdp(legacy_relay.b_port, self.band)
         r = self.ng({"command": "answer", "call-id": call_id, "from-tag": "webrtc", "to-tag": "legacy",
                      "sdp": answer, "ICE": "force", "transport-protocol": "UDP/TLS/RTP/SAVPF", "rtcp-mux": ["offer"],
                      "replace": ["origin", "session-connection"]})
@@ -737,7 +817,8 @@ async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=Fals
     Returns the scores for both directions (or, unscored, how much arrived).
     `lock` serialises call setup when calls run concurrently; `connected`
     (a list) gets an entry once the call is up; `until` (an Event) holds the
-    call until set, instead of for the speech."""
+    call until set, instead of for the speech. The speech and the RTP peer's
+    codec are in the gateway's band (`gw.band`)."""
     import contextlib
 
     from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
@@ -745,9 +826,10 @@ async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=Fals
     sender_fec(fec)
     web = ImpairRelay(a_to_b=imp, seed=f"{seed}/webrtc", max_seconds=timeout_s)
     leg = ImpairRelay(a_to_b=imp, seed=f"{seed}/legacy", max_seconds=timeout_s)
-    peer = RtpPeer(speech_l2w, max_seconds=timeout_s)
+    band = gw.band
+    peer = RtpPeer(speech_l2w, max_seconds=timeout_s, band=band)
     pc = RTCPeerConnection()
-    track = SpeechTrack(speech_w2l)
+    track = SpeechTrack(speech_w2l, band.rate)
     # Opus only, as a browser would use: both gateways must transcode.
     tr = pc.addTransceiver(track, "sendrecv")
     tr.setCodecPreferences([c for c in RTCRtpSender.getCapabilities("audio").codecs
@@ -778,7 +860,7 @@ async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=Fals
         if until is not None:
             await asyncio.wait_for(until.wait(), timeout_s)
         else:
-            await asyncio.sleep(max(len(speech_w2l), len(speech_l2w)) / 8000 + TAIL_S + 0.1)
+            await asyncio.sleep(max(len(speech_w2l), len(speech_l2w)) / band.rate + TAIL_S + 0.1)
         stats = gw.stats() if scored else {}
         await gw.teardown(handle)
     finally:
@@ -794,8 +876,8 @@ async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=Fals
         np.save(f"/tmp/qos-debug-{gw.name}.npy", np.array([(p[0], p[2]) for p in peer.received]))
     if not scored:
         return dict(rtp_received=len(peer.received), frames_received=len(frames))
-    w2l = score(speech_w2l, track.speech_t0, units_from_rtp(peer.received), 8000)
-    l2w = score(speech_l2w, peer.speech_t0, units_from_frames(frames), frames[0][2] if frames else 48000)
+    w2l = score(speech_w2l, track.speech_t0, units_from_rtp(peer.received, band), band.rate, band)
+    l2w = score(speech_l2w, peer.speech_t0, units_from_frames(frames), frames[0][2] if frames else 48000, band)
     cw, cl = concealment(stats)
     w2l["concealed"], l2w["concealed"] = cw, cl
     return dict(w2l=w2l, l2w=l2w, relays=dict(webrtc=web.counters, legacy=leg.counters), stats=stats)
@@ -850,6 +932,8 @@ KNOB_CELLS = ["clean", "jitter 80 ms", "loss 5% + jitter 40 ms"]
 # rtpengine's own jitter buffer (off by default; it applies when transcoding).
 RTPENGINE_VARIANTS = {"default": (), "jitter buffer 10": ("--jitter-buffer=10",)}
 RTPENGINE_KNOB_CELLS = ["jitter 80 ms", "loss 5%", "loss 5% + jitter 40 ms"]
+# `--wideband` (G.722 legacy peer, PESQ WB) runs these unless --cells says otherwise.
+WIDEBAND_CELLS = ["clean", "loss 5%", "jitter 40 ms", "loss 5% + jitter 40 ms"]
 
 
 def progress(i, n, text):
@@ -872,7 +956,11 @@ def main(argv=None):
     p.add_argument("--no-defaults", action="store_true", help="only the settings variants (knobs)")
     p.add_argument("--systems", default="rtcgw,rtpengine")
     p.add_argument("--capacity", default="10,20", help="concurrent-call counts for the CPU comparison ('' for none)")
-    p.add_argument("--out", default=str(ROOT / "target/qos-lab"))
+    p.add_argument("--wideband", action="store_true",
+                   help="the legacy peer speaks G.722 and the speech is 16 kHz, scored with PESQ WB; "
+                        "cells default to " + ", ".join(WIDEBAND_CELLS).replace("%", "%%")
+                        + "; no knobs, no capacity")
+    p.add_argument("--out", help="results folder (default target/qos-lab, target/qos-lab-wb with --wideband)")
     p.add_argument("--report", action="store_true",
                    help="after the run, write the tables into BENCHMARKS.md and the plots into docs/qos/")
     p.add_argument("--report-only", metavar="RESULTS_JSON[,RESULTS_JSON...]",
@@ -884,11 +972,18 @@ def main(argv=None):
     import aiortc_peer
 
     aiortc_peer.loopback_only()
-    out = Path(a.out)
+    band = WB if a.wideband else NB
+    out = Path(a.out or ROOT / ("target/qos-lab-wb" if a.wideband else "target/qos-lab"))
     out.mkdir(parents=True, exist_ok=True)
-    cells = MATRIX if a.cells == "all" else [] if a.cells == "none" else [cell(n.strip()) for n in a.cells.split(",")]
+    if a.cells == "all":
+        cells = [cell(n) for n in WIDEBAND_CELLS] if a.wideband else MATRIX
+    else:
+        cells = [] if a.cells == "none" else [cell(n.strip()) for n in a.cells.split(",")]
+    if a.wideband:
+        # The settings variants and the capacity runs are narrowband questions.
+        a.no_knobs, a.capacity = True, ""
     seeds = [s.strip() for s in a.seeds.split(",")]
-    sw, sl = utterance(UTTERANCE_W2L), utterance(UTTERANCE_L2W)
+    sw, sl = utterance(UTTERANCE_W2L, rate=band.rate), utterance(UTTERANCE_L2W, rate=band.rate)
     systems = [x for x in a.systems.split(",") if x and not (x == "rtpengine" and a.no_rtpengine)]
     plan = [] if a.no_defaults else [(sy, "default", c, s) for sy in systems for c in cells for s in seeds]
     if not a.no_knobs:
@@ -908,8 +1003,8 @@ def main(argv=None):
                     g.close()
                 gws.clear()
                 wd = out / f"{system}-{variant}".replace(" ", "_").replace("%", "pc")
-                gws[key] = Rtcgw(wd, RTCGW_VARIANTS[variant]) if system == "rtcgw" \
-                    else Rtpengine(wd, RTPENGINE_VARIANTS[variant])
+                gws[key] = Rtcgw(wd, RTCGW_VARIANTS[variant], band=band) if system == "rtcgw" \
+                    else Rtpengine(wd, RTPENGINE_VARIANTS[variant], band=band)
             try:
                 r = asyncio.run(run_call(gws[key], c.imp, seed, sw, sl, fec=c.fec))
                 r.update(system=system, variant=variant, cell=c.name, group=c.group, x=c.x, seed=seed)
@@ -946,7 +1041,7 @@ def main(argv=None):
             g.close()
     meta = dict(date=time.strftime("%Y-%m-%d"), seconds=round(time.time() - t_start), cores=os.cpu_count(),
                 command="scripts/qos-lab " + shlex.join(argv if argv is not None else sys.argv[1:]),
-                rtpengine=_rtpengine_version())
+                rtpengine=_rtpengine_version(), band=band.name)
     (out / "results.json").write_text(json.dumps(dict(meta=meta, results=results, capacity=capacity_rows),
                                                  indent=1, default=str))
     print(f"results: {out / 'results.json'} ({meta['seconds']} s)", file=sys.stderr)
@@ -975,25 +1070,35 @@ def _agg(results):
 
 
 def report(results_paths, bench_md=ROOT / "BENCHMARKS.md", plots=ROOT / "docs/qos"):
+    """Writes the narrowband runs' tables (<!-- bench:qos -->) and plots,
+    and the wideband runs' table (<!-- bench:qos-wb -->), from results.json
+    files; each section only when such runs are given."""
     runs = [json.loads(Path(p).read_text()) for p in str(results_paths).split(",")]
+    wb = [d for d in runs if d["meta"].get("band") == "wb"]
+    nb = [d for d in runs if d["meta"].get("band", "nb") == "nb"]
+    return "\n".join(([_report_wb(wb, bench_md)] if wb else []) + ([_report_nb(nb, bench_md, plots)] if nb else []))
+
+
+def _merged(runs):
     data = dict(results=[r for d in runs for r in d["results"]], capacity=[r for d in runs for r in d.get("capacity", [])])
     meta = dict(runs[0]["meta"], seconds=sum(d["meta"]["seconds"] for d in runs),
                 command="; ".join(f"`{d['meta']['command']}`" for d in runs))
-    agg = _agg(data["results"])
-    cells = [c.name for c in MATRIX]
+    return data, meta
+
+
+def _command_line(meta):
+    return [f"Command: {meta['command']} on {meta['cores']} cores, {meta['date']} "
+            f"({meta['seconds'] // 60} min; {meta.get('rtpengine') or 'rtpengine not run'}).", ""]
+
+
+def _score_tables(agg, cells):
+    """The per-cell table (phone-like far end, delays, concealment) and the
+    ideal-far-end/resyncs table, for the default settings."""
     R = lambda s, c, v="default": agg.get((s, v, c))  # noqa: E731
-    lines = [f"Command: {meta['command']} on {meta['cores']} cores, {meta['date']} "
-             f"({meta['seconds'] // 60} min; {meta.get('rtpengine') or 'rtpengine not run'}).", ""]
-    lines += ["PESQ NB MOS-LQO of what the far end plays (a phone-like fixed 60 ms jitter buffer that "
-              "starts over when a packet comes after its play time), one-way delay p50 "
-              "(ms, speech as sent -> as it arrived at the far end), concealed share of rtcgw's NetEQ "
-              "output on the WebRTC receive leg. W->L: aiortc (Opus) -> gateway -> PCMU peer; "
-              "L->W: PCMU peer -> gateway -> aiortc. Each impairment is on the gateway's receive side "
-              "of that direction.", ""]
-    lines += ["| cell | seeds | W->L rtcgw | W->L rtpengine | L->W rtcgw | L->W rtpengine "
-              "| W->L delay rtcgw | W->L delay rtpengine | L->W delay rtcgw | L->W delay rtpengine "
-              "| rtcgw concealed W->L |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| cell | seeds | W->L rtcgw | W->L rtpengine | L->W rtcgw | L->W rtpengine "
+             "| W->L delay rtcgw | W->L delay rtpengine | L->W delay rtcgw | L->W delay rtpengine "
+             "| rtcgw concealed W->L |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in cells:
         a, b = R("rtcgw", c) or {}, R("rtpengine", c) or {}
         if not a and not b:
@@ -1016,6 +1121,41 @@ def report(results_paths, bench_md=ROOT / "BENCHMARKS.md", plots=ROOT / "docs/qo
         lines.append(f"| {c} | {fmt(a.get('w2l_mos_ideal'))} | {fmt(b.get('w2l_mos_ideal'))} "
                      f"| {fmt(a.get('l2w_mos_ideal'))} | {fmt(b.get('l2w_mos_ideal'))} | {pct(a.get('w2l_resyncs'))} "
                      f"| {pct(b.get('w2l_resyncs'))} | {pct(a.get('l2w_resyncs'))} | {pct(b.get('l2w_resyncs'))} |")
+    return lines
+
+
+def _failed(results):
+    errs = [r for r in results if "error" in r]
+    return ["", "Calls that failed: " + "; ".join(f"{r['system']} {r['variant']} {r['cell']}: {r['error'][:120]}"
+                                                 for r in errs)] if errs else []
+
+
+def _report_wb(runs, bench_md):
+    data, meta = _merged(runs)
+    lines = _command_line(meta)
+    lines += ["PESQ WB MOS-LQO (P.862.2, 16 kHz) of what the far end plays (the same phone-like fixed 60 ms "
+              "jitter buffer), one-way delay p50 (ms), concealed share of rtcgw's NetEQ output on the WebRTC "
+              "receive leg. W->L: aiortc (Opus, 16 kHz speech sent at 48 kHz) -> gateway -> G.722 peer; "
+              "L->W: G.722 peer -> gateway -> aiortc (Opus, scored after resampling 48 -> 16 kHz). "
+              "WB scores are not comparable with the NB scores above (a different model and scale).", ""]
+    lines += _score_tables(_agg(data["results"]), [c.name for c in MATRIX]) + _failed(data["results"])
+    text = "\n".join(lines) + "\n"
+    _replace_section(bench_md, "qos-wb", text)
+    return text
+
+
+def _report_nb(runs, bench_md, plots):
+    data, meta = _merged(runs)
+    agg = _agg(data["results"])
+    cells = [c.name for c in MATRIX]
+    lines = _command_line(meta)
+    lines += ["PESQ NB MOS-LQO of what the far end plays (a phone-like fixed 60 ms jitter buffer that "
+              "starts over when a packet comes after its play time), one-way delay p50 "
+              "(ms, speech as sent -> as it arrived at the far end), concealed share of rtcgw's NetEQ "
+              "output on the WebRTC receive leg. W->L: aiortc (Opus) -> gateway -> PCMU peer; "
+              "L->W: PCMU peer -> gateway -> aiortc. Each impairment is on the gateway's receive side "
+              "of that direction.", ""]
+    lines += _score_tables(agg, cells)
     # Settings variants are compared with the default on the same seeds only.
     knob_seeds = {r["seed"] for r in data["results"] if r["variant"] != "default"}
     agg_k = _agg([r for r in data["results"] if r["seed"] in knob_seeds])
@@ -1057,10 +1197,7 @@ def report(results_paths, bench_md=ROOT / "BENCHMARKS.md", plots=ROOT / "docs/qo
             per = r["gateway_cpu"] / r["calls"]
             lines.append(f"| {r['system']} | {r['calls']} | {r['connected']} | {r['with_audio']} "
                          f"| {r['gateway_cpu']:.1f} | {per:.2f} | {200 / per:.0f} | {r['lab_cpu']:.0f} |")
-    errs = [r for r in data["results"] if "error" in r]
-    if errs:
-        lines += ["", "Calls that failed: " + "; ".join(f"{r['system']} {r['variant']} {r['cell']}: {r['error'][:120]}"
-                                                     for r in errs)]
+    lines += _failed(data["results"])
     R = lambda s, c, v="default": agg.get((s, v, c))  # noqa: E731
     goal_c = "loss 5% + jitter 40 ms"
     a, b, clean = R("rtcgw", goal_c) or {}, R("rtpengine", goal_c) or {}, R("rtcgw", "clean") or {}
