@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod bridge;
+mod ng;
 pub use bridge::{BridgeLoadOptions, run_bridge};
 
 use crate::media::{FrameSource, Tone};

@@ -120,6 +120,15 @@ enum Command {
         port_min: u16,
         #[arg(long, default_value_t = 49999)]
         port_max: u16,
+        /// Drive rtpengine instead of a gateway: its ng control address
+        /// (UDP). The callers' offers go through rtpengine's ng offer/answer
+        /// (Opus WebRTC <-> PCMU plain RTP on the echo); --gateway-pid is
+        /// rtpengine's process id; --sip, --api and --callee are unused.
+        #[arg(long)]
+        rtpengine_ng: Option<std::net::SocketAddr>,
+        /// Append one tab-separated line per step to this file.
+        #[arg(long)]
+        tsv: Option<std::path::PathBuf>,
     },
 }
 
@@ -215,6 +224,8 @@ fn real_main() -> anyhow::Result<()> {
         address,
         port_min,
         port_max,
+        rtpengine_ng,
+        tsv,
     }) = cli.command
     {
         init_stderr_log();
@@ -233,6 +244,8 @@ fn real_main() -> anyhow::Result<()> {
             address,
             port_min,
             port_max,
+            rtpengine_ng,
+            tsv,
         };
         return print_report(rtcgw::loadgen::run_bridge(opts));
     }

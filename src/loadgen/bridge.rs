@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use super::ng::NgClient;
 use super::{CLK_TCK, LoadError, http, percentile, sample, spawn_pump};
 use crate::rtc::{
     CallSettings, OpusSettings, PeerConnection, Runtime, RuntimeSettings, WebrtcLogLevel,
@@ -57,6 +58,16 @@ pub struct BridgeLoadOptions {
     pub address: IpAddr,
     pub port_min: u16,
     pub port_max: u16,
+    /// rtpengine's ng control address: the callers' offers go to this
+    /// rtpengine (ng `offer`/`answer`, transcoding WebRTC Opus to plain
+    /// PCMU on the echo) instead of to a gateway over SIP; `gateway_pid`
+    /// is then rtpengine's. rtpengine counts no late frames: a step passes
+    /// when at least 99% of the calls have audio and rtpengine is under 95%
+    /// CPU of its cores.
+    pub rtpengine_ng: Option<SocketAddr>,
+    /// Appends one tab-separated line per step (and a closing `best` line)
+    /// here, for scripts that put several runs side by side.
+    pub tsv: Option<std::path::PathBuf>,
 }
 
 /// How long a caller waits for the gateway's final response.
@@ -237,12 +248,7 @@ impl Caller {
 /// reflector; BYE (and anything but ACK) gets 200.
 async fn callee(sock: UdpSocket, rtp: SocketAddr, invites: Arc<AtomicU64>) {
     let local = sock.local_addr().expect("bound socket");
-    let sdp = format!(
-        "v=0\r\no=lb 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n",
-        ip = rtp.ip(),
-        port = rtp.port()
-    );
+    let sdp = echo_sdp(rtp);
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((n, from)) = sock.recv_from(&mut buf).await else {
@@ -320,9 +326,28 @@ fn spawn_reflector(
     Ok((bound, thread))
 }
 
+/// How a call was set up, so that it can be ended the same way.
+enum Leg {
+    /// Over SIP through the gateway.
+    Sip(Dialog),
+    /// Through rtpengine over ng: its call-id.
+    Ng(String),
+}
+
 struct BridgedCall {
     pc: Arc<PeerConnection>,
-    dialog: Dialog,
+    leg: Leg,
+}
+
+/// The echo's SDP: PCMU on the reflector, as the SIP callee answers and as
+/// the plain side answers rtpengine.
+fn echo_sdp(rtp: SocketAddr) -> String {
+    format!(
+        "v=0\r\no=lb 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n",
+        ip = rtp.ip(),
+        port = rtp.port()
+    )
 }
 
 /// CPU ticks the whole machine spent busy (user, nice, system, irq,
@@ -347,6 +372,16 @@ struct GatewayFrames {
     frames: u64,
     late: u64,
     clock_stalls: u64,
+}
+
+/// The gateway's frame counters, or zeros where there is no gateway
+/// (rtpengine mode).
+async fn frames_of(gateway: bool, api: SocketAddr) -> Result<GatewayFrames, LoadError> {
+    if gateway {
+        gateway_frames(api).await
+    } else {
+        Ok(GatewayFrames::default())
+    }
 }
 
 async fn gateway_frames(api: SocketAddr) -> Result<GatewayFrames, LoadError> {
@@ -375,6 +410,8 @@ fn parse_frames(metrics: &str) -> GatewayFrames {
 async fn set_up(
     runtime: &Runtime,
     caller: &Arc<Caller>,
+    ng: Option<&Arc<NgClient>>,
+    rtp: SocketAddr,
     calls: &Arc<Mutex<Vec<BridgedCall>>>,
     n: usize,
 ) -> Result<Vec<f64>, LoadError> {
@@ -393,10 +430,27 @@ async fn set_up(
             let (pc, _events) = runtime.create_peer_connection(&settings)?;
             let pc = Arc::new(pc);
             let caller = caller.clone();
+            let ng = ng.cloned();
             tasks.push(tokio::spawn(async move {
                 let t0 = Instant::now();
                 let offer = pc.offer().await?;
-                let (dialog, answer) = match caller.invite("echo", &offer).await {
+                let signalled = match &ng {
+                    None => caller
+                        .invite("echo", &offer)
+                        .await
+                        .map(|(d, answer)| (Leg::Sip(d), answer)),
+                    Some(ng) => {
+                        let id = format!(
+                            "lb-ng-{}-{}",
+                            std::process::id(),
+                            caller.next.fetch_add(1, Ordering::Relaxed)
+                        );
+                        ng.bridge(&id, &offer, &echo_sdp(rtp))
+                            .await
+                            .map(|answer| (Leg::Ng(id), answer))
+                    }
+                };
+                let (leg, answer) = match signalled {
                     Ok(x) => x,
                     Err(e) => {
                         tokio::task::spawn_blocking(move || pc.close());
@@ -404,7 +458,7 @@ async fn set_up(
                     }
                 };
                 pc.apply_answer(&answer).await?;
-                Ok::<_, LoadError>((BridgedCall { pc, dialog }, t0.elapsed()))
+                Ok::<_, LoadError>((BridgedCall { pc, leg }, t0.elapsed()))
             }));
         }
         let mut failed = None;
@@ -451,8 +505,38 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
     let invites = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let (rtp, reflector) = spawn_reflector(o.rtp, stop.clone())?;
-    let callee_sock = UdpSocket::bind(o.callee).await.map_err(sip_err)?;
-    let callee_task = tokio::spawn(callee(callee_sock, rtp, invites.clone()));
+    let ng = o.rtpengine_ng.map(|a| Arc::new(NgClient::new(a)));
+    let callee_task = match &ng {
+        None => {
+            let callee_sock = UdpSocket::bind(o.callee).await.map_err(sip_err)?;
+            Some(tokio::spawn(callee(callee_sock, rtp, invites.clone())))
+        }
+        Some(ng) => {
+            ng.ping().await?;
+            None
+        }
+    };
+    let (mode, who, who_idle) = if ng.is_some() {
+        ("rtpengine", "rtpengine", "rtpengine")
+    } else {
+        ("rtcgw", "gateway", "Gateway")
+    };
+    let mut tsv = match &o.tsv {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| LoadError::Sip(format!("--tsv {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let mut tsv_line = |line: String| {
+        if let Some(f) = tsv.as_mut() {
+            use std::io::Write as _;
+            let _ = writeln!(f, "{line}");
+        }
+    };
 
     let calls: Arc<Mutex<Vec<BridgedCall>>> = Arc::default();
     let pump = spawn_pump(&runtime, calls.clone(), |c: &BridgedCall| c.pc.clone());
@@ -467,15 +551,15 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
         out,
         "Codec-only ceiling, same run: one Opus encode + decode and one PCMU encode + decode \
          per call per 10 ms = {codec_pct:.3}% of one core, i.e. {per_core:.0} calls per core, \
-         **{ceiling:.0} calls on the gateway's {} core(s)**.\n\
-         Gateway idle: RSS {:.1} MiB, {} threads.\n",
+         **{ceiling:.0} calls on the {who}'s {} core(s)**.\n\
+         {who_idle} idle: RSS {:.1} MiB, {} threads.\n",
         o.gateway_cores,
         idle.rss_kib as f64 / 1024.0,
         idle.threads
     );
     let _ = writeln!(
         out,
-        "| calls | setup p50 ms | setup p95 ms | late frames % | gateway CPU % | CPU %/call | RSS MiB | RSS KiB/call | threads | clock stalls | load client CPU % | other processes CPU % | calls with audio |"
+        "| calls | setup p50 ms | setup p95 ms | late frames % | {who} CPU % | CPU %/call | RSS MiB | RSS KiB/call | threads | clock stalls | load client CPU % | other processes CPU % | calls with audio |"
     );
     let _ = writeln!(
         out,
@@ -486,7 +570,16 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
     let mut stopped = String::new();
     for &n in &o.steps {
         let have = calls.lock().expect("calls").len();
-        let mut setup = match set_up(&runtime, &caller, &calls, n.saturating_sub(have)).await {
+        let mut setup = match set_up(
+            &runtime,
+            &caller,
+            ng.as_ref(),
+            rtp,
+            &calls,
+            n.saturating_sub(have),
+        )
+        .await
+        {
             Ok(s) => s,
             Err(e) => {
                 let up = calls.lock().expect("calls").len();
@@ -502,7 +595,7 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             .map(|c| c.pc.audio_counters().rx_frames)
             .collect();
         let (f0, s0, c0, m0) = (
-            gateway_frames(o.api).await?,
+            frames_of(ng.is_none(), o.api).await?,
             sample(o.gateway_pid)?,
             sample(std::process::id())?,
             machine_busy_ticks(),
@@ -510,7 +603,7 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
         let t0 = Instant::now();
         tokio::time::sleep(o.hold).await;
         let (f1, s1, c1, m1) = (
-            gateway_frames(o.api).await?,
+            frames_of(ng.is_none(), o.api).await?,
             sample(o.gateway_pid)?,
             sample(std::process::id())?,
             machine_busy_ticks(),
@@ -535,11 +628,18 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             _ => "?".into(),
         };
         let stalls = f1.clock_stalls - f0.clock_stalls;
-        let _ = writeln!(
-            out,
-            "| {n} | {:.1} | {:.1} | {late_pct:.2} | {cpu:.1} | {:.2} | {:.1} | {:.0} | {} | {stalls} | {client_cpu:.0} | {others} | {with_audio}/{n} |",
+        let (late_cell, stalls_cell) = if ng.is_some() {
+            ("n/a".to_string(), "n/a".to_string())
+        } else {
+            (format!("{late_pct:.2}"), stalls.to_string())
+        };
+        let (p50, p95) = (
             percentile(&mut setup.clone(), 0.5),
             percentile(&mut setup, 0.95),
+        );
+        let _ = writeln!(
+            out,
+            "| {n} | {p50:.1} | {p95:.1} | {late_cell} | {cpu:.1} | {:.2} | {:.1} | {:.0} | {} | {stalls_cell} | {client_cpu:.0} | {others} | {with_audio}/{n} |",
             cpu / n as f64,
             s1.rss_kib as f64 / 1024.0,
             s1.rss_kib.saturating_sub(idle.rss_kib) as f64 / n as f64,
@@ -553,30 +653,65 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             clock_stalls = stalls,
             "bridge load step measured"
         );
-        if frames < (n as f64 * wall * 100.0 * 0.9) as u64 {
+        // rtpengine: no late-frame counter; calls with audio and its CPU.
+        let verdict = if ng.is_some() {
+            if (with_audio as f64) < 0.99 * n as f64 {
+                Some(format!(
+                    "Stopped at {n} calls: only {with_audio} had audio (criterion: 99%)."
+                ))
+            } else if cpu >= 95.0 * o.gateway_cores {
+                Some(format!(
+                    "Stopped at {n} calls: rtpengine at {cpu:.0}% CPU (criterion: under 95% of its {} core(s)).",
+                    o.gateway_cores
+                ))
+            } else {
+                None
+            }
+        } else if frames < (n as f64 * wall * 100.0 * 0.9) as u64 {
             // Fewer frames than the calls should have: calls are not up.
-            stopped = format!(
+            Some(format!(
                 "Stopped at {n} calls: the gateway counted {frames} media frames, \
                  fewer than {n} calls should have."
-            );
-            break;
-        }
-        if late_pct >= o.max_late_pct {
-            stopped = format!(
+            ))
+        } else if late_pct >= o.max_late_pct {
+            Some(format!(
                 "Stopped at {n} calls: {late_pct:.2}% of frames late (limit {}%).",
                 o.max_late_pct
-            );
+            ))
+        } else {
+            None
+        };
+        tsv_line(format!(
+            "step\t{mode}\t{n}\t{p50:.1}\t{p95:.1}\t{late_cell}\t{cpu:.1}\t{:.1}\t{with_audio}\t{client_cpu:.0}\t{}",
+            s1.rss_kib as f64 / 1024.0,
+            u8::from(verdict.is_none())
+        ));
+        if let Some(v) = verdict {
+            stopped = v;
             break;
         }
         best = Some(n);
     }
+    tsv_line(format!(
+        "best\t{mode}\t{}\t{}",
+        best.unwrap_or(0),
+        if stopped.is_empty() {
+            "largest step tried"
+        } else {
+            &stopped
+        }
+    ));
     match best {
         Some(b) => {
+            let criterion = if ng.is_some() {
+                "with audio on 99% of the calls and rtpengine under 95% CPU".to_string()
+            } else {
+                format!("with under {}% of frames late", o.max_late_pct)
+            };
             let _ = writeln!(
                 out,
-                "\nMost concurrent bridged calls with under {}% of frames late: **{b}** = \
+                "\nMost concurrent bridged calls {criterion}: **{b}** = \
                  **{:.1}% of the codec-only ceiling** ({ceiling:.0}). {}",
-                o.max_late_pct,
                 b as f64 / ceiling * 100.0,
                 if stopped.is_empty() {
                     "(The largest step tried: the real figure may be higher.)".to_string()
@@ -594,7 +729,12 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
     let all: Vec<BridgedCall> = std::mem::take(&mut *calls.lock().expect("calls"));
     let mut bye_failures = 0;
     for c in &all {
-        if let Err(e) = caller.bye(&c.dialog).await {
+        let ended = match (&c.leg, &ng) {
+            (Leg::Sip(d), _) => caller.bye(d).await,
+            (Leg::Ng(id), Some(ng)) => ng.delete(id).await,
+            (Leg::Ng(_), None) => Ok(()),
+        };
+        if let Err(e) = ended {
             tracing::warn!("{e}");
             bye_failures += 1;
         }
@@ -609,15 +749,24 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
         rtp_echoed = echoed,
         "bridge load done"
     );
-    let _ = writeln!(
-        out,
-        "\nSIP: {} outbound INVITEs reached the callee, {} calls were ended by the gateway \
-         on its own, {bye_failures} BYEs failed at the end; the reflector echoed {echoed} RTP packets.",
-        invites.load(Ordering::Relaxed),
-        caller.gateway_byes.load(Ordering::Relaxed),
-    );
+    if ng.is_some() {
+        let _ = writeln!(
+            out,
+            "\nng: {bye_failures} deletes failed at the end; the reflector echoed {echoed} RTP packets."
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "\nSIP: {} outbound INVITEs reached the callee, {} calls were ended by the gateway \
+             on its own, {bye_failures} BYEs failed at the end; the reflector echoed {echoed} RTP packets.",
+            invites.load(Ordering::Relaxed),
+            caller.gateway_byes.load(Ordering::Relaxed),
+        );
+    }
     dispatcher.abort();
-    callee_task.abort();
+    if let Some(t) = callee_task {
+        t.abort();
+    }
     tokio::task::spawn_blocking(move || {
         for c in all {
             c.pc.close();
