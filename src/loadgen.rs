@@ -151,16 +151,21 @@ fn spawn_pump<T: Send + 'static>(
     })
 }
 
-/// Runs the load steps and returns a Markdown report.
-pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
-    let runtime = Runtime::new(&RuntimeSettings {
-        addresses: vec![o.address],
-        port_min: o.port_min,
-        port_max: o.port_max,
+/// The load client's own libwebrtc runtime (the offerers' side).
+fn client_runtime(address: IpAddr, port_min: u16, port_max: u16) -> Result<Runtime, RtcError> {
+    Runtime::new(&RuntimeSettings {
+        addresses: vec![address],
+        port_min,
+        port_max,
         task_queue_threads: 2,
         opus: OpusSettings::default(),
         log_level: WebrtcLogLevel::Error,
-    })?;
+    })
+}
+
+/// Runs the load steps and returns a Markdown report.
+pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
+    let runtime = client_runtime(o.address, o.port_min, o.port_max)?;
     let settings = CallSettings {
         jitter_buffer_max_packets: 200,
         jitter_buffer_fast_accelerate: false,

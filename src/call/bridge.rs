@@ -10,7 +10,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 
 use super::legacy::{run, session_id};
-use super::{Active, CallError, CallId, Calls, Leg, close_off_thread, sdp_or_close, watch_events};
+use super::{CallError, CallId, Calls, Leg, close_off_thread, sdp_or_close};
 use crate::media::{FrameSink, FrameSource};
 use crate::rtc::PeerConnection;
 use crate::rtc::apm::{Apm, ApmSettings};
@@ -243,16 +243,7 @@ impl Calls {
                 close_off_thread(p.pc);
             }
         });
-        tokio::spawn(watch_events(self.clone(), id.clone(), info.clone(), events));
-        self.active.lock().expect("calls lock").insert(
-            id.clone(),
-            Active {
-                info,
-                leg: Leg::Webrtc(pc),
-                stop: Some(stop_tx),
-                legacy: None,
-            },
-        );
+        self.register_webrtc(id, pc, info, events, stop_tx);
     }
 
     /// The far leg answered (a legacy answer to our RTP offer, or a WebRTC

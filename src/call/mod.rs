@@ -343,6 +343,20 @@ impl Calls {
             Box::new(Recorder::new(recording)),
             stop_rx,
         ));
+        self.register_webrtc(&id, pc, info, events, stop_tx);
+        tracing::info!(call = %id, codec = codec.as_deref().unwrap_or("?"), "call set up");
+    }
+
+    /// Registers a call whose media side is (so far) its WebRTC leg and
+    /// follows that leg's events (state, DTMF).
+    fn register_webrtc(
+        self: &Arc<Self>,
+        id: &CallId,
+        pc: Arc<PeerConnection>,
+        info: Arc<Mutex<CallInfo>>,
+        events: mpsc::Receiver<PcEvent>,
+        stop_tx: oneshot::Sender<()>,
+    ) {
         tokio::spawn(watch_events(self.clone(), id.clone(), info.clone(), events));
         self.active.lock().expect("calls lock").insert(
             id.clone(),
@@ -353,7 +367,6 @@ impl Calls {
                 legacy: None,
             },
         );
-        tracing::info!(call = %id, codec = codec.as_deref().unwrap_or("?"), "call set up");
     }
 
     pub fn ports_in_use(&self) -> usize {

@@ -27,9 +27,7 @@ use tokio::sync::mpsc;
 
 use super::ng::NgClient;
 use super::{CLK_TCK, LoadError, http, percentile, sample, spawn_pump};
-use crate::rtc::{
-    CallSettings, OpusSettings, PeerConnection, Runtime, RuntimeSettings, WebrtcLogLevel,
-};
+use crate::rtc::{CallSettings, PeerConnection, Runtime};
 use crate::sip::message::{Message, NameAddr, Request, Response};
 
 #[derive(Debug, Clone)]
@@ -481,14 +479,7 @@ async fn set_up(
 
 /// Runs the steps and returns a Markdown report.
 pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
-    let runtime = Runtime::new(&RuntimeSettings {
-        addresses: vec![o.address],
-        port_min: o.port_min,
-        port_max: o.port_max,
-        task_queue_threads: 2,
-        opus: OpusSettings::default(),
-        log_level: WebrtcLogLevel::Error,
-    })?;
+    let runtime = super::client_runtime(o.address, o.port_min, o.port_max)?;
     let sip_err = |e: std::io::Error| LoadError::Sip(e.to_string());
     let sock = UdpSocket::bind(SocketAddr::new(o.sip.ip(), 0))
         .await

@@ -65,16 +65,20 @@ def http(method, url, body=None, ctype=None):
         return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read().decode()
 
 
+def mono(frame):
+    """A decoded audio frame as mono int16 (channels averaged)."""
+    arr = frame.to_ndarray()
+    ch = len(frame.layout.channels)
+    return (arr.reshape(-1, ch).mean(axis=1) if ch > 1 else arr.reshape(-1)).astype(np.int16)
+
+
 async def record(track, samples):
     while True:
         try:
             frame = await track.recv()
         except MediaStreamError:
             return
-        arr = frame.to_ndarray()
-        ch = len(frame.layout.channels)
-        mono = arr.reshape(-1, ch).mean(axis=1) if ch > 1 else arr.reshape(-1)
-        samples.append((frame.sample_rate, mono.astype(np.int16)))
+        samples.append((frame.sample_rate, mono(frame)))
 
 
 async def call(base_url, tone_hz, seconds, out_wav):

@@ -221,16 +221,15 @@ async def record_frames(track, frames):
     """What aiortc decodes: (arrival time, pts, rate, mono int16) per frame."""
     from aiortc.mediastreams import MediaStreamError
 
+    import aiortc_peer
+
     loop = asyncio.get_running_loop()
     while True:
         try:
             frame = await track.recv()
         except MediaStreamError:
             return
-        arr = frame.to_ndarray()
-        ch = len(frame.layout.channels)
-        mono = arr.reshape(-1, ch).mean(axis=1) if ch > 1 else arr.reshape(-1)
-        frames.append((loop.time(), int(frame.pts), frame.sample_rate, mono.astype(np.int16)))
+        frames.append((loop.time(), int(frame.pts), frame.sample_rate, aiortc_peer.mono(frame)))
 
 
 class RtpPeer:
