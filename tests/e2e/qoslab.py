@@ -50,6 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from impair import ImpairRelay, Impairment, rewrite_candidates  # noqa: E402
+from ports import free_port, media_range  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
@@ -457,12 +458,6 @@ def units_from_frames(frames):
 
 # ---------------------------------------------------------------- rtcgw
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def http_json(url):
     with urllib.request.urlopen(url, timeout=5) as r:
         return json.loads(r.read().decode())
@@ -482,14 +477,14 @@ class Rtcgw:
         self.uas = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.uas.bind(("127.0.0.1", 0))
         self.uas.settimeout(0.2)
-        base = 30000 + 2000 * (os.getpid() % 16)
+        port_min, port_max = media_range(slot=os.getpid())
         cfg = self.workdir / "rtcgw.toml"
         cfg.write_text(
             f'[log]\nfilter = "warn"\n[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
             f'[sip]\nlisten = "127.0.0.1:{self.sip_port}"\n'
             f'[route]\nmode = "bridge"\ntarget = "sip:qos@127.0.0.1:{self.uas.getsockname()[1]}"\n'
             f'[demo]\nrecord_dir = "{self.workdir}/rec"\n'
-            f'[legacy]\nport_min = {base}\nport_max = {base + 1998}\ncodecs = ["{band.codec}"]\n'
+            f'[legacy]\nport_min = {port_min}\nport_max = {port_max}\ncodecs = ["{band.codec}"]\n'
             + _section(extra_toml, "legacy")
             + "".join(f"[{name}]\n{body}" for name, body in _sections(extra_toml).items() if name != "legacy"))
         binary = binary or os.environ.get("RTCGW_BIN", str(ROOT / "target/release/rtcgw"))
@@ -689,11 +684,11 @@ class Rtpengine:
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ng_port = free_port()
-        base = 42000 + 2000 * (os.getpid() % 8)
+        port_min, port_max = media_range(slot=os.getpid() + 1)
         self.log = (self.workdir / "rtpengine.log").open("w")
         self.proc = subprocess.Popen(
             ["rtpengine", "--config-file=none", "--table=-1", "--interface=127.0.0.1",
-             f"--listen-ng=127.0.0.1:{self.ng_port}", f"--port-min={base}", f"--port-max={base + 1999}",
+             f"--listen-ng=127.0.0.1:{self.ng_port}", f"--port-min={port_min}", f"--port-max={port_max + 1}",
              "--foreground", "--log-stderr", "--log-level=5", "--num-threads=2", *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
