@@ -21,6 +21,7 @@ const CPP: &[&str] = &[
     "cpp/src/codecs.cc",
     "cpp/src/dtmf_tap.cc",
     "cpp/src/legacy_audio.cc",
+    "cpp/src/media_stats.cc",
     "cpp/src/network.cc",
     "cpp/src/peer_connection.cc",
     "cpp/src/runtime.cc",

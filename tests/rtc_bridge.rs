@@ -125,8 +125,33 @@ async fn two_peer_connections_exchange_their_own_tones() {
     assert!(inbound.members["packetsReceived"].as_u64().unwrap() > 100);
     let codec = stats.iter().find(|s| s.kind == "codec").expect("codec");
     assert_eq!(codec.members["mimeType"], "audio/opus");
+
+    // The stats poller's batch read agrees with getStats, for both calls
+    // at once, in order; NetEq's own figures come with it.
+    let got_stats = inbound.members["packetsReceived"].as_u64().unwrap();
+    let read = rtcgw::rtc::media_stats(&[&a, &b], true).await;
+    let (ma, mb) = (read[0].as_ref().expect("a"), read[1].as_ref().expect("b"));
+    assert_eq!(mb.codec, "opus/48000");
+    assert!(mb.has_inbound && mb.has_outbound && ma.has_inbound);
+    // Audio stopped flowing with talk(): the counters stand still.
+    assert!(
+        mb.packets_received.abs_diff(got_stats) <= 2,
+        "{} vs {got_stats}",
+        mb.packets_received
+    );
+    assert!(
+        ma.packets_sent > 100 && mb.decoding_normal > 250,
+        "{ma:?} {mb:?}"
+    );
+    assert!(mb.preferred_buffer_ms > 0, "{mb:?}");
     a.close();
     b.close();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let read = rtcgw::rtc::media_stats(&[&a, &b], true).await;
+    assert!(
+        read.iter().all(Option::is_none),
+        "closed calls read as none: {read:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

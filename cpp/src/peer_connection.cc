@@ -75,6 +75,46 @@ class CreateObserver : public webrtc::CreateSessionDescriptionObserver {
   Done done_;
 };
 
+// Scalars as numbers: building JSON text here and parsing it back in Rust
+// was most of rtcgw's own stats cost.
+StatsMember ToMember(const webrtc::RTCStatsMemberInterface& member) {
+  using T = webrtc::RTCStatsMemberInterface;
+  StatsMember m{rust::String(member.name()), StatsValue::Json, 0, 0, 0.0, {}};
+  switch (member.type()) {
+    case T::kBool:
+      m.value = StatsValue::Bool;
+      m.int_value = *member.cast_to<webrtc::RTCStatsMember<bool>>() ? 1 : 0;
+      break;
+    case T::kInt32:
+      m.value = StatsValue::Int;
+      m.int_value = *member.cast_to<webrtc::RTCStatsMember<int32_t>>();
+      break;
+    case T::kInt64:
+      m.value = StatsValue::Int;
+      m.int_value = *member.cast_to<webrtc::RTCStatsMember<int64_t>>();
+      break;
+    case T::kUint32:
+      m.value = StatsValue::Uint;
+      m.uint_value = *member.cast_to<webrtc::RTCStatsMember<uint32_t>>();
+      break;
+    case T::kUint64:
+      m.value = StatsValue::Uint;
+      m.uint_value = *member.cast_to<webrtc::RTCStatsMember<uint64_t>>();
+      break;
+    case T::kDouble:
+      m.value = StatsValue::Double;
+      m.double_value = *member.cast_to<webrtc::RTCStatsMember<double>>();
+      break;
+    case T::kString:
+      m.value = StatsValue::Text;
+      m.text = rust::String(*member.cast_to<webrtc::RTCStatsMember<std::string>>());
+      break;
+    default:
+      m.text = rust::String(member.ValueToJson());
+  }
+  return m;
+}
+
 class StatsCallback : public webrtc::RTCStatsCollectorCallback {
  public:
   StatsCallback(rust::Box<StatsCtx> ctx, std::vector<std::string> kinds)
@@ -92,10 +132,7 @@ class StatsCallback : public webrtc::RTCStatsCollectorCallback {
       entry.timestamp_us = stats.timestamp_us();
       for (const auto* member : stats.Members()) {
         if (!member->is_defined()) continue;
-        StatsMember m;
-        m.name = rust::String(member->name());
-        m.value_json = rust::String(member->ValueToJson());
-        entry.members.push_back(std::move(m));
+        entry.members.push_back(ToMember(*member));
       }
       entries.push_back(std::move(entry));
     }
@@ -116,6 +153,7 @@ std::string Lower(std::string s) {
 }  // namespace
 
 PcState::PcState(rtc::Thread* signaling,
+                 rtc::Thread* worker,
                  AudioClock* clock,
                  rust::Box<EventSink> events,
                  uint32_t gather_timeout_ms,
@@ -123,6 +161,7 @@ PcState::PcState(rtc::Thread* signaling,
                  uint32_t tx_frames,
                  uint32_t rx_frames)
     : signaling(signaling),
+      worker(worker),
       clock(clock),
       events(std::move(events)),
       gather_timeout_ms(gather_timeout_ms),

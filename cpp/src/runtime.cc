@@ -185,7 +185,8 @@ std::unique_ptr<PeerConnection> Runtime::create_peer_connection(
       config.jitter_buffer_min_delay_ms;
 
   auto state = std::make_shared<PcState>(
-      impl_->signaling.get(), impl_->clock.get(), std::move(events),
+      impl_->signaling.get(), impl_->worker.get(), impl_->clock.get(),
+      std::move(events),
       config.ice_gathering_timeout_ms, config.jitter_buffer_min_delay_ms,
       config.tx_ring_frames,
       config.rx_ring_frames);

@@ -9,6 +9,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub struct SdpCtx(pub(super) oneshot::Sender<ffi::SdpResult>);
 /// Context of one getStats call.
 pub struct StatsCtx(pub(super) oneshot::Sender<Vec<ffi::StatsEntry>>);
+/// Context of one media stats batch.
+pub struct MediaStatsCtx(pub(super) oneshot::Sender<Vec<ffi::MediaStats>>);
 /// Where one PeerConnection's state changes go.
 pub struct EventSink(pub(super) mpsc::Sender<super::PcEvent>);
 /// Where the audio clock's ticks go: a counter published through a watch
@@ -27,6 +29,11 @@ pub fn sdp_done(ctx: Box<SdpCtx>, result: ffi::SdpResult) {
 #[allow(clippy::boxed_local)]
 pub fn stats_done(ctx: Box<StatsCtx>, entries: Vec<ffi::StatsEntry>) {
     let _ = ctx.0.send(entries);
+}
+
+#[allow(clippy::boxed_local)]
+pub fn media_stats_done(ctx: Box<MediaStatsCtx>, stats: Vec<ffi::MediaStats>) {
+    let _ = ctx.0.send(stats);
 }
 
 pub fn pc_event(sink: &EventSink, event: ffi::PcEvent) {

@@ -62,11 +62,29 @@ pub(crate) mod ffi {
         sdp: String,
     }
 
+    /// How a [`StatsMember`]'s value travels: scalars as numbers, so
+    /// that no JSON text is built in C++ and parsed back in Rust.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    enum StatsValue {
+        /// `int_value` is 0 or 1.
+        Bool,
+        Int,
+        Uint,
+        Double,
+        /// `text` is the string itself.
+        Text,
+        /// Sequences and maps: `text` is their JSON.
+        Json,
+    }
+
     #[derive(Debug, Clone)]
     struct StatsMember {
         name: String,
-        /// The value as JSON text (numbers, strings, arrays, maps).
-        value_json: String,
+        value: StatsValue,
+        int_value: i64,
+        uint_value: u64,
+        double_value: f64,
+        text: String,
     }
 
     #[derive(Debug, Clone)]
@@ -176,6 +194,57 @@ pub(crate) mod ffi {
         delay_ms: i32,
     }
 
+    /// A WebRTC leg's audio figures read straight from its voice channel
+    /// (media_stats.h): the same sources as getStats' inbound-rtp,
+    /// outbound-rtp and remote-inbound-rtp, plus NetEq's rates and decoding
+    /// counts.
+    #[derive(Debug, Clone, Default)]
+    struct MediaStats {
+        /// False: no voice channel (not negotiated yet, or closed).
+        present: bool,
+        has_inbound: bool,
+        has_outbound: bool,
+        /// "opus/48000"; empty when unknown.
+        codec: String,
+        packets_received: u64,
+        bytes_received: u64,
+        packets_lost: i64,
+        packets_discarded: u64,
+        jitter_ms: f64,
+        jitter_buffer_delay_s: f64,
+        jitter_buffer_target_delay_s: f64,
+        jitter_buffer_emitted_count: u64,
+        total_samples_received: u64,
+        concealed_samples: u64,
+        silent_concealed_samples: u64,
+        concealment_events: u64,
+        inserted_samples_for_deceleration: u64,
+        removed_samples_for_acceleration: u64,
+        expand_rate: f64,
+        speech_expand_rate: f64,
+        accelerate_rate: f64,
+        preemptive_expand_rate: f64,
+        current_buffer_ms: u32,
+        preferred_buffer_ms: u32,
+        jitter_buffer_flushes: u64,
+        decoding_calls: u64,
+        decoding_normal: u64,
+        decoding_plc: u64,
+        decoding_codec_plc: u64,
+        decoding_cng: u64,
+        decoding_plc_cng: u64,
+        decoding_muted_output: u64,
+        packets_sent: u64,
+        bytes_sent: u64,
+        /// The peer's RTCP receiver report on what we send.
+        has_remote: bool,
+        remote_packets_lost: i64,
+        remote_fraction_lost: f64,
+        remote_jitter_ms: f64,
+        /// From RTCP; negative when none was measured.
+        rtt_ms: f64,
+    }
+
     #[derive(Debug, Clone, Copy, Default)]
     struct EncodedInfo {
         bytes: u32,
@@ -185,10 +254,12 @@ pub(crate) mod ffi {
     extern "Rust" {
         type SdpCtx;
         type StatsCtx;
+        type MediaStatsCtx;
         type EventSink;
         type TickSink;
         fn sdp_done(ctx: Box<SdpCtx>, result: SdpResult);
         fn stats_done(ctx: Box<StatsCtx>, entries: Vec<StatsEntry>);
+        fn media_stats_done(ctx: Box<MediaStatsCtx>, stats: Vec<MediaStats>);
         fn pc_event(sink: &EventSink, event: PcEvent);
         fn dtmf_packet(sink: &EventSink, clock_rate: u32, timestamp: u32, payload: &[u8]);
         fn audio_tick(sink: &TickSink);
@@ -202,6 +273,7 @@ pub(crate) mod ffi {
         include!("rtcgw/legacy_audio.h");
         include!("rtcgw/srtp.h");
         include!("rtcgw/call_apm.h");
+        include!("rtcgw/media_stats.h");
 
         type CallApm;
         fn new_call_apm(settings: &ApmSettings, error: &mut RtcError) -> UniquePtr<CallApm>;
@@ -284,6 +356,11 @@ pub(crate) mod ffi {
         fn offer(self: &PeerConnection, ctx: Box<SdpCtx>);
         fn apply_answer(self: &PeerConnection, answer: &str, ctx: Box<SdpCtx>);
         fn get_stats(self: &PeerConnection, kinds: &str, ctx: Box<StatsCtx>);
+
+        type MediaStatsBatch;
+        fn new_media_stats_batch() -> UniquePtr<MediaStatsBatch>;
+        fn add(self: Pin<&mut MediaStatsBatch>, pc: &PeerConnection);
+        fn run(self: Pin<&mut MediaStatsBatch>, clear_rates: bool, ctx: Box<MediaStatsCtx>);
         fn push_audio(self: &PeerConnection, pcm: &[i16], sample_rate: i32) -> bool;
         fn pull_audio(self: &PeerConnection, out: &mut [i16]) -> FrameInfo;
         fn audio_counters(self: &PeerConnection) -> AudioCounters;
@@ -319,6 +396,6 @@ unsafe impl Send for ffi::PeerConnection {}
 unsafe impl Sync for ffi::PeerConnection {}
 
 pub(crate) use super::callbacks::{
-    EventSink, SdpCtx, StatsCtx, TickSink, audio_tick, dtmf_packet, pc_event, sdp_done, stats_done,
-    webrtc_log,
+    EventSink, MediaStatsCtx, SdpCtx, StatsCtx, TickSink, audio_tick, dtmf_packet,
+    media_stats_done, pc_event, sdp_done, stats_done, webrtc_log,
 };

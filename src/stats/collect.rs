@@ -1,5 +1,5 @@
-//! The stats core, sans-IO: turns a poll's raw figures (libwebrtc's
-//! getStats report, the legacy leg's counters) into [`CallStats`] records
+//! The stats core, sans-IO: turns a poll's raw figures (the WebRTC leg's
+//! voice channel figures or getStats report, the legacy leg's counters) into [`CallStats`] records
 //! with an E-model estimate per leg and direction over the poll interval,
 //! keeps what /metrics shows (totals, MOS histograms, calls by outcome) and
 //! writes the [`CallEnd`] summary. Time is passed in; nothing here waits.
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::emodel::{self, CodecImpairment};
 use super::model::*;
-use crate::rtc::RtcStats;
+use crate::rtc::{MediaStats, RtcStats};
 
 /// Histogram bucket bounds for MOS: G.107 Table B.1's satisfaction classes
 /// (R 50/60/70/80/90) plus the ends of the scale.
@@ -461,6 +461,64 @@ pub fn webrtc_leg(report: &[RtcStats]) -> LegStats {
     }
 }
 
+/// The WebRTC leg from its voice channel's figures ([`crate::rtc::media_stats`]):
+/// the same counters as [`webrtc_leg`] reads from getStats, plus NetEq's
+/// rates and decoding counts when `rates` (a clearing read).
+pub fn webrtc_leg_media(m: &MediaStats, rates: bool) -> LegStats {
+    LegStats {
+        leg: LegKind::Webrtc,
+        codec: (!m.codec.is_empty()).then(|| m.codec.clone()),
+        ptime_ms: None,
+        rtt_ms: (m.rtt_ms >= 0.0).then_some(m.rtt_ms),
+        inbound: m.has_inbound.then(|| InboundStats {
+            packets_received: m.packets_received,
+            bytes_received: m.bytes_received,
+            packets_lost: m.packets_lost,
+            packets_discarded: m.packets_discarded,
+            jitter_ms: m.jitter_ms,
+            jitter_buffer_delay_s: m.jitter_buffer_delay_s,
+            jitter_buffer_target_delay_s: m.jitter_buffer_target_delay_s,
+            jitter_buffer_emitted_count: m.jitter_buffer_emitted_count,
+            jitter_buffer_delay_ms: None,
+            total_samples_received: m.total_samples_received,
+            concealed_samples: m.concealed_samples,
+            silent_concealed_samples: m.silent_concealed_samples,
+            concealment_events: m.concealment_events,
+            inserted_samples_for_deceleration: m.inserted_samples_for_deceleration,
+            removed_samples_for_acceleration: m.removed_samples_for_acceleration,
+            neteq: rates.then_some(NetEqFigures {
+                expand_rate: m.expand_rate,
+                speech_expand_rate: m.speech_expand_rate,
+                accelerate_rate: m.accelerate_rate,
+                preemptive_expand_rate: m.preemptive_expand_rate,
+                current_buffer_size_ms: m.current_buffer_ms,
+                preferred_buffer_size_ms: m.preferred_buffer_ms,
+                // NetEq's target level is its preferred buffer size.
+                target_delay_ms: m.preferred_buffer_ms as i32,
+                packet_buffer_flushes: m.jitter_buffer_flushes,
+                decoding: DecodingCounts {
+                    calls: m.decoding_calls,
+                    normal: m.decoding_normal,
+                    plc: m.decoding_plc,
+                    codec_plc: m.decoding_codec_plc,
+                    cng: m.decoding_cng,
+                    plc_cng: m.decoding_plc_cng,
+                    muted_output: m.decoding_muted_output,
+                },
+            }),
+            quality: None,
+        }),
+        outbound: m.has_outbound.then(|| OutboundStats {
+            packets_sent: m.packets_sent,
+            bytes_sent: m.bytes_sent,
+            remote_packets_lost: m.has_remote.then_some(m.remote_packets_lost),
+            remote_fraction_lost: m.has_remote.then_some(m.remote_fraction_lost),
+            remote_jitter_ms: m.has_remote.then_some(m.remote_jitter_ms),
+            quality: None,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,6 +568,62 @@ mod tests {
                 serde_json::json!({"mimeType": "audio/opus", "clockRate": 48000}),
             ),
         ]
+    }
+
+    #[test]
+    fn voice_channel_figures_become_the_webrtc_leg() {
+        let m = MediaStats {
+            present: true,
+            has_inbound: true,
+            has_outbound: true,
+            codec: "opus/48000".into(),
+            packets_received: 500,
+            packets_lost: 3,
+            concealed_samples: 960,
+            expand_rate: 0.02,
+            preferred_buffer_ms: 40,
+            decoding_plc: 7,
+            packets_sent: 480,
+            has_remote: true,
+            remote_fraction_lost: 0.25,
+            rtt_ms: 24.0,
+            ..Default::default()
+        };
+        let leg = webrtc_leg_media(&m, true);
+        assert_eq!(leg.leg, LegKind::Webrtc);
+        assert_eq!(leg.codec.as_deref(), Some("opus/48000"));
+        assert_eq!(leg.rtt_ms, Some(24.0));
+        let inb = leg.inbound.as_ref().unwrap();
+        assert_eq!(
+            (
+                inb.packets_received,
+                inb.packets_lost,
+                inb.concealed_samples
+            ),
+            (500, 3, 960)
+        );
+        let neteq = inb.neteq.as_ref().unwrap();
+        assert_eq!(
+            (neteq.expand_rate, neteq.target_delay_ms, neteq.decoding.plc),
+            (0.02, 40, 7)
+        );
+        let out = leg.outbound.as_ref().unwrap();
+        assert_eq!(
+            (out.packets_sent, out.remote_fraction_lost),
+            (480, Some(0.25))
+        );
+        // A read that did not clear NetEq's rates reports none; no RTT
+        // measured, no remote report, no codec: absent, not zero.
+        let m = MediaStats {
+            rtt_ms: -1.0,
+            has_remote: false,
+            codec: String::new(),
+            ..m
+        };
+        let leg = webrtc_leg_media(&m, false);
+        assert!(leg.inbound.unwrap().neteq.is_none());
+        assert_eq!((leg.rtt_ms, leg.codec), (None, None));
+        assert_eq!(leg.outbound.unwrap().remote_fraction_lost, None);
     }
 
     #[test]

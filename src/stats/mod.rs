@@ -1,5 +1,6 @@
-//! Call statistics (issue 6): libwebrtc's getStats and the legacy leg's RTP
-//! and NetEq counters, polled per call into a typed model ([`model`]), with
+//! Call statistics (issue 6): the WebRTC legs' voice channels (read in one
+//! batch; getStats for the live API) and the legacy leg's RTP and NetEq
+//! counters, polled per call into a typed model ([`model`]), with
 //! an ITU-T G.107 quality estimate ([`emodel`]), exported as JSON Lines
 //! ([`export`]) and summed for /metrics ([`collect`]). [`poller`] is the
 //! one place here that waits on anything: its own tokio task, off the

@@ -162,6 +162,13 @@ def test_five_percent_loss_on_the_webrtc_leg_moves_loss_concealment_and_mos(gate
     assert c["packetsLost"] == 0 and l["packetsLost"] >= 5, (c, l)
     assert l["concealedSamples"] > c["concealedSamples"] + 4800, (c, l)  # > 100 ms more
     assert end_mos(lossy) < end_mos(clean) - 0.2, (end_mos(clean), end_mos(lossy))
+    # NetEq's own figures on the WebRTC leg (the seed's googDecodingPLC and
+    # expand rate): concealment is counted as PLC decoding, expansion shows.
+    nc, nl = c["neteq"], l["neteq"]
+    assert nl["decoding"]["plc"] + nl["decoding"]["plcCng"] > nc["decoding"]["plc"] + nc["decoding"]["plcCng"], (nc, nl)
+    assert nl["decoding"]["normal"] > 0 and nl["preferredBufferSizeMs"] > 0, nl
+    assert max(leg(r, "webrtc")["inbound"]["neteq"]["expandRate"]
+               for r in lossy if r["record"] == "stats" and leg(r, "webrtc")) > 0, "no expansion seen"
 
     mc, ml = metrics(clean_gw), metrics(lossy_gw)
     webrtc = (("leg", "webrtc"),)

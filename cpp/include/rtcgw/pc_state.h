@@ -23,6 +23,7 @@ enum class ErrorKind : uint8_t;
 struct PcState : public webrtc::PeerConnectionObserver,
                  public std::enable_shared_from_this<PcState> {
   PcState(rtc::Thread* signaling,
+          rtc::Thread* worker,
           AudioClock* clock,
           rust::Box<EventSink> events,
           uint32_t gather_timeout_ms,
@@ -59,6 +60,7 @@ struct PcState : public webrtc::PeerConnectionObserver,
       rtc::scoped_refptr<webrtc::RtpTransceiverInterface> transceiver) override;
 
   rtc::Thread* signaling;
+  rtc::Thread* worker;  // the voice engine's (media stats are read there)
   AudioClock* clock;
   rust::Box<EventSink> events;
   uint32_t gather_timeout_ms;

@@ -62,6 +62,9 @@ class PeerConnection {
   void insert_dtmf(rust::Str tones, int32_t duration_ms, int32_t gap_ms) const;
   void close() const;
 
+  // The glue's own state (for MediaStatsBatch), not for Rust.
+  const std::shared_ptr<PcState>& state() const { return state_; }
+
  private:
   std::shared_ptr<PcState> state_;
   mutable PcmFrame rx_scratch_;
