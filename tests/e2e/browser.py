@@ -22,6 +22,8 @@ class Chromium:
     def __init__(self, profile_dir):
         profile_dir.mkdir(parents=True, exist_ok=True)
         self.log = (profile_dir / "chromium.log").open("w")
+        # A profile reused after a killed browser still names the old port.
+        (profile_dir / "DevToolsActivePort").unlink(missing_ok=True)
         self.proc = subprocess.Popen(
             ["chromium", *FLAGS, f"--user-data-dir={profile_dir}", "--remote-debugging-port=0", "about:blank"],
             stdout=self.log, stderr=subprocess.STDOUT)
@@ -32,8 +34,15 @@ class Chromium:
                 raise AssertionError("chromium did not start")
             time.sleep(0.1)
         port = int(port_file.read_text().split()[0])
-        targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
-        page = next(t for t in targets if t["type"] == "page")
+        while True:  # the port file can come before the DevTools server listens
+            try:
+                targets = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
+                page = next(t for t in targets if t["type"] == "page")
+                break
+            except (OSError, StopIteration):
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise
+                time.sleep(0.1)
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
         self.next_id = 0
 

@@ -113,6 +113,8 @@ class Direction:
                              reordered=0, duplicated=0, bytes=0)
         # Which RTP/RTCP packet indices were dropped (for reproducibility checks).
         self.lost = []
+        # RTP packets by payload type (the header is in the clear in SRTP).
+        self.payload_types = {}
 
     def handle(self, datagram: bytes, now: float):
         if not is_rtp_or_rtcp(datagram):
@@ -121,6 +123,9 @@ class Direction:
         imp, c = self.imp, self.counters
         c["packets"] += 1
         c["bytes"] += len(datagram)
+        pt = datagram[1] & 0x7F
+        if not 64 <= pt <= 95:  # RTCP (RFC 5761) otherwise
+            self.payload_types[pt] = self.payload_types.get(pt, 0) + 1
         u = [self.rng.random() for _ in range(self.DRAWS)]
         n = self.index
         self.index += 1

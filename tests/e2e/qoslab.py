@@ -877,6 +877,137 @@ async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=Fals
     return dict(w2l=w2l, l2w=l2w, relays=dict(webrtc=web.counters, legacy=leg.counters), stats=stats)
 
 
+# ---------------------------------------------------------------- RED (Chromium)
+
+# Opus with and without RED (RFC 2198 redundancy) needs a sender that can do
+# RED: aiortc cannot, headless Chromium can. Its speech comes from WebAudio
+# (a buffer played into a MediaStreamDestination: no capture processing);
+# setCodecPreferences puts audio/red first (libwebrtc sends RED only when it
+# leads the negotiated list; rtcgw's answer keeps the offer's order) or
+# offers Opus alone.
+RED_CELLS = ["loss 5%", "loss 10%", "loss 20%", "burst loss 5% (mean burst 4)"]
+
+BROWSER_SPEECH_JS = """(async () => {
+  const pcm = Uint8Array.from(atob(%(b64)s), c => c.charCodeAt(0));
+  const s16 = new Int16Array(pcm.buffer);
+  const ctx = new AudioContext();
+  const buf = ctx.createBuffer(1, s16.length, %(rate)d);
+  buf.copyToChannel(Float32Array.from(s16, v => v / 32768), 0);
+  const dst = ctx.createMediaStreamDestination();
+  window.playSpeech = () => {
+    const src = ctx.createBufferSource();
+    src.buffer = buf;
+    src.connect(dst);
+    src.start();
+    return 'playing';
+  };
+  const pc = new RTCPeerConnection();
+  window.pc = pc;
+  const tr = pc.addTransceiver(dst.stream.getAudioTracks()[0], {direction: 'sendrecv', streams: [dst.stream]});
+  const codecs = RTCRtpSender.getCapabilities('audio').codecs;
+  const pick = t => codecs.filter(c => c.mimeType.toLowerCase() === t);
+  tr.setCodecPreferences(%(red)s ? [...pick('audio/red'), ...pick('audio/opus')] : pick('audio/opus'));
+  await pc.setLocalDescription(await pc.createOffer());
+  if (pc.iceGatheringState !== 'complete') {
+    await new Promise(r => pc.addEventListener('icegatheringstatechange',
+      () => pc.iceGatheringState === 'complete' && r()));
+  }
+  return pc.localDescription.sdp;
+})()"""
+
+async def run_browser_call(gw, browser, imp, seed, speech, red, timeout_s=60):
+    """One bridged call, Chromium -> `imp` -> rtcgw -> PCMU peer; scores
+    W->L. Returns the score and the codec Chromium sent with."""
+    import base64
+
+    from browser import answer_js
+
+    web = ImpairRelay(a_to_b=imp, seed=f"{seed}/webrtc", max_seconds=timeout_s)
+    leg = ImpairRelay(a_to_b=Impairment(), seed=f"{seed}/legacy", max_seconds=timeout_s)
+    band = gw.band
+    peer = RtpPeer(np.zeros(band.rate, np.int16), max_seconds=timeout_s, band=band)
+    web.start()
+    leg.start()
+    try:
+        b64 = base64.b64encode(speech.astype("<i2").tobytes()).decode()
+        offer = browser.eval(BROWSER_SPEECH_JS % dict(b64=json.dumps(b64), rate=band.rate,
+                                                      red="true" if red else "false"))
+        # Chromium gathers on the host's own IPv4 address (loopback only
+        # when it has no other): the relay sends to it there, on this host.
+        hosts = re.findall(r"a=candidate:\S+ 1 udp \d+ (\d+\.\d+\.\d+\.\d+) (\d+) typ host", offer, re.I)
+        a_addr = min(hosts, key=lambda h: h[0] != "127.0.0.1")
+        answer, handle = await gw.setup(rewrite_candidates(offer, web.b_port), leg, peer)
+        b_port = int(re.search(r"a=candidate:\S+ 1 udp \d+ 127\.0\.0\.1 (\d+) typ host", answer, re.I).group(1))
+        web.set_peers(a=(a_addr[0], int(a_addr[1])), b=("127.0.0.1", b_port))
+        state = browser.eval(answer_js(rewrite_candidates(answer, web.a_port)))
+        if state != "connected":
+            raise RuntimeError(f"Chromium's connection: {state}")
+        await asyncio.sleep(WARMUP_S)
+        browser.eval("playSpeech()")
+        await asyncio.sleep(len(speech) / band.rate + TAIL_S + 0.1)
+        stats = gw.stats()
+        await gw.teardown(handle)
+    finally:
+        try:
+            browser.eval("pc && pc.close()")
+        except Exception:
+            pass
+        peer.stop()
+        web.close()
+        leg.close()
+    w2l = score(speech, None, units_from_rtp(peer.received, band), band.rate, band)
+    w2l["concealed"] = speech_concealment(stats)
+    # What Chromium sent, by the RTP payload types the relay saw (its own
+    # getStats names the primary codec, Opus, either way).
+    names = {int(pt): name for pt, name in re.findall(r"^a=rtpmap:(\d+) ([\w-]+)/", answer, re.M)}
+    pts = web.dirs["a_to_b"].payload_types
+    sent = {names.get(pt, str(pt)): n for pt, n in pts.items()}
+    sent_with = max(sent, key=sent.get) if sent else None
+    return dict(w2l=w2l, l2w={}, sent_with=sent_with, sent_packets=sent, relays=dict(webrtc=web.counters),
+                stats=stats)
+
+
+def speech_concealment(stats):
+    """Concealed share of the WebRTC leg's NetEQ output, not counting
+    silent concealment: Chromium sends few packets while its WebAudio track
+    is silent (before the speech), which NetEQ counts as concealed."""
+    for leg in (stats or {}).get("legs", []) if isinstance(stats, dict) else []:
+        inbound = leg.get("inbound") or {}
+        if leg.get("leg") == "webrtc" and inbound.get("totalSamplesReceived"):
+            return (inbound.get("concealedSamples", 0) - inbound.get("silentConcealedSamples", 0)) \
+                / inbound["totalSamplesReceived"]
+    return None
+
+
+def red_lab(seeds, out, cells=None):
+    """RED on and off through rtcgw, Chromium sending, same seeds."""
+    from browser import Chromium
+
+    cells = [cell(n) for n in (cells or RED_CELLS)]
+    sw = utterance(UTTERANCE_W2L)
+    plan = [(c, s, red) for c in cells for s in seeds for red in (False, True)]
+    results = []
+    gw = Rtcgw(out / "rtcgw-red")
+    browser = Chromium(out / "chromium")
+    try:
+        for i, (c, seed, red) in enumerate(plan):
+            variant = "Opus + RED" if red else "Opus"
+            progress(i, len(plan), f"Chromium {variant} | {c.name} | seed {seed}")
+            try:
+                r = asyncio.run(run_browser_call(gw, browser, c.imp, seed, sw, red))
+            except Exception as e:
+                r = dict(error=str(e))
+            r.update(system="rtcgw", variant=f"Chromium, {variant}", cell=c.name, group=c.group, x=c.x, seed=seed)
+            results.append(r)
+            progress(i + 1, len(plan), f"Chromium {variant} | {c.name} | W->L MOS "
+                     f"{fmt(r.get('w2l', {}).get('mos'))} sent {r.get('sent_with')}"
+                     + (f" ERROR {r['error'][:40]}" if "error" in r else ""))
+    finally:
+        browser.close()
+        gw.close()
+    return results
+
+
 # ---------------------------------------------------------------- capacity
 
 def cpu_seconds(pid="self"):
@@ -954,7 +1085,12 @@ def main(argv=None):
                    help="the legacy peer speaks G.722 and the speech is 16 kHz, scored with PESQ WB; "
                         "cells default to " + ", ".join(WIDEBAND_CELLS).replace("%", "%%")
                         + "; no knobs, no capacity")
-    p.add_argument("--out", help="results folder (default target/qos-lab, target/qos-lab-wb with --wideband)")
+    p.add_argument("--red", action="store_true",
+                   help="Opus with and without RED through rtcgw, headless Chromium sending (aiortc cannot "
+                        "send RED); cells default to " + ", ".join(RED_CELLS).replace("%", "%%")
+                        + "; W->L only, no rtpengine, no knobs, no capacity")
+    p.add_argument("--out", help="results folder (default target/qos-lab, target/qos-lab-wb with --wideband, "
+                                 "target/qos-lab-red with --red)")
     p.add_argument("--report", action="store_true",
                    help="after the run, write the tables into BENCHMARKS.md and the plots into docs/qos/")
     p.add_argument("--report-only", metavar="RESULTS_JSON[,RESULTS_JSON...]",
@@ -967,8 +1103,22 @@ def main(argv=None):
 
     aiortc_peer.loopback_only()
     band = WB if a.wideband else NB
-    out = Path(a.out or ROOT / ("target/qos-lab-wb" if a.wideband else "target/qos-lab"))
+    out = Path(a.out or ROOT / ("target/qos-lab-wb" if a.wideband else "target/qos-lab-red" if a.red
+                                else "target/qos-lab"))
     out.mkdir(parents=True, exist_ok=True)
+    if a.red:
+        t_start = time.time()
+        seeds = [s.strip() for s in a.seeds.split(",")]
+        results = red_lab(seeds, out, None if a.cells == "all" else [n.strip() for n in a.cells.split(",")])
+        meta = dict(date=time.strftime("%Y-%m-%d"), seconds=round(time.time() - t_start), cores=os.cpu_count(),
+                    command="scripts/qos-lab " + shlex.join(argv if argv is not None else sys.argv[1:]),
+                    rtpengine=None, band="nb", red=True)
+        (out / "results.json").write_text(json.dumps(dict(meta=meta, results=results, capacity=[]),
+                                                     indent=1, default=str))
+        print(f"results: {out / 'results.json'} ({meta['seconds']} s)", file=sys.stderr)
+        if a.report:
+            print(report(out / "results.json"))
+        return results
     if a.cells == "all":
         cells = [cell(n) for n in WIDEBAND_CELLS] if a.wideband else MATRIX
     else:
@@ -1068,9 +1218,42 @@ def report(results_paths, bench_md=ROOT / "BENCHMARKS.md", plots=ROOT / "docs/qo
     and the wideband runs' table (<!-- bench:qos-wb -->), from results.json
     files; each section only when such runs are given."""
     runs = [json.loads(Path(p).read_text()) for p in str(results_paths).split(",")]
+    red = [d for d in runs if d["meta"].get("red")]
     wb = [d for d in runs if d["meta"].get("band") == "wb"]
-    nb = [d for d in runs if d["meta"].get("band", "nb") == "nb"]
-    return "\n".join(([_report_wb(wb, bench_md)] if wb else []) + ([_report_nb(nb, bench_md, plots)] if nb else []))
+    nb = [d for d in runs if d["meta"].get("band", "nb") == "nb" and not d["meta"].get("red")]
+    return "\n".join(([_report_wb(wb, bench_md)] if wb else []) + ([_report_nb(nb, bench_md, plots)] if nb else [])
+                     + ([_report_red(red, bench_md)] if red else []))
+
+
+def _report_red(runs, bench_md):
+    data, meta = _merged(runs)
+    agg = _agg(data["results"])
+    seeds = sorted({r["seed"] for r in data["results"]})
+    lines = _command_line(meta)
+    lines += ["Headless Chromium (Debian's `chromium`) -> impairment -> rtcgw -> PCMU peer, the same speech and "
+              f"seeds ({', '.join(seeds)}) with Opus alone and with RED first in Chromium's codec preferences. "
+              "PESQ NB MOS-LQO of what the far end plays (the phone-like fixed 60 ms buffer), concealed share of "
+              "rtcgw's NetEQ output on the WebRTC leg (not counting silent concealment: Chromium sends little "
+              "while its track is silent before the speech), and what Chromium sent (the RTP payload type most of "
+              "its packets carried at the relay). "
+              "Chromium's Opus also turns in-band FEC on by itself once RTCP reports loss, in both columns.", "",
+              "| cell | Opus: MOS | Opus + RED: MOS | RED - Opus | Opus: concealed | Opus + RED: concealed "
+              "| sent with (RED run) |",
+              "|---|---:|---:|---:|---:|---:|---|"]
+    for c in RED_CELLS:
+        a, b = agg.get(("rtcgw", "Chromium, Opus", c)), agg.get(("rtcgw", "Chromium, Opus + RED", c))
+        if not a or not b:
+            continue
+        sent = sorted({r.get("sent_with") or "?" for r in data["results"]
+                       if r["cell"] == c and r["variant"].endswith("RED") and "error" not in r})
+        d = None if a["w2l_mos"] is None or b["w2l_mos"] is None else b["w2l_mos"] - a["w2l_mos"]
+        pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+        lines.append(f"| {c} | {fmt(a['w2l_mos'])} | {fmt(b['w2l_mos'])} | {fmt(d, '+.2f')} "
+                     f"| {pct(a['w2l_concealed'])} | {pct(b['w2l_concealed'])} | {', '.join(sent)} |")
+    lines += _failed(data["results"])
+    text = "\n".join(lines) + "\n"
+    _replace_section(bench_md, "qos-red", text)
+    return text
 
 
 def _merged(runs):
