@@ -1071,6 +1071,7 @@ def fmt(v, spec=".2f"):
 
 
 def main(argv=None):
+    global WARMUP_S
     import argparse
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1089,6 +1090,9 @@ def main(argv=None):
                    help="Opus with and without RED through rtcgw, headless Chromium sending (aiortc cannot "
                         "send RED); cells default to " + ", ".join(RED_CELLS).replace("%", "%%")
                         + "; W->L only, no rtpengine, no knobs, no capacity")
+    p.add_argument("--warmup", type=float, default=WARMUP_S,
+                   help="seconds between the connection and the speech (default %(default)s); longer lets "
+                        "NetEQ settle from its start-up delay before anything is measured")
     p.add_argument("--out", help="results folder (default target/qos-lab, target/qos-lab-wb with --wideband, "
                                  "target/qos-lab-red with --red)")
     p.add_argument("--report", action="store_true",
@@ -1096,6 +1100,7 @@ def main(argv=None):
     p.add_argument("--report-only", metavar="RESULTS_JSON[,RESULTS_JSON...]",
                    help="only write the report from earlier runs (several are merged)")
     a = p.parse_args(argv)
+    WARMUP_S = a.warmup
     if a.report_only:
         print(report(a.report_only))
         return []
