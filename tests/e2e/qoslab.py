@@ -903,6 +903,37 @@ BROWSER_SPEECH_JS = """(async () => {
   };
   const pc = new RTCPeerConnection();
   window.pc = pc;
+  // What rtcgw sends, as Chromium plays it out (its NetEQ, its Opus decoder
+  // with in-band FEC), captured from the remote track while `recording`.
+  window.recorded = [];
+  window.recording = false;
+  pc.ontrack = e => {
+    const el = new Audio();
+    el.muted = true;
+    el.srcObject = new MediaStream([e.track]);
+    el.play().catch(() => {});
+    const src = ctx.createMediaStreamSource(new MediaStream([e.track]));
+    const proc = ctx.createScriptProcessor(4096, 1, 1);
+    proc.onaudioprocess = ev => {
+      if (window.recording) window.recorded.push(Float32Array.from(ev.inputBuffer.getChannelData(0)));
+    };
+    src.connect(proc);
+    proc.connect(ctx.destination);
+    window.procs = (window.procs || []).concat([proc]);
+  };
+  // The previous call's capture stops with its call.
+  window.stopRecording = () => { for (const p of window.procs || []) p.disconnect(); window.procs = []; };
+  window.takeRecording = () => {
+    window.recording = false;
+    const n = window.recorded.reduce((a, c) => a + c.length, 0);
+    const s16 = new Int16Array(n);
+    let i = 0;
+    for (const c of window.recorded) for (const v of c) s16[i++] = Math.max(-32768, Math.min(32767, v * 32768));
+    const bytes = new Uint8Array(s16.buffer);
+    let bin = '';
+    for (let k = 0; k < bytes.length; k += 0x8000) bin += String.fromCharCode.apply(null, bytes.subarray(k, k + 0x8000));
+    return JSON.stringify({rate: ctx.sampleRate, b64: btoa(bin)});
+  };
   const tr = pc.addTransceiver(dst.stream.getAudioTracks()[0], {direction: 'sendrecv', streams: [dst.stream]});
   const codecs = RTCRtpSender.getCapabilities('audio').codecs;
   const pick = t => codecs.filter(c => c.mimeType.toLowerCase() === t);
@@ -915,21 +946,28 @@ BROWSER_SPEECH_JS = """(async () => {
   return pc.localDescription.sdp;
 })()"""
 
-async def run_browser_call(gw, browser, imp, seed, speech, red, timeout_s=60):
-    """One bridged call, Chromium -> `imp` -> rtcgw -> PCMU peer; scores
-    W->L. Returns the score and the codec Chromium sent with."""
+async def run_browser_call(gw, browser, imp, seed, speech, red, timeout_s=60, direction="w2l"):
+    """One bridged call with headless Chromium as the WebRTC peer. "w2l":
+    Chromium speaks, `imp` between it and rtcgw, the PCMU peer's arrivals
+    scored; returns also the codec Chromium sent with. "l2w": the PCMU peer
+    speaks, `imp` between rtcgw and Chromium, what Chromium plays out
+    scored (its decoder uses the in-band FEC that rtcgw sends)."""
     import base64
 
     from browser import answer_js
 
-    web = ImpairRelay(a_to_b=imp, seed=f"{seed}/webrtc", max_seconds=timeout_s)
+    browser_speaks = direction == "w2l"
+    web = ImpairRelay(a_to_b=imp if browser_speaks else Impairment(), b_to_a=Impairment() if browser_speaks else imp,
+                      seed=f"{seed}/webrtc", max_seconds=timeout_s)
     leg = ImpairRelay(a_to_b=Impairment(), seed=f"{seed}/legacy", max_seconds=timeout_s)
     band = gw.band
-    peer = RtpPeer(np.zeros(band.rate, np.int16), max_seconds=timeout_s, band=band)
+    quiet = np.zeros(band.rate, np.int16)
+    peer = RtpPeer(quiet if browser_speaks else speech, max_seconds=timeout_s, band=band)
+    sent_speech = speech if browser_speaks else quiet
     web.start()
     leg.start()
     try:
-        b64 = base64.b64encode(speech.astype("<i2").tobytes()).decode()
+        b64 = base64.b64encode(sent_speech.astype("<i2").tobytes()).decode()
         offer = browser.eval(BROWSER_SPEECH_JS % dict(b64=json.dumps(b64), rate=band.rate,
                                                       red="true" if red else "false"))
         # Chromium gathers on the host's own IPv4 address (loopback only
@@ -943,18 +981,36 @@ async def run_browser_call(gw, browser, imp, seed, speech, red, timeout_s=60):
         if state != "connected":
             raise RuntimeError(f"Chromium's connection: {state}")
         await asyncio.sleep(WARMUP_S)
-        browser.eval("playSpeech()")
+        if browser_speaks:
+            browser.eval("playSpeech()")
+        else:
+            browser.eval("window.recording = true")
+            peer.go()
         await asyncio.sleep(len(speech) / band.rate + TAIL_S + 0.1)
+        played = None if browser_speaks else json.loads(browser.eval("takeRecording()"))
         stats = gw.stats()
         await gw.teardown(handle)
     finally:
         try:
-            browser.eval("pc && pc.close()")
+            browser.eval("window.stopRecording && stopRecording(), window.pc && pc.close()")
         except Exception:
             pass
         peer.stop()
         web.close()
         leg.close()
+    if not browser_speaks:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        x = np.frombuffer(base64.b64decode(played["b64"]), "<i2").astype(np.float64)
+        rate = int(played["rate"])  # the AudioContext's: 44.1 or 48 kHz
+        g = gcd(rate, band.rate)
+        l2w = dict(mos=pesq_score(speech, resample_poly(x, band.rate // g, rate // g), band), seconds=len(x) / rate,
+                   peak=float(np.abs(x).max(initial=0)))
+        if os.environ.get("QOSLAB_DEBUG"):
+            np.save(f"/tmp/qos-debug-browser-{seed}.npy", x)
+        return dict(w2l={}, l2w=l2w, relays=dict(webrtc=web.counters), stats=stats)
     w2l = score(speech, None, units_from_rtp(peer.received, band), band.rate, band)
     w2l["concealed"] = speech_concealment(stats)
     # What Chromium sent, by the RTP payload types the relay saw (its own
@@ -980,31 +1036,39 @@ def speech_concealment(stats):
 
 
 def red_lab(seeds, out, cells=None):
-    """RED on and off through rtcgw, Chromium sending, same seeds."""
+    """Opus FEC and RED on and off with headless Chromium as the WebRTC
+    peer, same seeds: W->L Chromium sending Opus alone or RED; L->W rtcgw
+    sending with its in-band FEC on (the default) or off
+    (`webrtc.opus.fec = false`), Chromium playing it out."""
     from browser import Chromium
 
     cells = [cell(n) for n in (cells or RED_CELLS)]
-    sw = utterance(UTTERANCE_W2L)
-    plan = [(c, s, red) for c in cells for s in seeds for red in (False, True)]
+    sw, sl = utterance(UTTERANCE_W2L), utterance(UTTERANCE_L2W)
+    kinds = {"Chromium, Opus": ("on", "w2l", False), "Chromium, Opus + RED": ("on", "w2l", True),
+             "rtcgw FEC on": ("on", "l2w", False), "rtcgw FEC off": ("off", "l2w", False)}
+    plan = [(c, s, k) for c in cells for s in seeds for k in kinds]
     results = []
-    gw = Rtcgw(out / "rtcgw-red")
+    gws = {"on": Rtcgw(out / "rtcgw"), "off": Rtcgw(out / "rtcgw-fec-off", "[webrtc.opus]\nfec = false\n")}
     browser = Chromium(out / "chromium")
     try:
-        for i, (c, seed, red) in enumerate(plan):
-            variant = "Opus + RED" if red else "Opus"
-            progress(i, len(plan), f"Chromium {variant} | {c.name} | seed {seed}")
+        for i, (c, seed, variant) in enumerate(plan):
+            fec, direction, red = kinds[variant]
+            progress(i, len(plan), f"{variant} | {c.name} | seed {seed}")
             try:
-                r = asyncio.run(run_browser_call(gw, browser, c.imp, seed, sw, red))
+                r = asyncio.run(run_browser_call(gws[fec], browser, c.imp, seed, sw if direction == "w2l" else sl,
+                                                 red, direction=direction))
             except Exception as e:
                 r = dict(error=str(e))
-            r.update(system="rtcgw", variant=f"Chromium, {variant}", cell=c.name, group=c.group, x=c.x, seed=seed)
+            r.update(system="rtcgw", variant=variant, cell=c.name, group=c.group, x=c.x, seed=seed)
             results.append(r)
-            progress(i + 1, len(plan), f"Chromium {variant} | {c.name} | W->L MOS "
-                     f"{fmt(r.get('w2l', {}).get('mos'))} sent {r.get('sent_with')}"
+            got = r.get(direction, {})
+            progress(i + 1, len(plan), f"{variant} | {c.name} | {direction} MOS {fmt(got.get('mos'))}"
+                     + (f" sent {r.get('sent_with')}" if direction == "w2l" else "")
                      + (f" ERROR {r['error'][:40]}" if "error" in r else ""))
     finally:
         browser.close()
-        gw.close()
+        for g in gws.values():
+            g.close()
     return results
 
 
@@ -1087,9 +1151,10 @@ def main(argv=None):
                         "cells default to " + ", ".join(WIDEBAND_CELLS).replace("%", "%%")
                         + "; no knobs, no capacity")
     p.add_argument("--red", action="store_true",
-                   help="Opus with and without RED through rtcgw, headless Chromium sending (aiortc cannot "
-                        "send RED); cells default to " + ", ".join(RED_CELLS).replace("%", "%%")
-                        + "; W->L only, no rtpengine, no knobs, no capacity")
+                   help="Opus RED and FEC on and off through rtcgw with headless Chromium as the WebRTC peer "
+                        "(aiortc cannot send RED nor decode FEC): W->L Chromium sending Opus or RED, L->W rtcgw "
+                        "sending with FEC on or off; cells default to " + ", ".join(RED_CELLS).replace("%", "%%")
+                        + "; no rtpengine, no knobs, no capacity")
     p.add_argument("--warmup", type=float, default=WARMUP_S,
                    help="seconds between the connection and the speech (default %(default)s); longer lets "
                         "NetEQ settle from its start-up delay before anything is measured")
@@ -1255,6 +1320,24 @@ def _report_red(runs, bench_md):
         pct = lambda v: "-" if v is None else f"{100 * v:.1f}%"  # noqa: E731
         lines.append(f"| {c} | {fmt(a['w2l_mos'])} | {fmt(b['w2l_mos'])} | {fmt(d, '+.2f')} "
                      f"| {pct(a['w2l_concealed'])} | {pct(b['w2l_concealed'])} | {', '.join(sent)} |")
+    rows = [(c, agg.get(("rtcgw", "rtcgw FEC on", c)), agg.get(("rtcgw", "rtcgw FEC off", c))) for c in RED_CELLS]
+    if any(on and off for _, on, off in rows):
+        def per_packet(variant, c):
+            rs = [r["relays"]["webrtc"]["b_to_a"] for r in data["results"]
+                  if r["variant"] == variant and r["cell"] == c and "error" not in r]
+            return sum(x["bytes"] for x in rs) / max(1, sum(x["packets"] for x in rs))
+
+        lines += ["", "L->W, rtcgw's own Opus encoder with in-band FEC on (the default) and off "
+                  "(`webrtc.opus.fec = false`): PCMU peer -> rtcgw -> impairment -> Chromium, PESQ NB of what "
+                  "Chromium plays out (captured from its remote track with WebAudio), and the bytes per packet "
+                  "rtcgw sent (SRTP, at the relay):", "",
+                  "| cell | FEC on: MOS | FEC off: MOS | on - off | bytes/packet on | bytes/packet off |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for c, on, off in rows:
+            if on and off:
+                d = None if on["l2w_mos"] is None or off["l2w_mos"] is None else on["l2w_mos"] - off["l2w_mos"]
+                lines.append(f"| {c} | {fmt(on['l2w_mos'])} | {fmt(off['l2w_mos'])} | {fmt(d, '+.2f')} "
+                             f"| {per_packet('rtcgw FEC on', c):.0f} | {per_packet('rtcgw FEC off', c):.0f} |")
     lines += _failed(data["results"])
     text = "\n".join(lines) + "\n"
     _replace_section(bench_md, "qos-red", text)
