@@ -73,8 +73,18 @@ class Chromium:
             self.log.close()
 
 
-# A caller with a 1 kHz WebAudio tone; resolves to the complete offer
-# (non-trickle: every candidate gathered).
+# The end of an offering script: create and apply the offer on `pc`, wait for
+# every candidate (non-trickle), resolve to the complete offer.
+OFFER_AND_GATHER_JS = """
+  await pc.setLocalDescription(await pc.createOffer());
+  if (pc.iceGatheringState !== 'complete') {
+    await new Promise(r => pc.addEventListener('icegatheringstatechange',
+      () => pc.iceGatheringState === 'complete' && r()));
+  }
+  return pc.localDescription.sdp;
+})()"""
+
+# A caller with a 1 kHz WebAudio tone; resolves to the complete offer.
 OFFER_JS = """(async () => {
   const ctx = new AudioContext();
   const osc = ctx.createOscillator();
@@ -84,14 +94,7 @@ OFFER_JS = """(async () => {
   osc.start();
   const pc = new RTCPeerConnection();
   window.pc = pc;
-  window.sender = pc.addTrack(dst.stream.getAudioTracks()[0], dst.stream);
-  await pc.setLocalDescription(await pc.createOffer());
-  if (pc.iceGatheringState !== 'complete') {
-    await new Promise(r => pc.addEventListener('icegatheringstatechange',
-      () => pc.iceGatheringState === 'complete' && r()));
-  }
-  return pc.localDescription.sdp;
-})()"""
+  window.sender = pc.addTrack(dst.stream.getAudioTracks()[0], dst.stream);""" + OFFER_AND_GATHER_JS
 
 
 def answer_js(sdp):

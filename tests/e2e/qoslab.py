@@ -937,14 +937,7 @@ BROWSER_SPEECH_JS = """(async () => {
   const tr = pc.addTransceiver(dst.stream.getAudioTracks()[0], {direction: 'sendrecv', streams: [dst.stream]});
   const codecs = RTCRtpSender.getCapabilities('audio').codecs;
   const pick = t => codecs.filter(c => c.mimeType.toLowerCase() === t);
-  tr.setCodecPreferences(%(red)s ? [...pick('audio/red'), ...pick('audio/opus')] : pick('audio/opus'));
-  await pc.setLocalDescription(await pc.createOffer());
-  if (pc.iceGatheringState !== 'complete') {
-    await new Promise(r => pc.addEventListener('icegatheringstatechange',
-      () => pc.iceGatheringState === 'complete' && r()));
-  }
-  return pc.localDescription.sdp;
-})()"""
+  tr.setCodecPreferences(%(red)s ? [...pick('audio/red'), ...pick('audio/opus')] : pick('audio/opus'));"""
 
 async def run_browser_call(gw, browser, imp, seed, speech, red, timeout_s=60, direction="w2l"):
     """One bridged call with headless Chromium as the WebRTC peer. "w2l":
@@ -954,7 +947,7 @@ async def run_browser_call(gw, browser, imp, seed, speech, red, timeout_s=60, di
     scored (its decoder uses the in-band FEC that rtcgw sends)."""
     import base64
 
-    from browser import answer_js
+    from browser import OFFER_AND_GATHER_JS, answer_js
 
     browser_speaks = direction == "w2l"
     web = ImpairRelay(a_to_b=imp if browser_speaks else Impairment(), b_to_a=Impairment() if browser_speaks else imp,
@@ -969,7 +962,7 @@ async def run_browser_call(gw, browser, imp, seed, speech, red, timeout_s=60, di
     try:
         b64 = base64.b64encode(sent_speech.astype("<i2").tobytes()).decode()
         offer = browser.eval(BROWSER_SPEECH_JS % dict(b64=json.dumps(b64), rate=band.rate,
-                                                      red="true" if red else "false"))
+                                                      red="true" if red else "false") + OFFER_AND_GATHER_JS)
         # Chromium gathers on the host's own IPv4 address (loopback only
         # when it has no other): the relay sends to it there, on this host.
         hosts = re.findall(r"a=candidate:\S+ 1 udp \d+ (\d+\.\d+\.\d+\.\d+) (\d+) typ host", offer, re.I)
