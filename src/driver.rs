@@ -121,6 +121,29 @@ fn route_uri(route: &RouteConfig, to: &str) -> String {
 }
 
 /// SIP status for a call that could not be set up.
+/// Completes a bridge with the callee's answer (a 183's when `early`) off
+/// the driver loop; the outcome comes back as [`AppMsg::BridgeUp`].
+fn spawn_bridge_up(
+    calls: &Arc<Calls>,
+    app_tx: &mpsc::Sender<AppMsg>,
+    id: CallId,
+    inbound: CallRef,
+    sdp: String,
+    early: bool,
+) {
+    let (calls, app_tx) = (calls.clone(), app_tx.clone());
+    tokio::spawn(async move {
+        let result = calls.complete_bridge(&id, &sdp).await;
+        let _ = app_tx
+            .send(AppMsg::BridgeUp {
+                call: inbound,
+                early,
+                result,
+            })
+            .await;
+    });
+}
+
 fn sip_status(e: &CallError) -> (u16, String) {
     match e {
         CallError::Offer(OfferError::Malformed(r)) => (400, format!("Bad Request ({r})")),
@@ -420,17 +443,7 @@ pub async fn run_sip(
                             // Early media: bring the bridge up on the 183's
                             // answer; the caller gets 183 with ours.
                             bridges.early.insert(inbound, Early::Starting);
-                            let (calls, app_tx) = (calls.clone(), app_tx.clone());
-                            tokio::spawn(async move {
-                                let result = calls.complete_bridge(&id, &sdp).await;
-                                let _ = app_tx
-                                    .send(AppMsg::BridgeUp {
-                                        call: inbound,
-                                        early: true,
-                                        result,
-                                    })
-                                    .await;
-                            });
+                            spawn_bridge_up(&calls, &app_tx, id, inbound, sdp, true);
                         }
                         _ if bridges.early.contains_key(&inbound) => {}
                         _ => ua.provisional(
@@ -463,19 +476,8 @@ pub async fn run_sip(
                             bridges.early.insert(inbound, Early::StartingAnswered);
                         }
                         None => {
-                            let (calls, app_tx) = (calls.clone(), app_tx.clone());
-                            tokio::spawn(async move {
-                                let result = calls
-                                    .complete_bridge(&id, sdp.as_deref().unwrap_or_default())
-                                    .await;
-                                let _ = app_tx
-                                    .send(AppMsg::BridgeUp {
-                                        call: inbound,
-                                        early: false,
-                                        result,
-                                    })
-                                    .await;
-                            });
+                            let sdp = sdp.unwrap_or_default();
+                            spawn_bridge_up(&calls, &app_tx, id, inbound, sdp, false);
                         }
                     }
                 }

@@ -151,6 +151,30 @@ fn spawn_pump<T: Send + 'static>(
     })
 }
 
+/// Each call's count of received frames, now.
+fn rx_frames<T>(calls: &Mutex<Vec<T>>, pc_of: fn(&T) -> Arc<PeerConnection>) -> Vec<u64> {
+    let calls = calls.lock().expect("calls");
+    calls
+        .iter()
+        .map(|c| pc_of(c).audio_counters().rx_frames)
+        .collect()
+}
+
+/// How many calls received at least 90% of `frames` frames since `before`
+/// (from [`rx_frames`]).
+fn calls_with_audio<T>(
+    calls: &Mutex<Vec<T>>,
+    pc_of: fn(&T) -> Arc<PeerConnection>,
+    before: &[u64],
+    frames: f64,
+) -> usize {
+    rx_frames(calls, pc_of)
+        .iter()
+        .zip(before)
+        .filter(|(now, b)| (*now - *b) as f64 > 0.9 * frames)
+        .count()
+}
+
 /// The load client's own libwebrtc runtime (the offerers' side).
 fn client_runtime(address: IpAddr, port_min: u16, port_max: u16) -> Result<Runtime, RtcError> {
     Runtime::new(&RuntimeSettings {
@@ -174,7 +198,8 @@ pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
     };
     let calls: Arc<Mutex<Vec<LoadCall>>> = Arc::default();
 
-    let pump = spawn_pump(&runtime, calls.clone(), |c: &LoadCall| c.pc.clone());
+    let pc_of = |c: &LoadCall| c.pc.clone();
+    let pump = spawn_pump(&runtime, calls.clone(), pc_of);
 
     let idle = sample(o.gateway_pid)?;
     let codec = crate::rtc::opus_roundtrip_cpu(3000);
@@ -226,25 +251,14 @@ pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
             todo -= batch;
         }
         tokio::time::sleep(Duration::from_secs(2)).await; // ICE + DTLS settle
-        let before: Vec<u64> = calls
-            .lock()
-            .expect("calls")
-            .iter()
-            .map(|c| c.pc.audio_counters().rx_frames)
-            .collect();
+        let before = rx_frames(&calls, pc_of);
         let s0 = sample(o.gateway_pid)?;
         let t0 = Instant::now();
         tokio::time::sleep(o.hold).await;
         let s1 = sample(o.gateway_pid)?;
         let wall = t0.elapsed().as_secs_f64();
         let expected = wall * 100.0;
-        let with_audio = calls
-            .lock()
-            .expect("calls")
-            .iter()
-            .zip(&before)
-            .filter(|(c, b)| (c.pc.audio_counters().rx_frames - **b) as f64 > 0.9 * expected)
-            .count();
+        let with_audio = calls_with_audio(&calls, pc_of, &before, expected);
         let cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / CLK_TCK / wall * 100.0;
         let per_call = cpu / n as f64;
         let _ = writeln!(

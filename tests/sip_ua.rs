@@ -99,6 +99,17 @@ impl H {
             self.events.push(e);
         }
     }
+    /// An outbound INVITE to bob with a minimal offer: the call and the
+    /// request as sent.
+    fn call_bob(&mut self) -> (CallRef, rtcgw::sip::message::Request) {
+        let uri = format!("sip:bob@{PEER}");
+        let call = self
+            .ua
+            .invite(self.now, &uri, "alice", "v=0\r\n".into())
+            .unwrap();
+        self.drain();
+        (call, sent_requests(self, Method::Invite).remove(0))
+    }
     fn input(&mut self, bytes: Vec<u8>) {
         self.ua.handle_input(self.now, peer(), &bytes);
         self.drain();
@@ -400,11 +411,7 @@ fn outbound_invite_is_acked_on_2xx_and_follows_the_route_set() {
 #[test]
 fn outbound_invite_refused_or_unanswered_is_rejected() {
     let mut h = H::new();
-    let call =
-        h.ua.invite(h.now, &format!("sip:bob@{PEER}"), "alice", "v=0\r\n".into())
-            .unwrap();
-    h.drain();
-    let inv = sent_requests(&h, Method::Invite).remove(0);
+    let (call, inv) = h.call_bob();
     h.input(answer_to(&inv, 486, ""));
     assert!(
         h.events
@@ -442,11 +449,7 @@ fn outbound_invite_refused_or_unanswered_is_rejected() {
 #[test]
 fn hanging_up_a_ringing_outbound_call_cancels_it() {
     let mut h = H::new();
-    let call =
-        h.ua.invite(h.now, &format!("sip:bob@{PEER}"), "alice", "v=0\r\n".into())
-            .unwrap();
-    h.drain();
-    let inv = sent_requests(&h, Method::Invite).remove(0);
+    let (call, inv) = h.call_bob();
     h.input(answer_to(&inv, 180, ""));
     h.ua.hangup(h.now, call, "caller left");
     h.drain();
@@ -471,11 +474,7 @@ fn hanging_up_a_ringing_outbound_call_cancels_it() {
 #[test]
 fn a_2xx_crossing_our_cancel_is_acked_and_byed() {
     let mut h = H::new();
-    let call =
-        h.ua.invite(h.now, &format!("sip:bob@{PEER}"), "alice", "v=0\r\n".into())
-            .unwrap();
-    h.drain();
-    let inv = sent_requests(&h, Method::Invite).remove(0);
+    let (call, inv) = h.call_bob();
     h.ua.hangup(h.now, call, "caller left");
     h.drain();
     assert_eq!(sent_requests(&h, Method::Cancel).len(), 1);
@@ -721,11 +720,7 @@ fn we_refresh_with_update_when_the_caller_cannot() {
 #[test]
 fn outbound_invite_asks_for_timers_and_follows_the_callees_choice() {
     let mut h = H::with_timers();
-    let call =
-        h.ua.invite(h.now, &format!("sip:bob@{PEER}"), "alice", "v=0\r\n".into())
-            .unwrap();
-    h.drain();
-    let inv = sent_requests(&h, Method::Invite).remove(0);
+    let (call, inv) = h.call_bob();
     assert_eq!(inv.headers.get("Session-Expires"), Some("1800"));
     assert_eq!(inv.headers.get("Min-SE"), Some("90"));
     h.input(answer_to(

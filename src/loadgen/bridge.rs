@@ -26,7 +26,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::ng::NgClient;
-use super::{CLK_TCK, LoadError, http, percentile, sample, spawn_pump};
+use super::{
+    CLK_TCK, LoadError, calls_with_audio, http, percentile, rx_frames, sample, spawn_pump,
+};
 use crate::rtc::{CallSettings, PeerConnection, Runtime};
 use crate::sip::message::{Message, NameAddr, Request, Response};
 
@@ -530,7 +532,8 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
     };
 
     let calls: Arc<Mutex<Vec<BridgedCall>>> = Arc::default();
-    let pump = spawn_pump(&runtime, calls.clone(), |c: &BridgedCall| c.pc.clone());
+    let pc_of = |c: &BridgedCall| c.pc.clone();
+    let pump = spawn_pump(&runtime, calls.clone(), pc_of);
 
     let idle = sample(o.gateway_pid)?;
     // Codec-only ceiling: 3000 frames = 30 s of one call's audio.
@@ -579,12 +582,7 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             }
         };
         tokio::time::sleep(Duration::from_secs(2)).await; // ICE + DTLS settle
-        let rx_before: Vec<u64> = calls
-            .lock()
-            .expect("calls")
-            .iter()
-            .map(|c| c.pc.audio_counters().rx_frames)
-            .collect();
+        let rx_before = rx_frames(&calls, pc_of);
         let (f0, s0, c0, m0) = (
             frames_of(ng.is_none(), o.api).await?,
             sample(o.gateway_pid)?,
@@ -600,13 +598,7 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             machine_busy_ticks(),
         );
         let wall = t0.elapsed().as_secs_f64();
-        let with_audio = calls
-            .lock()
-            .expect("calls")
-            .iter()
-            .zip(&rx_before)
-            .filter(|(c, b)| (c.pc.audio_counters().rx_frames - **b) as f64 > 0.9 * wall * 100.0)
-            .count();
+        let with_audio = calls_with_audio(&calls, pc_of, &rx_before, wall * 100.0);
         let frames = f1.frames - f0.frames;
         let late_pct = (f1.late - f0.late) as f64 / frames.max(1) as f64 * 100.0;
         let cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / CLK_TCK / wall * 100.0;

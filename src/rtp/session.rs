@@ -415,6 +415,15 @@ impl RtpSession {
 mod tests {
     use super::*;
 
+    /// Two sessions facing each other: SSRC 7 and SSRC 8.
+    fn pair(t0: Instant) -> (RtpSession, RtpSession) {
+        let b = SessionConfig {
+            local_ssrc: 8,
+            ..cfg()
+        };
+        (RtpSession::new(cfg(), t0), RtpSession::new(b, t0))
+    }
+
     fn cfg() -> SessionConfig {
         SessionConfig {
             remote: "192.0.2.1:4000".parse().unwrap(),
@@ -504,14 +513,7 @@ mod tests {
     #[test]
     fn dtmf_and_rtcp_round_trip_with_rtt() {
         let t0 = Instant::now();
-        let mut a = RtpSession::new(cfg(), t0);
-        let mut b = RtpSession::new(
-            SessionConfig {
-                local_ssrc: 8,
-                ..cfg()
-            },
-            t0,
-        );
+        let (mut a, mut b) = pair(t0);
         let from = cfg().remote;
         // a sends audio to b; b reports; a computes the RTT from b's RR.
         let mut buf = Vec::new();
@@ -546,14 +548,7 @@ mod tests {
     #[test]
     fn the_peers_report_block_tells_how_our_stream_arrives() {
         let t0 = Instant::now();
-        let mut a = RtpSession::new(cfg(), t0); // local SSRC 7
-        let mut b = RtpSession::new(
-            SessionConfig {
-                local_ssrc: 8,
-                ..cfg()
-            },
-            t0,
-        );
+        let (mut a, mut b) = pair(t0); // local SSRCs 7 and 8
         let from = cfg().remote;
         // Packets 1..=8 of a's stream reach b, minus 3 and 6: 2 of 8 lost.
         for seq in (1..=8u16).filter(|s| *s != 3 && *s != 6) {
