@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <utility>
 
@@ -112,23 +111,22 @@ MediaStats Convert(const cricket::VoiceMediaInfo& info) {
   return m;
 }
 
-// Shared by the tasks of one run (one per signaling thread).
+// Shared by the tasks of one run (one per signaling thread). Each task
+// writes its own calls' slots; the last one to finish (the atomic count
+// orders their writes before its read) hands all of them to Rust.
 struct Run {
   explicit Run(size_t n, size_t groups, rust::Box<MediaStatsCtx> ctx)
       : results(n), remaining(groups), ctx(std::move(ctx)) {}
   std::vector<MediaStats> results;
   std::atomic<size_t> remaining;
-  std::mutex done_mu;
-  std::optional<rust::Box<MediaStatsCtx>> ctx;
+  rust::Box<MediaStatsCtx> ctx;
 
   void GroupDone() {
     if (remaining.fetch_sub(1) != 1) return;
     rust::Vec<MediaStats> out;
     out.reserve(results.size());
     for (auto& r : results) out.push_back(std::move(r));
-    std::lock_guard<std::mutex> lock(done_mu);
-    if (ctx) media_stats_done(std::move(*ctx), std::move(out));
-    ctx.reset();
+    media_stats_done(std::move(ctx), std::move(out));
   }
 };
 
@@ -144,12 +142,9 @@ void MediaStatsBatch::run(bool clear_rates, rust::Box<MediaStatsCtx> ctx) {
   std::map<std::pair<rtc::Thread*, rtc::Thread*>, std::vector<size_t>> groups;
   for (size_t i = 0; i < calls_.size(); ++i)
     groups[{calls_[i]->signaling, calls_[i]->worker}].push_back(i);
-  auto run = std::make_shared<Run>(calls_.size(), groups.size(), std::move(ctx));
-  if (groups.empty()) {
-    run->remaining = 1;
-    run->GroupDone();
-    return;
-  }
+  auto run = std::make_shared<Run>(calls_.size(), std::max<size_t>(groups.size(), 1),
+                                   std::move(ctx));
+  if (groups.empty()) return run->GroupDone();
   for (auto& [threads, idx] : groups) {
     auto calls = std::make_shared<std::vector<std::shared_ptr<PcState>>>();
     for (size_t i : idx) calls->push_back(calls_[i]);
