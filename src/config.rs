@@ -408,7 +408,7 @@ impl Config {
         }
         let sip = &self.sip;
         for net in &sip.allowed_sources {
-            if let Err(e) = net.parse::<crate::sip::ua::IpNet>() {
+            if let Err(e) = net.parse::<rtcgw_proto::sip::ua::IpNet>() {
                 return Err(ConfigError::Invalid {
                     key: "sip.allowed_sources",
                     value: format!("{net} ({e})"),

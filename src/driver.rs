@@ -16,12 +16,12 @@ use tokio::time::Instant;
 use crate::call::{CallError, CallId, Calls};
 use crate::config::{RouteConfig, SipConfig};
 use crate::rtc::RtcError;
-use crate::sdp::OfferError;
-use crate::sdp::legacy::LegacySdpError;
-use crate::sip::message::{content_length, header_end};
-use crate::sip::session_timer::SessionTimerConfig;
-use crate::sip::tsx::{Peer, Timers, Transport};
-use crate::sip::ua::{CallRef, SipCounters, UaConfig, UaEvent, UserAgent};
+use rtcgw_proto::sdp::OfferError;
+use rtcgw_proto::sdp::legacy::LegacySdpError;
+use rtcgw_proto::sip::message::{content_length, header_end};
+use rtcgw_proto::sip::session_timer::SessionTimerConfig;
+use rtcgw_proto::sip::tsx::{Peer, Timers, Transport};
+use rtcgw_proto::sip::ua::{CallRef, SipCounters, UaConfig, UaEvent, UserAgent};
 
 /// Largest SIP message accepted on a stream before the connection is closed.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -386,7 +386,7 @@ pub async fn run_sip(
                         let uri = route_uri(&route, &to);
                         tokio::spawn(async move {
                             // A WebRTC caller gets a legacy callee, and back.
-                            let caller_legacy = crate::sdp::is_legacy_offer(&o);
+                            let caller_legacy = rtcgw_proto::sdp::is_legacy_offer(&o);
                             let result = if caller_legacy {
                                 calls.create_bridge_from_legacy(&o).await
                             } else {
@@ -403,12 +403,15 @@ pub async fn run_sip(
                         });
                         continue;
                     }
-                    if offer.as_deref().is_some_and(crate::sdp::is_legacy_offer) {
+                    if offer
+                        .as_deref()
+                        .is_some_and(rtcgw_proto::sdp::is_legacy_offer)
+                    {
                         legacy_dialogs.insert(call);
                     }
                     tokio::spawn(async move {
                         let result = match offer {
-                            Some(o) if crate::sdp::is_legacy_offer(&o) => {
+                            Some(o) if rtcgw_proto::sdp::is_legacy_offer(&o) => {
                                 calls.create_demo_legacy(&o).await
                             }
                             Some(o) => calls.create_demo(&o).await,
@@ -558,7 +561,7 @@ pub async fn run_sip(
 fn send(
     udp: &UdpSocket,
     conns: &mut HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
-    out: crate::sip::ua::Outgoing,
+    out: rtcgw_proto::sip::ua::Outgoing,
     frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
     closed_tx: &mpsc::Sender<SocketAddr>,
 ) {

@@ -13,10 +13,10 @@ use axum::{Json, Router};
 
 use crate::call::{CallError, CallId, Calls};
 use crate::rtc::RtcError;
-use crate::sip::ua::SipCounters;
 use crate::stats::collect::{Histogram, LegTotals};
-use crate::stats::model::LegKind;
 use crate::stats::poller::StatsService;
+use rtcgw_proto::sip::ua::SipCounters;
+use rtcgw_proto::stats::model::LegKind;
 
 /// What the HTTP handlers share.
 #[derive(Clone)]
@@ -546,7 +546,10 @@ fn stats_families(out: &mut String, st: &ApiState, refused: &[(String, u64)]) {
     let hist = |m: &std::collections::BTreeMap<_, Histogram>| {
         m.iter()
             .map(
-                |((leg, dir), h): (&(LegKind, crate::stats::model::Direction), &Histogram)| {
+                |((leg, dir), h): (
+                    &(LegKind, rtcgw_proto::stats::model::Direction),
+                    &Histogram,
+                )| {
                     (
                         vec![leg.as_str().to_string(), dir.as_str().to_string()],
                         h.clone(),

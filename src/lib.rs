@@ -11,7 +11,4 @@ pub mod http;
 pub mod loadgen;
 pub mod media;
 pub mod rtc;
-pub mod rtp;
-pub mod sdp;
-pub mod sip;
 pub mod stats;

@@ -302,7 +302,7 @@ fn thread_cpu() -> Duration {
 /// with the codec-only cost (encode + decode) measured in the same run.
 pub fn bench_legacy(streams: usize, secs: u64) -> Result<String, RtcError> {
     use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta};
-    use crate::rtp::session::{Received, RtpSession, SessionConfig};
+    use rtcgw_proto::rtp::session::{Received, RtpSession, SessionConfig};
 
     let codecs = [
         ("PCMU", 0u8, 8000u32, 1u32, ""),
@@ -341,7 +341,7 @@ pub fn bench_legacy(streams: usize, secs: u64) -> Result<String, RtcError> {
         for (i, f) in frames.iter().enumerate() {
             if let Some(ts) = far.encode(f, Tone::RATE, &mut payload) {
                 let mut pkt = Vec::new();
-                crate::rtp::packet::RtpPacket {
+                rtcgw_proto::rtp::packet::RtpPacket {
                     marker: false,
                     payload_type: pt,
                     seq: i as u16 / 2,

@@ -9,9 +9,9 @@ use rtcgw::call::Calls;
 use rtcgw::config::{Config, DEFAULT_TOML};
 use rtcgw::media::Clip;
 use rtcgw::rtc::{Runtime, RuntimeSettings};
-use rtcgw::sip::ua::SipCounters;
 use rtcgw::stats::export::{Exporter, Target};
 use rtcgw::stats::poller::StatsService;
+use rtcgw_proto::sip::ua::SipCounters;
 
 /// rtcgw: a WebRTC <-> SIP media gateway around libwebrtc.
 #[derive(Parser, Debug)]

@@ -51,7 +51,7 @@ async fn connect(rt: &Runtime) -> (Arc<PeerConnection>, Arc<PeerConnection>) {
     let answer = b.answer(&offer).await.unwrap();
     a.apply_answer(&answer).await.unwrap();
     for sdp in [&offer, &answer] {
-        let cands = rtcgw::sdp::candidate_addresses(sdp);
+        let cands = rtcgw_proto::sdp::candidate_addresses(sdp);
         assert!(
             !cands.is_empty() && cands.iter().all(|c| c == "127.0.0.1"),
             "{cands:?}"

@@ -11,11 +11,11 @@ use tokio::sync::oneshot;
 
 use super::legacy::{run, session_id};
 use super::{CallError, CallId, Calls, Leg, close_off_thread, sdp_or_close};
+use crate::media::ports::PortLease;
 use crate::media::{FrameSink, FrameSource};
 use crate::rtc::PeerConnection;
 use crate::rtc::apm::{Apm, ApmSettings};
-use crate::rtp::ports::PortLease;
-use crate::sdp::{self, legacy};
+use rtcgw_proto::sdp::{self, legacy};
 
 /// What the browser sends, as the legacy leg's source.
 struct FromWebrtc {

@@ -13,14 +13,14 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Active, CallError, CallId, CallInfo, Calls, Leg, LegacyStats};
+use crate::media::ports::PortLease;
 use crate::media::{FrameSink, FrameSource, Recorder, Tone};
 use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta, Srtp};
-use crate::rtp::dtmf::DtmfSender;
-use crate::rtp::packet::is_rtcp;
-use crate::rtp::ports::PortLease;
-use crate::rtp::session::{Received, RtpSession, SessionConfig};
-use crate::sdp::legacy::{self, Negotiated};
-use crate::stats::model::{
+use rtcgw_proto::rtp::dtmf::DtmfSender;
+use rtcgw_proto::rtp::packet::is_rtcp;
+use rtcgw_proto::rtp::session::{Received, RtpSession, SessionConfig};
+use rtcgw_proto::sdp::legacy::{self, Negotiated};
+use rtcgw_proto::stats::model::{
     DecodingCounts, InboundStats, LegKind, LegStats, NetEqFigures, OutboundStats,
 };
 

@@ -10,13 +10,13 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::config::Config;
-use crate::rtp::ports::PortPool;
+use crate::media::ports::PortPool;
 
 mod bridge;
 mod legacy;
 use crate::media::{Clip, FrameSink, FrameSource, Recorder, Tone};
 use crate::rtc::{CallSettings, PcEvent, PeerConnection, RtcError, RtcStats, Runtime};
-use crate::sdp::{self, OfferError};
+use rtcgw_proto::sdp::{self, OfferError};
 
 /// Opaque call identifier, unique in the process.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
@@ -44,7 +44,7 @@ pub enum CallError {
     #[error("shutting down: no new calls")]
     Draining,
     #[error(transparent)]
-    Legacy(#[from] crate::sdp::legacy::LegacySdpError),
+    Legacy(#[from] rtcgw_proto::sdp::legacy::LegacySdpError),
     #[error("legacy leg: {0}")]
     Media(String),
 }
@@ -66,7 +66,7 @@ pub struct CallInfo {
 
 /// A legacy leg's latest statistics, refreshed each second by its media
 /// task; None until the first refresh.
-pub type LegacyStats = Arc<Mutex<Option<crate::stats::model::LegStats>>>;
+pub type LegacyStats = Arc<Mutex<Option<rtcgw_proto::stats::model::LegStats>>>;
 
 /// The media side of a call.
 enum Leg {
@@ -628,7 +628,7 @@ pub(crate) async fn watch_events(
     info: Arc<Mutex<CallInfo>>,
     mut events: mpsc::Receiver<PcEvent>,
 ) {
-    let mut dtmf = crate::rtp::dtmf::DtmfReceiver::default();
+    let mut dtmf = rtcgw_proto::rtp::dtmf::DtmfReceiver::default();
     while let Some(ev) = events.recv().await {
         tracing::debug!(call = %id, ?ev, "peer connection event");
         if let PcEvent::DtmfPacket {

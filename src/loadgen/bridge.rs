@@ -30,7 +30,7 @@ use super::{
     CLK_TCK, LoadError, calls_with_audio, http, percentile, rx_frames, sample, spawn_pump,
 };
 use crate::rtc::{CallSettings, PeerConnection, Runtime};
-use crate::sip::message::{Message, NameAddr, Request, Response};
+use rtcgw_proto::sip::message::{Message, NameAddr, Request, Response};
 
 #[derive(Debug, Clone)]
 pub struct BridgeLoadOptions {
@@ -316,7 +316,7 @@ fn spawn_reflector(
             let Ok((n, from)) = sock.recv_from(&mut buf) else {
                 continue; // timeout: check `stop`
             };
-            if n >= 12 && !crate::rtp::packet::is_rtcp(&buf[..n]) {
+            if n >= 12 && !rtcgw_proto::rtp::packet::is_rtcp(&buf[..n]) {
                 let _ = sock.send_to(&buf[..n], from);
                 echoed += 1;
             }

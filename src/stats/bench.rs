@@ -15,12 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::export::{Exporter, Target};
-use super::model::{InboundStats, LegKind, LegStats, OutboundStats};
 use super::poller::StatsService;
 use crate::call::{CallId, CallInfo, LegHandles, unix_ms};
 use crate::rtc::{
     CallSettings, OpusSettings, PeerConnection, RtcError, Runtime, RuntimeSettings, WebrtcLogLevel,
 };
+use rtcgw_proto::stats::model::{InboundStats, LegKind, LegStats, OutboundStats};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

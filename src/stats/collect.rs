@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use super::emodel::{self, CodecImpairment};
-use super::model::*;
 use crate::rtc::{MediaStats, RtcStats};
+use rtcgw_proto::stats::emodel::{self, CodecImpairment};
+use rtcgw_proto::stats::model::*;
 
 /// Histogram bucket bounds for MOS: G.107 Table B.1's satisfaction classes
 /// (R 50/60/70/80/90) plus the ends of the scale.

@@ -11,9 +11,9 @@ use tokio::sync::mpsc;
 
 use super::collect::{self, Collector};
 use super::export::Exporter;
-use super::model::{CallStats, LegStats, Record};
 use crate::call::{CallInfo, Calls, Ended, LegHandles, unix_ms};
 use crate::rtc;
+use rtcgw_proto::stats::model::{CallStats, LegStats, Record};
 
 /// A getStats that has not answered by then is skipped for this poll.
 const GETSTATS_TIMEOUT: Duration = Duration::from_secs(2);
@@ -134,7 +134,7 @@ impl StatsService {
             (!legs.is_empty()).then_some(legs),
         );
         for l in &end.legs {
-            let mos = |d: &Option<super::model::DirectionSummary>| {
+            let mos = |d: &Option<rtcgw_proto::stats::model::DirectionSummary>| {
                 d.as_ref().and_then(|d| d.mos).map(|m| m.avg)
             };
             tracing::info!(

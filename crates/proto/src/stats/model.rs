@@ -321,7 +321,7 @@ mod tests {
     #[test]
     fn the_documented_schema_names_every_field_and_the_version() {
         let schema: serde_json::Value =
-            serde_json::from_str(include_str!("../../docs/stats.schema.json")).unwrap();
+            serde_json::from_str(include_str!("../../../../docs/stats.schema.json")).unwrap();
         let mut documented = Default::default();
         keys(&schema, &mut documented);
         let q = Some(Quality {

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rtcgw::sip::message::{Message, Method, Response};
-use rtcgw::sip::session_timer::SessionTimerConfig;
-use rtcgw::sip::tsx::{Peer, Timers, Transport};
-use rtcgw::sip::ua::{CallRef, UaConfig, UaEvent, UserAgent};
+use rtcgw_proto::sip::message::{Message, Method, Response};
+use rtcgw_proto::sip::session_timer::SessionTimerConfig;
+use rtcgw_proto::sip::tsx::{Peer, Timers, Transport};
+use rtcgw_proto::sip::ua::{CallRef, UaConfig, UaEvent, UserAgent};
 
 const PEER: &str = "127.0.0.1:5070";
 
@@ -101,7 +101,7 @@ impl H {
     }
     /// An outbound INVITE to bob with a minimal offer: the call and the
     /// request as sent.
-    fn call_bob(&mut self) -> (CallRef, rtcgw::sip::message::Request) {
+    fn call_bob(&mut self) -> (CallRef, rtcgw_proto::sip::message::Request) {
         let uri = format!("sip:bob@{PEER}");
         let call = self
             .ua
@@ -321,7 +321,7 @@ fn hangup_sends_bye_and_in_dialog_requests_are_checked() {
 }
 
 /// The far end's response to our INVITE.
-fn answer_to(invite: &rtcgw::sip::message::Request, status: u16, extra: &str) -> Vec<u8> {
+fn answer_to(invite: &rtcgw_proto::sip::message::Request, status: u16, extra: &str) -> Vec<u8> {
     let mut r = Response::to(invite, status, "X", Some("callee"));
     for line in extra.split("\r\n").filter(|l| !l.is_empty()) {
         let (n, v) = line.split_once(": ").unwrap();
@@ -330,7 +330,7 @@ fn answer_to(invite: &rtcgw::sip::message::Request, status: u16, extra: &str) ->
     Message::Response(r).to_bytes()
 }
 
-fn sent_requests(h: &H, method: Method) -> Vec<rtcgw::sip::message::Request> {
+fn sent_requests(h: &H, method: Method) -> Vec<rtcgw_proto::sip::message::Request> {
     h.out
         .iter()
         .filter_map(|(_, m)| match m {

@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rtcgw::sip::message::{Message, Method, Request, Response};
-use rtcgw::sip::tsx::{Peer, Received, Timers, Transactions, Transport, TsxEvent};
+use rtcgw_proto::sip::message::{Message, Method, Request, Response};
+use rtcgw_proto::sip::tsx::{Peer, Received, Timers, Transactions, Transport, TsxEvent};
 
 fn peer(t: Transport) -> Peer {
     Peer {

@@ -1,5 +1,7 @@
 //! Audio sources and sinks for calls, in 10 ms mono frames.
 
+pub mod ports;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
