@@ -301,7 +301,8 @@ fn thread_cpu() -> Duration {
 /// 10 ms of outgoing audio into RTP. Returns a Markdown table row per codec,
 /// with the codec-only cost (encode + decode) measured in the same run.
 pub fn bench_legacy(streams: usize, secs: u64) -> Result<String, RtcError> {
-    use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta};
+    use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings};
+    use rtcgw_proto::rtp::id::{Pt, Ssrc};
     use rtcgw_proto::rtp::session::{Received, RtpSession, SessionConfig};
 
     let codecs = [
@@ -343,10 +344,10 @@ pub fn bench_legacy(streams: usize, secs: u64) -> Result<String, RtcError> {
                 let mut pkt = Vec::new();
                 rtcgw_proto::rtp::packet::RtpPacket {
                     marker: false,
-                    payload_type: pt,
+                    payload_type: Pt(pt),
                     seq: i as u16 / 2,
                     timestamp: ts,
-                    ssrc: 9,
+                    ssrc: Ssrc(9),
                     payload: &payload,
                 }
                 .write(&mut pkt);
@@ -363,12 +364,13 @@ pub fn bench_legacy(streams: usize, secs: u64) -> Result<String, RtcError> {
             let cfg = SessionConfig {
                 remote: from,
                 strict_source: false,
-                audio_pt: pt,
+                audio_pt: Pt(pt),
                 dtmf_pt: None,
                 clock_rate: rate,
                 media_timeout: Duration::from_secs(3600),
                 rtcp_interval: Duration::from_secs(5),
-                local_ssrc: 1,
+                local_ssrc: Ssrc(1),
+                initial_seq: 0,
             };
             legs.push((
                 RtpSession::new(cfg, start),
@@ -385,19 +387,12 @@ pub fn bench_legacy(streams: usize, secs: u64) -> Result<String, RtcError> {
                 if tick % 2 == 0 {
                     let pkt = &packets[(tick / 2) as usize];
                     if let Received::Media(p) = session.handle_datagram(now, from, pkt) {
-                        let meta = RtpMeta {
-                            seq: p.seq,
-                            timestamp: p.timestamp,
-                            ssrc: p.ssrc,
-                            payload_type: p.payload_type,
-                            marker: p.marker,
-                        };
-                        neteq.insert(now, meta, p.payload);
+                        neteq.insert(now, &p);
                     }
                 }
                 neteq.get_audio(now, &mut pcm);
                 if let Some(ts) = encoder.encode(f, Tone::RATE, &mut enc_out) {
-                    session.build_rtp(&enc_out, ts, pt, false, &mut rtp_out);
+                    session.build_rtp(&enc_out, ts, Pt(pt), false, &mut rtp_out);
                 }
             }
         }
@@ -414,14 +409,15 @@ pub fn bench_legacy(streams: usize, secs: u64) -> Result<String, RtcError> {
                 let f = &frames[i as usize];
                 let now = start + Duration::from_millis((r * secs * 100 + i) * 10);
                 if let Some(ts) = enc.encode(f, Tone::RATE, &mut enc_out) {
-                    let meta = RtpMeta {
+                    let p = rtcgw_proto::rtp::packet::RtpPacket {
                         seq: (r * secs * 50 + i / 2) as u16,
                         timestamp: ts,
-                        ssrc: 3,
-                        payload_type: pt,
+                        ssrc: Ssrc(3),
+                        payload_type: Pt(pt),
                         marker: false,
+                        payload: &enc_out,
                     };
-                    dec.insert(now, meta, &enc_out);
+                    dec.insert(now, &p);
                 }
                 dec.get_audio(now, &mut pcm);
             }

@@ -8,7 +8,9 @@ use common::power_at;
 use std::time::{Duration, Instant};
 
 use rtcgw::media::{FrameSource, Tone};
-use rtcgw::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, NetEqStats, RtpMeta};
+use rtcgw::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, NetEqStats};
+use rtcgw_proto::rtp::id::{Pt, Ssrc};
+use rtcgw_proto::rtp::packet::RtpPacket;
 
 /// xorshift64*: a small seeded generator, so a seed gives the same network.
 struct Rng(u64);
@@ -102,14 +104,15 @@ fn run_codec(
         let now = start + Duration::from_millis(now_ms);
         while next < packets.len() && packets[next].0 <= now_ms {
             let (_, seq, timestamp, ref p) = packets[next];
-            let meta = RtpMeta {
+            let packet = RtpPacket {
                 seq,
                 timestamp,
-                ssrc: 42,
-                payload_type: pt,
+                ssrc: Ssrc(42),
+                payload_type: Pt(pt),
                 marker: false,
+                payload: p,
             };
-            assert!(neteq.insert(now, meta, p), "insert {} pt {pt}", codec.name);
+            assert!(neteq.insert(now, &packet), "insert {} pt {pt}", codec.name);
             next += 1;
         }
         assert!(neteq.get_audio(now, &mut frame));
@@ -236,14 +239,15 @@ fn same_seed_same_network() {
 fn unknown_payload_type_is_refused_not_fatal() {
     let now = Instant::now();
     let neteq = NetEq::new(settings(), &[pcmu()], now).unwrap();
-    let meta = RtpMeta {
+    let packet = RtpPacket {
         seq: 1,
         timestamp: 0,
-        ssrc: 1,
-        payload_type: 99,
+        ssrc: Ssrc(1),
+        payload_type: Pt(99),
         marker: false,
+        payload: &[0u8; 160],
     };
-    assert!(!neteq.insert(now, meta, &[0u8; 160]));
+    assert!(!neteq.insert(now, &packet));
     let mut out = Vec::new();
     assert!(neteq.get_audio(now, &mut out));
     assert_eq!(out.len(), 480);

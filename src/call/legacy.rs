@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::{Active, CallError, CallId, CallInfo, Calls, Leg, LegacyStats};
 use crate::media::ports::PortLease;
 use crate::media::{FrameSink, FrameSource, Recorder, Tone};
-use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, RtpMeta, Srtp};
+use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, Srtp};
 use rtcgw_proto::rtp::dtmf::DtmfSender;
-use rtcgw_proto::rtp::packet::is_rtcp;
+use rtcgw_proto::rtp::id::Ssrc;
+use rtcgw_proto::rtp::packet::{DropReason, is_rtcp};
 use rtcgw_proto::rtp::session::{Received, RtpSession, SessionConfig};
 use rtcgw_proto::sdp::legacy::{self, Negotiated};
 use rtcgw_proto::stats::model::{
@@ -126,7 +127,7 @@ pub(super) fn session_id() -> u64 {
 
 fn spec(c: &legacy::Codec) -> CodecSpec {
     CodecSpec {
-        payload_type: c.pt,
+        payload_type: c.pt.0,
         name: c.name.clone(),
         clock_rate: c.clock_rate,
         channels: c.channels,
@@ -196,7 +197,8 @@ impl Calls {
                     Duration::from_secs(cfg.media_timeout_s)
                 },
                 rtcp_interval: Duration::from_secs(cfg.rtcp_interval_s),
-                local_ssrc: rand::random(),
+                local_ssrc: Ssrc(rand::random()),
+                initial_seq: rand::random(),
             },
             now,
         );
@@ -408,7 +410,7 @@ pub(super) async fn run(
                             plain.extend_from_slice(&buf[..n]);
                             let rtcp = is_rtcp(&plain);
                             if !inbound.apply(&mut plain, rtcp, true) {
-                                *m.session.dropped.entry("srtp_auth_failed").or_default() += 1;
+                                *m.session.dropped.entry(DropReason::SrtpAuthFailed).or_default() += 1;
                                 continue;
                             }
                             &plain
@@ -417,9 +419,8 @@ pub(super) async fn run(
                     };
                     match m.session.handle_datagram(now, from, data) {
                         Received::Media(p) => {
-                            let meta = RtpMeta { seq: p.seq, timestamp: p.timestamp, ssrc: p.ssrc, payload_type: p.payload_type, marker: p.marker };
-                            if !m.neteq.insert(now, meta, p.payload) {
-                                *m.session.dropped.entry("neteq_refused").or_default() += 1;
+                            if !m.neteq.insert(now, &p) {
+                                *m.session.dropped.entry(DropReason::NetEqRefused).or_default() += 1;
                             }
                         }
                         Received::Dtmf(digits) => {
@@ -443,7 +444,7 @@ pub(super) async fn run(
                     if ok {
                         let _ = m.session.handle_datagram(Instant::now(), from, &packet);
                     } else {
-                        *m.session.dropped.entry("srtp_auth_failed").or_default() += 1;
+                        *m.session.dropped.entry(DropReason::SrtpAuthFailed).or_default() += 1;
                     }
                 }
             },
@@ -495,7 +496,7 @@ pub(super) async fn run(
     let sink_report = sink.close();
     let mut dropped = calls.rtp_dropped.lock().expect("dropped lock");
     for (k, v) in &m.session.dropped {
-        *dropped.entry(k).or_default() += v;
+        *dropped.entry(k.as_str()).or_default() += v;
     }
     drop(dropped);
     let r = &m.session.recv;

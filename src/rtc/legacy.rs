@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use cxx::UniquePtr;
+use rtcgw_proto::rtp::packet::RtpPacket;
 
 use super::sys::ffi;
 use super::{MAX_FRAME_SAMPLES, RtcError, no_error};
@@ -23,16 +24,6 @@ pub struct NetEqSettings {
 pub struct NetEq {
     ptr: UniquePtr<ffi::NetEqStream>,
     epoch: Instant,
-}
-
-/// One RTP packet's fields NetEq needs.
-#[derive(Debug, Clone, Copy)]
-pub struct RtpMeta {
-    pub seq: u16,
-    pub timestamp: u32,
-    pub ssrc: u32,
-    pub payload_type: u8,
-    pub marker: bool,
 }
 
 impl NetEq {
@@ -55,16 +46,16 @@ impl NetEq {
     }
 
     /// False when NetEq refused the packet (unknown payload type...).
-    pub fn insert(&self, now: Instant, rtp: RtpMeta, payload: &[u8]) -> bool {
+    pub fn insert(&self, now: Instant, rtp: &RtpPacket<'_>) -> bool {
         let t = self.ms(now);
         self.ptr.insert(
             t,
             rtp.seq,
             rtp.timestamp,
-            rtp.ssrc,
-            rtp.payload_type,
+            rtp.ssrc.0,
+            rtp.payload_type.0,
             rtp.marker,
-            payload,
+            rtp.payload,
         ) == 0
     }
 

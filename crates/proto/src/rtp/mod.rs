@@ -2,5 +2,6 @@
 //! the session that latches, reports and paces.
 
 pub mod dtmf;
+pub mod id;
 pub mod packet;
 pub mod session;

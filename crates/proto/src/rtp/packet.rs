@@ -1,8 +1,10 @@
 //! RTP and RTCP packets (RFC 3550 sections 5 and 6): validated parsing and
 //! serialisation. Bad input is an error naming what is wrong, never a panic.
 
+use super::id::{Pt, Ssrc};
+
 /// Why a datagram is not a usable RTP/RTCP packet (also a metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, thiserror::Error)]
 #[non_exhaustive]
 pub enum RtpError {
     #[error("shorter than a fixed header")]
@@ -19,16 +21,44 @@ pub enum RtpError {
     BadRtcpLength,
 }
 
-impl RtpError {
-    pub fn label(self) -> &'static str {
+/// Why a received datagram was dropped on a legacy leg: the label of
+/// `rtcgw_rtp_dropped_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    Malformed(RtpError),
+    /// From another address than the latched or signalled one.
+    WrongSource,
+    /// Neither the negotiated codec nor telephone-event.
+    UnknownPayloadType,
+    /// SDES-SRTP authentication failed (or replay).
+    SrtpAuthFailed,
+    /// NetEq would not take the packet.
+    NetEqRefused,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::Truncated => "truncated",
-            Self::BadVersion => "bad_version",
-            Self::CsrcPastEnd => "csrc_past_end",
-            Self::ExtensionPastEnd => "extension_past_end",
-            Self::PaddingPastEnd => "padding_past_end",
-            Self::BadRtcpLength => "bad_rtcp_length",
+            Self::Malformed(e) => match e {
+                RtpError::Truncated => "truncated",
+                RtpError::BadVersion => "bad_version",
+                RtpError::CsrcPastEnd => "csrc_past_end",
+                RtpError::ExtensionPastEnd => "extension_past_end",
+                RtpError::PaddingPastEnd => "padding_past_end",
+                RtpError::BadRtcpLength => "bad_rtcp_length",
+            },
+            Self::WrongSource => "wrong_source",
+            Self::UnknownPayloadType => "unknown_payload_type",
+            Self::SrtpAuthFailed => "srtp_auth_failed",
+            Self::NetEqRefused => "neteq_refused",
         }
+    }
+}
+
+impl From<RtpError> for DropReason {
+    fn from(e: RtpError) -> Self {
+        Self::Malformed(e)
     }
 }
 
@@ -36,10 +66,11 @@ impl RtpError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RtpPacket<'a> {
     pub marker: bool,
-    pub payload_type: u8,
+    pub payload_type: Pt,
+    /// As on the wire; [`super::id::SeqNo::extend`] counts its wraps.
     pub seq: u16,
     pub timestamp: u32,
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     pub payload: &'a [u8],
 }
 
@@ -84,10 +115,10 @@ impl<'a> RtpPacket<'a> {
         }
         Ok(Self {
             marker: buf[1] & 0x80 != 0,
-            payload_type: buf[1] & 0x7f,
+            payload_type: Pt(buf[1] & 0x7f),
             seq: u16::from_be_bytes([buf[2], buf[3]]),
             timestamp: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
-            ssrc: u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]]),
+            ssrc: Ssrc(u32::from_be_bytes([buf[8], buf[9], buf[10], buf[11]])),
             payload: &buf[off..end],
         })
     }
@@ -96,10 +127,10 @@ impl<'a> RtpPacket<'a> {
     pub fn write(&self, out: &mut Vec<u8>) {
         out.clear();
         out.push(0x80);
-        out.push(u8::from(self.marker) << 7 | (self.payload_type & 0x7f));
+        out.push(u8::from(self.marker) << 7 | (self.payload_type.0 & 0x7f));
         out.extend_from_slice(&self.seq.to_be_bytes());
         out.extend_from_slice(&self.timestamp.to_be_bytes());
-        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(&self.ssrc.0.to_be_bytes());
         out.extend_from_slice(self.payload);
     }
 }
@@ -135,10 +166,10 @@ mod tests {
         let mut v = Vec::new();
         RtpPacket {
             marker: true,
-            payload_type: 0,
+            payload_type: Pt(0),
             seq: 65535,
             timestamp: 160,
-            ssrc: 0xdeadbeef,
+            ssrc: Ssrc(0xdeadbeef),
             payload,
         }
         .write(&mut v);
@@ -152,7 +183,7 @@ mod tests {
         assert!(p.marker);
         assert_eq!(
             (p.payload_type, p.seq, p.timestamp, p.ssrc),
-            (0, 65535, 160, 0xdeadbeef)
+            (Pt(0), 65535, 160, Ssrc(0xdeadbeef))
         );
         assert_eq!(p.payload, &[1, 2, 3]);
         assert!(!is_rtcp(&buf));

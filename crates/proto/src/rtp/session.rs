@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::dtmf::{Digit, DtmfReceiver};
-use super::packet::{RtpError, RtpPacket, check_rtcp, is_rtcp};
+use super::id::{Pt, SeqNo, Ssrc};
+use super::packet::{DropReason, RtpPacket, check_rtcp, is_rtcp};
 
 /// What a received datagram turned out to be.
 #[derive(Debug, PartialEq, Eq)]
@@ -20,7 +21,7 @@ pub enum Received<'a> {
     Dtmf(Vec<Digit>),
     Rtcp,
     /// Dropped; the reason is counted.
-    Dropped(&'static str),
+    Dropped(DropReason),
 }
 
 #[derive(Debug, Clone)]
@@ -29,22 +30,25 @@ pub struct SessionConfig {
     pub remote: SocketAddr,
     /// Only accept media from `remote` (no latching).
     pub strict_source: bool,
-    pub audio_pt: u8,
-    pub dtmf_pt: Option<u8>,
+    pub audio_pt: Pt,
+    pub dtmf_pt: Option<Pt>,
     pub clock_rate: u32,
     pub media_timeout: Duration,
     pub rtcp_interval: Duration,
-    pub local_ssrc: u32,
+    pub local_ssrc: Ssrc,
+    /// Our first sequence number is the one after this (random, RFC 3550
+    /// section 5.1; chosen by the caller, which owns the randomness).
+    pub initial_seq: u16,
 }
 
 /// Receive statistics of the current remote SSRC (RFC 3550 A.1, A.3, A.8).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RecvStats {
-    pub ssrc: u32,
+    pub ssrc: Ssrc,
     pub packets: u64,
     pub bytes: u64,
-    pub base_seq: u64,
-    pub max_seq: u64,
+    pub base_seq: SeqNo,
+    pub max_seq: SeqNo,
     /// Interarrival jitter in RTP clock units.
     pub jitter: f64,
     pub ssrc_changes: u64,
@@ -56,7 +60,7 @@ impl RecvStats {
         if self.packets == 0 {
             0
         } else {
-            self.max_seq - self.base_seq + 1
+            self.max_seq.0 - self.base_seq.0 + 1
         }
     }
 
@@ -79,7 +83,7 @@ pub struct RtpSession {
     started: bool,
     timed_out: bool,
     dtmf: DtmfReceiver,
-    pub dropped: BTreeMap<&'static str, u64>,
+    pub dropped: BTreeMap<DropReason, u64>,
     // Sending side.
     seq: u16,
     pub sent_packets: u64,
@@ -118,6 +122,7 @@ impl RtpSession {
     pub fn new(cfg: SessionConfig, now: Instant) -> Self {
         Self {
             next_rtcp: now + cfg.rtcp_interval,
+            seq: cfg.initial_seq,
             cfg,
             start: now,
             latched: None,
@@ -128,7 +133,6 @@ impl RtpSession {
             timed_out: false,
             dtmf: DtmfReceiver::default(),
             dropped: BTreeMap::new(),
-            seq: (now.elapsed().subsec_nanos() & 0x7fff) as u16,
             sent_packets: 0,
             sent_bytes: 0,
             last_sent_ts: 0,
@@ -146,8 +150,8 @@ impl RtpSession {
         &mut self,
         now: Instant,
         remote: SocketAddr,
-        audio_pt: u8,
-        dtmf_pt: Option<u8>,
+        audio_pt: Pt,
+        dtmf_pt: Option<Pt>,
         clock_rate: u32,
     ) {
         if remote != self.cfg.remote {
@@ -166,7 +170,7 @@ impl RtpSession {
         self.latched.unwrap_or(self.cfg.remote)
     }
 
-    fn drop(&mut self, why: &'static str) -> Received<'static> {
+    fn drop(&mut self, why: DropReason) -> Received<'static> {
         *self.dropped.entry(why).or_default() += 1;
         Received::Dropped(why)
     }
@@ -178,12 +182,12 @@ impl RtpSession {
         buf: &'a [u8],
     ) -> Received<'a> {
         if self.cfg.strict_source && from != self.cfg.remote {
-            return self.drop("wrong_source");
+            return self.drop(DropReason::WrongSource);
         }
         if let Some(l) = self.latched
             && l != from
         {
-            return self.drop("wrong_source");
+            return self.drop(DropReason::WrongSource);
         }
         if is_rtcp(buf) {
             return match check_rtcp(buf) {
@@ -191,16 +195,16 @@ impl RtpSession {
                     self.handle_rtcp(now, buf);
                     Received::Rtcp
                 }
-                Err(e) => self.drop(e.label()),
+                Err(e) => self.drop(e.into()),
             };
         }
         let p = match RtpPacket::parse(buf) {
             Ok(p) => p,
-            Err(e) => return self.drop(RtpError::label(e)),
+            Err(e) => return self.drop(e.into()),
         };
         let is_dtmf = Some(p.payload_type) == self.cfg.dtmf_pt;
         if p.payload_type != self.cfg.audio_pt && !is_dtmf {
-            return self.drop("unknown_payload_type");
+            return self.drop(DropReason::UnknownPayloadType);
         }
         // Symmetric RTP (RFC 4961): answer where media really comes from.
         if self.latched.is_none() {
@@ -228,8 +232,8 @@ impl RtpSession {
             let rtt = self.recv.rtt_ms;
             self.recv = RecvStats {
                 ssrc: p.ssrc,
-                base_seq: u64::from(p.seq),
-                max_seq: u64::from(p.seq),
+                base_seq: SeqNo::from(p.seq),
+                max_seq: SeqNo::from(p.seq),
                 ssrc_changes: changes,
                 rtt_ms: rtt,
                 ..Default::default()
@@ -239,15 +243,7 @@ impl RtpSession {
             self.prior_received = 0;
             self.started = true;
         } else {
-            // Extend the 16-bit sequence number (RFC 3550 A.1, simplified:
-            // the closest 64-bit value to the highest seen).
-            let max = self.recv.max_seq;
-            let cand = (max & !0xffff) | u64::from(p.seq);
-            let ext = [cand.wrapping_sub(0x10000), cand, cand + 0x10000]
-                .into_iter()
-                .filter(|c| *c < u64::MAX / 2)
-                .min_by_key(|c| c.abs_diff(max))
-                .unwrap_or(cand);
+            let ext = self.recv.max_seq.extend(p.seq);
             self.recv.max_seq = self.recv.max_seq.max(ext);
             self.recv.base_seq = self.recv.base_seq.min(ext);
         }
@@ -285,7 +281,7 @@ impl RtpSession {
                 self.last_sr = Some((mid, now));
             }
             for b in blocks.chunks_exact(24).take(rc) {
-                let ssrc = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                let ssrc = Ssrc(u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                 let lsr = u32::from_be_bytes([b[16], b[17], b[18], b[19]]);
                 let dlsr = u32::from_be_bytes([b[20], b[21], b[22], b[23]]);
                 if ssrc == self.cfg.local_ssrc {
@@ -315,7 +311,7 @@ impl RtpSession {
         &mut self,
         payload: &[u8],
         timestamp: u32,
-        payload_type: u8,
+        payload_type: Pt,
         marker: bool,
         out: &mut Vec<u8>,
     ) {
@@ -349,7 +345,7 @@ impl RtpSession {
         out.push(0x80 | blocks as u8);
         out.push(pt);
         out.extend_from_slice(&(words as u16).to_be_bytes());
-        out.extend_from_slice(&self.cfg.local_ssrc.to_be_bytes());
+        out.extend_from_slice(&self.cfg.local_ssrc.0.to_be_bytes());
         if sending {
             out.extend_from_slice(&ntp(now, self.start).to_be_bytes());
             out.extend_from_slice(&self.last_sent_ts.to_be_bytes());
@@ -370,10 +366,10 @@ impl RtpSession {
             self.prior_expected = expected;
             self.prior_received = self.recv.packets;
             let lost = self.recv.lost().clamp(-0x80_0000, 0x7f_ffff) as i32;
-            out.extend_from_slice(&self.recv.ssrc.to_be_bytes());
+            out.extend_from_slice(&self.recv.ssrc.0.to_be_bytes());
             out.push(fraction);
             out.extend_from_slice(&lost.to_be_bytes()[1..]);
-            out.extend_from_slice(&(self.recv.max_seq as u32).to_be_bytes());
+            out.extend_from_slice(&(self.recv.max_seq.0 as u32).to_be_bytes());
             out.extend_from_slice(&(self.recv.jitter as u32).to_be_bytes());
             let (lsr, dlsr) = match self.last_sr {
                 Some((mid, at)) => (
@@ -392,7 +388,7 @@ impl RtpSession {
         out.push(0x81);
         out.push(202);
         out.extend_from_slice(&((padded / 4) as u16).to_be_bytes());
-        out.extend_from_slice(&self.cfg.local_ssrc.to_be_bytes());
+        out.extend_from_slice(&self.cfg.local_ssrc.0.to_be_bytes());
         out.push(1);
         out.push(cname.len() as u8);
         out.extend_from_slice(cname);
@@ -418,7 +414,7 @@ mod tests {
     /// Two sessions facing each other: SSRC 7 and SSRC 8.
     fn pair(t0: Instant) -> (RtpSession, RtpSession) {
         let b = SessionConfig {
-            local_ssrc: 8,
+            local_ssrc: Ssrc(8),
             ..cfg()
         };
         (RtpSession::new(cfg(), t0), RtpSession::new(b, t0))
@@ -428,12 +424,13 @@ mod tests {
         SessionConfig {
             remote: "192.0.2.1:4000".parse().unwrap(),
             strict_source: false,
-            audio_pt: 0,
-            dtmf_pt: Some(101),
+            audio_pt: Pt(0),
+            dtmf_pt: Some(Pt(101)),
             clock_rate: 8000,
             media_timeout: Duration::from_secs(5),
             rtcp_interval: Duration::from_secs(5),
-            local_ssrc: 7,
+            local_ssrc: Ssrc(7),
+            initial_seq: 100,
         }
     }
 
@@ -441,10 +438,10 @@ mod tests {
         let mut v = Vec::new();
         RtpPacket {
             marker: false,
-            payload_type: pt,
+            payload_type: Pt(pt),
             seq,
             timestamp: ts,
-            ssrc,
+            ssrc: Ssrc(ssrc),
             payload,
         }
         .write(&mut v);
@@ -470,13 +467,13 @@ mod tests {
         let other: SocketAddr = "203.0.113.1:1".parse().unwrap();
         assert_eq!(
             s.handle_datagram(t0, other, &rtp(3, 0, 42, 0, &[0; 4])),
-            Received::Dropped("wrong_source")
+            Received::Dropped(DropReason::WrongSource)
         );
         // SSRC change: counters restart.
         s.handle_datagram(t0, nat, &rtp(9000, 0, 43, 0, &[0; 4]));
         assert_eq!(
             (s.recv.ssrc, s.recv.packets, s.recv.ssrc_changes),
-            (43, 1, 1)
+            (Ssrc(43), 1, 1)
         );
     }
 
@@ -501,7 +498,10 @@ mod tests {
             (vec![0x80, 200, 0, 40, 1, 2, 3, 4], "bad_rtcp_length"),
         ];
         for (pkt, why) in cases {
-            assert_eq!(s.handle_datagram(t0, from, &pkt), Received::Dropped(why));
+            match s.handle_datagram(t0, from, &pkt) {
+                Received::Dropped(r) => assert_eq!(r.as_str(), why),
+                other => panic!("{why}: {other:?}"),
+            }
         }
         assert_eq!(s.dropped.values().sum::<u64>(), 6);
         assert!(matches!(
@@ -517,7 +517,7 @@ mod tests {
         let from = cfg().remote;
         // a sends audio to b; b reports; a computes the RTT from b's RR.
         let mut buf = Vec::new();
-        a.build_rtp(&[0; 160], 0, 0, true, &mut buf);
+        a.build_rtp(&[0; 160], 0, Pt(0), true, &mut buf);
         b.handle_datagram(t0, from, &buf);
         let t1 = t0 + Duration::from_secs(5);
         assert!(a.poll_rtcp(t1, &mut buf), "SR due");

@@ -7,13 +7,15 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use webrtc_sdp::address::ExplicitlyTypedAddress;
+
+use crate::rtp::id::Pt;
 use webrtc_sdp::attribute_type::{SdpAttribute, SdpAttributeType};
 use webrtc_sdp::media_type::{SdpFormatList, SdpMedia, SdpMediaValue, SdpProtocolValue};
 
 /// A codec on the legacy leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Codec {
-    pub pt: u8,
+    pub pt: Pt,
     /// As written in SDP ("PCMU", "opus", "telephone-event").
     pub name: String,
     /// RTP clock rate (8000 for G.722, RFC 3551).
@@ -28,8 +30,8 @@ impl Codec {
     }
 
     /// The static payload types of RFC 3551 we know, for m-lines without rtpmap.
-    fn static_pt(pt: u8) -> Option<Self> {
-        let (name, rate) = match pt {
+    fn static_pt(pt: Pt) -> Option<Self> {
+        let (name, rate) = match pt.0 {
             0 => ("PCMU", 8000),
             8 => ("PCMA", 8000),
             9 => ("G722", 8000),
@@ -232,21 +234,24 @@ pub fn parse(sdp: &str) -> Result<ParsedSdp, LegacySdpError> {
             return Err(LegacySdpError::NotIp(domain.clone()));
         }
     };
-    let pts: Vec<u8> = match m.get_formats() {
-        SdpFormatList::Integers(v) => v.iter().filter_map(|p| u8::try_from(*p).ok()).collect(),
+    let pts: Vec<Pt> = match m.get_formats() {
+        SdpFormatList::Integers(v) => v
+            .iter()
+            .filter_map(|p| u8::try_from(*p).ok().filter(|p| *p < 128).map(Pt))
+            .collect(),
         _ => Vec::new(),
     };
     let mut all = Vec::new();
     for pt in pts {
         let rtpmap = m.get_attributes().iter().find_map(|a| match a {
-            SdpAttribute::Rtpmap(r) if r.payload_type == pt => Some(r),
+            SdpAttribute::Rtpmap(r) if r.payload_type == pt.0 => Some(r),
             _ => None,
         });
         let fmtp = m
             .get_attributes()
             .iter()
             .find_map(|a| match a {
-                SdpAttribute::Fmtp(f) if f.payload_type == pt => {
+                SdpAttribute::Fmtp(f) if f.payload_type == pt.0 => {
                     let s = f.to_string();
                     Some(
                         s.split_once(' ')
@@ -493,11 +498,11 @@ pub fn offer_codecs(prefs: &[String]) -> Vec<Codec> {
     let mut out = Vec::new();
     for p in prefs {
         let c = match p.to_ascii_uppercase().as_str() {
-            "PCMU" => Codec::static_pt(0),
-            "PCMA" => Codec::static_pt(8),
-            "G722" => Codec::static_pt(9),
+            "PCMU" => Codec::static_pt(Pt(0)),
+            "PCMA" => Codec::static_pt(Pt(8)),
+            "G722" => Codec::static_pt(Pt(9)),
             "OPUS" => Some(Codec {
-                pt: 111,
+                pt: Pt(111),
                 name: "opus".into(),
                 clock_rate: 48000,
                 channels: 2,
@@ -508,7 +513,7 @@ pub fn offer_codecs(prefs: &[String]) -> Vec<Codec> {
         out.extend(c);
     }
     out.push(Codec {
-        pt: 101,
+        pt: Pt(101),
         name: "telephone-event".into(),
         clock_rate: 8000,
         channels: 1,
@@ -519,7 +524,7 @@ pub fn offer_codecs(prefs: &[String]) -> Vec<Codec> {
         .any(|c| c.clock_rate == 48000 && !c.is("telephone-event"))
     {
         out.push(Codec {
-            pt: 110,
+            pt: Pt(110),
             name: "telephone-event".into(),
             clock_rate: 48000,
             channels: 1,
@@ -649,10 +654,14 @@ a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
         );
         let (sdp, n) = ans(&o, &["opus", "PCMU"]).unwrap();
         assert_eq!(n.codec.clock_rate, 48000);
-        assert_eq!(n.telephone_event.as_ref().unwrap().pt, 100);
+        assert_eq!(n.telephone_event.as_ref().unwrap().pt, Pt(100));
         assert!(sdp.contains("a=rtpmap:111 opus/48000/2\r\n"), "{sdp}");
         let (_, n) = ans(&o, &["PCMU"]).unwrap();
-        assert_eq!(n.telephone_event.as_ref().unwrap().pt, 101, "8000 for PCMU");
+        assert_eq!(
+            n.telephone_event.as_ref().unwrap().pt,
+            Pt(101),
+            "8000 for PCMU"
+        );
         // G.722's RTP clock is 8000 (RFC 3551): its events are at 8000 too.
         let g = offer(
             "m=audio 4000 RTP/AVP 9 101",
@@ -660,7 +669,7 @@ a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
         );
         assert_eq!(
             ans(&g, &["G722"]).unwrap().1.telephone_event.unwrap().pt,
-            101
+            Pt(101)
         );
     }
 
@@ -794,7 +803,7 @@ a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
         let n = accept_answer(&a, &p, 20).unwrap();
         assert_eq!(
             (n.codec.pt, n.telephone_event.as_ref().map(|t| t.pt)),
-            (0, Some(101))
+            (Pt(0), Some(Pt(101)))
         );
         assert_eq!(
             (n.remote.addr, n.remote.port),
