@@ -147,10 +147,27 @@ def test_uas_answers_by_the_rules(gateway_factory):
     assert gw.metric("rtcgw_sip_rejected_total", reason="unsupported_require") == 1
 
 
+def ruri(msg, uri):
+    """`msg` (from request()) with another Request-URI."""
+    return msg.replace("sip:demo@127.0.0.1 SIP/2.0\r\n", f"{uri} SIP/2.0\r\n", 1)
+
+
 # RFC 4475-style cases: (name, message, expectation). Expectation: a status
 # code, or None for "dropped".
 def torture():
     ok = request("OPTIONS")
+    inv = request("INVITE")
+    weird_method = "!interesting-Method0123456789_*+`.%indeed'~"
+    weird_user = "1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"
+    long_vias = "".join(
+        f"{name}: SIP/2.0/TCP sip{i}.example.com\r\n"
+        for i, name in zip(range(33, 0, -1), ["v", "V ", "ViA", "via", "VIA  ", "vIa"] * 6)
+    )
+    multipart = (
+        "--7a9cbec02ceef655\r\nContent-Type: text/plain\r\n\r\nHello\r\n--7a9cbec02ceef655\r\n"
+        "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+        "0\x82\x00\x01\r\n\r\n\x00\r\n--7a9cbec02ceef655--\r\n"
+    )
     return [
         # Valid but tortuous: must be accepted.
         ("compact forms", ok.replace("Via:", "v:").replace("Call-ID:", "i:").replace("From:", "f:")
@@ -160,12 +177,70 @@ def torture():
         ("unknown header", ok.replace("Max-Forwards", "X-Weird: ;;,,;;\r\nMax-Forwards"), 200),
         ("escaped quote display name", ok.replace("From: <sip:t@127.0.0.1>", 'From: "J \\"Q\\" R" <sip:t@127.0.0.1>'), 200),
         ("no Max-Forwards", ok.replace("Max-Forwards: 70\r\n", ""), 200),
+        # RFC 4475 3.1.1 valid messages (adapted to reach a final answer
+        # without a call): 200 for OPTIONS, 501 for an unknown method, 405
+        # for a known one rtcgw does not take.
+        ("3.1.1.2 intmeth: token method, unusual Request-URI",
+            ruri(request(weird_method), f"sip:{weird_user}:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com")
+            .replace("To: <sip:demo@127.0.0.1>", f'To: "BEL:\\\x07 NUL:\\\x00 DEL:\\\x7F" <sip:{weird_user}@example.com>')
+            .replace("Max-Forwards: 70", "Max-Forwards: 255\r\nextensionHeader-!.%*+_`'~: \ufeff\u5927\u505c\u96fb"),
+            501),
+        ("3.1.1.3 esc01: escapes in URIs", ruri(request("OPTIONS"), "sip:sips%3Auser%40example.com@example.net")
+            .replace("To: <sip:demo@127.0.0.1>", "To: sip:%75se%72@example.com")
+            .replace("Contact: <sip:t@127.0.0.1:9>", "Contact:\r\n  <sip:cal%6Cer@127.0.0.1:9;%6C%72;n%61me=v%61lue%25%34%31>"),
+            200),
+        ("3.1.1.4 escnull: %00 in URIs", request("REGISTER").replace("To: <sip:demo@127.0.0.1>", "To: sip:null-%00-null@example.com")
+            .replace("Contact: <sip:t@127.0.0.1:9>", "Contact: <sip:%00@127.0.0.1:9>\r\nContact: <sip:%00%00@127.0.0.1:9>"),
+            405),
+        ("3.1.1.6 lwsdisp: no LWS before <", request("OPTIONS").replace("From: <sip:", "From: caller<sip:"), 200),
+        ("3.1.1.7 longreq: long values, 34 Vias", request("OPTIONS")
+            .replace("To: <sip:demo@127.0.0.1>", f'To: "I have a user name of {"extreme" * 10} proportion"<sip:demo@127.0.0.1:6000;'
+                     f'unknownparam1=very{"long" * 20}value;longparam{"name" * 25}=shortvalue;very{"long" * 25}ParameterNameWithNoValue>')
+            .replace(";tag=ft1", f";tag=12{'982' * 50}424;unknownheaderparam{'name' * 20}=unknowheaderparam{'value' * 15}")
+            .replace("Max-Forwards: 70\r\n", f"Max-Forwards: 70\r\n{long_vias}Unknown-{'Long' * 20}-Name: unknown-{'long' * 20}-value\r\n"),
+            200),
+        ("3.1.1.9 semiuri: ; in the user part", ruri(request("OPTIONS"), "sip:user;par=u%40example.net@example.com")
+            .replace("Max-Forwards", "Accept: application/sdp, application/pkcs7-mime,\r\n        multipart/mixed, multipart/signed,\r\n"
+                     "        message/sip, message/sipfrag\r\nMax-Forwards"),
+            200),
+        ("3.1.1.10 transports: unknown Via transports", request("OPTIONS").replace(
+            "Max-Forwards", "".join(f"Via: SIP/2.0/{t} t{i}.example.com;branch=z9hG4bKt{i}\r\n"
+                                    for i, t in enumerate(["SCTP", "TLS", "UNKNOWN", "TCP"])) + "Max-Forwards"),
+            200),
+        ("3.1.1.11 mpart01: binary multipart body", request("MESSAGE", multipart, ctype="multipart/mixed;boundary=7a9cbec02ceef655"), 405),
+        ("3.1.1.12 unreason: stray response, any reason phrase", "SIP/2.0 200 = 2**3 * 5**2 \u043d\u043e \u0441\u0442\u043e\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKunreason\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n"
+            "Call-ID: unreason\r\nCSeq: 35 INVITE\r\nContent-Length: 0\r\n\r\n", None),
+        ("3.1.1.13 noreason: stray response, empty reason phrase", "SIP/2.0 100 \r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKnoreason\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\n"
+            "Call-ID: noreason\r\nCSeq: 35 INVITE\r\nContent-Length: 0\r\n\r\n", None),
+        ("other Request-URI schemes are not malformed", ruri(request("OPTIONS"), "tel:+1-201-555-0123"), 200),
         # Invalid but answerable: 400 with the reason.
         ("CSeq method mismatch", ok.replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"), 400),
         ("Content-Length too big", ok.replace("Content-Length: 0", "Content-Length: 500"), 400),
         ("bad Max-Forwards", ok.replace("Max-Forwards: 70", "Max-Forwards: seventy"), 400),
-        ("unknown SIP version", ok.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia", 1), 400),
         ("negative CSeq", ok.replace("CSeq: 1 OPTIONS", "CSeq: -1 OPTIONS"), 400),
+        ("3.1.2.6 quotbal: unterminated quote in To",
+            inv.replace("To: <sip:demo@127.0.0.1>", 'To: "Mr. J. User <sip:demo@127.0.0.1>'), 400),
+        ("unterminated < in From", ok.replace("From: <sip:t@127.0.0.1>", "From: <sip:t@127.0.0.1"), 400),
+        ("unterminated quote in an INVITE's Contact",
+            inv.replace("Contact: <sip:t@127.0.0.1:9>", 'Contact: "Joe <sip:t@127.0.0.1:9>'), 400),
+        ("an INVITE's Contact without host", inv.replace("Contact: <sip:t@127.0.0.1:9>", "Contact: <sip:t@:9>"), 400),
+        ("3.1.2.7 ltgtruri: <> around the Request-URI", ruri(inv, "<sip:demo@127.0.0.1>"), 400),
+        ("3.1.2.8 lwsruri: LWS in the Request-URI", ruri(inv, "sip:demo@127.0.0.1; lr"), 400),
+        ("3.1.2.9 lwsstart: several SP in the request line",
+            inv.replace("INVITE sip:demo@127.0.0.1 SIP/2.0", "INVITE  sip:demo@127.0.0.1  SIP/2.0", 1), 400),
+        # RFC 4475 lets an element reject this or ignore the SP: rtcgw rejects.
+        ("3.1.2.10 trws: SP after the version", ok.replace("SIP/2.0\r\nVia", "SIP/2.0  \r\nVia", 1), 400),
+        ("3.1.2.11 escruri: headers in the Request-URI", ruri(inv, "sip:demo@127.0.0.1?Route=%3Csip:example.com%3E"), 400),
+        ("Request-URI without host", ruri(ok, "sip:demo@"), 400),
+        ("Request-URI port out of range", ruri(ok, "sip:demo@127.0.0.1:70000"), 400),
+        ("Request-URI empty parameter", ruri(ok, "sip:demo@127.0.0.1;;lr"), 400),
+        ("not a SIP version", ok.replace("SIP/2.0\r\nVia", "HTTP/1.1\r\nVia", 1), 400),
+        # Answerable, with 505 (RFC 3261 section 8.2.2 / 21.5.7).
+        ("unknown SIP version", ok.replace("SIP/2.0\r\nVia", "SIP/7.0\r\nVia", 1), 505),
+        ("3.1.2.16 badvers: SIP/7.0 in Request-Line and Via",
+            request("OPTIONS").replace(" SIP/2.0\r\n", " SIP/7.0\r\n", 1).replace("Via: SIP/2.0/", "Via: SIP/7.0/"), 505),
         # Unanswerable: dropped.
         ("no Call-ID", ok.replace("Call-ID:", "X-Call-ID:"), None),
         ("no Via", ok.replace("Via:", "X-Via:"), None),
@@ -189,6 +264,8 @@ def test_rfc4475_style_messages_never_crash_or_wedge(gateway_factory):
             assert status == want, (name, resp[:200])
             if want == 400:
                 assert resp.split("\r\n")[0].startswith("SIP/2.0 400 Bad Request ("), (name, resp[:120])
+            if want == 505:
+                assert resp.split("\r\n")[0].startswith("SIP/2.0 505 Version Not Supported ("), (name, resp[:120])
     # Over TCP too, with two messages in one segment and one split in two.
     s = socket.create_connection(("127.0.0.1", gw.sip_port), timeout=5)
     a, b = request("OPTIONS").encode(), request("NEWMETHOD").encode()

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rtcgw_proto::sip::message::{Message, Method, Response};
+use rtcgw_proto::sip::metrics::{Rejection, SipMetrics};
 use rtcgw_proto::sip::session_timer::SessionTimerConfig;
 use rtcgw_proto::sip::tsx::{Peer, Timers, Transport};
-use rtcgw_proto::sip::ua::{CallRef, UaConfig, UaEvent, UserAgent};
+use rtcgw_proto::sip::ua::{DialogEnd, DialogRef, OutboundInvite, UaConfig, UaEvent, UserAgent};
 
 const PEER: &str = "127.0.0.1:5070";
 
@@ -18,16 +19,22 @@ fn peer() -> Peer {
     }
 }
 
-fn ua() -> UserAgent {
-    UserAgent::new(UaConfig {
+fn config() -> UaConfig {
+    UaConfig {
         timers: Timers::default(),
         local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
         allowed: vec!["127.0.0.0/8".parse().unwrap()],
+        trusted: vec!["127.0.0.0/8".parse().unwrap()],
         next_hop: None,
         user_agent: "rtcgw-test".into(),
         branch_salt: 7,
+        drain_retry_after_s: 30,
         session_timer: None,
-    })
+    }
+}
+
+fn ua() -> UserAgent {
+    UserAgent::new(config(), SipMetrics::default())
 }
 
 fn req(
@@ -53,6 +60,17 @@ CSeq: {cseq} {cseq_method}\r\nContact: <sip:ss@{PEER}>\r\nMax-Forwards: 70\r\n{c
     .into_bytes()
 }
 
+fn outbound(uri: &str, sdp: String) -> OutboundInvite {
+    OutboundInvite {
+        uri: uri.to_string(),
+        from_user: "alice".into(),
+        from_display: None,
+        asserted_identity: None,
+        privacy: None,
+        sdp,
+    }
+}
+
 struct H {
     ua: UserAgent,
     start: Instant,
@@ -67,18 +85,16 @@ impl H {
     }
     /// A user agent with RFC 4028 session timers on (1800 s, Min-SE 90).
     fn with_timers() -> Self {
-        Self::with(UserAgent::new(UaConfig {
-            timers: Timers::default(),
-            local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
-            allowed: vec!["127.0.0.0/8".parse().unwrap()],
-            next_hop: None,
-            user_agent: "rtcgw-test".into(),
-            branch_salt: 7,
-            session_timer: Some(SessionTimerConfig {
-                expires: 1800,
-                min_se: 90,
-            }),
-        }))
+        Self::with(UserAgent::new(
+            UaConfig {
+                session_timer: Some(SessionTimerConfig {
+                    expires: 1800,
+                    min_se: 90,
+                }),
+                ..config()
+            },
+            SipMetrics::default(),
+        ))
     }
     fn with(ua: UserAgent) -> Self {
         let now = Instant::now();
@@ -101,11 +117,11 @@ impl H {
     }
     /// An outbound INVITE to bob with a minimal offer: the call and the
     /// request as sent.
-    fn call_bob(&mut self) -> (CallRef, rtcgw_proto::sip::message::Request) {
+    fn call_bob(&mut self) -> (DialogRef, rtcgw_proto::sip::message::Request) {
         let uri = format!("sip:bob@{PEER}");
         let call = self
             .ua
-            .invite(self.now, &uri, "alice", "v=0\r\n".into())
+            .invite(self.now, outbound(&uri, "v=0\r\n".into()))
             .unwrap();
         self.drain();
         (call, sent_requests(self, Method::Invite).remove(0))
@@ -132,11 +148,15 @@ impl H {
             })
             .collect()
     }
-    fn invite_call(&self) -> (CallRef, Option<String>) {
+    fn invite_call(&self) -> (DialogRef, Option<String>) {
         self.events
             .iter()
             .find_map(|e| match e {
-                UaEvent::Invite { call, offer, .. } => Some((*call, offer.clone())),
+                UaEvent::Invite {
+                    dialog: call,
+                    offer,
+                    ..
+                } => Some((*call, offer.clone())),
                 _ => None,
             })
             .expect("Invite event")
@@ -170,13 +190,11 @@ fn ok_is_retransmitted_until_the_ack() {
     assert!(!h.events.iter().any(|e| matches!(e, UaEvent::Ended { .. })));
     // BYE from the softswitch ends the call.
     h.input(req("BYE", "z9hG4bK3", 2, "BYE", Some(&tag), ""));
-    assert!(
-        h.events.iter().any(
-            |e| matches!(e, UaEvent::Ended { call: c, reason } if *c == call && reason == "BYE")
-        )
-    );
+    assert!(h.events.iter().any(
+        |e| matches!(e, UaEvent::Ended { dialog: c, why } if *c == call && *why == DialogEnd::Bye)
+    ));
     assert_eq!(h.responses(200).len(), 5);
-    assert_eq!(h.ua.calls(), 0);
+    assert_eq!(h.ua.dialogs(), 0);
 }
 
 #[test]
@@ -187,11 +205,13 @@ fn no_ack_within_64_t1_ends_the_call_with_bye() {
     h.ua.answer(h.now, call, "v=0\r\n".into());
     h.drain();
     h.advance(Duration::from_secs(33));
-    assert!(
-        h.events
-            .iter()
-            .any(|e| matches!(e, UaEvent::Ended { reason, .. } if reason == "no ACK"))
-    );
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        UaEvent::Ended {
+            why: DialogEnd::NoAck,
+            ..
+        }
+    )));
     let bye = h.out.iter().find_map(|(t, m)| match m {
         Message::Request(r) if r.method == Method::Bye => Some((*t, r.clone())),
         _ => None,
@@ -216,11 +236,13 @@ fn cancel_before_the_answer_gives_487_and_a_late_answer_is_refused() {
     h.input(req("CANCEL", "z9hG4bKc", 1, "CANCEL", None, ""));
     assert_eq!(h.responses(200).len(), 1, "200 for the CANCEL");
     assert_eq!(h.responses(487).len(), 1, "487 for the INVITE");
-    assert!(
-        h.events
-            .iter()
-            .any(|e| matches!(e, UaEvent::Ended { reason, .. } if reason == "CANCEL"))
-    );
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        UaEvent::Ended {
+            why: DialogEnd::Cancel,
+            ..
+        }
+    )));
     assert!(
         !h.ua.answer(h.now, call, "v=0\r\n".into()),
         "the gateway learns the call is gone"
@@ -258,7 +280,7 @@ fn cancel_racing_the_200_loses_and_the_call_goes_on() {
         "200 for the INVITE, 200 for the CANCEL"
     );
     assert!(!h.events.iter().any(|e| matches!(e, UaEvent::Ended { .. })));
-    assert_eq!(h.ua.calls(), 1);
+    assert_eq!(h.ua.dialogs(), 1);
 }
 
 #[test]
@@ -302,7 +324,7 @@ fn hangup_sends_bye_and_in_dialog_requests_are_checked() {
     // INFO with a higher CSeq: 200.
     h.input(req("INFO", "z9hG4bKi", 6, "INFO", Some(&tag), ""));
     assert_eq!(h.responses(200).len(), 2);
-    h.ua.hangup(h.now, call, "test");
+    h.ua.hangup(h.now, call);
     h.drain();
     let Some((_, Message::Request(bye))) = h.out.last().cloned() else {
         panic!("BYE")
@@ -317,7 +339,7 @@ fn hangup_sends_bye_and_in_dialog_requests_are_checked() {
     h.input(Message::Response(ok).to_bytes());
     h.advance(Duration::from_secs(40));
     assert_eq!(h.ua.transactions(), 0);
-    assert_eq!(h.ua.calls(), 0);
+    assert_eq!(h.ua.dialogs(), 0);
 }
 
 /// The far end's response to our INVITE.
@@ -346,9 +368,7 @@ fn outbound_invite_is_acked_on_2xx_and_follows_the_route_set() {
     let call =
         h.ua.invite(
             h.now,
-            &format!("sip:bob@{PEER}"),
-            "alice",
-            "v=0\r\noffer\r\n".into(),
+            outbound(&format!("sip:bob@{PEER}"), "v=0\r\noffer\r\n".into()),
         )
         .unwrap();
     h.drain();
@@ -358,7 +378,7 @@ fn outbound_invite_is_acked_on_2xx_and_follows_the_route_set() {
     assert!(inv.core().unwrap().from.tag().is_some() && inv.core().unwrap().to.tag().is_none());
     h.input(answer_to(&inv, 180, ""));
     assert!(h.events.contains(&UaEvent::Progress {
-        call,
+        dialog: call,
         status: 180,
         sdp: None
     }));
@@ -376,7 +396,7 @@ fn outbound_invite_is_acked_on_2xx_and_follows_the_route_set() {
     };
     h.input(ok(&h));
     assert!(h.events.contains(&UaEvent::Accepted {
-        call,
+        dialog: call,
         sdp: Some("v=0\r\nanswer\r\n".into())
     }));
     let acks = sent_requests(&h, Method::Ack);
@@ -401,7 +421,7 @@ fn outbound_invite_is_acked_on_2xx_and_follows_the_route_set() {
     h.input(ok(&h));
     assert_eq!(sent_requests(&h, Method::Ack).len(), 2);
     // Our hangup: BYE in the dialog.
-    h.ua.hangup(h.now, call, "done");
+    h.ua.hangup(h.now, call);
     h.drain();
     let bye = sent_requests(&h, Method::Bye).remove(0);
     assert_eq!(bye.core().unwrap().to.tag(), Some("callee"));
@@ -416,7 +436,7 @@ fn outbound_invite_refused_or_unanswered_is_rejected() {
     assert!(
         h.events
             .iter()
-            .any(|e| matches!(e, UaEvent::Rejected { call: c, status: 486, .. } if *c == call))
+            .any(|e| matches!(e, UaEvent::Rejected { dialog: c, status: 486, .. } if *c == call))
     );
     assert_eq!(
         sent_requests(&h, Method::Ack).len(),
@@ -426,9 +446,7 @@ fn outbound_invite_refused_or_unanswered_is_rejected() {
     let silent =
         h.ua.invite(
             h.now,
-            &format!("sip:carol@{PEER}"),
-            "alice",
-            "v=0\r\n".into(),
+            outbound(&format!("sip:carol@{PEER}"), "v=0\r\n".into()),
         )
         .unwrap();
     h.drain();
@@ -436,12 +454,12 @@ fn outbound_invite_refused_or_unanswered_is_rejected() {
     assert!(
         h.events
             .iter()
-            .any(|e| matches!(e, UaEvent::Rejected { call: c, status: 408, .. } if *c == silent))
+            .any(|e| matches!(e, UaEvent::Rejected { dialog: c, status: 408, .. } if *c == silent))
     );
-    assert_eq!(h.ua.calls(), 0);
+    assert_eq!(h.ua.dialogs(), 0);
     // Nowhere to send it: no next hop and a host name.
     assert!(
-        h.ua.invite(h.now, "sip:bob@example.com", "alice", "v=0\r\n".into())
+        h.ua.invite(h.now, outbound("sip:bob@example.com", "v=0\r\n".into()))
             .is_none()
     );
 }
@@ -451,7 +469,7 @@ fn hanging_up_a_ringing_outbound_call_cancels_it() {
     let mut h = H::new();
     let (call, inv) = h.call_bob();
     h.input(answer_to(&inv, 180, ""));
-    h.ua.hangup(h.now, call, "caller left");
+    h.ua.hangup(h.now, call);
     h.drain();
     let cancel = sent_requests(&h, Method::Cancel).remove(0);
     assert_eq!(cancel.uri, inv.uri);
@@ -468,14 +486,14 @@ fn hanging_up_a_ringing_outbound_call_cancels_it() {
     h.input(answer_to(&inv, 487, ""));
     assert_eq!(sent_requests(&h, Method::Ack).len(), 1);
     assert_eq!(h.events.len(), events, "the TU already gave the call up");
-    assert_eq!(h.ua.calls(), 0);
+    assert_eq!(h.ua.dialogs(), 0);
 }
 
 #[test]
 fn a_2xx_crossing_our_cancel_is_acked_and_byed() {
     let mut h = H::new();
     let (call, inv) = h.call_bob();
-    h.ua.hangup(h.now, call, "caller left");
+    h.ua.hangup(h.now, call);
     h.drain();
     assert_eq!(sent_requests(&h, Method::Cancel).len(), 1);
     h.input(answer_to(
@@ -493,7 +511,7 @@ fn a_2xx_crossing_our_cancel_is_acked_and_byed() {
 }
 
 /// An answered, ACKed incoming call; returns it and our To tag.
-fn confirmed(h: &mut H) -> (CallRef, String) {
+fn confirmed(h: &mut H) -> (DialogRef, String) {
     let offer = "v=0\r\no=ss 1 1 IN IP4 127.0.0.1\r\n";
     h.input(req("INVITE", "z9hG4bKc1", 1, "INVITE", None, offer));
     let (call, _) = h.invite_call();
@@ -527,7 +545,7 @@ fn reinvite_with_a_new_offer_goes_to_the_gateway_and_its_2xx_waits_for_the_ack()
     let hold = "v=0\r\no=ss 1 2 IN IP4 127.0.0.1\r\na=sendonly\r\n";
     h.input(req("INVITE", "z9hG4bKr2", 3, "INVITE", Some(&tag), hold));
     assert!(h.events.iter().any(
-        |e| matches!(e, UaEvent::Reoffer { call: c, sdp } if *c == call && sdp.contains("sendonly"))
+        |e| matches!(e, UaEvent::Reoffer { dialog: c, sdp } if *c == call && sdp.contains("sendonly"))
     ));
     h.input(req("INVITE", "z9hG4bKr3", 4, "INVITE", Some(&tag), hold));
     assert_eq!(h.responses(491).len(), 1);
@@ -555,7 +573,7 @@ fn reinvite_with_a_new_offer_goes_to_the_gateway_and_its_2xx_waits_for_the_ack()
     h.ua.answer_reoffer(h.now, call, Err((488, "Not Acceptable Here".into())));
     h.drain();
     assert_eq!(h.responses(488).len(), 1);
-    assert_eq!(h.ua.calls(), 1);
+    assert_eq!(h.ua.dialogs(), 1);
 }
 
 #[test]
@@ -580,7 +598,7 @@ fn info_carries_dtmf_and_other_bodies_get_415() {
         .iter()
         .filter_map(|e| match e {
             UaEvent::Dtmf {
-                call: c,
+                dialog: c,
                 digit,
                 duration_ms,
             } if *c == call => Some((*digit, *duration_ms)),
@@ -598,7 +616,7 @@ fn info_carries_dtmf_and_other_bodies_get_415() {
     );
     h.input(info("z9hG4bKi4", 5, "application/dtmf-relay", "Signal=Q"));
     assert_eq!(h.responses(400).len(), 1);
-    assert_eq!(h.ua.counters.rejected.get("info_malformed"), Some(&1));
+    assert_eq!(h.ua.metrics().rejected(Rejection::InfoMalformed), 1);
 }
 
 /// Requests sent, retransmissions counted once.
@@ -629,12 +647,12 @@ fn session_timer_too_small_gets_422_with_min_se() {
     h.input(invite_with("Session-Expires: 60\r\n"));
     let (_, r) = h.responses(422).pop().expect("422");
     assert_eq!(r.headers.get("Min-SE"), Some("90"));
-    assert_eq!(h.ua.calls(), 0);
+    assert_eq!(h.ua.dialogs(), 0);
     // Timers off: the same INVITE is just a call.
     let mut h = H::new();
     h.input(invite_with("Session-Expires: 60\r\n"));
     assert!(h.responses(422).is_empty());
-    assert_eq!(h.ua.calls(), 1);
+    assert_eq!(h.ua.dialogs(), 1);
 }
 
 #[test]
@@ -673,11 +691,13 @@ fn caller_refreshes_and_a_missing_refresh_ends_the_call() {
     // No second refresh: at 60 + 120 - 32 s the session is over.
     h.advance(Duration::from_secs(2));
     assert_eq!(distinct(&h, Method::Bye), 1);
-    assert!(
-        h.events.iter().any(
-            |e| matches!(e, UaEvent::Ended { reason, .. } if reason == "session timer expired")
-        )
-    );
+    assert!(h.events.iter().any(|e| matches!(
+        e,
+        UaEvent::Ended {
+            why: DialogEnd::SessionExpired,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -713,7 +733,7 @@ fn we_refresh_with_update_when_the_caller_cannot() {
     assert!(
         h.events
             .iter()
-            .any(|e| matches!(e, UaEvent::Ended { call: c, .. } if *c == call))
+            .any(|e| matches!(e, UaEvent::Ended { dialog: c, .. } if *c == call))
     );
 }
 
@@ -731,8 +751,128 @@ fn outbound_invite_asks_for_timers_and_follows_the_callees_choice() {
     assert!(
         h.events
             .iter()
-            .any(|e| matches!(e, UaEvent::Accepted { call: c, .. } if *c == call))
+            .any(|e| matches!(e, UaEvent::Accepted { dialog: c, .. } if *c == call))
     );
     h.advance(Duration::from_secs(101));
     assert_eq!(distinct(&h, Method::Update), 1);
+}
+
+/// RFC 3261 section 12.1.1: a 18x that makes an early dialog copies the
+/// INVITE's Record-Route, like the 200, so that early-dialog requests
+/// (UPDATE, PRACK) keep going through the proxy.
+#[test]
+fn provisional_responses_carry_record_route() {
+    let mut h = H::new();
+    let rr = "Record-Route: <sip:proxy@127.0.0.1:5071;lr>\r\n";
+    h.input(invite_with(rr));
+    let (call, _) = h.invite_call();
+    h.ua.provisional(h.now, call, 180, None);
+    h.ua.provisional(h.now, call, 183, Some("v=0\r\nearly\r\n".into()));
+    h.ua.answer(h.now, call, "v=0\r\n".into());
+    h.drain();
+    for status in [180, 183, 200] {
+        let (_, r) = h.responses(status).pop().expect("response");
+        assert_eq!(
+            r.headers.list("Record-Route"),
+            vec!["<sip:proxy@127.0.0.1:5071;lr>"],
+            "{status}"
+        );
+        assert!(r.core().unwrap().to.tag().is_some(), "{status} has a tag");
+        assert!(r.headers.get("Contact").is_some(), "{status} has a Contact");
+    }
+}
+
+/// The caller's identity reaches the gateway: From's display name and URI,
+/// and P-Asserted-Identity (RFC 3325) only from a trusted source.
+#[test]
+fn the_caller_identity_is_reported_and_pai_is_believed_only_from_the_trust_domain() {
+    let extra =
+        "P-Asserted-Identity: \"Alice Smith\" <sip:+4930123@pbx.example>\r\nPrivacy: id\r\n";
+    let from = |h: &H| {
+        h.events
+            .iter()
+            .find_map(|e| match e {
+                UaEvent::Invite { caller, to, .. } => Some((caller.clone(), to.clone())),
+                _ => None,
+            })
+            .expect("Invite")
+    };
+    let named = |x: Vec<u8>| {
+        String::from_utf8(x)
+            .unwrap()
+            .replacen(
+                "From: <sip:ss@127.0.0.1>",
+                "From: \"Alice\" <sip:alice@127.0.0.1>",
+                1,
+            )
+            .into_bytes()
+    };
+    let mut h = H::new();
+    h.input(named(invite_with(extra)));
+    let (caller, to) = from(&h);
+    assert_eq!(caller.from.display.as_deref(), Some("Alice"));
+    assert_eq!(caller.user(), Some("alice"));
+    assert_eq!(to, "sip:demo@127.0.0.1");
+    assert_eq!(
+        caller.asserted.as_deref(),
+        Some("\"Alice Smith\" <sip:+4930123@pbx.example>")
+    );
+    assert_eq!(caller.privacy.as_deref(), Some("id"));
+
+    // The same INVITE from an allowed but untrusted network: no PAI.
+    let mut h = H::with(UserAgent::new(
+        UaConfig {
+            trusted: vec!["192.0.2.0/24".parse().unwrap()],
+            ..config()
+        },
+        SipMetrics::default(),
+    ));
+    h.input(named(invite_with(extra)));
+    let (caller, _) = from(&h);
+    assert_eq!(caller.asserted, None);
+    assert_eq!(caller.privacy, None);
+}
+
+/// An outbound INVITE says who calls: display name and user in From (host
+/// ours), P-Asserted-Identity and Privacy passed on.
+#[test]
+fn outbound_invite_carries_the_callers_identity() {
+    let mut h = H::new();
+    h.ua.invite(
+        h.now,
+        OutboundInvite {
+            uri: format!("sip:bob@{PEER}"),
+            from_user: "+4930123".into(),
+            from_display: Some("Alice \"Al\" Smith".into()),
+            asserted_identity: Some("<sip:+4930123@pbx.example>".into()),
+            privacy: Some("id".into()),
+            sdp: "v=0\r\n".into(),
+        },
+    )
+    .unwrap();
+    h.drain();
+    let inv = sent_requests(&h, Method::Invite).remove(0);
+    let from = inv.core().unwrap().from;
+    assert_eq!(from.display.as_deref(), Some(r#"Alice \"Al\" Smith"#));
+    assert_eq!(from.uri, "sip:+4930123@127.0.0.1:5060");
+    assert_eq!(
+        inv.headers.get("P-Asserted-Identity"),
+        Some("<sip:+4930123@pbx.example>")
+    );
+    assert_eq!(inv.headers.get("Privacy"), Some("id"));
+}
+
+/// While draining, OPTIONS gets 503 with Retry-After, so that a
+/// dispatcher's probe takes the gateway out of rotation.
+#[test]
+fn draining_answers_options_503_with_retry_after() {
+    let mut h = H::new();
+    h.ua.set_draining(true);
+    h.input(req("OPTIONS", "z9hG4bKo", 1, "OPTIONS", None, ""));
+    let (_, r) = h.responses(503).pop().expect("503");
+    assert_eq!(r.headers.get("Retry-After"), Some("30"));
+    assert_eq!(
+        r.headers.get("Allow"),
+        Some("INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO")
+    );
 }

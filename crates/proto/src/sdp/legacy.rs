@@ -47,6 +47,82 @@ impl Codec {
     }
 }
 
+/// A codec rtcgw can run on the legacy leg, by its SDP name (the
+/// `legacy.codecs` preference list).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum CodecName {
+    Pcmu,
+    Pcma,
+    G722,
+    Opus,
+}
+
+impl CodecName {
+    pub const ALL: [CodecName; 4] = [Self::Pcmu, Self::Pcma, Self::G722, Self::Opus];
+
+    /// As SDP writes it (RFC 3551, RFC 7587).
+    pub fn sdp_name(self) -> &'static str {
+        match self {
+            Self::Pcmu => "PCMU",
+            Self::Pcma => "PCMA",
+            Self::G722 => "G722",
+            Self::Opus => "opus",
+        }
+    }
+
+    /// What we offer for it: RFC 3551 static payload types, 111 for Opus.
+    fn offered(self) -> Codec {
+        match self {
+            Self::Pcmu | Self::Pcma | Self::G722 => {
+                let pt = match self {
+                    Self::Pcmu => 0,
+                    Self::Pcma => 8,
+                    _ => 9,
+                };
+                Codec::static_pt(Pt(pt)).expect("RFC 3551 static payload type")
+            }
+            Self::Opus => Codec {
+                pt: Pt(111),
+                name: "opus".into(),
+                clock_rate: 48000,
+                channels: 2,
+                fmtp: "useinbandfec=1".into(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for CodecName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.sdp_name())
+    }
+}
+
+impl std::str::FromStr for CodecName {
+    type Err = String;
+    /// SDP encoding names are case-insensitive (RFC 4566 section 6).
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.sdp_name().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown codec {s:?} (known: PCMU, PCMA, G722, opus)"))
+    }
+}
+
+impl TryFrom<String> for CodecName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<CodecName> for String {
+    fn from(c: CodecName) -> Self {
+        c.sdp_name().to_string()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
     SendRecv,
@@ -320,7 +396,7 @@ pub fn parse(sdp: &str) -> Result<ParsedSdp, LegacySdpError> {
 /// at its clock rate.
 fn choose(
     remote: &AudioStream,
-    prefs: &[String],
+    prefs: &[CodecName],
     usable: impl Fn(&Codec) -> bool,
 ) -> Result<(Codec, Option<Codec>), LegacySdpError> {
     let codec = remote
@@ -335,7 +411,11 @@ fn choose(
                 .map(|c| c.name.clone())
                 .collect::<Vec<_>>()
                 .join(","),
-            ours: prefs.join(","),
+            ours: prefs
+                .iter()
+                .map(|p| p.sdp_name())
+                .collect::<Vec<_>>()
+                .join(","),
         })?;
     let telephone_event = remote
         .telephone_events
@@ -377,8 +457,8 @@ pub struct SrtpKeys {
 /// rate, the offer's ptime when given (else `default_ptime`), the mirrored
 /// direction. Returns the answer text and the settled parameters.
 pub fn answer(
-    offer: &str,
-    prefs: &[String],
+    offer: &ParsedSdp,
+    prefs: &[CodecName],
     local: IpAddr,
     port: u16,
     default_ptime: u32,
@@ -389,8 +469,10 @@ pub fn answer(
         mlines,
         audio_index: index,
         audio: remote,
-    } = parse(offer)?;
-    let (codec, telephone_event) = choose(&remote, prefs, |c| prefs.iter().any(|p| c.is(p)))?;
+    } = offer;
+    let (index, remote) = (*index, remote.clone());
+    let (codec, telephone_event) =
+        choose(&remote, prefs, |c| prefs.iter().any(|p| c.is(p.sdp_name())))?;
     let ptime = remote.ptime.unwrap_or(default_ptime);
     let direction = remote.direction.answer();
     let srtp = if remote.secure {
@@ -494,24 +576,8 @@ pub fn with_origin_version(sdp: &str, session_id: u64, version: u64) -> String {
 /// The codecs rtcgw offers on the legacy leg, from the preference list, with
 /// their RFC 3551 static or our dynamic payload types, and telephone-event at
 /// 8000 (and 48000 when Opus is offered).
-pub fn offer_codecs(prefs: &[String]) -> Vec<Codec> {
-    let mut out = Vec::new();
-    for p in prefs {
-        let c = match p.to_ascii_uppercase().as_str() {
-            "PCMU" => Codec::static_pt(Pt(0)),
-            "PCMA" => Codec::static_pt(Pt(8)),
-            "G722" => Codec::static_pt(Pt(9)),
-            "OPUS" => Some(Codec {
-                pt: Pt(111),
-                name: "opus".into(),
-                clock_rate: 48000,
-                channels: 2,
-                fmtp: "useinbandfec=1".into(),
-            }),
-            _ => None,
-        };
-        out.extend(c);
-    }
+pub fn offer_codecs(prefs: &[CodecName]) -> Vec<Codec> {
+    let mut out: Vec<Codec> = prefs.iter().map(|p| p.offered()).collect();
     out.push(Codec {
         pt: Pt(101),
         name: "telephone-event".into(),
@@ -535,7 +601,7 @@ pub fn offer_codecs(prefs: &[String]) -> Vec<Codec> {
 }
 
 /// rtcgw's RTP/AVP offer for an outbound legacy leg.
-pub fn offer(prefs: &[String], local: IpAddr, port: u16, ptime: u32, session_id: u64) -> String {
+pub fn offer(prefs: &[CodecName], local: IpAddr, port: u16, ptime: u32, session_id: u64) -> String {
     let codecs = offer_codecs(prefs);
     let ipv = if local.is_ipv4() { "IP4" } else { "IP6" };
     let pts: Vec<String> = codecs.iter().map(|c| c.pt.to_string()).collect();
@@ -560,7 +626,7 @@ pub fn offer(prefs: &[String], local: IpAddr, port: u16, ptime: u32, session_id:
 /// offered, and telephone-event at its clock rate.
 pub fn accept_answer(
     answer: &str,
-    prefs: &[String],
+    prefs: &[CodecName],
     default_ptime: u32,
 ) -> Result<Negotiated, LegacySdpError> {
     let remote = parse(answer)?.audio;
@@ -605,13 +671,13 @@ mod tests {
         )
     }
 
-    fn prefs(p: &[&str]) -> Vec<String> {
-        p.iter().map(|s| s.to_string()).collect()
+    fn prefs(p: &[&str]) -> Vec<CodecName> {
+        p.iter().map(|s| s.parse().unwrap()).collect()
     }
 
     fn ans(o: &str, p: &[&str]) -> Result<(String, Negotiated), LegacySdpError> {
         answer(
-            o,
+            &parse(o)?,
             &prefs(p),
             "127.0.0.1".parse().unwrap(),
             20000,
@@ -760,7 +826,7 @@ a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
             Err(LegacySdpError::NoCrypto(_))
         ));
         let off = answer(
-            &o,
+            &parse(&o).unwrap(),
             &prefs(&["PCMU"]),
             "127.0.0.1".parse().unwrap(),
             20000,
@@ -790,7 +856,7 @@ a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
         assert!(o.contains("a=rtpmap:110 telephone-event/48000\r\n"), "{o}");
         // The far end answers our offer with our own answer function.
         let (a, far) = answer(
-            &o,
+            &parse(&o).unwrap(),
             &prefs(&["PCMU"]),
             "192.0.2.5".parse().unwrap(),
             4000,

@@ -11,6 +11,10 @@ pub enum OfferError {
     NoAudio,
     #[error("not a WebRTC offer: {0}")]
     NotWebrtc(String),
+    /// Valid SDP that rtcgw cannot take (e.g. a host name where it needs
+    /// an address).
+    #[error("unsupported SDP: {0}")]
+    Unsupported(String),
 }
 
 impl OfferError {
@@ -20,13 +24,21 @@ impl OfferError {
             Self::Malformed(_) => "malformed_sdp",
             Self::NoAudio => "no_audio",
             Self::NotWebrtc(_) => "not_webrtc",
+            Self::Unsupported(_) => "unsupported_sdp",
         }
     }
 }
 
-/// Checks that `sdp` is a WebRTC audio offer: an active audio m-line over
-/// DTLS-SRTP (UDP/TLS/RTP/SAVPF) with ICE credentials and a fingerprint.
-pub fn check_webrtc_offer(sdp: &str) -> Result<(), OfferError> {
+/// The transport of the first active audio m-line ("RTP/AVP",
+/// "UDP/TLS/RTP/SAVPF"...), once the SDP is seen to be made of
+/// `<type>=<value>` lines starting with v=0.
+pub(super) fn audio_transport(sdp: &str) -> Result<&str, OfferError> {
+    let (_, _, proto) = first_audio(sdp)?;
+    Ok(proto)
+}
+
+/// The session part, the first active audio section and its transport.
+fn first_audio(sdp: &str) -> Result<(&str, &str, &str), OfferError> {
     let mut lines = sdp.lines().map(|l| l.trim_end_matches('\r'));
     if lines.next() != Some("v=0") {
         return Err(OfferError::Malformed("first line must be v=0".into()));
@@ -61,14 +73,19 @@ pub fn check_webrtc_offer(sdp: &str) -> Result<(), OfferError> {
                 return Err(OfferError::Malformed(format!("short m-line: m={mline}")));
             }
             if fields[1] != "0" {
-                audio = Some((fields[2].to_string(), section));
+                audio = Some((section, fields[2]));
                 break;
             }
         }
     }
-    let Some((proto, section)) = audio else {
-        return Err(OfferError::NoAudio);
-    };
+    let (section, proto) = audio.ok_or(OfferError::NoAudio)?;
+    Ok((session, section, proto))
+}
+
+/// Checks that `sdp` is a WebRTC audio offer: an active audio m-line over
+/// DTLS-SRTP (UDP/TLS/RTP/SAVPF) with ICE credentials and a fingerprint.
+pub fn check_webrtc_offer(sdp: &str) -> Result<(), OfferError> {
+    let (session, section, proto) = first_audio(sdp)?;
     if !proto.ends_with("SAVPF") || !proto.contains("TLS") {
         return Err(OfferError::NotWebrtc(format!(
             "audio uses {proto}; WebRTC needs UDP/TLS/RTP/SAVPF (ICE + DTLS-SRTP)"

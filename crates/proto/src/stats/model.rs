@@ -30,21 +30,7 @@ pub struct CallStats {
     pub legs: Vec<LegStats>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LegKind {
-    Webrtc,
-    Legacy,
-}
-
-impl LegKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Webrtc => "webrtc",
-            Self::Legacy => "legacy",
-        }
-    }
-}
+pub use crate::sdp::LegKind;
 
 /// The two directions of a leg, from rtcgw's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -205,32 +191,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Classifies a hangup reason (the free text handed to Calls::hangup).
-    pub fn of(disposition: &str) -> Self {
-        let d = disposition.to_ascii_lowercase();
-        if d.contains("media timeout") {
-            Self::MediaTimeout
-        } else if d.contains("shutdown") {
-            Self::Shutdown
-        } else if d.contains("gone") || d.contains("cancel") {
-            Self::Cancelled
-        } else if [
-            "fail",
-            "refused",
-            "no route",
-            "no ack",
-            "without",
-            "transaction timeout",
-        ]
-        .iter()
-        .any(|w| d.contains(w))
-        {
-            Self::Failed
-        } else {
-            Self::Completed
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Completed => "completed",
@@ -396,24 +356,5 @@ mod tests {
                 .contains(&format!("\"schemaVersion\":{{\"const\":{SCHEMA_VERSION}}}")),
             "the schema pins schemaVersion to {SCHEMA_VERSION}"
         );
-    }
-
-    #[test]
-    fn dispositions_fall_into_outcomes() {
-        for (why, want) in [
-            ("DELETE", Outcome::Completed),
-            ("BYE", Outcome::Completed),
-            ("media timeout", Outcome::MediaTimeout),
-            ("connection failed", Outcome::Failed),
-            ("legacy side refused", Outcome::Failed),
-            ("ACK without SDP answer", Outcome::Failed),
-            ("transaction timeout", Outcome::Failed),
-            ("CANCEL", Outcome::Cancelled),
-            ("caller gone", Outcome::Cancelled),
-            ("cancelled", Outcome::Cancelled),
-            ("shutdown", Outcome::Shutdown),
-        ] {
-            assert_eq!(Outcome::of(why), want, "{why}");
-        }
     }
 }
