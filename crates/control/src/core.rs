@@ -1,0 +1,800 @@
+//! The call-control core: one [`CallControl`] holds every call of the
+//! gateway and decides what happens to it. SIP arrives as bytes (through
+//! the user agent it owns), API requests and media results as values,
+//! time as a parameter; SIP bytes, media commands and API replies come out
+//! of [`CallControl::poll_output`]. No I/O, no clock, no channel: the
+//! driver feeds it and carries out what it says.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use rtcgw_proto::sdp::{LegKind, Offer};
+use rtcgw_proto::sip::tsx::Peer;
+use rtcgw_proto::sip::ua::{
+    Caller, DialogEnd, DialogRef, OutboundInvite, Outgoing, UaEvent, UserAgent, uri_user,
+};
+
+use crate::end::{EndReason, Party};
+use crate::id::{ApiToken, CallId, CallIds};
+use crate::media::{Created, MediaCommand, MediaEvent, Plan};
+use crate::metrics::CallMetrics;
+use crate::refusal::{Refusal, Refused};
+
+/// Where the gateway sends calls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Every SIP call reaches the demo target.
+    Demo,
+    /// A SIP INVITE is bridged to an outbound leg INVITEd to `target`
+    /// (`{user}` is the called user).
+    Bridge { target: String },
+}
+
+/// What the outbound leg's From says about the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerId {
+    /// The caller's user part and display name (a B2BUA in front of a PBX
+    /// must keep them: voicemail, call logs, routing by caller).
+    Pass,
+    /// Always [`ControlConfig::from_user`], no display name.
+    Fixed,
+}
+
+/// Settings of call control.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    pub route: Route,
+    /// Calls beyond this are refused (503).
+    pub max_calls: usize,
+    /// Calls being set up at once beyond this are refused (503): shedding
+    /// load keeps setup latency bounded instead of queueing until every
+    /// caller times out (measured: at 300 calls/s on 2 cores an unbounded
+    /// queue pushed INVITE->200 to 13 s).
+    pub max_setting_up: usize,
+    pub caller_id: CallerId,
+    /// The From user for [`CallerId::Fixed`], and when the caller's From
+    /// has no user part.
+    pub from_user: String,
+    /// Pass the caller's P-Asserted-Identity (RFC 3325, believed only from
+    /// trusted sources) to the outbound leg.
+    pub pass_asserted_identity: bool,
+    /// Salt of the call ids (random per process).
+    pub id_salt: u32,
+}
+
+/// A front end's request (the HTTP API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiRequest {
+    /// A WebRTC offer for the demo target; answered with the call's id and
+    /// our SDP answer.
+    Create { token: ApiToken, offer: String },
+}
+
+/// What [`ApiRequest::Create`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCall {
+    pub call: CallId,
+    pub answer: String,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send these SIP bytes.
+    Transmit(Outgoing),
+    /// Carry out this media command; its result comes back through
+    /// [`CallControl::handle_media`].
+    Media(MediaCommand),
+    /// The answer to an API request.
+    Reply {
+        token: ApiToken,
+        result: Result<ApiCall, Refused>,
+    },
+}
+
+/// Where a call came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Sip(DialogRef),
+    Api(ApiToken),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// [`MediaCommand::Create`] is out.
+    Setup,
+    /// The outbound INVITE is out.
+    Calling,
+    /// The far answer is being applied ([`MediaCommand::CompleteBridge`]).
+    Connecting,
+    Up,
+}
+
+/// Early media on a bridge (a 183 with SDP from the callee).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Early {
+    /// The 183's answer is being applied.
+    Starting,
+    /// ... and the callee's 200 came meanwhile.
+    StartingAnswered,
+    /// Media is up; the caller got our 183 with SDP.
+    Up,
+}
+
+struct Call {
+    origin: Origin,
+    plan: Plan,
+    /// The kind of leg the caller speaks (a late offer gets a WebRTC one).
+    caller_leg: LegKind,
+    state: State,
+    caller: Option<Caller>,
+    /// The called user (the Request-URI's), for the outbound leg.
+    called: String,
+    outbound: Option<DialogRef>,
+    /// Our answer to the caller, held until the callee answers.
+    held_answer: Option<String>,
+    early: Option<Early>,
+}
+
+impl Call {
+    fn inbound(&self) -> Option<DialogRef> {
+        match self.origin {
+            Origin::Sip(d) => Some(d),
+            Origin::Api(_) => None,
+        }
+    }
+}
+
+/// Every call of the gateway, sans-IO.
+pub struct CallControl {
+    cfg: ControlConfig,
+    ua: UserAgent,
+    calls: HashMap<CallId, Call>,
+    by_dialog: HashMap<DialogRef, CallId>,
+    /// Calls whose [`MediaCommand::Create`] has not been answered yet,
+    /// including calls given up meanwhile (their media is still coming).
+    setting_up: HashSet<CallId>,
+    ids: CallIds,
+    out: VecDeque<Output>,
+    draining: bool,
+    metrics: CallMetrics,
+}
+
+impl CallControl {
+    pub fn new(cfg: ControlConfig, ua: UserAgent, metrics: CallMetrics) -> Self {
+        Self {
+            ids: CallIds::new(cfg.id_salt),
+            cfg,
+            ua,
+            calls: HashMap::new(),
+            by_dialog: HashMap::new(),
+            setting_up: HashSet::new(),
+            out: VecDeque::new(),
+            draining: false,
+            metrics,
+        }
+    }
+
+    /// Calls in progress (being set up or up).
+    pub fn calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// No call, and no media being set up for one.
+    pub fn is_idle(&self) -> bool {
+        self.calls.is_empty() && self.setting_up.is_empty()
+    }
+
+    pub fn ua(&self) -> &UserAgent {
+        &self.ua
+    }
+
+    // ---- inputs ----------------------------------------------------------
+
+    /// A SIP datagram or stream frame.
+    pub fn handle_sip(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
+        self.ua.handle_input(now, peer, bytes);
+        self.pump_ua(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ua.handle_timeout(now);
+        self.pump_ua(now);
+    }
+
+    pub fn handle_api(&mut self, now: Instant, req: ApiRequest) {
+        match req {
+            ApiRequest::Create { token, offer } => {
+                let offer = match self.admit().and_then(|()| Ok(Offer::parse(&offer)?)) {
+                    Ok(Offer::Legacy(_)) => Err(Refused::new(
+                        Refusal::NotWebrtc,
+                        "not a WebRTC offer: the API takes UDP/TLS/RTP/SAVPF (ICE + DTLS-SRTP)",
+                    )),
+                    other => other,
+                };
+                match offer {
+                    Ok(offer) => {
+                        let call = Call {
+                            origin: Origin::Api(token),
+                            plan: Plan::Demo,
+                            caller_leg: LegKind::Webrtc,
+                            state: State::Setup,
+                            caller: None,
+                            called: String::new(),
+                            outbound: None,
+                            held_answer: None,
+                            early: None,
+                        };
+                        self.start(call, Some(offer));
+                    }
+                    Err(r) => self.refuse_api(token, r),
+                }
+            }
+        }
+        self.pump_ua(now);
+    }
+
+    pub fn handle_media(&mut self, now: Instant, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Created { call, result } => self.on_created(now, call, result),
+            MediaEvent::BridgeUp {
+                call,
+                early,
+                result,
+            } => self.on_bridge_up(now, call, early, result),
+            MediaEvent::AnswerApplied { call, result } => {
+                if let Err(e) = result {
+                    tracing::warn!(%call, "answer in the ACK unusable: {e}");
+                    self.end(now, &call, EndReason::AnswerFailed);
+                }
+            }
+            MediaEvent::Reanswered {
+                call,
+                dialog,
+                result,
+            } => {
+                let result = result.map_err(|e| {
+                    let d = e.kind.disposition();
+                    tracing::warn!(%call, %dialog, status = d.sip_status, "re-offer refused: {e}");
+                    (d.sip_status, e.sip_reason())
+                });
+                self.ua.answer_reoffer(now, dialog, result);
+            }
+            MediaEvent::Ended { call, reason } => {
+                if self.calls.contains_key(&call) {
+                    tracing::info!(%call, %reason, "call ended by the media side");
+                    self.end_signalling(now, &call);
+                }
+            }
+        }
+        self.pump_ua(now);
+    }
+
+    /// Stops taking new calls (graceful shutdown); calls in progress go on.
+    /// OPTIONS gets 503 too, so that a dispatcher takes us out of rotation.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        self.ua.set_draining(true);
+    }
+
+    /// Ends every call (shutdown): BYE, CANCEL or a final response on
+    /// their dialogs, and their media.
+    pub fn hangup_all(&mut self, now: Instant, reason: EndReason) {
+        let ids: Vec<CallId> = self.calls.keys().cloned().collect();
+        for id in ids {
+            self.end(now, &id, reason);
+        }
+        self.pump_ua(now);
+    }
+
+    // ---- outputs ---------------------------------------------------------
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        if let Some(o) = self.out.pop_front() {
+            return Some(o);
+        }
+        self.ua.poll_output().map(Output::Transmit)
+    }
+
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.ua.poll_timeout()
+    }
+
+    // ---- SIP events ------------------------------------------------------
+
+    /// Reacts to everything the user agent reported; reactions may make
+    /// the user agent report more.
+    fn pump_ua(&mut self, now: Instant) {
+        while let Some(ev) = self.ua.poll_event() {
+            self.on_ua_event(now, ev);
+        }
+        self.metrics.active.set(self.calls.len() as i64);
+        self.metrics.setting_up.set(self.setting_up.len() as i64);
+    }
+
+    fn on_ua_event(&mut self, now: Instant, ev: UaEvent) {
+        match ev {
+            UaEvent::Invite {
+                dialog,
+                offer,
+                caller,
+                to,
+                uri,
+            } => self.on_invite(now, dialog, offer, caller, &to, &uri),
+            UaEvent::Answer { dialog, sdp } => {
+                if let Some(call) = self.by_dialog.get(&dialog).cloned() {
+                    self.command(MediaCommand::ApplyAnswer { call, answer: sdp });
+                }
+            }
+            UaEvent::Ended { dialog, why } => self.on_dialog_ended(now, dialog, why),
+            UaEvent::Progress {
+                dialog,
+                status,
+                sdp,
+            } => self.on_progress(now, dialog, status, sdp),
+            UaEvent::Accepted { dialog, sdp } => self.on_accepted(now, dialog, sdp),
+            UaEvent::Rejected {
+                dialog,
+                status,
+                reason,
+            } => self.on_rejected(now, dialog, status, &reason),
+            UaEvent::Reoffer { dialog, sdp } => {
+                let Some(call) = self.by_dialog.get(&dialog).cloned() else {
+                    self.ua.answer_reoffer(
+                        now,
+                        dialog,
+                        Err((481, "Call/Transaction Does Not Exist".into())),
+                    );
+                    return;
+                };
+                match Offer::parse(&sdp) {
+                    Ok(offer) => self.command(MediaCommand::Reoffer {
+                        call,
+                        dialog,
+                        offer,
+                    }),
+                    Err(e) => {
+                        let r = Refused::from(e);
+                        tracing::warn!(%call, %dialog, "re-offer refused: {r}");
+                        let status = r.kind.disposition().sip_status;
+                        self.ua
+                            .answer_reoffer(now, dialog, Err((status, r.sip_reason())));
+                    }
+                }
+            }
+            UaEvent::Dtmf {
+                dialog,
+                digit,
+                duration_ms,
+            } => {
+                let Some(call) = self.by_dialog.get(&dialog).cloned() else {
+                    return;
+                };
+                let c = &self.calls[&call];
+                // The inbound dialog's far end speaks the caller's kind of
+                // leg; the outbound dialog's the other kind.
+                let from = if c.inbound() == Some(dialog) {
+                    c.caller_leg
+                } else {
+                    other(c.caller_leg)
+                };
+                self.command(MediaCommand::Dtmf {
+                    call,
+                    from,
+                    digit,
+                    duration_ms,
+                });
+            }
+        }
+    }
+
+    /// Admission control, the same for every front end.
+    fn admit(&self) -> Result<(), Refused> {
+        if self.draining {
+            return Err(Refused::new(
+                Refusal::Draining,
+                "shutting down: no new calls",
+            ));
+        }
+        if self.calls.len() >= self.cfg.max_calls {
+            return Err(Refused::new(
+                Refusal::Capacity,
+                format!("at capacity: {} calls", self.cfg.max_calls),
+            ));
+        }
+        if self.setting_up.len() >= self.cfg.max_setting_up {
+            return Err(Refused::new(
+                Refusal::Overloaded,
+                format!("overloaded: {} calls being set up", self.setting_up.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        dialog: DialogRef,
+        offer: Option<String>,
+        caller: Caller,
+        to: &str,
+        uri: &str,
+    ) {
+        tracing::info!(%dialog, from = %caller.from.uri, %to, late_offer = offer.is_none(), "INVITE");
+        let offer = match self
+            .admit()
+            .and_then(|()| Ok(offer.as_deref().map(Offer::parse).transpose()?))
+        {
+            Ok(o) => o,
+            Err(r) => return self.refuse_sip(now, dialog, r),
+        };
+        // A late offer (no SDP) gets rtcgw's WebRTC offer from the demo
+        // target: bridging needs the caller's offer to know its side.
+        let plan = match (&self.cfg.route, &offer) {
+            (Route::Bridge { .. }, Some(_)) => Plan::Bridge,
+            _ => Plan::Demo,
+        };
+        let called = uri_user(uri).or_else(|| uri_user(to)).unwrap_or("rtcgw");
+        let call = Call {
+            origin: Origin::Sip(dialog),
+            plan,
+            caller_leg: offer.as_ref().map_or(LegKind::Webrtc, Offer::kind),
+            state: State::Setup,
+            caller: Some(caller),
+            called: called.to_string(),
+            outbound: None,
+            held_answer: None,
+            early: None,
+        };
+        self.start(call, offer);
+    }
+
+    /// Registers a call and asks the media side to set it up.
+    fn start(&mut self, call: Call, offer: Option<Offer>) {
+        let id = self.ids.next();
+        if let Some(d) = call.inbound() {
+            self.by_dialog.insert(d, id.clone());
+        }
+        let plan = call.plan;
+        self.calls.insert(id.clone(), call);
+        self.setting_up.insert(id.clone());
+        self.command(MediaCommand::Create {
+            call: id,
+            plan,
+            offer,
+        });
+    }
+
+    fn on_dialog_ended(&mut self, now: Instant, dialog: DialogRef, why: DialogEnd) {
+        let Some(id) = self.by_dialog.get(&dialog).cloned() else {
+            return;
+        };
+        let c = &self.calls[&id];
+        let inbound = c.inbound() == Some(dialog);
+        let reason = match (why, inbound) {
+            (DialogEnd::Bye, true) => EndReason::Bye(Party::Caller),
+            (DialogEnd::Bye, false) => EndReason::Bye(Party::Callee),
+            (DialogEnd::Cancel, _) => EndReason::Cancelled,
+            (why, _) => EndReason::Sip(why),
+        };
+        tracing::info!(call = %id, %dialog, %reason, "dialog ended");
+        self.end(now, &id, reason);
+    }
+
+    /// The callee's 18x: ringing is relayed to the caller; a 183 with SDP
+    /// brings the bridge up at once (early media) and the caller gets our
+    /// 183 with its answer.
+    fn on_progress(&mut self, now: Instant, dialog: DialogRef, status: u16, sdp: Option<String>) {
+        let Some(id) = self.by_dialog.get(&dialog).cloned() else {
+            return;
+        };
+        let c = self.calls.get_mut(&id).expect("indexed");
+        let Some(inbound) = c.inbound() else { return };
+        if c.early.is_some() {
+            return;
+        }
+        match sdp {
+            Some(answer) if status == 183 => {
+                c.early = Some(Early::Starting);
+                c.state = State::Connecting;
+                self.command(MediaCommand::CompleteBridge {
+                    call: id,
+                    answer,
+                    early: true,
+                });
+            }
+            _ => {
+                let status = if status == 183 { 183 } else { 180 };
+                self.ua.provisional(now, inbound, status, None);
+            }
+        }
+    }
+
+    fn on_accepted(&mut self, now: Instant, dialog: DialogRef, sdp: Option<String>) {
+        let Some(id) = self.by_dialog.get(&dialog).cloned() else {
+            // Our outbound leg answered after its caller left.
+            self.ua.hangup(now, dialog);
+            return;
+        };
+        let c = self.calls.get_mut(&id).expect("indexed");
+        match c.early {
+            // Media is already up on the 183's answer (RFC 3261 section
+            // 13.2.1: the 2xx repeats it): the caller gets its 200 now.
+            Some(Early::Up) => self.answer_caller(now, &id),
+            Some(_) => c.early = Some(Early::StartingAnswered),
+            None => {
+                c.state = State::Connecting;
+                self.command(MediaCommand::CompleteBridge {
+                    call: id,
+                    answer: sdp.unwrap_or_default(),
+                    early: false,
+                });
+            }
+        }
+    }
+
+    /// The callee refused: the caller gets the refusal (hop-by-hop
+    /// statuses become ones that make sense to the caller).
+    fn on_rejected(&mut self, now: Instant, dialog: DialogRef, status: u16, reason: &str) {
+        let Some(id) = self.by_dialog.remove(&dialog) else {
+            return;
+        };
+        let c = self.calls.get_mut(&id).expect("indexed");
+        c.outbound = None;
+        tracing::info!(call = %id, status, reason, "bridge: the callee refused");
+        if let Some(inbound) = c.inbound() {
+            let (status, reason) = relayed_status(status, reason);
+            self.ua.reject(now, inbound, status, &reason);
+        }
+        self.end(now, &id, EndReason::CalleeRefused(status));
+    }
+
+    // ---- media events ----------------------------------------------------
+
+    fn on_created(&mut self, now: Instant, id: CallId, result: Result<Created, Refused>) {
+        self.setting_up.remove(&id);
+        let Some(c) = self.calls.get(&id) else {
+            // Given up while its media was being made: drop that media.
+            if result.is_ok() {
+                self.command(MediaCommand::Hangup {
+                    call: id,
+                    reason: EndReason::CallerGone,
+                });
+            }
+            return;
+        };
+        let created = match result {
+            Ok(created) => created,
+            Err(r) => {
+                let c = self.forget(&id).expect("present");
+                match c.origin {
+                    Origin::Sip(d) => self.refuse_sip(now, d, r),
+                    Origin::Api(t) => self.refuse_api(t, r),
+                }
+                return;
+            }
+        };
+        match (c.origin, created.far_offer) {
+            (Origin::Api(token), _) => {
+                self.calls.get_mut(&id).expect("present").state = State::Up;
+                self.out.push_back(Output::Reply {
+                    token,
+                    result: Ok(ApiCall {
+                        call: id,
+                        answer: created.local_sdp,
+                    }),
+                });
+            }
+            (Origin::Sip(inbound), None) => {
+                if self.ua.answer(now, inbound, created.local_sdp) {
+                    self.calls.get_mut(&id).expect("present").state = State::Up;
+                } else {
+                    self.end(now, &id, EndReason::CallerGone);
+                }
+            }
+            (Origin::Sip(inbound), Some(far_offer)) => {
+                if !self.ua.is_incoming(inbound) {
+                    return self.end(now, &id, EndReason::CallerGone);
+                }
+                let Route::Bridge { target } = &self.cfg.route else {
+                    unreachable!("bridged calls need a bridge route")
+                };
+                let uri = target.replace("{user}", &c.called);
+                let inv = self.outbound_invite(c, uri.clone(), far_offer);
+                match self.ua.invite(now, inv) {
+                    Some(out) => {
+                        tracing::info!(call = %id, %inbound, outbound = %out, %uri, "bridge: outbound INVITE");
+                        self.by_dialog.insert(out, id.clone());
+                        let c = self.calls.get_mut(&id).expect("present");
+                        c.outbound = Some(out);
+                        c.held_answer = Some(created.local_sdp);
+                        c.state = State::Calling;
+                    }
+                    None => {
+                        let r = Refused::new(Refusal::NoRoute, format!("no route to {uri}"));
+                        tracing::warn!(call = %id, "bridge: {r}");
+                        self.metrics.refuse(r.kind);
+                        self.reject_dialog(now, inbound, &r);
+                        self.end(now, &id, EndReason::NoRoute);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The outbound INVITE for a bridged call, with the caller's identity
+    /// as configured.
+    fn outbound_invite(&self, c: &Call, uri: String, sdp: String) -> OutboundInvite {
+        let caller = c.caller.as_ref();
+        let (from_user, from_display) = match self.cfg.caller_id {
+            CallerId::Fixed => (self.cfg.from_user.clone(), None),
+            CallerId::Pass => (
+                caller
+                    .and_then(Caller::user)
+                    .unwrap_or(&self.cfg.from_user)
+                    .to_string(),
+                caller.and_then(|c| c.from.display.clone()),
+            ),
+        };
+        let asserted = caller
+            .filter(|_| self.cfg.pass_asserted_identity)
+            .and_then(|c| c.asserted.clone().map(|a| (a, c.privacy.clone())));
+        OutboundInvite {
+            uri,
+            from_user,
+            from_display,
+            privacy: asserted.as_ref().and_then(|(_, p)| p.clone()),
+            asserted_identity: asserted.map(|(a, _)| a),
+            sdp,
+        }
+    }
+
+    fn on_bridge_up(&mut self, now: Instant, id: CallId, early: bool, result: Result<(), Refused>) {
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        if let Err(e) = result {
+            tracing::warn!(call = %id, "bridge: the far answer is unusable: {e}");
+            let r = Refused::new(Refusal::FarAnswerUnusable, e.detail);
+            if let Some(inbound) = c.inbound() {
+                self.reject_dialog(now, inbound, &r);
+            }
+            return self.end(now, &id, EndReason::FarAnswerUnusable);
+        }
+        match (early, c.early) {
+            (true, Some(Early::Starting)) => {
+                // Early media: the caller hears the callee's ringback or
+                // announcement from now on.
+                c.early = Some(Early::Up);
+                let answer = c.held_answer.clone();
+                if let Some(inbound) = c.inbound() {
+                    self.ua.provisional(now, inbound, 183, answer);
+                }
+            }
+            // The callee's 200 (after early media, or crossing it).
+            _ => self.answer_caller(now, &id),
+        }
+    }
+
+    /// The bridge is up: the caller gets its 200 with our held answer.
+    fn answer_caller(&mut self, now: Instant, id: &CallId) {
+        let c = self.calls.get_mut(id).expect("present");
+        c.early = None;
+        c.state = State::Up;
+        let answer = c.held_answer.take().unwrap_or_default();
+        if let Some(inbound) = c.inbound()
+            && !self.ua.answer(now, inbound, answer)
+        {
+            self.end(now, id, EndReason::CallerGone);
+        }
+    }
+
+    // ---- endings ---------------------------------------------------------
+
+    /// Forgets a call and its dialogs (nothing sent).
+    fn forget(&mut self, id: &CallId) -> Option<Call> {
+        let c = self.calls.remove(id)?;
+        for d in c.inbound().into_iter().chain(c.outbound) {
+            self.by_dialog.remove(&d);
+        }
+        Some(c)
+    }
+
+    /// Ends a call on both sides: its dialogs (BYE, CANCEL or a final
+    /// response, whichever their state calls for) and its media.
+    fn end(&mut self, now: Instant, id: &CallId, reason: EndReason) {
+        if self.end_signalling(now, id) {
+            self.command(MediaCommand::Hangup {
+                call: id.clone(),
+                reason,
+            });
+        }
+    }
+
+    /// Ends a call's dialogs and forgets it; false when it was unknown.
+    fn end_signalling(&mut self, now: Instant, id: &CallId) -> bool {
+        let Some(c) = self.forget(id) else {
+            return false;
+        };
+        for d in c.inbound().into_iter().chain(c.outbound) {
+            self.ua.hangup(now, d);
+        }
+        if let Origin::Api(token) = c.origin
+            && c.state == State::Setup
+        {
+            self.out.push_back(Output::Reply {
+                token,
+                result: Err(Refused::new(Refusal::NoSuchCall, "the call ended")),
+            });
+        }
+        true
+    }
+
+    fn refuse_sip(&mut self, now: Instant, dialog: DialogRef, r: Refused) {
+        tracing::warn!(%dialog, status = r.kind.disposition().sip_status, "INVITE refused: {r}");
+        self.metrics.refuse(r.kind);
+        self.reject_dialog(now, dialog, &r);
+    }
+
+    fn reject_dialog(&mut self, now: Instant, dialog: DialogRef, r: &Refused) {
+        let d = r.kind.disposition();
+        self.ua
+            .reject_with(now, dialog, d.sip_status, &r.sip_reason(), d.retry_after_s);
+    }
+
+    fn refuse_api(&mut self, token: ApiToken, r: Refused) {
+        tracing::warn!(
+            status = r.kind.disposition().http_status,
+            "call refused: {r}"
+        );
+        self.metrics.refuse(r.kind);
+        self.out.push_back(Output::Reply {
+            token,
+            result: Err(r),
+        });
+    }
+
+    fn command(&mut self, c: MediaCommand) {
+        self.out.push_back(Output::Media(c));
+    }
+}
+
+fn other(kind: LegKind) -> LegKind {
+    match kind {
+        LegKind::Webrtc => LegKind::Legacy,
+        LegKind::Legacy => LegKind::Webrtc,
+    }
+}
+
+/// What the caller gets for the callee's refusal. A B2BUA's two legs are
+/// separate hops: statuses about the hop itself (authentication, a
+/// Require, session intervals, loops) say nothing the caller can act on,
+/// and a redirect would send the caller past the gateway.
+fn relayed_status(status: u16, reason: &str) -> (u16, String) {
+    match status {
+        300..=399 => (
+            480,
+            format!("Temporarily Unavailable (callee: {status} {reason})"),
+        ),
+        401 | 407 => (403, format!("Forbidden (callee: {status} {reason})")),
+        420 | 421 | 422 | 423 | 482 | 483 | 491 => (
+            500,
+            format!("Server Internal Error (callee: {status} {reason})"),
+        ),
+        _ => (status, reason.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_refusals_are_not_relayed_as_they_are() {
+        assert_eq!(relayed_status(486, "Busy Here"), (486, "Busy Here".into()));
+        assert_eq!(relayed_status(407, "Proxy Authentication Required").0, 403);
+        assert_eq!(relayed_status(302, "Moved Temporarily").0, 480);
+        assert_eq!(relayed_status(422, "Session Interval Too Small").0, 500);
+        assert_eq!(relayed_status(603, "Decline").0, 603);
+    }
+}

@@ -1,0 +1,99 @@
+//! The core's side of the media boundary: what it asks of the media side
+//! (libwebrtc PeerConnections, the plain-RTP legs) and what comes back.
+//! Every command that takes time answers with exactly one [`MediaEvent`];
+//! the driver must deliver each one (nothing on this path may be dropped).
+
+use rtcgw_proto::sdp::{LegKind, Offer};
+use rtcgw_proto::sip::ua::DialogRef;
+
+use crate::end::EndReason;
+use crate::id::CallId;
+use crate::refusal::Refused;
+
+/// Where a call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// The demo target: play a file or tone, record what comes in.
+    Demo,
+    /// A B2BUA call: the caller's leg joined to an outbound leg of the
+    /// other kind (WebRTC <-> plain RTP).
+    Bridge,
+}
+
+/// Work for the media side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Set a call's media up: answer `offer` on the caller's leg (make an
+    /// offer when there is none: a SIP late offer). With [`Plan::Bridge`],
+    /// also prepare the other leg and make its offer. Answered by
+    /// [`MediaEvent::Created`].
+    Create {
+        call: CallId,
+        plan: Plan,
+        offer: Option<Offer>,
+    },
+    /// The far leg's answer (a 183's when `early`) completes a bridge.
+    /// Answered by [`MediaEvent::BridgeUp`].
+    CompleteBridge {
+        call: CallId,
+        answer: String,
+        early: bool,
+    },
+    /// The answer to our offer (a late offer's ACK). Answered by
+    /// [`MediaEvent::AnswerApplied`].
+    ApplyAnswer { call: CallId, answer: String },
+    /// A new offer for one of the call's legs (hold, resume, new address
+    /// or codec, ICE restart). Answered by [`MediaEvent::Reanswered`].
+    Reoffer {
+        call: CallId,
+        dialog: DialogRef,
+        offer: Offer,
+    },
+    /// A digit that came by signalling (SIP INFO) from the `from` leg's
+    /// side: relayed on the other leg as RFC 4733, and listed on the call.
+    Dtmf {
+        call: CallId,
+        from: LegKind,
+        digit: char,
+        duration_ms: u32,
+    },
+    /// End the call's media. No answer; a [`MediaEvent::Ended`] may follow
+    /// and is ignored.
+    Hangup { call: CallId, reason: EndReason },
+}
+
+/// What [`MediaCommand::Create`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// Our SDP for the caller: the answer to its offer, or our offer when
+    /// it made none.
+    pub local_sdp: String,
+    /// [`Plan::Bridge`]: our offer for the outbound leg.
+    pub far_offer: Option<String>,
+}
+
+/// What the media side reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    Created {
+        call: CallId,
+        result: Result<Created, Refused>,
+    },
+    BridgeUp {
+        call: CallId,
+        early: bool,
+        result: Result<(), Refused>,
+    },
+    AnswerApplied {
+        call: CallId,
+        result: Result<(), Refused>,
+    },
+    Reanswered {
+        call: CallId,
+        dialog: DialogRef,
+        result: Result<String, Refused>,
+    },
+    /// The media side ended a call by itself (media timeout, the WebRTC
+    /// connection failed, DELETE by the API...), or confirms a hangup.
+    Ended { call: CallId, reason: EndReason },
+}

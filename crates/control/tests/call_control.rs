@@ -1,0 +1,784 @@
+//! Call control in memory, with virtual time: a softswitch (the caller's
+//! and the callee's SIP messages, as bytes) on one side, the media side's
+//! results on the other. What the caller and the callee see, and what the
+//! media side is told, for the cases that matter: setup and its refusals,
+//! CANCEL during setup, early media racing the callee's 200, BYE from
+//! either side, re-offers and DTMF routing, capacity and drain.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rtcgw_control::{
+    ApiCall, ApiRequest, ApiToken, CallControl, CallId, CallMetrics, CallOutcomes, CallerId,
+    ControlConfig, Created, EndReason, MediaCommand, MediaEvent, Output, Party, Plan, Refusal,
+    Refused, Route,
+};
+use rtcgw_proto::sdp::LegKind;
+use rtcgw_proto::sip::message::{Message, Method, Request, Response};
+use rtcgw_proto::sip::metrics::SipMetrics;
+use rtcgw_proto::sip::tsx::{Peer, Timers, Transport};
+use rtcgw_proto::sip::ua::{DialogRef, UaConfig, UserAgent};
+
+const SWITCH: &str = "127.0.0.1:5080";
+const WEBRTC_OFFER: &str = include_str!("../../../tests/data/aiortc_offer.sdp");
+const PLAIN_OFFER: &str = "v=0\r\no=pbx 7 7 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 192.0.2.10\r\n\
+t=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n";
+const ANSWER: &str = "v=0\r\no=rtcgw 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 1 X 0\r\n";
+
+fn switch() -> Peer {
+    Peer {
+        addr: SWITCH.parse().unwrap(),
+        transport: Transport::Udp,
+    }
+}
+
+fn config(route: Route, max_calls: usize) -> ControlConfig {
+    ControlConfig {
+        route,
+        max_calls,
+        max_setting_up: 64,
+        caller_id: CallerId::Pass,
+        from_user: "rtcgw".into(),
+        pass_asserted_identity: true,
+        id_salt: 1,
+    }
+}
+
+fn bridge() -> Route {
+    Route::Bridge {
+        target: format!("sip:{{user}}@{SWITCH}"),
+    }
+}
+
+/// A softswitch and a media side around one [`CallControl`].
+struct H {
+    cc: CallControl,
+    now: Instant,
+    metrics: CallMetrics,
+    /// Every SIP message sent, in order.
+    sip: Vec<Message>,
+    media: Vec<MediaCommand>,
+    replies: Vec<(ApiToken, Result<ApiCall, Refused>)>,
+    cseq: u32,
+}
+
+impl H {
+    fn new(route: Route, max_calls: usize) -> Self {
+        let ua = UserAgent::new(
+            UaConfig {
+                timers: Timers::default(),
+                local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
+                allowed: vec!["127.0.0.0/8".parse().unwrap()],
+                trusted: vec!["127.0.0.0/8".parse().unwrap()],
+                next_hop: None,
+                user_agent: "rtcgw-test".into(),
+                branch_salt: 3,
+                drain_retry_after_s: rtcgw_control::DRAIN_RETRY_AFTER_S,
+                session_timer: None,
+            },
+            SipMetrics::default(),
+        );
+        let metrics = CallMetrics::new(CallOutcomes::default());
+        Self {
+            cc: CallControl::new(config(route, max_calls), ua, metrics.clone()),
+            now: Instant::now(),
+            metrics,
+            sip: vec![],
+            media: vec![],
+            replies: vec![],
+            cseq: 10,
+        }
+    }
+
+    fn drain(&mut self) {
+        while let Some(o) = self.cc.poll_output() {
+            match o {
+                Output::Transmit(t) => self.sip.push(Message::parse(&t.bytes).unwrap()),
+                Output::Media(c) => self.media.push(c),
+                Output::Reply { token, result } => self.replies.push((token, result)),
+            }
+        }
+    }
+
+    fn input(&mut self, bytes: String) {
+        self.cc.handle_sip(self.now, switch(), bytes.as_bytes());
+        self.drain();
+    }
+
+    fn media_event(&mut self, ev: MediaEvent) {
+        self.cc.handle_media(self.now, ev);
+        self.drain();
+    }
+
+    /// Runs time forward, firing every timer on the way.
+    fn advance(&mut self, d: Duration) {
+        let until = self.now + d;
+        while let Some(t) = self.cc.poll_timeout().filter(|t| *t <= until) {
+            self.now = self.now.max(t);
+            self.cc.handle_timeout(self.now);
+            self.drain();
+        }
+        self.now = until;
+    }
+
+    fn responses(&self, status: u16) -> Vec<Response> {
+        self.sip
+            .iter()
+            .filter_map(|m| match m {
+                Message::Response(r) if r.status == status => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn requests(&self, method: Method) -> Vec<Request> {
+        self.sip
+            .iter()
+            .filter_map(|m| match m {
+                Message::Request(r) if r.method == method => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The media commands of one kind, taken out of the list.
+    fn take(&mut self, pick: impl Fn(&MediaCommand) -> bool) -> Vec<MediaCommand> {
+        let (hit, rest) = self.media.drain(..).partition(|c| pick(c));
+        self.media = rest;
+        hit
+    }
+
+    /// The one Create command: its call id, plan and offer kind.
+    fn created_call(&mut self) -> (CallId, Plan, Option<LegKind>) {
+        let mut c = self.take(|c| matches!(c, MediaCommand::Create { .. }));
+        assert_eq!(c.len(), 1, "one Create");
+        match c.remove(0) {
+            MediaCommand::Create { call, plan, offer } => (call, plan, offer.map(|o| o.kind())),
+            _ => unreachable!(),
+        }
+    }
+
+    fn hangups(&mut self) -> Vec<(CallId, EndReason)> {
+        self.take(|c| matches!(c, MediaCommand::Hangup { .. }))
+            .into_iter()
+            .map(|c| match c {
+                MediaCommand::Hangup { call, reason } => (call, reason),
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    /// The caller's INVITE (from the softswitch), with `extra` headers.
+    fn invite(&mut self, branch: &str, sdp: Option<&str>, extra: &str) {
+        let body = sdp.unwrap_or("");
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        self.input(format!(
+            "INVITE sip:bob@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch={branch}\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=caller-{branch}\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: {branch}@switch\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@{SWITCH}>\r\n\
+Max-Forwards: 70\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+
+    /// A request in the caller's dialog (after our 200 with tag `tag`).
+    fn caller_request(&mut self, branch: &str, method: &str, tag: &str, body: (&str, &str)) {
+        self.cseq += 1;
+        let (ctype, body) = body;
+        let ct = if ctype.is_empty() {
+            String::new()
+        } else {
+            format!("Content-Type: {ctype}\r\n")
+        };
+        self.input(format!(
+            "{method} sip:rtcgw@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch={branch}\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=caller-z9hG4bKinv\r\nTo: <sip:bob@example.com>;tag={tag}\r\n\
+Call-ID: z9hG4bKinv@switch\r\nCSeq: {} {method}\r\nContact: <sip:alice@{SWITCH}>\r\n\
+Max-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            self.cseq,
+            body.len()
+        ));
+    }
+
+    /// The ACK for our 200 to the caller.
+    fn caller_ack(&mut self, tag: &str, body: &str) {
+        let ct = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        self.input(format!(
+            "ACK sip:rtcgw@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKack\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=caller-z9hG4bKinv\r\nTo: <sip:bob@example.com>;tag={tag}\r\n\
+Call-ID: z9hG4bKinv@switch\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    }
+
+    /// The callee's response to our outbound INVITE.
+    fn callee_responds(&mut self, status: u16, sdp: Option<&str>) {
+        let inv = self.requests(Method::Invite).remove(0);
+        let mut r = Response::to(&inv, status, "X", Some("callee"));
+        r.headers.push("Contact", format!("<sip:bob@{SWITCH}>"));
+        if let Some(sdp) = sdp {
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = sdp.as_bytes().to_vec();
+        }
+        self.input(String::from_utf8(Message::Response(r).to_bytes()).unwrap());
+    }
+
+    /// A request in the callee's dialog.
+    fn callee_request(&mut self, method: &str, body: (&str, &str)) {
+        self.cseq += 1;
+        let inv = self.requests(Method::Invite).remove(0);
+        let c = inv.core().unwrap();
+        let (ctype, body) = body;
+        let ct = if ctype.is_empty() {
+            String::new()
+        } else {
+            format!("Content-Type: {ctype}\r\n")
+        };
+        self.input(format!(
+            "{method} sip:rtcgw@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKcallee{}\r\n\
+From: <sip:bob@example.com>;tag=callee\r\nTo: {};tag={}\r\nCall-ID: {}\r\nCSeq: {} {method}\r\n\
+Max-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
+            self.cseq,
+            inv.headers.get("From").unwrap().split(";tag=").next().unwrap(),
+            c.from.tag().unwrap(),
+            c.call_id,
+            self.cseq,
+            body.len()
+        ));
+    }
+
+    fn our_tag(&self) -> String {
+        let ok = self
+            .responses(200)
+            .into_iter()
+            .find(|r| r.core().unwrap().cseq_method == Method::Invite);
+        ok.expect("200 to the INVITE")
+            .core()
+            .unwrap()
+            .to
+            .tag()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn created(local: &str, far: Option<&str>) -> Result<Created, Refused> {
+    Ok(Created {
+        local_sdp: local.into(),
+        far_offer: far.map(str::to_string),
+    })
+}
+
+/// A WebRTC caller bridged to a plain-RTP callee, up to the outbound
+/// INVITE: the call id.
+fn bridged_call_ringing(h: &mut H) -> CallId {
+    h.invite("z9hG4bKinv", Some(WEBRTC_OFFER), "");
+    let (call, plan, kind) = h.created_call();
+    assert_eq!((plan, kind), (Plan::Bridge, Some(LegKind::Webrtc)));
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, Some(PLAIN_OFFER)),
+    });
+    assert_eq!(h.requests(Method::Invite).len(), 1, "outbound INVITE");
+    call
+}
+
+/// ... and answered: both dialogs up.
+fn bridged_call_up(h: &mut H) -> CallId {
+    let call = bridged_call_ringing(h);
+    h.callee_responds(200, Some(PLAIN_OFFER));
+    let done = h.take(|c| matches!(c, MediaCommand::CompleteBridge { early: false, .. }));
+    assert_eq!(done.len(), 1);
+    h.media_event(MediaEvent::BridgeUp {
+        call: call.clone(),
+        early: false,
+        result: Ok(()),
+    });
+    let tag = h.our_tag();
+    h.caller_ack(&tag, "");
+    call
+}
+
+#[test]
+fn a_bridged_call_rings_answers_and_carries_the_callers_identity() {
+    let mut h = H::new(bridge(), 10);
+    h.invite(
+        "z9hG4bKinv",
+        Some(WEBRTC_OFFER),
+        "Record-Route: <sip:switch@127.0.0.1:5080;lr>\r\n\
+P-Asserted-Identity: <sip:+4930123@pbx.example>\r\n",
+    );
+    let (call, ..) = h.created_call();
+    assert!(h.responses(100).len() == 1 && h.responses(200).is_empty());
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, Some(PLAIN_OFFER)),
+    });
+    let inv = h.requests(Method::Invite).remove(0);
+    assert_eq!(
+        inv.uri,
+        format!("sip:bob@{SWITCH}"),
+        "routed by the called user"
+    );
+    assert_eq!(inv.body, PLAIN_OFFER.as_bytes());
+    let from = inv.core().unwrap().from;
+    assert_eq!(from.display.as_deref(), Some("Alice"));
+    assert!(from.uri.starts_with("sip:alice@"), "{}", from.uri);
+    assert_eq!(
+        inv.headers.get("P-Asserted-Identity"),
+        Some("<sip:+4930123@pbx.example>")
+    );
+    // Ringing is relayed, with the Record-Route of the caller's INVITE.
+    h.callee_responds(180, None);
+    let ring = h.responses(180).pop().expect("180 relayed");
+    assert_eq!(
+        ring.headers.list("Record-Route"),
+        vec!["<sip:switch@127.0.0.1:5080;lr>"]
+    );
+    // The callee answers: the far answer completes the bridge, then the
+    // caller gets its 200 with our held answer.
+    h.callee_responds(200, Some(PLAIN_OFFER));
+    assert!(h.responses(200).is_empty(), "held until the media is up");
+    let done = h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }));
+    assert_eq!(
+        done,
+        vec![MediaCommand::CompleteBridge {
+            call: call.clone(),
+            answer: PLAIN_OFFER.into(),
+            early: false
+        }]
+    );
+    h.media_event(MediaEvent::BridgeUp {
+        call,
+        early: false,
+        result: Ok(()),
+    });
+    let ok = h.responses(200).pop().expect("200 to the caller");
+    assert_eq!(ok.body, ANSWER.as_bytes());
+    assert_eq!(
+        h.requests(Method::Ack).len(),
+        1,
+        "the callee's 200 was ACKed"
+    );
+    assert_eq!(h.cc.calls(), 1);
+    assert_eq!(h.metrics.active(), 1);
+}
+
+#[test]
+fn cancel_during_setup_gives_487_and_drops_the_media_that_comes_later() {
+    let mut h = H::new(bridge(), 10);
+    h.invite("z9hG4bKinv", Some(WEBRTC_OFFER), "");
+    let (call, ..) = h.created_call();
+    h.input(format!(
+        "CANCEL sip:bob@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKinv\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=caller-z9hG4bKinv\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: z9hG4bKinv@switch\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert_eq!(h.responses(487).len(), 1);
+    assert_eq!(h.cc.calls(), 0);
+    // The media the setup made arrives afterwards: it is hung up, and no
+    // outbound INVITE goes out.
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, Some(PLAIN_OFFER)),
+    });
+    assert!(h.requests(Method::Invite).is_empty());
+    let hangups = h.hangups();
+    assert!(hangups.iter().any(|(c, _)| *c == call), "{hangups:?}");
+    assert!(h.cc.is_idle());
+    assert!(
+        h.responses(200)
+            .iter()
+            .all(|r| r.core().unwrap().cseq_method == Method::Cancel)
+    );
+}
+
+#[test]
+fn cancel_while_the_callee_rings_cancels_the_callee() {
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_ringing(&mut h);
+    h.callee_responds(180, None);
+    h.input(format!(
+        "CANCEL sip:bob@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKinv\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=caller-z9hG4bKinv\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: z9hG4bKinv@switch\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert_eq!(h.responses(487).len(), 1);
+    assert_eq!(h.requests(Method::Cancel).len(), 1, "CANCEL to the callee");
+    assert_eq!(h.hangups(), vec![(call, EndReason::Cancelled)]);
+    // The callee's 487 ends its side; nothing more happens.
+    h.callee_responds(487, None);
+    assert!(h.cc.is_idle());
+}
+
+/// RFC 3261 section 13.2.1: the 2xx repeats the 183's answer. The callee's
+/// 200 may come while that answer is still being applied: the caller then
+/// gets one 200, once the media is up, and no 183 after it.
+#[test]
+fn the_callees_200_during_early_media_setup_answers_the_caller_once() {
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_ringing(&mut h);
+    h.callee_responds(183, Some(PLAIN_OFFER));
+    let early = h.take(|c| matches!(c, MediaCommand::CompleteBridge { early: true, .. }));
+    assert_eq!(early.len(), 1);
+    h.callee_responds(200, Some(PLAIN_OFFER));
+    assert!(
+        h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }))
+            .is_empty(),
+        "the answer is applied once"
+    );
+    assert!(h.responses(200).is_empty() && h.responses(183).is_empty());
+    h.media_event(MediaEvent::BridgeUp {
+        call,
+        early: true,
+        result: Ok(()),
+    });
+    assert_eq!(h.responses(200).len(), 1);
+    assert!(h.responses(183).is_empty(), "no 183 after the 200");
+    assert_eq!(h.responses(200)[0].body, ANSWER.as_bytes());
+}
+
+#[test]
+fn early_media_then_the_answer() {
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_ringing(&mut h);
+    h.callee_responds(183, Some(PLAIN_OFFER));
+    h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }));
+    h.media_event(MediaEvent::BridgeUp {
+        call: call.clone(),
+        early: true,
+        result: Ok(()),
+    });
+    let p = h.responses(183).pop().expect("183 with our answer");
+    assert_eq!(p.body, ANSWER.as_bytes());
+    h.callee_responds(200, Some(PLAIN_OFFER));
+    assert!(h.media.is_empty(), "media already up: {:?}", h.media);
+    assert_eq!(h.responses(200).len(), 1);
+}
+
+#[test]
+fn refusals_follow_the_table() {
+    // Broken SDP: 400 at once, no media work.
+    let mut h = H::new(bridge(), 10);
+    h.invite("z9hG4bKa", Some("v=0\r\nnot sdp at all\r\n"), "");
+    assert_eq!(h.responses(400).len(), 1);
+    assert!(h.media.is_empty());
+    // No audio: 488.
+    h.invite(
+        "z9hG4bKb",
+        Some(&PLAIN_OFFER.replace("m=audio", "m=video")),
+        "",
+    );
+    assert_eq!(h.responses(488).len(), 1);
+    // The media side's refusals.
+    for (i, (kind, status, retry)) in [
+        (Refusal::NoCommonCodec, 488, None),
+        (Refusal::MediaUnavailable, 503, Some("5")),
+        (Refusal::InvalidSdp, 488, None),
+        (Refusal::Internal, 500, None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        h.invite(&format!("z9hG4bKm{i}"), Some(PLAIN_OFFER), "");
+        let (call, ..) = h.created_call();
+        h.media_event(MediaEvent::Created {
+            call,
+            result: Err(Refused::new(kind, "because")),
+        });
+        let r = h.responses(status).pop().expect("refusal");
+        assert!(r.reason.ends_with("(because)"), "{}", r.reason);
+        assert_eq!(r.headers.get("Retry-After"), retry, "{kind:?}");
+    }
+    assert_eq!(h.metrics.refused(Refusal::NoCommonCodec), 1);
+    assert_eq!(h.metrics.refused(Refusal::MalformedSdp), 1);
+    assert_eq!(h.cc.calls(), 0);
+    // The callee's refusal reaches the caller; a hop-by-hop one does not.
+    for (theirs, ours) in [(486, 486), (407, 403)] {
+        let mut h = H::new(bridge(), 10);
+        let call = bridged_call_ringing(&mut h);
+        h.callee_responds(theirs, None);
+        assert_eq!(h.responses(ours).len(), 1, "{theirs} -> {ours}");
+        assert_eq!(h.hangups(), vec![(call, EndReason::CalleeRefused(theirs))]);
+        assert!(h.cc.is_idle());
+    }
+    // An API offer that is not WebRTC: 400 over HTTP.
+    let mut h = H::new(Route::Demo, 10);
+    h.cc.handle_api(
+        h.now,
+        ApiRequest::Create {
+            token: ApiToken(1),
+            offer: PLAIN_OFFER.into(),
+        },
+    );
+    h.drain();
+    let (_, r) = h.replies.pop().unwrap();
+    let r = r.unwrap_err();
+    assert_eq!(
+        (r.kind, r.kind.disposition().http_status),
+        (Refusal::NotWebrtc, 400)
+    );
+}
+
+#[test]
+fn bye_from_either_side_ends_both() {
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_up(&mut h);
+    let tag = h.our_tag();
+    h.caller_request("z9hG4bKbye", "BYE", &tag, ("", ""));
+    assert_eq!(h.requests(Method::Bye).len(), 1, "BYE to the callee");
+    assert_eq!(h.hangups(), vec![(call, EndReason::Bye(Party::Caller))]);
+    assert!(h.cc.is_idle());
+
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_up(&mut h);
+    h.callee_request("BYE", ("", ""));
+    let byes = h.requests(Method::Bye);
+    assert_eq!(byes.len(), 1, "BYE to the caller");
+    assert_eq!(byes[0].uri, format!("sip:alice@{SWITCH}"));
+    assert_eq!(h.hangups(), vec![(call, EndReason::Bye(Party::Callee))]);
+    assert!(h.cc.is_idle());
+}
+
+#[test]
+fn the_media_side_ending_a_call_byes_both_dialogs() {
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_up(&mut h);
+    h.media_event(MediaEvent::Ended {
+        call,
+        reason: EndReason::MediaTimeout,
+    });
+    assert_eq!(h.requests(Method::Bye).len(), 2);
+    assert!(h.hangups().is_empty(), "the media side ended it itself");
+    assert!(h.cc.is_idle());
+}
+
+#[test]
+fn reoffers_go_to_their_leg_and_dtmf_to_the_other() {
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_up(&mut h);
+    let tag = h.our_tag();
+    // Hold from the caller: a re-INVITE with a new version.
+    let hold = WEBRTC_OFFER
+        .replace("4004671098 4004671098", "4004671098 4004671099")
+        .replace("a=sendrecv", "a=sendonly");
+    h.caller_request("z9hG4bKre", "INVITE", &tag, ("application/sdp", &hold));
+    let re = h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
+    let MediaCommand::Reoffer { dialog, offer, .. } = &re[0] else {
+        panic!("{re:?}")
+    };
+    assert_eq!(offer.kind(), LegKind::Webrtc);
+    let dialog: DialogRef = *dialog;
+    h.media_event(MediaEvent::Reanswered {
+        call: call.clone(),
+        dialog,
+        result: Ok("v=0\r\nheld\r\n".into()),
+    });
+    let ok = h.responses(200).pop().unwrap();
+    assert_eq!(ok.body, b"v=0\r\nheld\r\n");
+    assert!(
+        h.requests(Method::Invite).len() == 1,
+        "the callee never notices"
+    );
+    // A re-offer the media side refuses: 488, the session stays.
+    let hold2 = hold.replace("4004671099", "4004671100");
+    h.caller_ack(&tag, "");
+    h.caller_request("z9hG4bKre2", "UPDATE", &tag, ("application/sdp", &hold2));
+    let re = h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
+    let MediaCommand::Reoffer { dialog, .. } = re[0].clone() else {
+        panic!()
+    };
+    h.media_event(MediaEvent::Reanswered {
+        call: call.clone(),
+        dialog,
+        result: Err(Refused::new(Refusal::NoCommonCodec, "no codec")),
+    });
+    assert_eq!(h.responses(488).len(), 1);
+    // A broken re-offer: refused at once.
+    h.caller_request(
+        "z9hG4bKre3",
+        "UPDATE",
+        &tag,
+        ("application/sdp", "v=0\r\nx\r\n"),
+    );
+    assert_eq!(h.responses(400).len(), 1);
+    assert_eq!(h.cc.calls(), 1);
+    // SIP INFO digits: from the WebRTC caller's dialog, and from the
+    // plain-RTP callee's.
+    let relay = ("application/dtmf-relay", "Signal=5\r\nDuration=200\r\n");
+    h.caller_request("z9hG4bKinfo", "INFO", &tag, relay);
+    h.callee_request("INFO", ("application/dtmf", "#"));
+    let digits = h.take(|c| matches!(c, MediaCommand::Dtmf { .. }));
+    assert_eq!(
+        digits,
+        vec![
+            MediaCommand::Dtmf {
+                call: call.clone(),
+                from: LegKind::Webrtc,
+                digit: '5',
+                duration_ms: 200
+            },
+            MediaCommand::Dtmf {
+                call,
+                from: LegKind::Legacy,
+                digit: '#',
+                duration_ms: 160
+            },
+        ]
+    );
+}
+
+#[test]
+fn max_calls_gives_503_with_retry_after_on_sip_and_the_api() {
+    let mut h = H::new(Route::Demo, 1);
+    h.invite("z9hG4bKone", Some(WEBRTC_OFFER), "");
+    let (call, plan, _) = h.created_call();
+    assert_eq!(plan, Plan::Demo);
+    h.media_event(MediaEvent::Created {
+        call,
+        result: created(ANSWER, None),
+    });
+    assert_eq!(h.responses(200).len(), 1);
+    h.invite("z9hG4bKtwo", Some(WEBRTC_OFFER), "");
+    let busy = h.responses(503).pop().expect("503");
+    assert!(busy.reason.contains("at capacity"), "{}", busy.reason);
+    assert_eq!(busy.headers.get("Retry-After"), Some("5"));
+    assert!(h.media.is_empty(), "no media work for a refused call");
+    h.cc.handle_api(
+        h.now,
+        ApiRequest::Create {
+            token: ApiToken(7),
+            offer: WEBRTC_OFFER.into(),
+        },
+    );
+    h.drain();
+    let (token, r) = h.replies.pop().unwrap();
+    let r = r.unwrap_err();
+    assert_eq!(token, ApiToken(7));
+    assert_eq!(r.kind, Refusal::Capacity);
+    let d = r.kind.disposition();
+    assert_eq!((d.http_status, d.retry_after_s), (503, Some(5)));
+    assert_eq!(h.metrics.refused(Refusal::Capacity), 2);
+}
+
+#[test]
+fn drain_refuses_new_calls_then_ends_the_rest() {
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_up(&mut h);
+    h.cc.drain();
+    h.invite("z9hG4bKlate", Some(WEBRTC_OFFER), "");
+    let r = h.responses(503).pop().expect("503 while draining");
+    assert_eq!(r.headers.get("Retry-After"), Some("30"));
+    h.input(format!(
+        "OPTIONS sip:rtcgw@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKopt\r\n\
+From: <sip:switch@example.com>;tag=o\r\nTo: <sip:rtcgw@example.com>\r\nCall-ID: opt@switch\r\n\
+CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert_eq!(h.responses(503).len(), 2, "OPTIONS too");
+    assert_eq!(h.cc.calls(), 1, "the call in progress goes on");
+    h.advance(Duration::from_secs(5));
+    assert!(h.requests(Method::Bye).is_empty());
+    h.cc.hangup_all(h.now, EndReason::Shutdown);
+    h.drain();
+    assert_eq!(h.requests(Method::Bye).len(), 2, "BYE on both dialogs");
+    assert_eq!(h.hangups(), vec![(call, EndReason::Shutdown)]);
+    assert!(h.cc.is_idle());
+}
+
+#[test]
+fn a_late_offer_gets_our_offer_and_its_answer_comes_with_the_ack() {
+    let mut h = H::new(Route::Demo, 10);
+    h.invite("z9hG4bKinv", None, "");
+    let (call, plan, kind) = h.created_call();
+    assert_eq!((plan, kind), (Plan::Demo, None));
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created("v=0\r\nour offer\r\n", None),
+    });
+    assert_eq!(h.responses(200)[0].body, b"v=0\r\nour offer\r\n");
+    let tag = h.our_tag();
+    h.caller_ack(&tag, "v=0\r\ntheir answer\r\n");
+    let applied = h.take(|c| matches!(c, MediaCommand::ApplyAnswer { .. }));
+    assert_eq!(
+        applied,
+        vec![MediaCommand::ApplyAnswer {
+            call: call.clone(),
+            answer: "v=0\r\ntheir answer\r\n".into()
+        }]
+    );
+    // An unusable answer ends the call.
+    h.media_event(MediaEvent::AnswerApplied {
+        call: call.clone(),
+        result: Err(Refused::new(Refusal::InvalidSdp, "bad")),
+    });
+    assert_eq!(h.requests(Method::Bye).len(), 1);
+    assert_eq!(h.hangups(), vec![(call, EndReason::AnswerFailed)]);
+}
+
+#[test]
+fn an_api_call_is_answered_and_a_sip_caller_gone_before_the_answer_costs_nothing() {
+    let mut h = H::new(Route::Demo, 10);
+    h.cc.handle_api(
+        h.now,
+        ApiRequest::Create {
+            token: ApiToken(1),
+            offer: WEBRTC_OFFER.into(),
+        },
+    );
+    h.drain();
+    let (call, ..) = h.created_call();
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, None),
+    });
+    let (token, r) = h.replies.pop().unwrap();
+    assert_eq!(token, ApiToken(1));
+    assert_eq!(
+        r.unwrap(),
+        ApiCall {
+            call: call.clone(),
+            answer: ANSWER.into()
+        }
+    );
+    // DELETE reaches the media side first; its end notice finds no dialog.
+    h.media_event(MediaEvent::Ended {
+        call,
+        reason: EndReason::Delete,
+    });
+    assert!(h.sip.iter().all(|m| matches!(m, Message::Response(_))));
+    assert!(h.cc.is_idle());
+}
+
+#[test]
+fn a_plain_rtp_caller_is_bridged_to_a_webrtc_callee() {
+    let mut h = H::new(bridge(), 10);
+    h.invite("z9hG4bKinv", Some(PLAIN_OFFER), "");
+    let (call, plan, kind) = h.created_call();
+    assert_eq!((plan, kind), (Plan::Bridge, Some(LegKind::Legacy)));
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, Some(WEBRTC_OFFER)),
+    });
+    let inv = h.requests(Method::Invite).remove(0);
+    assert_eq!(inv.body, WEBRTC_OFFER.as_bytes());
+    // No route (the far leg is refused by the media side): 488 to the
+    // caller and the media is dropped.
+    h.callee_responds(200, Some(WEBRTC_OFFER));
+    h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }));
+    h.media_event(MediaEvent::BridgeUp {
+        call: call.clone(),
+        early: false,
+        result: Err(Refused::new(Refusal::InvalidSdp, "bad answer")),
+    });
+    assert_eq!(h.responses(488).len(), 1);
+    assert_eq!(h.requests(Method::Bye).len(), 1, "the callee's dialog ends");
+    assert_eq!(h.hangups(), vec![(call, EndReason::FarAnswerUnusable)]);
+}
