@@ -1,14 +1,19 @@
 //! The gateway's configuration: TOML, with an embedded default
 //! (`rtcgw --print-default-config` prints it). Every key is optional in a
-//! file; what is left out takes the default. Validation names the key, the
-//! value and what was expected.
+//! file; what is left out takes the default. Values are typed (enums,
+//! networks, codec names), so a bad one is refused while parsing, with its
+//! line; `validate` keeps the rules between keys. Either way the error
+//! names the key, the value and what was expected.
+//!
+//! A leaf: nothing of the gateway is imported here; the value types it
+//! shares come from the protocol crate.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
+use rtcgw_proto::sdp::legacy::CodecName;
+use rtcgw_proto::sip::ua::IpNet;
 use serde::{Deserialize, Serialize};
-
-use crate::rtc::{OpusSettings, WebrtcLogLevel};
 
 /// The embedded default configuration, documented.
 pub const DEFAULT_TOML: &str = include_str!("default_config.toml");
@@ -28,14 +33,44 @@ pub struct Config {
     pub stats: StatsConfig,
 }
 
+/// Where the stats export goes: "" (nowhere), "stdout" (or "-"; the log
+/// then goes to stderr) or a file path.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum ExportTarget {
+    #[default]
+    None,
+    Stdout,
+    File(PathBuf),
+}
+
+impl From<String> for ExportTarget {
+    fn from(s: String) -> Self {
+        match s.as_str() {
+            "" => Self::None,
+            "stdout" | "-" => Self::Stdout,
+            _ => Self::File(PathBuf::from(s)),
+        }
+    }
+}
+
+impl From<ExportTarget> for String {
+    fn from(t: ExportTarget) -> Self {
+        match t {
+            ExportTarget::None => String::new(),
+            ExportTarget::Stdout => "stdout".into(),
+            ExportTarget::File(p) => p.display().to_string(),
+        }
+    }
+}
+
 /// Call statistics: polling, the JSON Lines export (docs/stats.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsConfig {
     /// Every call's stats are read this often (0: only at the end of calls).
     pub interval_ms: u64,
-    /// "" (no export), "stdout" (logs then go to stderr) or a file path.
-    pub export: String,
+    pub export: ExportTarget,
     /// Rotate the export file past this size (0: never).
     pub rotate_bytes: u64,
     /// Rotated files kept (path.1 .. path.N).
@@ -46,7 +81,7 @@ impl Default for StatsConfig {
     fn default() -> Self {
         Self {
             interval_ms: 5000,
-            export: String::new(),
+            export: ExportTarget::None,
             rotate_bytes: 0,
             rotate_keep: 5,
         }
@@ -68,23 +103,50 @@ pub struct BridgeConfig {
     pub automatic_gain_control: bool,
 }
 
+/// What SIP calls reach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    /// The demo target (play + record).
+    Demo,
+    /// An outbound leg of the other kind, INVITEd to `route.target`.
+    Bridge,
+}
+
+/// What the outbound leg's From says about the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallerIdMode {
+    /// The caller's user part and display name.
+    Pass,
+    /// `route.from_user`, no display name.
+    Fixed,
+}
+
 /// Where calls go.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RouteConfig {
-    /// "demo": every call reaches the demo target (play + record).
-    /// "bridge": a SIP INVITE with a WebRTC offer is bridged to a plain RTP
-    /// leg, INVITEd to `target`.
-    pub mode: String,
+    pub mode: RouteMode,
     /// Request-URI of the outbound legacy leg; `{user}` is the called user.
     pub target: String,
+    pub caller_id: CallerIdMode,
+    /// The From user when `caller_id` is "fixed", or when the caller's
+    /// From has no user part.
+    pub from_user: String,
+    /// Pass the caller's P-Asserted-Identity (RFC 3325) and Privacy on to
+    /// the outbound leg; believed only from `sip.trusted_sources`.
+    pub pass_asserted_identity: bool,
 }
 
 impl Default for RouteConfig {
     fn default() -> Self {
         Self {
-            mode: "demo".into(),
+            mode: RouteMode::Demo,
             target: "sip:{user}@127.0.0.1:5080".into(),
+            caller_id: CallerIdMode::Pass,
+            from_user: "rtcgw".into(),
+            pass_asserted_identity: true,
         }
     }
 }
@@ -94,7 +156,7 @@ impl Default for RouteConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LegacyConfig {
     /// Codecs we take, in the names SDP uses; the offerer's order wins.
-    pub codecs: Vec<String>,
+    pub codecs: Vec<CodecName>,
     /// Packet time when the offer gives none.
     pub ptime_ms: u32,
     /// RTP/RTCP port pairs come from this range (even RTP ports).
@@ -116,7 +178,7 @@ pub struct LegacyConfig {
 impl Default for LegacyConfig {
     fn default() -> Self {
         Self {
-            codecs: vec!["PCMU".into(), "PCMA".into(), "G722".into(), "opus".into()],
+            codecs: CodecName::ALL.to_vec(),
             ptime_ms: 20,
             port_min: 30000,
             port_max: 39999,
@@ -140,7 +202,10 @@ pub struct SipConfig {
     pub listen: SocketAddr,
     /// Source networks allowed to send requests (the softswitch); others
     /// get 403.
-    pub allowed_sources: Vec<String>,
+    pub allowed_sources: Vec<IpNet>,
+    /// Source networks whose P-Asserted-Identity is believed (RFC 3325);
+    /// from others it is dropped.
+    pub trusted_sources: Vec<IpNet>,
     /// Where in-dialog requests we originate go; unset: back to the peer the
     /// dialog came from.
     pub next_hop: Option<SocketAddr>,
@@ -164,7 +229,8 @@ impl Default for SipConfig {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
-            allowed_sources: vec!["127.0.0.0/8".into(), "::1/128".into()],
+            allowed_sources: loopback(),
+            trusted_sources: loopback(),
             next_hop: None,
             t1_ms: 500,
             t2_ms: 4000,
@@ -235,6 +301,52 @@ pub struct DemoConfig {
     pub tone_hz: f32,
     /// Directory where each call's received audio is recorded as WAV.
     pub record_dir: PathBuf,
+}
+
+fn loopback() -> Vec<IpNet> {
+    vec![
+        "127.0.0.0/8".parse().expect("literal"),
+        "::1/128".parse().expect("literal"),
+    ]
+}
+
+/// libwebrtc's own log lines forwarded at or above this level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebrtcLogLevel {
+    Verbose,
+    Info,
+    Warning,
+    Error,
+    None,
+}
+
+/// Opus encoder settings applied on top of what SDP negotiated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpusSettings {
+    /// Target bitrate in bit/s; 0 keeps libwebrtc's choice.
+    pub bitrate_bps: u32,
+    /// Encoder complexity 0..=10; omitted keeps libwebrtc's default.
+    pub complexity: Option<u8>,
+    /// In-band forward error correction (RFC 6716 LBRR).
+    pub fec: bool,
+    /// Discontinuous transmission during silence.
+    pub dtx: bool,
+    /// Frame size in ms (10, 20, 40, 60); 0 keeps what SDP negotiated.
+    pub ptime_ms: u32,
+}
+
+impl Default for OpusSettings {
+    fn default() -> Self {
+        Self {
+            bitrate_bps: 0,
+            complexity: None,
+            fec: true,
+            dtx: false,
+            ptime_ms: 0,
+        }
+    }
 }
 
 // Defaults in code; a unit test keeps DEFAULT_TOML (the documented file)
@@ -407,15 +519,6 @@ impl Config {
             ));
         }
         let sip = &self.sip;
-        for net in &sip.allowed_sources {
-            if let Err(e) = net.parse::<rtcgw_proto::sip::ua::IpNet>() {
-                return Err(ConfigError::Invalid {
-                    key: "sip.allowed_sources",
-                    value: format!("{net} ({e})"),
-                    expected: "CIDR networks such as \"127.0.0.0/8\"",
-                });
-            }
-        }
         if sip.t1_ms == 0 || sip.t2_ms < sip.t1_ms || sip.t4_ms == 0 {
             return Err(bad(
                 "sip.t1_ms",
@@ -434,16 +537,17 @@ impl Config {
             ));
         }
         let l = &self.legacy;
-        let known = ["PCMU", "PCMA", "G722", "opus"];
-        if l.codecs.is_empty()
-            || l.codecs
-                .iter()
-                .any(|c| !known.iter().any(|k| k.eq_ignore_ascii_case(c)))
-        {
+        let repeated = l
+            .codecs
+            .iter()
+            .enumerate()
+            .any(|(i, c)| l.codecs[..i].contains(c));
+        if l.codecs.is_empty() || repeated {
+            let names: Vec<String> = l.codecs.iter().map(|c| c.to_string()).collect();
             return Err(bad(
                 "legacy.codecs",
-                format!("{:?}", l.codecs),
-                "a non-empty list of PCMU, PCMA, G722, opus",
+                format!("{names:?}"),
+                "a non-empty list of PCMU, PCMA, G722, opus, each once",
             ));
         }
         if ![10, 20, 30, 40, 60].contains(&l.ptime_ms) {
@@ -465,13 +569,6 @@ impl Config {
         }
         if l.rtcp_interval_s == 0 {
             return Err(bad("legacy.rtcp_interval_s", 0, "at least 1"));
-        }
-        if !["demo", "bridge"].contains(&self.route.mode.as_str()) {
-            return Err(bad(
-                "route.mode",
-                &self.route.mode,
-                "\"demo\" or \"bridge\"",
-            ));
         }
         if !self.route.target.starts_with("sip:") {
             return Err(bad(
@@ -496,6 +593,18 @@ impl Config {
                 "stats.rotate_bytes",
                 st.rotate_bytes,
                 "0 (never) or at least 4096",
+            ));
+        }
+        let user = &self.route.from_user;
+        if user.is_empty()
+            || user
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "<>\"@:".contains(c))
+        {
+            return Err(bad(
+                "route.from_user",
+                format!("{user:?}"),
+                "a SIP user part (no spaces, quotes, <, >, @ or :)",
             ));
         }
         if !(20.0..=20_000.0).contains(&self.demo.tone_hz) {
@@ -568,5 +677,29 @@ mod tests {
         );
         let e = Config::parse("[media]\nbogus = 1\n").unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    /// Typed values are refused while parsing, with the key's line, the
+    /// value and what was expected.
+    #[test]
+    fn typed_values_say_what_they_expected() {
+        let e = Config::parse("[route]\nmode = \"proxy\"\n").unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("mode = \"proxy\"") && e.contains("`demo`") && e.contains("`bridge`"),
+            "{e}"
+        );
+        let e = Config::parse("[sip]\nallowed_sources = [\"10.0.0.0/33\"]\n").unwrap_err();
+        assert!(
+            e.to_string().contains("allowed_sources") && e.to_string().contains("/33"),
+            "{e}"
+        );
+        let e = Config::parse("[legacy]\ncodecs = [\"GSM\"]\n").unwrap_err();
+        assert!(e.to_string().contains("unknown codec \"GSM\""), "{e}");
+        let e = Config::parse("[legacy]\ncodecs = [\"PCMU\", \"pcmu\"]\n").unwrap_err();
+        assert!(e.to_string().starts_with("legacy.codecs = "), "{e}");
+        let c = Config::parse("[stats]\nexport = \"-\"\n[legacy]\ncodecs = [\"opus\"]\n").unwrap();
+        assert_eq!(c.stats.export, ExportTarget::Stdout);
+        assert_eq!(c.legacy.codecs, vec![CodecName::Opus]);
     }
 }

@@ -1,14 +1,22 @@
 //! rtcgw: a WebRTC <-> SIP media gateway around Google's libwebrtc.
 //!
-//! Layout: `rtc` is the libwebrtc bridge (C++ in `cpp/`), `config` the TOML
-//! configuration, `media` the audio sources and sinks of calls, `call` the
-//! call registry and demo target, `http` the call API and /metrics, `stats` call statistics (polling, quality, export), `loadgen` the load client used by benchmarks.
+//! The protocol cores (SIP, SDP, RTP, stats records) are in the
+//! `rtcgw-proto` crate and call control (the B2BUA) in `rtcgw-control`,
+//! both sans-IO. This crate is the gateway around them:
+//!
+//! - [`driver`]: the one I/O loop: SIP sockets, timers, the channels that
+//!   feed call control and carry out what it decides;
+//! - [`media`]: each call's media (libwebrtc PeerConnections, plain-RTP
+//!   legs, the demo target, bridges), commanded by call control;
+//! - [`rtc`]: the libwebrtc bridge (C++ in `cpp/`);
+//! - [`http`]: the call API and `/metrics`; [`metrics`]: the one registry;
+//! - [`stats`]: polling, quality estimates and the JSON Lines export;
+//! - [`config`]: the TOML configuration.
 
-pub mod call;
 pub mod config;
 pub mod driver;
 pub mod http;
-pub mod loadgen;
 pub mod media;
+pub mod metrics;
 pub mod rtc;
 pub mod stats;

@@ -1,17 +1,22 @@
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
-
-use rtcgw::call::Calls;
-use rtcgw::config::{Config, DEFAULT_TOML};
-use rtcgw::media::Clip;
+use rtcgw::config::{CallerIdMode, Config, DEFAULT_TOML, ExportTarget, RouteMode};
+use rtcgw::driver::{Driver, SipSockets};
+use rtcgw::media::Calls;
+use rtcgw::media::audio::Clip;
+use rtcgw::metrics::Metrics;
 use rtcgw::rtc::{Runtime, RuntimeSettings};
 use rtcgw::stats::export::{Exporter, Target};
 use rtcgw::stats::poller::StatsService;
-use rtcgw_proto::sip::ua::SipCounters;
+use rtcgw_control::{CallControl, CallerId, ControlConfig, DRAIN_RETRY_AFTER_S, Route};
+use rtcgw_proto::sip::session_timer::SessionTimerConfig;
+use rtcgw_proto::sip::tsx::{Timers, Transport};
+use rtcgw_proto::sip::ua::{UaConfig, UserAgent};
+use tracing_subscriber::EnvFilter;
 
 /// rtcgw: a WebRTC <-> SIP media gateway around libwebrtc.
 #[derive(Parser, Debug)]
@@ -23,113 +28,9 @@ struct Cli {
     /// Print the embedded default configuration and exit.
     #[arg(long)]
     print_default_config: bool,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(clap::Subcommand, Debug)]
-enum Command {
-    /// Benchmark: the legacy leg's per-stream media cost (RTP, NetEq,
-    /// encoder) in process, against the codec-only cost.
-    BenchLegacy {
-        #[arg(long, default_value_t = 100)]
-        streams: usize,
-        /// Seconds of (virtual) audio per stream.
-        #[arg(long, default_value_t = 10)]
-        seconds: u64,
-    },
-    /// Benchmark: the stats poller's CPU cost for N connected calls, in
-    /// alternating phases with and without polling.
-    BenchStats {
-        #[arg(long, default_value_t = 200)]
-        calls: usize,
-        #[arg(long, default_value_t = 1000)]
-        interval_ms: u64,
-        /// Seconds per measured phase.
-        #[arg(long, default_value_t = 20)]
-        phase_secs: u64,
-        /// Off/on phase pairs.
-        #[arg(long, default_value_t = 3)]
-        rounds: u32,
-        /// Where the JSON Lines export goes during the run.
-        #[arg(long, default_value = "/tmp/rtcgw-bench-stats.jsonl")]
-        export: PathBuf,
-        /// "inactive" (no audio, the default) or "sendrecv".
-        #[arg(long, default_value = "inactive")]
-        media: String,
-    },
-    /// Load client: drive WebRTC calls (libwebrtc offerer) into a running
-    /// gateway and report setup time, CPU, RSS and threads as Markdown.
-    Load {
-        /// The gateway's HTTP API address.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        api: std::net::SocketAddr,
-        /// The gateway's process id (for CPU/RSS/thread sampling).
-        #[arg(long)]
-        gateway_pid: u32,
-        /// Concurrent call counts to measure, ascending.
-        #[arg(long, value_delimiter = ',', default_value = "1,10,50,100")]
-        steps: Vec<usize>,
-        /// Seconds each step is measured.
-        #[arg(long, default_value_t = 10)]
-        hold_secs: u64,
-        /// Local media address of the load client.
-        #[arg(long, default_value = "127.0.0.1")]
-        address: std::net::IpAddr,
-        #[arg(long, default_value_t = 40000)]
-        port_min: u16,
-        #[arg(long, default_value_t = 49999)]
-        port_max: u16,
-    },
-    /// Load client for bridged calls: WebRTC callers over SIP/UDP into a
-    /// gateway in bridge mode, the SIP callee of its outbound legs and an
-    /// RTP echo; reports late frames, CPU and RSS per step as Markdown.
-    LoadBridge {
-        /// The gateway's SIP address (UDP).
-        #[arg(long, default_value = "127.0.0.1:5060")]
-        sip: std::net::SocketAddr,
-        /// The gateway's HTTP API address (for /metrics).
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        api: std::net::SocketAddr,
-        /// The gateway's process id (for CPU/RSS/thread sampling).
-        #[arg(long)]
-        gateway_pid: u32,
-        /// Where to answer as the SIP callee (the gateway's route.target).
-        #[arg(long, default_value = "127.0.0.1:15070")]
-        callee: std::net::SocketAddr,
-        /// The RTP echo's address (RTCP on the port above); port 0: any.
-        #[arg(long, default_value = "127.0.0.1:0")]
-        rtp: std::net::SocketAddr,
-        /// Concurrent call counts to measure, ascending.
-        #[arg(long, value_delimiter = ',', default_value = "10,25,50,75,100")]
-        steps: Vec<usize>,
-        /// Seconds each step is measured.
-        #[arg(long, default_value_t = 12)]
-        hold_secs: u64,
-        /// Stop once this percentage of 10 ms frames is late.
-        #[arg(long, default_value_t = 1.0)]
-        max_late_pct: f64,
-        /// Cores the gateway may use (for the codec-only ceiling in calls);
-        /// default: all of this machine's.
-        #[arg(long)]
-        gateway_cores: Option<f64>,
-        /// Local media address of the WebRTC callers.
-        #[arg(long, default_value = "127.0.0.1")]
-        address: std::net::IpAddr,
-        #[arg(long, default_value_t = 40000)]
-        port_min: u16,
-        #[arg(long, default_value_t = 49999)]
-        port_max: u16,
-        /// Drive rtpengine instead of a gateway: its ng control address
-        /// (UDP). The callers' offers go through rtpengine's ng offer/answer
-        /// (Opus WebRTC <-> PCMU plain RTP on the echo); --gateway-pid is
-        /// rtpengine's process id; --sip, --api and --callee are unused.
-        #[arg(long)]
-        rtpengine_ng: Option<std::net::SocketAddr>,
-        /// Append one tab-separated line per step to this file.
-        #[arg(long)]
-        tsv: Option<std::path::PathBuf>,
-    },
+    /// Check the configuration (the embedded default, or --config) and exit.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -149,117 +50,21 @@ fn real_main() -> anyhow::Result<()> {
         print!("{DEFAULT_TOML}");
         return Ok(());
     }
-    if let Some(Command::BenchLegacy { streams, seconds }) = cli.command {
-        print!("{}", rtcgw::loadgen::bench_legacy(streams, seconds)?);
-        return Ok(());
-    }
-    if let Some(Command::BenchStats {
-        calls,
-        interval_ms,
-        phase_secs,
-        rounds,
-        export,
-        media,
-    }) = cli.command
-    {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-            )
-            .with_writer(std::io::stderr)
-            .init();
-        let _ = std::fs::remove_file(&export);
-        let opts = rtcgw::stats::bench::BenchOptions {
-            calls,
-            interval: std::time::Duration::from_millis(interval_ms.max(1)),
-            phase: std::time::Duration::from_secs(phase_secs),
-            rounds,
-            export,
-            audio: match media.as_str() {
-                "inactive" => false,
-                "sendrecv" => true,
-                other => anyhow::bail!("--media {other}: expected inactive or sendrecv"),
-            },
-        };
-        let report = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()?
-            .block_on(rtcgw::stats::bench::run(opts))?;
-        print!("{report}");
-        return Ok(());
-    }
-    if let Some(Command::Load {
-        api,
-        gateway_pid,
-        steps,
-        hold_secs,
-        address,
-        port_min,
-        port_max,
-    }) = cli.command
-    {
-        init_stderr_log();
-        let opts = rtcgw::loadgen::LoadOptions {
-            api,
-            gateway_pid,
-            steps,
-            hold: std::time::Duration::from_secs(hold_secs),
-            address,
-            port_min,
-            port_max,
-        };
-        return print_report(rtcgw::loadgen::run(opts));
-    }
-    if let Some(Command::LoadBridge {
-        sip,
-        api,
-        gateway_pid,
-        callee,
-        rtp,
-        steps,
-        hold_secs,
-        max_late_pct,
-        gateway_cores,
-        address,
-        port_min,
-        port_max,
-        rtpengine_ng,
-        tsv,
-    }) = cli.command
-    {
-        init_stderr_log();
-        let opts = rtcgw::loadgen::BridgeLoadOptions {
-            sip,
-            api,
-            gateway_pid,
-            callee,
-            rtp,
-            steps,
-            hold: std::time::Duration::from_secs(hold_secs),
-            max_late_pct,
-            gateway_cores: gateway_cores.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
-            }),
-            address,
-            port_min,
-            port_max,
-            rtpengine_ng,
-            tsv,
-        };
-        return print_report(rtcgw::loadgen::run_bridge(opts));
-    }
     let config = match &cli.config {
         Some(path) => {
             Config::load(path).with_context(|| format!("configuration {}", path.display()))?
         }
         None => Config::parse(DEFAULT_TOML).context("embedded configuration")?,
     };
+    if cli.check_config {
+        println!("configuration ok");
+        return Ok(());
+    }
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
     let log = tracing_subscriber::fmt().with_env_filter(filter);
     // stdout may carry the stats export; the log then keeps out of its way.
-    if matches!(config.stats.export.as_str(), "stdout" | "-") {
+    if config.stats.export == ExportTarget::Stdout {
         log.with_writer(std::io::stderr).init();
     } else {
         log.init();
@@ -272,15 +77,53 @@ fn real_main() -> anyhow::Result<()> {
         .block_on(run(config))
 }
 
-/// Load clients log to stderr (stdout carries their report), at info
-/// unless RUST_LOG says otherwise.
-fn init_stderr_log() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+/// The user agent's settings from the configuration.
+fn ua_config(config: &Config, sip: Option<&SipSockets>) -> anyhow::Result<UaConfig> {
+    let c = &config.sip;
+    let local = match sip {
+        Some(s) => s.local()?,
+        None => [(Transport::Udp, c.listen), (Transport::Tcp, c.listen)].into(),
+    };
+    Ok(UaConfig {
+        timers: Timers {
+            t1: Duration::from_millis(c.t1_ms),
+            t2: Duration::from_millis(c.t2_ms),
+            t4: Duration::from_millis(c.t4_ms),
+        },
+        local,
+        allowed: c.allowed_sources.clone(),
+        trusted: c.trusted_sources.clone(),
+        next_hop: c.next_hop,
+        user_agent: c.user_agent.clone(),
+        branch_salt: u64::from(std::process::id()) << 16 ^ u64::from(rand::random::<u16>()),
+        session_timer: c.session_timers.then_some(SessionTimerConfig {
+            expires: c.session_expires_s,
+            min_se: c.min_se_s,
+        }),
+        drain_retry_after_s: DRAIN_RETRY_AFTER_S,
+    })
+}
+
+/// Call control's settings from the configuration.
+fn control_config(config: &Config) -> ControlConfig {
+    let r = &config.route;
+    ControlConfig {
+        route: match r.mode {
+            RouteMode::Demo => Route::Demo,
+            RouteMode::Bridge => Route::Bridge {
+                target: r.target.clone(),
+            },
+        },
+        max_calls: config.media.max_calls,
+        max_setting_up: 64,
+        caller_id: match r.caller_id {
+            CallerIdMode::Pass => CallerId::Pass,
+            CallerIdMode::Fixed => CallerId::Fixed,
+        },
+        from_user: r.from_user.clone(),
+        pass_asserted_identity: r.pass_asserted_identity,
+        id_salt: rand::random(),
+    }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -302,44 +145,55 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .with_context(|| format!("http.listen = {}", config.http.listen))?;
-    let calls = Calls::new(runtime, config.clone(), clip);
+    let sip = match config.sip.enabled {
+        true => Some(
+            SipSockets::bind(config.sip.listen)
+                .await
+                .with_context(|| format!("sip.listen = {}", config.sip.listen))?,
+        ),
+        false => None,
+    };
+
+    let mut metrics = Metrics::new();
+    let (media_tx, media_rx) = tokio::sync::mpsc::unbounded_channel();
+    let calls = Calls::new(
+        runtime,
+        config.clone(),
+        clip,
+        metrics.media.clone(),
+        media_tx,
+    );
+    metrics.add_live(calls.clone());
+
     let st = &config.stats;
     let exporter = match Target::from_config(&st.export, st.rotate_bytes, st.rotate_keep) {
-        Some(t) => {
-            Some(Exporter::spawn(t).with_context(|| format!("stats.export = {}", st.export))?)
-        }
+        Some(t) => Some(
+            Exporter::spawn(t, metrics.stats.export_dropped())
+                .with_context(|| format!("stats.export = {}", String::from(st.export.clone())))?,
+        ),
         None => None,
     };
-    let stats = StatsService::new(exporter);
+    let stats = StatsService::new(exporter, metrics.stats.clone());
     tokio::spawn(rtcgw::stats::poller::run(
         stats.clone(),
         calls.clone(),
         calls.ended_feed(),
-        std::time::Duration::from_millis(st.interval_ms),
+        Duration::from_millis(st.interval_ms),
     ));
-    let sip_counters = Arc::new(Mutex::new(SipCounters::default()));
-    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
-    let sip = if config.sip.enabled {
-        let sockets = rtcgw::driver::bind_sip(&config.sip)
-            .await
-            .with_context(|| format!("sip.listen = {}", config.sip.listen))?;
-        let task = rtcgw::driver::run_sip(
-            sockets,
-            config.sip.clone(),
-            config.route.clone(),
-            calls.clone(),
-            sip_counters.clone(),
-            shutdown_rx,
-        );
-        Some(tokio::spawn(task))
-    } else {
-        None
-    };
+
+    let ua = UserAgent::new(ua_config(&config, sip.as_ref())?, metrics.sip.clone());
+    let control = CallControl::new(control_config(&config), ua, metrics.calls.clone());
+    let (driver, handle) = Driver::new(control, calls.clone(), media_rx, sip);
+    let driver = tokio::spawn(driver.run());
+
+    let refusals = metrics.calls.clone();
     let app = rtcgw::http::router(
         rtcgw::http::ApiState {
-            calls: calls.clone(),
-            sip: sip_counters,
+            driver: handle.clone(),
+            calls,
             stats,
+            metrics: Arc::new(metrics),
+            refusals,
         },
         config.http.max_body_bytes,
     );
@@ -347,10 +201,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
         http = %config.http.listen,
         media = ?config.media.addresses,
         ports = %format!("{}-{}", config.media.port_min, config.media.port_max),
+        route = ?config.route.mode,
         "rtcgw ready"
     );
-    let drain = std::time::Duration::from_secs(config.media.drain_timeout_s);
-    let drain_calls = calls.clone();
+    let drain = Duration::from_secs(config.media.drain_timeout_s);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let mut term =
@@ -360,43 +214,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => {},
                 _ = term.recv() => {},
             }
-            // Drain: no new calls, let the ones in progress finish.
-            drain_calls.set_draining();
-            tracing::info!(
-                calls = drain_calls.len(),
-                timeout_s = drain.as_secs(),
-                "draining"
-            );
-            let deadline = tokio::time::Instant::now() + drain;
-            while !drain_calls.is_empty() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            // Drain: no new calls (503), the ones in progress may finish;
+            // the driver ends the rest with BYE after the grace period.
+            handle.drain(drain).await;
+            if let Err(e) = driver.await {
+                tracing::error!("driver: {e}");
             }
-            tracing::info!(remaining = drain_calls.len(), "shutting down");
         })
         .await?;
-    let _ = shutdown_tx.send(true);
-    if let Some(sip) = sip {
-        match sip.await {
-            Ok(Err(e)) => tracing::error!("SIP driver: {e}"),
-            Err(e) => tracing::error!("SIP driver panicked: {e}"),
-            Ok(Ok(())) => {}
-        }
-    }
-    calls.hangup_all("shutdown");
-    // Let the media tasks finish their recordings and close their calls.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    Ok(())
-}
-
-/// Runs a load client on its own two-worker runtime and prints its report.
-fn print_report(
-    client: impl std::future::Future<Output = Result<String, rtcgw::loadgen::LoadError>>,
-) -> anyhow::Result<()> {
-    let report = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?
-        .block_on(client)?;
-    print!("{report}");
     Ok(())
 }

@@ -7,7 +7,7 @@ mod common;
 use common::power_at;
 use std::time::{Duration, Instant};
 
-use rtcgw::media::{FrameSource, Tone};
+use rtcgw::media::audio::{FrameSource, Tone};
 use rtcgw::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, NetEqStats};
 use rtcgw_proto::rtp::id::{Pt, Ssrc};
 use rtcgw_proto::rtp::packet::RtpPacket;

@@ -8,7 +8,7 @@ use common::power_at;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rtcgw::media::{FrameSource, Tone};
+use rtcgw::media::audio::{FrameSource, Tone};
 use rtcgw::rtc::{
     CallSettings, OpusSettings, PeerConnection, RtcError, Runtime, RuntimeSettings, WebrtcLogLevel,
 };

@@ -1,7 +1,5 @@
 //! Audio sources and sinks for calls, in 10 ms mono frames.
 
-pub mod ports;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,9 +13,6 @@ pub trait FrameSource: Send {
 /// Something that takes 10 ms frames of mono PCM (a recording, another leg).
 pub trait FrameSink: Send {
     fn write_frame(&mut self, sample_rate: u32, pcm: &[i16]);
-    /// A DTMF digit received on the other side (RFC 4733 or SIP INFO);
-    /// sinks that can carry digits pass it on.
-    fn dtmf(&mut self, _digit: char, _duration_ms: u32) {}
     /// Called once when the call ends; returns a line for the end-of-call log.
     fn close(self: Box<Self>) -> String;
 }

@@ -6,16 +6,19 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use rtcgw_proto::sdp::LegacyOffer;
+use rtcgw_proto::sdp::legacy;
 use tokio::net::UdpSocket;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
+use super::audio::{FrameSink, FrameSource};
 use super::legacy::{run, session_id};
-use super::{CallError, CallId, Calls, Leg, close_off_thread, sdp_or_close};
-use crate::media::ports::PortLease;
-use crate::media::{FrameSink, FrameSource};
-use crate::rtc::PeerConnection;
+use super::ports::PortLease;
+use super::{
+    CallError, CallId, CallInfo, Calls, Leg, Legs, Target, close_off_thread, codec_of, sdp_or_close,
+};
 use crate::rtc::apm::{Apm, ApmSettings};
-use rtcgw_proto::sdp::{self, legacy};
+use crate::rtc::{PcEvent, PeerConnection};
 
 /// What the browser sends, as the legacy leg's source.
 struct FromWebrtc {
@@ -116,11 +119,6 @@ impl FrameSink for ToWebrtc {
         }
     }
 
-    fn dtmf(&mut self, digit: char, duration_ms: u32) {
-        self.pc
-            .insert_dtmf(&digit.to_string(), duration_ms, super::DTMF_GAP_MS);
-    }
-
     fn close(self: Box<Self>) -> String {
         close_off_thread(self.pc);
         "bridged to WebRTC".into()
@@ -142,15 +140,15 @@ pub(super) type Pending = Mutex<HashMap<CallId, PendingBridge>>;
 
 impl Calls {
     /// Answers a WebRTC offer for a bridged call and prepares its legacy
-    /// leg; returns the call id, the WebRTC answer (to send once the legacy
-    /// side answers) and the RTP/AVP offer for the outbound INVITE.
-    pub async fn create_bridge(
+    /// leg; returns the WebRTC answer (to send once the legacy side
+    /// answers) and the RTP/AVP offer for the outbound INVITE.
+    pub(super) async fn create_bridge(
         self: &Arc<Self>,
+        id: &CallId,
         offer: &str,
-    ) -> Result<(CallId, String, String), CallError> {
-        sdp::check_webrtc_offer(offer)?;
+    ) -> Result<(String, String), CallError> {
         let pair = self.bind_pair().await?;
-        let (id, pc, events) = self.new_call()?;
+        let (pc, events) = self.new_webrtc_leg(id)?;
         let answer = sdp_or_close(&pc, pc.answer(offer)).await?;
         let cfg = &self.config.legacy;
         let session_id = session_id();
@@ -161,63 +159,50 @@ impl Calls {
             cfg.ptime_ms,
             session_id,
         );
-        let info = self.call_info(
-            &id,
-            "bridge",
-            sdp::first_audio_codec(&answer).unwrap_or_default(),
-        );
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let info = self.call_info(id, Target::Bridge, Legs::Bridge, codec_of(&answer));
         self.park(
-            &id,
+            id,
             PendingBridge {
                 pair,
-                pc: pc.clone(),
+                pc,
                 legacy: None,
                 session_id,
             },
             info,
             events,
-            stop_tx,
-            stop_rx,
         );
         tracing::info!(call = %id, "bridge: WebRTC leg answered, legacy leg offered");
-        Ok((id, answer, legacy_offer))
+        Ok((answer, legacy_offer))
     }
 
     /// A legacy caller (plain RTP offer) for a WebRTC callee: answers the
     /// legacy leg (answer held back) and makes the WebRTC offer for the
-    /// outbound INVITE. Returns the call id, the legacy answer and the
-    /// WebRTC offer.
-    pub async fn create_bridge_from_legacy(
+    /// outbound INVITE. Returns the legacy answer and the WebRTC offer.
+    pub(super) async fn create_bridge_from_legacy(
         self: &Arc<Self>,
-        offer: &str,
-    ) -> Result<(CallId, String, String), CallError> {
+        id: &CallId,
+        offer: &LegacyOffer,
+    ) -> Result<(String, String), CallError> {
         let pair = self.bind_pair().await?;
         let session_id = session_id();
         let (answer, neg) = self.answer_legacy(offer, pair.0.rtp(), session_id)?;
-        let (id, pc, events) = self.new_call()?;
+        let (pc, events) = self.new_webrtc_leg(id)?;
         let webrtc_offer = sdp_or_close(&pc, pc.offer()).await?;
-        let info = self.call_info(
-            &id,
-            "bridge",
-            format!("{}/{}", neg.codec.name, neg.codec.clock_rate),
-        );
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let codec = format!("{}/{}", neg.codec.name, neg.codec.clock_rate);
+        let info = self.call_info(id, Target::Bridge, Legs::Bridge, Some(codec));
         self.park(
-            &id,
+            id,
             PendingBridge {
                 pair,
-                pc: pc.clone(),
+                pc,
                 legacy: Some(neg),
                 session_id,
             },
             info,
             events,
-            stop_tx,
-            stop_rx,
         );
         tracing::info!(call = %id, "bridge: legacy leg answered, WebRTC leg offered");
-        Ok((id, answer, webrtc_offer))
+        Ok((answer, webrtc_offer))
     }
 
     /// Registers a bridge waiting for its far leg. Until then a hangup only
@@ -226,11 +211,10 @@ impl Calls {
         self: &Arc<Self>,
         id: &CallId,
         p: PendingBridge,
-        info: Arc<Mutex<super::CallInfo>>,
-        events: tokio::sync::mpsc::Receiver<crate::rtc::PcEvent>,
-        stop_tx: oneshot::Sender<()>,
-        stop_rx: oneshot::Receiver<()>,
+        info: CallInfo,
+        events: mpsc::UnboundedReceiver<PcEvent>,
     ) {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let pc = p.pc.clone();
         self.pending
             .lock()
@@ -243,12 +227,12 @@ impl Calls {
                 close_off_thread(p.pc);
             }
         });
-        self.register_webrtc(id, pc, info, events, stop_tx);
+        self.register_webrtc(id, pc, Arc::new(Mutex::new(info)), events, stop_tx);
     }
 
     /// The far leg answered (a legacy answer to our RTP offer, or a WebRTC
     /// answer to our WebRTC offer): start the bridged media.
-    pub async fn complete_bridge(
+    pub(super) async fn complete_bridge(
         self: &Arc<Self>,
         id: &CallId,
         far_answer: &str,
@@ -276,16 +260,9 @@ impl Calls {
                 }
             },
         };
-        let info = self
-            .active
-            .lock()
-            .expect("calls lock")
-            .get(id)
-            .map(|a| a.info.clone())
-            .ok_or(CallError::NoSuchCall)?;
         let pc = p.pc.clone();
         let built = self
-            .build_media(id, p.pair, neg, p.session_id, info)
+            .build_media(id, p.pair, neg, p.session_id)
             .and_then(|m| Ok((m, self.call_apm()?)));
         let ((media, handle), apm) = match built {
             Ok(b) => b,
@@ -295,10 +272,17 @@ impl Calls {
             }
         };
         let (stop_tx, stop_rx) = oneshot::channel();
-        if let Some(a) = self.active.lock().expect("calls lock").get_mut(id) {
-            a.stop = Some(stop_tx); // the pending waiter's sender is dropped
-            a.legacy = Some(handle);
-            a.leg = Leg::Bridge(pc.clone(), media.stats_handle());
+        match self.active.lock().expect("calls lock").get_mut(id) {
+            Some(a) => {
+                a.stop = Some(stop_tx); // the pending waiter's sender is dropped
+                a.legacy = Some(handle);
+                a.leg = Leg::Bridge(pc.clone(), media.stats_handle());
+            }
+            None => {
+                // Hung up while the answer was applied: nothing to start.
+                close_off_thread(pc);
+                return Err(CallError::NoSuchCall);
+            }
         }
         tokio::spawn(run(
             self.clone(),

@@ -5,25 +5,26 @@
 //! 10 ms audio clock.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot, watch};
-
-use super::{Active, CallError, CallId, CallInfo, Calls, Leg, LegacyStats};
-use crate::media::ports::PortLease;
-use crate::media::{FrameSink, FrameSource, Recorder, Tone};
-use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, Srtp};
+use rtcgw_control::EndReason;
 use rtcgw_proto::rtp::dtmf::DtmfSender;
 use rtcgw_proto::rtp::id::Ssrc;
 use rtcgw_proto::rtp::packet::{DropReason, is_rtcp};
 use rtcgw_proto::rtp::session::{Received, RtpSession, SessionConfig};
+use rtcgw_proto::sdp::LegacyOffer;
 use rtcgw_proto::sdp::legacy::{self, Negotiated};
 use rtcgw_proto::stats::model::{
     DecodingCounts, InboundStats, LegKind, LegStats, NetEqFigures, OutboundStats,
 };
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::audio::{FrameSink, FrameSource, Recorder};
+use super::ports::PortLease;
+use super::{Active, CallError, CallId, Calls, DigitVia, Leg, LegacyStats, Legs, Target};
+use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, Srtp};
 
 /// Mid-call changes for a legacy leg's media task.
 #[derive(Debug)]
@@ -106,7 +107,6 @@ pub(super) struct LegacyMedia {
     encoder: Encoder,
     neg: Negotiated,
     remote_rtcp: SocketAddr,
-    info: Arc<Mutex<CallInfo>>,
     stats: LegacyStats,
     /// How often `stats` is refreshed: twice per stats poll, at most each
     /// second, so that every poll sees figures newer than the last one.
@@ -148,7 +148,7 @@ impl Calls {
             let lease = self
                 .ports
                 .lease()
-                .ok_or_else(|| CallError::Media("RTP port range exhausted".into()))?;
+                .ok_or_else(|| CallError::Ports("RTP port range exhausted".into()))?;
             let bind = |port| UdpSocket::bind(SocketAddr::new(local, port));
             match (bind(lease.rtp()).await, bind(lease.rtcp()).await) {
                 (Ok(a), Ok(b)) => return Ok((lease, a, b)),
@@ -161,7 +161,7 @@ impl Calls {
                 }
             }
         }
-        Err(CallError::Media(format!(
+        Err(CallError::Ports(format!(
             "no bindable RTP port pair after {ATTEMPTS} tries"
         )))
     }
@@ -174,7 +174,6 @@ impl Calls {
         (lease, rtp, rtcp): (PortLease, UdpSocket, UdpSocket),
         neg: Negotiated,
         session_id: u64,
-        info: Arc<Mutex<CallInfo>>,
     ) -> Result<(LegacyMedia, LegacyHandle), CallError> {
         let cfg = &self.config.legacy;
         let now = Instant::now();
@@ -228,7 +227,6 @@ impl Calls {
             encoder,
             remote_rtcp: remote_rtcp(&neg),
             neg,
-            info,
             stats: LegacyStats::default(),
             stats_every: Duration::from_millis(
                 (self.config.stats.interval_ms / 2).clamp(100, 1000),
@@ -240,44 +238,17 @@ impl Calls {
         Ok((media, handle))
     }
 
-    pub(super) fn call_info(
-        &self,
-        id: &CallId,
-        leg: &'static str,
-        codec: String,
-    ) -> Arc<Mutex<CallInfo>> {
-        Arc::new(Mutex::new(CallInfo {
-            id: id.clone(),
-            target: if leg == "bridge" { "bridge" } else { "demo" },
-            leg,
-            created_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64,
-            codec: Some(codec),
-            state: "active".into(),
-            recording: self
-                .config
-                .demo
-                .record_dir
-                .join(format!("{id}.wav"))
-                .display()
-                .to_string(),
-            digits: String::new(),
-        }))
-    }
-
     /// Answers a legacy offer with our media on `port`, from the config.
     pub(super) fn answer_legacy(
         &self,
-        offer: &str,
+        offer: &LegacyOffer,
         port: u16,
         session_id: u64,
     ) -> Result<(String, Negotiated), CallError> {
         let cfg = &self.config.legacy;
         let local = self.config.media.addresses[0];
         Ok(legacy::answer(
-            offer,
+            offer.parsed(),
             &cfg.codecs,
             local,
             port,
@@ -293,7 +264,7 @@ impl Calls {
     pub(super) async fn reoffer_legacy(
         &self,
         id: &CallId,
-        offer: &str,
+        offer: &LegacyOffer,
     ) -> Result<String, CallError> {
         let (cmds, port, session_id, version) = {
             let mut active = self.active.lock().expect("calls lock");
@@ -318,48 +289,43 @@ impl Calls {
     }
 
     /// Answers a plain RTP/AVP offer with a demo-target call on the legacy
-    /// leg; returns its id and the SDP answer.
-    pub async fn create_demo_legacy(
+    /// leg; returns the SDP answer.
+    pub(super) async fn create_demo_legacy(
         self: &Arc<Self>,
-        offer: &str,
-    ) -> Result<(CallId, String), CallError> {
-        let id = self.new_id()?;
+        id: &CallId,
+        offer: &LegacyOffer,
+    ) -> Result<String, CallError> {
         let pair = self.bind_pair().await?;
         let session_id = session_id();
         let (answer, neg) = self.answer_legacy(offer, pair.0.rtp(), session_id)?;
         let info = self.call_info(
-            &id,
-            "legacy",
-            format!("{}/{}", neg.codec.name, neg.codec.clock_rate),
+            id,
+            Target::Demo,
+            Legs::Legacy,
+            Some(format!("{}/{}", neg.codec.name, neg.codec.clock_rate)),
         );
-        let (media, handle) = self.build_media(&id, pair, neg, session_id, info.clone())?;
+        let sink = Box::new(Recorder::new(info.recording.clone().into()));
+        let (media, handle) = self.build_media(id, pair, neg, session_id)?;
         let stats = media.stats.clone();
-        let source: Box<dyn FrameSource> = match &self.clip {
-            Some(c) => Box::new(c.player()),
-            None => Box::new(Tone::new(self.config.demo.tone_hz)),
-        };
-        let sink = Box::new(Recorder::new(
-            self.config.demo.record_dir.join(format!("{id}.wav")),
-        ));
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(run(
             self.clone(),
             media,
             self.runtime.ticks(),
-            source,
+            self.demo_source(),
             sink,
             stop_rx,
         ));
         self.active.lock().expect("calls lock").insert(
             id.clone(),
             Active {
-                info,
+                info: Arc::new(Mutex::new(info)),
                 leg: Leg::Legacy(stats),
                 stop: Some(stop_tx),
                 legacy: Some(handle),
             },
         );
-        Ok((id, answer))
+        Ok(answer)
     }
 }
 
@@ -395,7 +361,7 @@ pub(super) async fn run(
                 MediaCmd::Renegotiated(neg) => {
                     if let Err(e) = m.renegotiate(&calls.config.legacy, *neg) {
                         tracing::warn!(call = %m.id, "re-negotiated legacy leg unusable, ending the call: {e}");
-                        calls.hangup(&m.id, "re-negotiation failed");
+                        calls.hangup(&m.id, EndReason::RenegotiationFailed);
                     }
                     (sends, receives) = directions(&m.neg);
                     first_packet = true;
@@ -410,7 +376,7 @@ pub(super) async fn run(
                             plain.extend_from_slice(&buf[..n]);
                             let rtcp = is_rtcp(&plain);
                             if !inbound.apply(&mut plain, rtcp, true) {
-                                *m.session.dropped.entry(DropReason::SrtpAuthFailed).or_default() += 1;
+                                m.drop(&calls, DropReason::SrtpAuthFailed);
                                 continue;
                             }
                             &plain
@@ -420,19 +386,17 @@ pub(super) async fn run(
                     match m.session.handle_datagram(now, from, data) {
                         Received::Media(p) => {
                             if !m.neteq.insert(now, &p) {
-                                *m.session.dropped.entry(DropReason::NetEqRefused).or_default() += 1;
+                                m.drop(&calls, DropReason::NetEqRefused);
                             }
                         }
                         Received::Dtmf(digits) => {
                             for d in digits {
                                 let ms = d.duration_ms(m.neg.telephone_event.as_ref().map_or(8000, |t| t.clock_rate));
-                                tracing::info!(call = %m.id, digit = %d.digit, duration_ms = ms, "DTMF digit (RFC 4733)");
-                                calls.dtmf_digits.fetch_add(1, Ordering::Relaxed);
-                                m.info.lock().expect("info lock").digits.push(d.digit);
-                                sink.dtmf(d.digit, ms);
+                                calls.dtmf(&m.id, LegKind::Legacy, DigitVia::Rfc4733, d.digit, ms);
                             }
                         }
-                        Received::Rtcp | Received::Dropped(_) => {}
+                        Received::Dropped(why) => calls.metrics.dropped(why),
+                        Received::Rtcp => {}
                     }
                 }
                 Err(e) => tracing::debug!(call = %m.id, "RTP receive: {e}"),
@@ -441,17 +405,17 @@ pub(super) async fn run(
                 if let Ok((n, from)) = r {
                     let mut packet = rbuf[..n].to_vec();
                     let ok = m.srtp.as_ref().is_none_or(|(inbound, _)| inbound.apply(&mut packet, true, true));
-                    if ok {
-                        let _ = m.session.handle_datagram(Instant::now(), from, &packet);
-                    } else {
-                        *m.session.dropped.entry(DropReason::SrtpAuthFailed).or_default() += 1;
+                    if !ok {
+                        m.drop(&calls, DropReason::SrtpAuthFailed);
+                    } else if let Received::Dropped(why) = m.session.handle_datagram(Instant::now(), from, &packet) {
+                        calls.metrics.dropped(why);
                     }
                 }
             },
             changed = ticks.changed() => {
                 if changed.is_err() { break; }
                 let n = *ticks.borrow_and_update();
-                calls.media_frames.count(n.saturating_sub(last));
+                calls.metrics.count_frames(n.saturating_sub(last));
                 let now = Instant::now();
                 for _ in 0..n.saturating_sub(last).min(MAX_CATCH_UP) {
                     source.next_frame(&mut frame);
@@ -484,7 +448,7 @@ pub(super) async fn run(
                 }
                 if receives && m.session.poll_media_timeout(now) {
                     tracing::warn!(call = %m.id, "no RTP within the media timeout: ending the call");
-                    calls.hangup(&m.id, "media timeout");
+                    calls.hangup(&m.id, EndReason::MediaTimeout);
                 }
                 if now >= stats_due {
                     stats_due = now + m.stats_every;
@@ -494,11 +458,6 @@ pub(super) async fn run(
         }
     }
     let sink_report = sink.close();
-    let mut dropped = calls.rtp_dropped.lock().expect("dropped lock");
-    for (k, v) in &m.session.dropped {
-        *dropped.entry(k.as_str()).or_default() += v;
-    }
-    drop(dropped);
     let r = &m.session.recv;
     tracing::info!(
         call = %m.id, sink = %sink_report,
@@ -516,6 +475,13 @@ fn directions(neg: &Negotiated) -> (bool, bool) {
 }
 
 impl LegacyMedia {
+    /// A datagram dropped by the task itself (not by the RTP session):
+    /// counted on the call, for its end-of-call log, and in the metrics.
+    fn drop(&mut self, calls: &Calls, why: DropReason) {
+        *self.session.dropped.entry(why).or_default() += 1;
+        calls.metrics.dropped(why);
+    }
+
     /// Takes a re-negotiated leg: the codec state is rebuilt only when the
     /// codec or the keys changed, so hold/resume keeps NetEq's history.
     fn renegotiate(

@@ -1,72 +1,164 @@
-//! Calls: the registry of active calls and the demo target (play a clip or a
-//! tone to the WebRTC peer, record what it sends).
+//! The media side of calls: each call's libwebrtc PeerConnection and/or
+//! plain-RTP leg, and the tasks that move their audio on the gateway's one
+//! 10 ms clock. [`Calls`] carries out call control's
+//! [`MediaCommand`]s and reports back [`MediaEvent`]s (results, and calls
+//! that ended on the media side); it decides nothing about calls itself.
+//!
+//! - [`demo`]: the demo target (play a clip or tone, record what comes in);
+//! - [`legacy`]: a plain-RTP leg's media task (RTP session, NetEq, encoder);
+//! - [`bridge`]: a WebRTC leg joined to a plain-RTP leg;
+//! - [`audio`]: tones, clips, recordings; [`ports`]: the RTP port pool.
+
+pub mod audio;
+mod bridge;
+mod demo;
+mod legacy;
+pub mod ports;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use rtcgw_control::{Created, EndReason, MediaCommand, MediaEvent, Plan, Refusal, Refused};
+use rtcgw_proto::rtp::packet::DropReason;
+use rtcgw_proto::sdp::{self, LegKind, Offer};
+use rtcgw_proto::stats::model::LegStats;
 use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
+
+pub use rtcgw_control::CallId;
 
 use crate::config::Config;
-use crate::media::ports::PortPool;
+use crate::rtc::{CallSettings, PcEvent, PcState, PeerConnection, RtcError, RtcStats, Runtime};
+use audio::Clip;
+use ports::PortPool;
 
-mod bridge;
-mod legacy;
-use crate::media::{Clip, FrameSink, FrameSource, Recorder, Tone};
-use crate::rtc::{CallSettings, PcEvent, PeerConnection, RtcError, RtcStats, Runtime};
-use rtcgw_proto::sdp::{self, OfferError};
-
-/// Opaque call identifier, unique in the process.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct CallId(pub String);
-
-impl std::fmt::Display for CallId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Why a call could not be set up.
+/// Why the media side could not do what it was asked.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CallError {
     #[error(transparent)]
-    Offer(#[from] OfferError),
-    #[error(transparent)]
     Rtc(#[from] RtcError),
-    #[error("at capacity: {0} calls")]
-    Capacity(usize),
     #[error("no such call")]
     NoSuchCall,
-    #[error("shutting down: no new calls")]
-    Draining,
     #[error(transparent)]
     Legacy(#[from] rtcgw_proto::sdp::legacy::LegacySdpError),
     #[error("legacy leg: {0}")]
-    Media(String),
+    Ports(String),
+}
+
+impl From<CallError> for Refused {
+    fn from(e: CallError) -> Self {
+        let kind = match &e {
+            CallError::Rtc(RtcError::InvalidSdp(_)) => Refusal::InvalidSdp,
+            CallError::Rtc(RtcError::Unsupported(_) | RtcError::InvalidState(_)) => {
+                Refusal::Unanswerable
+            }
+            CallError::Rtc(RtcError::Timeout(_)) => Refusal::IceTimeout,
+            CallError::Rtc(_) => Refusal::Internal,
+            CallError::NoSuchCall => Refusal::NoSuchCall,
+            CallError::Legacy(l) => return Refused::from(l.clone()),
+            CallError::Ports(_) => Refusal::MediaUnavailable,
+        };
+        Refused::new(kind, e.to_string())
+    }
+}
+
+/// Where a call's media goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Demo,
+    Bridge,
+}
+
+impl Target {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Demo => "demo",
+            Self::Bridge => "bridge",
+        }
+    }
+}
+
+/// Which legs a call has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Legs {
+    Webrtc,
+    /// Plain RTP.
+    Legacy,
+    /// Both, joined.
+    Bridge,
+}
+
+/// A call's state as the API shows it: its WebRTC leg's connection state,
+/// or `active` for a call with a plain-RTP leg only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CallState {
+    New,
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+    Active,
+}
+
+impl CallState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Disconnected => "disconnected",
+            Self::Failed => "failed",
+            Self::Closed => "closed",
+            Self::Active => "active",
+        }
+    }
+}
+
+impl From<PcState> for CallState {
+    fn from(s: PcState) -> Self {
+        match s {
+            PcState::New => Self::New,
+            PcState::Connecting => Self::Connecting,
+            PcState::Connected => Self::Connected,
+            PcState::Disconnected => Self::Disconnected,
+            PcState::Failed => Self::Failed,
+            PcState::Closed => Self::Closed,
+        }
+    }
 }
 
 /// What the API shows of a call.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallInfo {
+    #[serde(serialize_with = "call_id")]
     pub id: CallId,
-    pub target: &'static str,
-    /// "webrtc" or "legacy" (plain RTP).
-    pub leg: &'static str,
+    pub target: Target,
+    pub leg: Legs,
     pub created_unix_ms: u64,
     pub codec: Option<String>,
-    pub state: String,
+    pub state: CallState,
     pub recording: String,
-    /// RFC 4733 digits received, in order.
+    /// RFC 4733 and SIP INFO digits received, in order.
     pub digits: String,
 }
 
-/// A legacy leg's latest statistics, refreshed each second by its media
-/// task; None until the first refresh.
-pub type LegacyStats = Arc<Mutex<Option<rtcgw_proto::stats::model::LegStats>>>;
+fn call_id<S: serde::Serializer>(id: &CallId, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&id.0)
+}
+
+/// A legacy leg's latest statistics, refreshed by its media task; None
+/// until the first refresh.
+pub type LegacyStats = Arc<Mutex<Option<LegStats>>>;
 
 /// The media side of a call.
 enum Leg {
@@ -105,7 +197,7 @@ impl Leg {
 /// A call that has ended, for the stats poller's end-of-call record.
 pub struct Ended {
     pub info: CallInfo,
-    pub reason: String,
+    pub reason: EndReason,
     pub ended_unix_ms: u64,
     pub legs: LegHandles,
 }
@@ -125,69 +217,100 @@ struct Active {
     legacy: Option<legacy::LegacyHandle>,
 }
 
-/// Every call of the gateway.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DropLabel {
+    reason: &'static str,
+}
+
+/// The media side's metric handles. Cheap to clone: clones share counts.
+#[derive(Debug, Clone, Default)]
+pub struct MediaMetrics {
+    ended: Counter,
+    dtmf_digits: Counter,
+    rtp_dropped: Family<DropLabel, Counter>,
+    /// 10 ms ticks due on legacy and bridged legs, and of those, the ones
+    /// handled a tick or more late. A task that wakes once for several
+    /// ticks handled every tick after the first late (caught up in a burst,
+    /// or skipped past the catch-up limit): those are the late frames of
+    /// the bridged-call benchmark (BENCHMARKS.md).
+    frames: Counter,
+    late_frames: Counter,
+}
+
+impl MediaMetrics {
+    pub fn register(&self, r: &mut Registry) {
+        r.register("rtcgw_calls_ended", "Calls ended", self.ended.clone());
+        r.register(
+            "rtcgw_dtmf_digits",
+            "DTMF digits received (RFC 4733 and SIP INFO)",
+            self.dtmf_digits.clone(),
+        );
+        r.register(
+            "rtcgw_rtp_dropped",
+            "RTP/RTCP datagrams dropped on legacy legs, by reason",
+            self.rtp_dropped.clone(),
+        );
+        r.register(
+            "rtcgw_media_frames",
+            "10 ms frames due on legacy and bridged legs",
+            self.frames.clone(),
+        );
+        r.register(
+            "rtcgw_media_late_frames",
+            "Of those, handled a tick or more late",
+            self.late_frames.clone(),
+        );
+    }
+
+    /// One wake-up of a media task that found `due` ticks since its last.
+    pub fn count_frames(&self, due: u64) {
+        self.frames.inc_by(due);
+        self.late_frames.inc_by(due.saturating_sub(1));
+    }
+
+    pub fn dropped(&self, reason: DropReason) {
+        self.rtp_dropped
+            .get_or_create(&DropLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+}
+
+/// Every call's media.
 pub struct Calls {
     runtime: Runtime,
     config: Config,
     clip: Option<Clip>,
     active: Mutex<HashMap<CallId, Active>>,
-    next: AtomicU64,
-    /// Calls refused, by reason, for metrics.
-    pub refused: Mutex<HashMap<&'static str, u64>>,
-    pub ended: AtomicU64,
-    ended_tx: broadcast::Sender<CallId>,
     ports: Arc<PortPool>,
     pending: bridge::Pending,
-    draining: std::sync::atomic::AtomicBool,
-    /// RFC 4733 digits received on legacy legs.
-    pub dtmf_digits: AtomicU64,
-    /// RTP/RTCP datagrams dropped on legacy legs, by reason.
-    pub rtp_dropped: Mutex<std::collections::BTreeMap<&'static str, u64>>,
-    /// 10 ms frames of the legacy (and bridged) media tasks, and how many
-    /// were late.
-    pub media_frames: MediaFrameCounters,
+    metrics: MediaMetrics,
+    /// Results and media-side endings, to call control. Unbounded: every
+    /// event must arrive (a lost result would strand a call), and there
+    /// are at most a few per call.
+    events: mpsc::UnboundedSender<MediaEvent>,
     /// Where ended calls are reported for their end-of-call stats record.
     ended_feed: Mutex<Option<mpsc::UnboundedSender<Ended>>>,
 }
 
-/// How punctually the media tasks kept the 10 ms clock. A task that wakes
-/// once for several ticks handled every tick after the first late (caught
-/// up in a burst, or skipped past the catch-up limit): those are the late
-/// frames of the bridged-call benchmark (BENCHMARKS.md).
-#[derive(Debug, Default)]
-pub struct MediaFrameCounters {
-    /// Ticks due, summed over media tasks.
-    pub frames: AtomicU64,
-    /// Of those, ticks handled one tick or more after they were due.
-    pub late: AtomicU64,
-}
-
-impl MediaFrameCounters {
-    /// One wake-up of a media task that found `due` ticks since its last.
-    pub fn count(&self, due: u64) {
-        self.frames.fetch_add(due, Ordering::Relaxed);
-        self.late
-            .fetch_add(due.saturating_sub(1), Ordering::Relaxed);
-    }
-}
-
 impl Calls {
-    pub fn new(runtime: Runtime, config: Config, clip: Option<Clip>) -> Arc<Self> {
+    pub fn new(
+        runtime: Runtime,
+        config: Config,
+        clip: Option<Clip>,
+        metrics: MediaMetrics,
+        events: mpsc::UnboundedSender<MediaEvent>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             runtime,
             clip,
             active: Mutex::new(HashMap::new()),
-            next: AtomicU64::new(1),
-            refused: Mutex::new(HashMap::new()),
-            ended: AtomicU64::new(0),
-            ended_tx: broadcast::channel(1024).0,
             ports: PortPool::new(config.legacy.port_min, config.legacy.port_max),
             config,
-            dtmf_digits: AtomicU64::new(0),
             pending: Default::default(),
-            draining: Default::default(),
-            rtp_dropped: Mutex::new(Default::default()),
-            media_frames: Default::default(),
+            metrics,
+            events,
             ended_feed: Mutex::new(None),
         })
     }
@@ -197,13 +320,123 @@ impl Calls {
         self.runtime.counters()
     }
 
-    pub fn refuse(&self, reason: &'static str) {
-        *self
-            .refused
-            .lock()
-            .expect("refused lock")
-            .entry(reason)
-            .or_default() += 1;
+    pub fn ports_in_use(&self) -> usize {
+        self.ports.in_use()
+    }
+
+    pub fn len(&self) -> usize {
+        self.active.lock().expect("calls lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Carries out a command of call control. Quick ones are done at once;
+    /// the others run on a task of their own and report their
+    /// [`MediaEvent`] when done.
+    pub fn execute(self: &Arc<Self>, cmd: MediaCommand) {
+        match cmd {
+            MediaCommand::Hangup { call, reason } => {
+                self.hangup(&call, reason);
+            }
+            MediaCommand::Dtmf {
+                call,
+                from,
+                digit,
+                duration_ms,
+            } => self.dtmf(&call, from, DigitVia::SipInfo, digit, duration_ms),
+            cmd => {
+                let calls = self.clone();
+                tokio::spawn(async move {
+                    let ev = calls.run(cmd).await;
+                    calls.report(ev);
+                });
+            }
+        }
+    }
+
+    fn report(&self, ev: MediaEvent) {
+        if self.events.send(ev).is_err() {
+            tracing::debug!("call control is gone (shutting down): media event dropped");
+        }
+    }
+
+    async fn run(self: &Arc<Self>, cmd: MediaCommand) -> MediaEvent {
+        match cmd {
+            MediaCommand::Create { call, plan, offer } => {
+                let result = self.create(&call, plan, offer).await.map_err(Refused::from);
+                MediaEvent::Created { call, result }
+            }
+            MediaCommand::CompleteBridge {
+                call,
+                answer,
+                early,
+            } => {
+                let result = self
+                    .complete_bridge(&call, &answer)
+                    .await
+                    .map_err(Refused::from);
+                MediaEvent::BridgeUp {
+                    call,
+                    early,
+                    result,
+                }
+            }
+            MediaCommand::ApplyAnswer { call, answer } => {
+                let result = self
+                    .apply_answer(&call, &answer)
+                    .await
+                    .map_err(Refused::from);
+                MediaEvent::AnswerApplied { call, result }
+            }
+            MediaCommand::Reoffer {
+                call,
+                dialog,
+                offer,
+            } => {
+                let result = self.reoffer(&call, &offer).await.map_err(Refused::from);
+                MediaEvent::Reanswered {
+                    call,
+                    dialog,
+                    result,
+                }
+            }
+            MediaCommand::Hangup { .. } | MediaCommand::Dtmf { .. } => {
+                unreachable!("done at once by execute")
+            }
+        }
+    }
+
+    async fn create(
+        self: &Arc<Self>,
+        id: &CallId,
+        plan: Plan,
+        offer: Option<Offer>,
+    ) -> Result<Created, CallError> {
+        let local = |local_sdp| Created {
+            local_sdp,
+            far_offer: None,
+        };
+        Ok(match (plan, offer) {
+            (_, None) => local(self.create_demo_offer(id).await?),
+            (Plan::Demo, Some(Offer::Webrtc(o))) => local(self.create_demo(id, o.sdp()).await?),
+            (Plan::Demo, Some(Offer::Legacy(o))) => local(self.create_demo_legacy(id, &o).await?),
+            (Plan::Bridge, Some(Offer::Webrtc(o))) => {
+                let (answer, far) = self.create_bridge(id, o.sdp()).await?;
+                Created {
+                    local_sdp: answer,
+                    far_offer: Some(far),
+                }
+            }
+            (Plan::Bridge, Some(Offer::Legacy(o))) => {
+                let (answer, far) = self.create_bridge_from_legacy(id, &o).await?;
+                Created {
+                    local_sdp: answer,
+                    far_offer: Some(far),
+                }
+            }
+        })
     }
 
     fn settings(&self) -> CallSettings {
@@ -216,51 +449,11 @@ impl Calls {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.active.lock().expect("calls lock").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Answers a WebRTC offer with a demo-target call; returns its id and
-    /// the SDP answer.
-    pub async fn create_demo(self: &Arc<Self>, offer: &str) -> Result<(CallId, String), CallError> {
-        sdp::check_webrtc_offer(offer)?;
-        let (id, pc, events) = self.new_call()?;
-        let answer = sdp_or_close(&pc, pc.answer(offer)).await?;
-        self.launch(id.clone(), pc, events, &answer);
-        Ok((id, answer))
-    }
-
-    /// A demo-target call where rtcgw makes the WebRTC offer (SIP late
-    /// offer); [`Calls::apply_answer`] completes it.
-    pub async fn create_demo_offer(self: &Arc<Self>) -> Result<(CallId, String), CallError> {
-        let (id, pc, events) = self.new_call()?;
-        let offer = sdp_or_close(&pc, pc.offer()).await?;
-        self.launch(id.clone(), pc, events, &offer);
-        Ok((id, offer))
-    }
-
-    pub async fn apply_answer(&self, id: &CallId, answer: &str) -> Result<(), CallError> {
-        let pc = self
-            .active
-            .lock()
-            .expect("calls lock")
-            .get(id)
-            .and_then(|a| match &a.leg {
-                Leg::Webrtc(pc) | Leg::Bridge(pc, _) => Some(pc.clone()),
-                Leg::Legacy(_) => None,
-            })
-            .ok_or(CallError::NoSuchCall)?;
-        pc.apply_answer(answer).await.map_err(CallError::from)
-    }
-
-    pub(crate) fn new_call(
+    /// A call's WebRTC leg: a new PeerConnection and its events.
+    pub(crate) fn new_webrtc_leg(
         &self,
-    ) -> Result<(CallId, Arc<PeerConnection>, mpsc::Receiver<PcEvent>), CallError> {
-        let id = self.new_id()?;
+        id: &CallId,
+    ) -> Result<(Arc<PeerConnection>, mpsc::UnboundedReceiver<PcEvent>), CallError> {
         let s = self.settings();
         let o = &self.config.webrtc.opus;
         tracing::info!(
@@ -276,75 +469,35 @@ impl Calls {
             "call starting"
         );
         let (pc, events) = self.runtime.create_peer_connection(&s)?;
-        Ok((id, Arc::new(pc), events))
+        Ok((Arc::new(pc), events))
     }
 
-    /// Stops taking new calls (graceful shutdown); calls in progress go on.
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
+    pub async fn apply_answer(&self, id: &CallId, answer: &str) -> Result<(), CallError> {
+        let pc = self.webrtc_leg(id).ok_or(CallError::NoSuchCall)?;
+        pc.apply_answer(answer).await.map_err(CallError::from)
     }
 
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// A fresh call id, once capacity allows another call.
-    fn new_id(&self) -> Result<CallId, CallError> {
-        if self.is_draining() {
-            return Err(CallError::Draining);
-        }
-        if self.len() >= self.config.media.max_calls {
-            return Err(CallError::Capacity(self.config.media.max_calls));
-        }
-        Ok(CallId(format!(
-            "c{}-{:x}",
-            self.next.fetch_add(1, Ordering::Relaxed),
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_micros()
-                & 0xffffff
-        )))
-    }
-
-    /// Registers a call whose local SDP is ready and starts its media.
-    fn launch(
-        self: &Arc<Self>,
-        id: CallId,
-        pc: Arc<PeerConnection>,
-        events: mpsc::Receiver<PcEvent>,
-        local_sdp: &str,
-    ) {
-        let codec = sdp::first_audio_codec(local_sdp);
-        let recording = self.config.demo.record_dir.join(format!("{id}.wav"));
-        let info = Arc::new(Mutex::new(CallInfo {
+    /// A call's new info record.
+    fn call_info(&self, id: &CallId, target: Target, leg: Legs, codec: Option<String>) -> CallInfo {
+        CallInfo {
             id: id.clone(),
-            target: "demo",
-            created_unix_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as u64,
-            leg: "webrtc",
-            codec: codec.clone(),
-            state: "new".into(),
-            recording: recording.display().to_string(),
+            target,
+            leg,
+            created_unix_ms: unix_ms(),
+            codec,
+            state: match leg {
+                Legs::Legacy => CallState::Active,
+                _ => CallState::New,
+            },
+            recording: self
+                .config
+                .demo
+                .record_dir
+                .join(format!("{id}.wav"))
+                .display()
+                .to_string(),
             digits: String::new(),
-        }));
-        let (stop_tx, stop_rx) = oneshot::channel();
-        let source: Box<dyn FrameSource> = match &self.clip {
-            Some(c) => Box::new(c.player()),
-            None => Box::new(Tone::new(self.config.demo.tone_hz)),
-        };
-        tokio::spawn(demo_media(
-            id.clone(),
-            pc.clone(),
-            self.runtime.ticks(),
-            source,
-            Box::new(Recorder::new(recording)),
-            stop_rx,
-        ));
-        self.register_webrtc(&id, pc, info, events, stop_tx);
-        tracing::info!(call = %id, codec = codec.as_deref().unwrap_or("?"), "call set up");
+        }
     }
 
     /// Registers a call whose media side is (so far) its WebRTC leg and
@@ -354,7 +507,7 @@ impl Calls {
         id: &CallId,
         pc: Arc<PeerConnection>,
         info: Arc<Mutex<CallInfo>>,
-        events: mpsc::Receiver<PcEvent>,
+        events: mpsc::UnboundedReceiver<PcEvent>,
         stop_tx: oneshot::Sender<()>,
     ) {
         tokio::spawn(watch_events(self.clone(), id.clone(), info.clone(), events));
@@ -369,15 +522,6 @@ impl Calls {
         );
     }
 
-    pub fn ports_in_use(&self) -> usize {
-        self.ports.in_use()
-    }
-
-    /// Ids of calls as they end, for whoever must tell a peer (SIP BYE).
-    pub fn subscribe_ended(&self) -> broadcast::Receiver<CallId> {
-        self.ended_tx.subscribe()
-    }
-
     pub fn list(&self) -> Vec<CallInfo> {
         let mut v: Vec<CallInfo> = self
             .active
@@ -390,24 +534,10 @@ impl Calls {
         v
     }
 
-    pub fn get(&self, id: &CallId) -> Option<CallInfo> {
-        self.active
-            .lock()
-            .expect("calls lock")
-            .get(id)
-            .map(|a| a.info.lock().expect("info lock").clone())
-    }
-
     /// libwebrtc's getStats report for the call as it comes, with the
     /// legacy leg (if any) as one more entry of type "legacy-rtp".
     pub async fn raw_stats(&self, id: &CallId) -> Option<Vec<RtcStats>> {
-        let legs = self
-            .active
-            .lock()
-            .expect("calls lock")
-            .get(id)?
-            .leg
-            .handles();
+        let legs = self.poll_item(id)?.1;
         let mut out = match &legs.webrtc {
             Some(pc) => pc.stats().await,
             None => Vec::new(),
@@ -452,18 +582,18 @@ impl Calls {
         rx
     }
 
-    /// A re-INVITE's offer (hold, resume, new address or codec, ICE
-    /// restart): the SDP's kind says which leg it renegotiates; returns our
-    /// answer.
-    pub async fn reoffer(&self, id: &CallId, offer: &str) -> Result<String, CallError> {
-        if sdp::is_legacy_offer(offer) {
-            return self.reoffer_legacy(id, offer).await;
+    /// A new offer on one of the call's legs (hold, resume, new address or
+    /// codec, ICE restart): the offer's kind says which; returns our answer.
+    pub async fn reoffer(&self, id: &CallId, offer: &Offer) -> Result<String, CallError> {
+        match offer {
+            Offer::Legacy(o) => self.reoffer_legacy(id, o).await,
+            Offer::Webrtc(o) => {
+                let pc = self.webrtc_leg(id).ok_or(CallError::NoSuchCall)?;
+                let answer = pc.answer(o.sdp()).await?;
+                tracing::info!(call = %id, "WebRTC leg re-negotiated");
+                Ok(answer)
+            }
         }
-        sdp::check_webrtc_offer(offer)?;
-        let pc = self.webrtc_leg(id).ok_or(CallError::NoSuchCall)?;
-        let answer = pc.answer(offer).await?;
-        tracing::info!(call = %id, "WebRTC leg re-negotiated");
-        Ok(answer)
     }
 
     fn webrtc_leg(&self, id: &CallId) -> Option<Arc<PeerConnection>> {
@@ -476,58 +606,63 @@ impl Calls {
             .webrtc
     }
 
-    /// A digit from the WebRTC side (RFC 4733 tapped from its audio, or a
-    /// SIP INFO on its dialog): sent as RFC 4733 on the legacy leg when the
-    /// call has one, and listed on the call either way.
-    pub fn dtmf_from_webrtc(&self, id: &CallId, digit: char, duration_ms: u32) {
-        self.note_digit(id, digit, "WebRTC");
-        let cmds = self
-            .active
-            .lock()
-            .expect("calls lock")
-            .get(id)
-            .and_then(|a| a.legacy.as_ref().map(|h| h.cmds.clone()));
-        if let Some(cmds) = cmds
-            && cmds
-                .try_send(legacy::MediaCmd::Dtmf { digit, duration_ms })
-                .is_err()
-        {
-            tracing::warn!(call = %id, %digit, "DTMF dropped: legacy media task busy or gone");
+    /// A digit that came from the `from` leg's side (RFC 4733 on it, or a
+    /// SIP INFO on its dialog): counted, listed on the call, and sent as
+    /// RFC 4733 on the other leg when the call has one.
+    pub fn dtmf(&self, id: &CallId, from: LegKind, via: DigitVia, digit: char, duration_ms: u32) {
+        let via = match via {
+            DigitVia::Rfc4733 => "RFC 4733",
+            DigitVia::SipInfo => "SIP INFO",
+        };
+        tracing::info!(call = %id, %digit, duration_ms, from = from.as_str(), "DTMF digit ({via})");
+        self.metrics.dtmf_digits.inc();
+        /// Where a digit is relayed: the other leg, when the call has one.
+        enum Relay {
+            ToWebrtc(Arc<PeerConnection>),
+            ToLegacy(mpsc::Sender<legacy::MediaCmd>),
         }
-    }
-
-    /// A digit from the legacy side's signalling (SIP INFO): sent as RFC
-    /// 4733 on the WebRTC leg when the call has one.
-    pub fn dtmf_from_legacy(&self, id: &CallId, digit: char, duration_ms: u32) {
-        self.note_digit(id, digit, "legacy (SIP INFO)");
-        if let Some(pc) = self.webrtc_leg(id) {
-            pc.insert_dtmf(&digit.to_string(), duration_ms, DTMF_GAP_MS);
-        }
-    }
-
-    fn note_digit(&self, id: &CallId, digit: char, from: &str) {
-        tracing::info!(call = %id, %digit, from, "DTMF digit");
-        self.dtmf_digits.fetch_add(1, Ordering::Relaxed);
-        if let Some(a) = self.active.lock().expect("calls lock").get(id) {
+        let relay = {
+            let active = self.active.lock().expect("calls lock");
+            let Some(a) = active.get(id) else { return };
             a.info.lock().expect("info lock").digits.push(digit);
+            match from {
+                LegKind::Webrtc => a.legacy.as_ref().map(|h| Relay::ToLegacy(h.cmds.clone())),
+                LegKind::Legacy => a.leg.handles().webrtc.map(Relay::ToWebrtc),
+            }
+        };
+        match relay {
+            Some(Relay::ToWebrtc(pc)) => {
+                pc.insert_dtmf(&digit.to_string(), duration_ms, DTMF_GAP_MS)
+            }
+            Some(Relay::ToLegacy(cmds)) => {
+                let cmd = legacy::MediaCmd::Dtmf { digit, duration_ms };
+                if cmds.try_send(cmd).is_err() {
+                    tracing::warn!(call = %id, %digit, "DTMF dropped: legacy media task busy or gone");
+                }
+            }
+            None => {}
         }
     }
 
-    /// Ends a call; false when there is no such call.
-    pub fn hangup(&self, id: &CallId, why: &str) -> bool {
+    /// Ends a call's media; false when there is no such call. Call control
+    /// hears of it ([`MediaEvent::Ended`]), so that its dialogs end too.
+    pub fn hangup(&self, id: &CallId, reason: EndReason) -> bool {
         let Some(mut a) = self.active.lock().expect("calls lock").remove(id) else {
             return false;
         };
-        tracing::info!(call = %id, reason = why, "call ending");
+        tracing::info!(call = %id, %reason, "call ending");
         if let Some(stop) = a.stop.take() {
             let _ = stop.send(());
         }
-        self.ended.fetch_add(1, Ordering::Relaxed);
-        let _ = self.ended_tx.send(id.clone());
+        self.metrics.ended.inc();
+        self.report(MediaEvent::Ended {
+            call: id.clone(),
+            reason,
+        });
         if let Some(feed) = &*self.ended_feed.lock().expect("feed lock") {
             let _ = feed.send(Ended {
                 info: a.info.lock().expect("info lock").clone(),
-                reason: why.to_owned(),
+                reason,
                 ended_unix_ms: unix_ms(),
                 legs: a.leg.handles(),
             });
@@ -536,7 +671,7 @@ impl Calls {
     }
 
     /// Ends every call (shutdown).
-    pub fn hangup_all(&self, why: &str) {
+    pub fn hangup_all(&self, reason: EndReason) {
         let ids: Vec<CallId> = self
             .active
             .lock()
@@ -545,15 +680,21 @@ impl Calls {
             .cloned()
             .collect();
         for id in ids {
-            self.hangup(&id, why);
+            self.hangup(&id, reason);
         }
     }
+}
+
+/// How a digit arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigitVia {
+    Rfc4733,
+    SipInfo,
 }
 
 /// Pause between relayed digits on the WebRTC leg (libwebrtc's minimum is 30).
 const DTMF_GAP_MS: u32 = 50;
 
-/// Closing blocks on libwebrtc's signaling thread: keep it off the runtime.
 /// The SDP from an operation on a call's new PeerConnection; on failure the
 /// connection is closed, so a failed setup leaves nothing behind.
 pub(crate) async fn sdp_or_close(
@@ -569,87 +710,55 @@ pub(crate) async fn sdp_or_close(
     }
 }
 
+/// Closing blocks on libwebrtc's signaling thread: keep it off the runtime.
 pub(crate) fn close_off_thread(pc: Arc<PeerConnection>) {
     tokio::task::spawn_blocking(move || pc.close());
 }
 
-/// The demo target's audio: per clock tick, one frame out and every received
-/// frame into the recording.
-async fn demo_media(
-    id: CallId,
-    pc: Arc<PeerConnection>,
-    mut ticks: watch::Receiver<u64>,
-    mut source: Box<dyn FrameSource>,
-    mut sink: Box<dyn FrameSink>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    const PREFILL: u64 = 2; // 20 ms cushion against scheduling jitter
-    const MAX_CATCH_UP: u64 = 5;
-    let mut frame = Vec::with_capacity(960);
-    let mut rx = Vec::with_capacity(960);
-    let mut last = *ticks.borrow_and_update();
-    for _ in 0..PREFILL {
-        source.next_frame(&mut frame);
-        pc.push_audio(&frame, source.sample_rate());
-    }
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            changed = ticks.changed() => {
-                if changed.is_err() { break; }
-                let now = *ticks.borrow_and_update();
-                for _ in 0..now.saturating_sub(last).min(MAX_CATCH_UP) {
-                    source.next_frame(&mut frame);
-                    pc.push_audio(&frame, source.sample_rate());
-                }
-                last = now;
-                while let Some(rate) = pc.pull_audio(&mut rx) {
-                    sink.write_frame(rate, &rx);
-                }
-            }
-        }
-    }
-    let counters = pc.audio_counters();
-    let sink_report = sink.close();
-    tracing::info!(
-        call = %id, sink = %sink_report,
-        tx_frames = counters.tx_frames, tx_underruns = counters.tx_underruns,
-        rx_frames = counters.rx_frames, rx_overflows = counters.rx_overflows,
-        "call ended"
-    );
-    close_off_thread(pc);
-}
-
-/// Follows the PeerConnection's state; a failed or closed connection ends
-/// the call (the peer vanished without a DELETE).
-pub(crate) async fn watch_events(
+/// Follows the PeerConnection's state; a failed connection ends the call
+/// (the peer vanished without a BYE or DELETE). Received RFC 4733 digits
+/// (tapped before NetEq) go on like SIP INFO ones.
+async fn watch_events(
     calls: Arc<Calls>,
     id: CallId,
     info: Arc<Mutex<CallInfo>>,
-    mut events: mpsc::Receiver<PcEvent>,
+    mut events: mpsc::UnboundedReceiver<PcEvent>,
 ) {
     let mut dtmf = rtcgw_proto::rtp::dtmf::DtmfReceiver::default();
     while let Some(ev) = events.recv().await {
         tracing::debug!(call = %id, ?ev, "peer connection event");
-        if let PcEvent::DtmfPacket {
-            clock_rate,
-            timestamp,
-            payload,
-        } = ev
-        {
-            for d in dtmf.handle(timestamp, &payload) {
-                calls.dtmf_from_webrtc(&id, d.digit, d.duration_ms(clock_rate));
+        match ev {
+            PcEvent::DtmfPacket {
+                clock_rate,
+                timestamp,
+                payload,
+            } => {
+                for d in dtmf.handle(timestamp, &payload) {
+                    let ms = d.duration_ms(clock_rate);
+                    calls.dtmf(&id, LegKind::Webrtc, DigitVia::Rfc4733, d.digit, ms);
+                }
             }
-            continue;
-        }
-        if let PcEvent::Connection(state) = ev {
-            info.lock().expect("info lock").state = state.clone();
-            if state == "failed" {
-                tracing::warn!(call = %id, "WebRTC connection failed");
-                calls.hangup(&id, "connection failed");
+            PcEvent::Connection(state) => {
+                let mut i = info.lock().expect("info lock");
+                // A bridge's info says "active" until its WebRTC leg
+                // reports; legacy-only calls have no connection state.
+                if i.leg != Legs::Legacy {
+                    i.state = state.into();
+                }
+                drop(i);
+                if state == PcState::Failed {
+                    tracing::warn!(call = %id, "WebRTC connection failed");
+                    calls.hangup(&id, EndReason::ConnectionFailed);
+                }
             }
+            PcEvent::IceConnection(_) => {}
         }
     }
+}
+
+/// The codec of our SDP's first audio payload type, for the call's info.
+fn codec_of(local_sdp: &str) -> Option<String> {
+    sdp::first_audio_codec(local_sdp)
 }
 
 #[cfg(test)]
@@ -658,12 +767,23 @@ mod tests {
 
     #[test]
     fn media_frames_after_the_first_of_a_wake_up_are_late() {
-        let c = MediaFrameCounters::default();
-        c.count(1); // on time
-        c.count(1);
-        c.count(3); // woke two ticks late: two frames caught up
-        c.count(0); // spurious wake-up: nothing due
-        assert_eq!(c.frames.load(Ordering::Relaxed), 5);
-        assert_eq!(c.late.load(Ordering::Relaxed), 2);
+        let m = MediaMetrics::default();
+        m.count_frames(1); // on time
+        m.count_frames(1);
+        m.count_frames(3); // woke two ticks late: two frames caught up
+        m.count_frames(0); // spurious wake-up: nothing due
+        assert_eq!(m.frames.get(), 5);
+        assert_eq!(m.late_frames.get(), 2);
+    }
+
+    #[test]
+    fn media_errors_map_to_refusals() {
+        let r = Refused::from(CallError::Rtc(RtcError::InvalidSdp("x".into())));
+        assert_eq!(r.kind, Refusal::InvalidSdp);
+        assert!(r.detail.contains("invalid SDP"), "{}", r.detail);
+        let r = Refused::from(CallError::Ports("RTP port range exhausted".into()));
+        assert_eq!(r.kind.disposition().sip_status, 503);
+        let r = Refused::from(CallError::Rtc(RtcError::Timeout("ice".into())));
+        assert_eq!(r.kind, Refusal::IceTimeout);
     }
 }

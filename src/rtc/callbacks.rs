@@ -12,7 +12,9 @@ pub struct StatsCtx(pub(super) oneshot::Sender<Vec<ffi::StatsEntry>>);
 /// Context of one media stats batch.
 pub struct MediaStatsCtx(pub(super) oneshot::Sender<Vec<ffi::MediaStats>>);
 /// Where one PeerConnection's state changes go.
-pub struct EventSink(pub(super) mpsc::Sender<super::PcEvent>);
+/// A call's PeerConnection events. Unbounded: a state change must never be
+/// lost (a dropped `failed` would leave a dead call up), and there are few.
+pub struct EventSink(pub(super) mpsc::UnboundedSender<super::PcEvent>);
 /// Where the audio clock's ticks go: a counter published through a watch
 /// channel, so a task that missed ticks knows how many.
 pub struct TickSink {
@@ -39,11 +41,16 @@ pub fn media_stats_done(ctx: Box<MediaStatsCtx>, stats: Vec<ffi::MediaStats>) {
 pub fn pc_event(sink: &EventSink, event: ffi::PcEvent) {
     let event = match event.kind {
         ffi::PcEventKind::IceConnection => super::PcEvent::IceConnection(event.state),
-        _ => super::PcEvent::Connection(event.state),
+        _ => match super::PcState::parse(&event.state) {
+            Some(state) => super::PcEvent::Connection(state),
+            None => {
+                tracing::warn!(state = %event.state, "unknown peer connection state ignored");
+                return;
+            }
+        },
     };
-    if sink.0.try_send(event).is_err() {
-        tracing::debug!("peer connection event dropped: receiver gone or full");
-    }
+    // An error only means the call is gone: nothing to tell.
+    let _ = sink.0.send(event);
 }
 
 pub fn dtmf_packet(sink: &EventSink, clock_rate: u32, timestamp: u32, payload: &[u8]) {
@@ -56,9 +63,7 @@ pub fn dtmf_packet(sink: &EventSink, clock_rate: u32, timestamp: u32, payload: &
         timestamp,
         payload,
     };
-    if sink.0.try_send(event).is_err() {
-        tracing::debug!("DTMF packet dropped: receiver gone or full");
-    }
+    let _ = sink.0.send(event);
 }
 
 pub fn audio_tick(sink: &TickSink) {

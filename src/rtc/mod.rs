@@ -35,43 +35,7 @@ pub struct RuntimeSettings {
     pub log_level: WebrtcLogLevel,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WebrtcLogLevel {
-    Verbose,
-    Info,
-    Warning,
-    Error,
-    None,
-}
-
-/// Opus encoder settings applied on top of what SDP negotiated.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OpusSettings {
-    /// Target bitrate in bit/s; 0 keeps libwebrtc's choice.
-    pub bitrate_bps: u32,
-    /// Encoder complexity 0..=10; omitted keeps libwebrtc's default.
-    pub complexity: Option<u8>,
-    /// In-band forward error correction (RFC 6716 LBRR).
-    pub fec: bool,
-    /// Discontinuous transmission during silence.
-    pub dtx: bool,
-    /// Frame size in ms (10, 20, 40, 60); 0 keeps what SDP negotiated.
-    pub ptime_ms: u32,
-}
-
-impl Default for OpusSettings {
-    fn default() -> Self {
-        Self {
-            bitrate_bps: 0,
-            complexity: None,
-            fec: true,
-            dtx: false,
-            ptime_ms: 0,
-        }
-    }
-}
+pub use crate::config::{OpusSettings, WebrtcLogLevel};
 
 /// Per-call WebRTC settings: NetEQ and non-trickle ICE.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,8 +139,8 @@ impl Runtime {
     pub fn create_peer_connection(
         &self,
         s: &CallSettings,
-    ) -> Result<(PeerConnection, mpsc::Receiver<PcEvent>), RtcError> {
-        let (tx, rx) = mpsc::channel(64);
+    ) -> Result<(PeerConnection, mpsc::UnboundedReceiver<PcEvent>), RtcError> {
+        let (tx, rx) = mpsc::unbounded_channel();
         let config = sys::ffi::PcConfig {
             jitter_buffer_max_packets: s.jitter_buffer_max_packets as i32,
             jitter_buffer_fast_accelerate: s.jitter_buffer_fast_accelerate,
@@ -204,11 +168,38 @@ impl Runtime {
     }
 }
 
+/// A PeerConnection's connection state (W3C RTCPeerConnectionState).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PcState {
+    New,
+    Connecting,
+    Connected,
+    Disconnected,
+    Failed,
+    Closed,
+}
+
+impl PcState {
+    /// libwebrtc's name for the state, lower case.
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "new" => Self::New,
+            "connecting" => Self::Connecting,
+            "connected" => Self::Connected,
+            "disconnected" => Self::Disconnected,
+            "failed" => Self::Failed,
+            "closed" => Self::Closed,
+            _ => return None,
+        })
+    }
+}
+
 /// A state change of a PeerConnection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PcEvent {
+    /// ICE's own state, for the log.
     IceConnection(String),
-    Connection(String),
+    Connection(PcState),
     /// A received RFC 4733 telephone-event packet (taken out of the audio
     /// before NetEq; see cpp/include/rtcgw/dtmf_tap.h).
     DtmfPacket {
@@ -367,17 +358,4 @@ impl PeerConnection {
     pub fn close(&self) {
         self.ptr.close()
     }
-}
-
-/// CPU time to Opus-encode and decode `frames` 10 ms frames with libwebrtc's
-/// codec classes alone: the codec-only cost that benchmarks compare against.
-pub fn opus_roundtrip_cpu(frames: u32) -> std::time::Duration {
-    std::time::Duration::from_nanos(sys::ffi::bench_opus_roundtrip(frames))
-}
-
-/// CPU time for one bridged call's codec work over `frames` 10 ms frames:
-/// one Opus encode + decode and one PCMU encode + decode, no gateway around
-/// them (the ceiling the bridged-call benchmark compares against).
-pub fn bridge_codecs_cpu(frames: u32) -> std::time::Duration {
-    std::time::Duration::from_nanos(sys::ffi::bench_bridge_codecs(frames))
 }

@@ -269,7 +269,6 @@ pub(crate) mod ffi {
     unsafe extern "C++" {
         include!("rtcgw/runtime.h");
         include!("rtcgw/peer_connection.h");
-        include!("rtcgw/bench.h");
         include!("rtcgw/legacy_audio.h");
         include!("rtcgw/srtp.h");
         include!("rtcgw/call_apm.h");
@@ -328,13 +327,6 @@ pub(crate) mod ffi {
             out: &mut Vec<u8>,
         ) -> EncodedInfo;
         fn rtp_clock_rate(self: &RtpEncoder) -> u32;
-
-        /// Codec-only reference: CPU ns to Opus-encode and decode `frames`
-        /// 10 ms frames (see cpp/include/rtcgw/bench.h).
-        fn bench_opus_roundtrip(frames: u32) -> u64;
-        /// Codec-only reference of a bridged call: the Opus roundtrip plus a
-        /// PCMU encode + decode (see cpp/include/rtcgw/bench.h).
-        fn bench_bridge_codecs(frames: u32) -> u64;
 
         type Runtime;
         type PeerConnection;

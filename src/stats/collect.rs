@@ -8,76 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::Value;
 
-use crate::rtc::{MediaStats, RtcStats};
 use rtcgw_proto::stats::emodel::{self, CodecImpairment};
 use rtcgw_proto::stats::model::*;
 
-/// Histogram bucket bounds for MOS: G.107 Table B.1's satisfaction classes
-/// (R 50/60/70/80/90) plus the ends of the scale.
-pub const MOS_BUCKETS: &[f64] = &[1.0, 2.0, 2.58, 3.1, 3.6, 4.03, 4.34, 4.5];
-
-/// A Prometheus-style histogram: per-bucket counts (not cumulative), sum,
-/// count.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Histogram {
-    pub bounds: &'static [f64],
-    pub counts: Vec<u64>,
-    pub sum: f64,
-    pub count: u64,
-}
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    pub fn observe(&mut self, v: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
-            self.counts[i] += 1;
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    /// (upper bound, cumulative count) pairs, without +Inf (= `count`).
-    pub fn cumulative(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
-        let mut acc = 0;
-        self.bounds.iter().zip(&self.counts).map(move |(b, c)| {
-            acc += c;
-            (*b, acc)
-        })
-    }
-}
-
-/// Received-side counters summed over every call, per leg kind; they grow
-/// by each poll's increase, so they are monotonic across call ends.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LegTotals {
-    pub packets_received: u64,
-    pub packets_lost: u64,
-    pub concealed_samples: u64,
-    pub concealment_events: u64,
-    pub samples_received: u64,
-    pub jitter_buffer_delay_s: f64,
-    pub jitter_buffer_emitted: u64,
-}
-
-/// What /metrics shows of the stats.
-#[derive(Debug, Clone, Default)]
-pub struct Totals {
-    pub legs: BTreeMap<LegKind, LegTotals>,
-    /// One observation per call, leg, direction and poll.
-    pub mos: BTreeMap<(LegKind, Direction), Histogram>,
-    /// One observation per ended call, leg and direction: its average MOS.
-    pub call_mos: BTreeMap<(LegKind, Direction), Histogram>,
-    pub calls: BTreeMap<Outcome, u64>,
-    pub polls: u64,
-}
+use super::metrics::{Received, StatsMetrics};
+use crate::rtc::{MediaStats, RtcStats};
 
 #[derive(Debug, Clone, Copy)]
 struct Acc {
@@ -124,10 +59,10 @@ struct Track {
 }
 
 /// The stats of every call being followed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Collector {
     tracks: HashMap<String, Track>,
-    pub totals: Totals,
+    metrics: StatsMetrics,
 }
 
 /// A counter's increase; a counter that went back (a new SSRC restarts the
@@ -188,6 +123,13 @@ fn quality(codec: &CodecImpairment, loss_pct: f64, delay_ms: f64) -> Quality {
 }
 
 impl Collector {
+    pub fn new(metrics: StatsMetrics) -> Self {
+        Self {
+            tracks: HashMap::new(),
+            metrics,
+        }
+    }
+
     /// A poll's figures for one call: returns the record. With `commit`
     /// false (a live look through the API) nothing is remembered, so the
     /// next poll's interval is not cut short.
@@ -211,10 +153,10 @@ impl Collector {
             assess(leg, track.prev.get(&leg.leg));
         }
         if commit {
-            self.totals.polls += 1;
+            self.metrics.poll();
             let track = self.tracks.get_mut(call_id).expect("inserted above");
             for leg in &legs {
-                account(&mut self.totals, track, leg);
+                account(&self.metrics, track, leg);
                 track.prev.insert(leg.leg, leg.clone());
             }
         }
@@ -244,14 +186,13 @@ impl Collector {
         call_id: &str,
         target: &str,
         started_unix_ms: u64,
-        disposition: &str,
+        (disposition, outcome): (&str, Outcome),
         final_legs: Option<Vec<LegStats>>,
     ) -> (Option<CallStats>, CallEnd) {
         let last = final_legs
             .map(|legs| self.handle_poll(now_unix_ms, call_id, target, "ended", legs, true));
         let track = self.tracks.remove(call_id).unwrap_or_default();
-        let outcome = Outcome::of(disposition);
-        *self.totals.calls.entry(outcome).or_default() += 1;
+        self.metrics.ended(outcome);
         let mut legs = Vec::new();
         for (kind, leg) in &track.prev {
             let summary = |dir: Direction, packets: u64, lost, concealed| {
@@ -267,11 +208,8 @@ impl Collector {
             };
             for ((k, dir), a) in &track.acc {
                 if k == kind {
-                    self.totals
-                        .call_mos
-                        .entry((*k, *dir))
-                        .or_insert_with(|| Histogram::new(MOS_BUCKETS))
-                        .observe(a.mos.1 / f64::from(a.n));
+                    self.metrics
+                        .observe_call_mos(*k, *dir, a.mos.1 / f64::from(a.n));
                 }
             }
             legs.push(LegSummary {
@@ -319,25 +257,31 @@ impl Collector {
     }
 }
 
-/// Adds one assessed leg's increases to the totals and its quality to the
+/// Adds one assessed leg's increases to the metrics and its quality to the
 /// histograms and the call's min/avg/max.
-fn account(totals: &mut Totals, track: &mut Track, leg: &LegStats) {
+fn account(metrics: &StatsMetrics, track: &mut Track, leg: &LegStats) {
     let prev = track.prev.get(&leg.leg);
     if let Some(i) = &leg.inbound {
         let p = prev.and_then(|p| p.inbound.clone()).unwrap_or_default();
-        let t = totals.legs.entry(leg.leg).or_default();
-        t.packets_received += delta(i.packets_received, p.packets_received);
-        t.packets_lost += (i.packets_lost - p.packets_lost).max(0) as u64;
-        t.concealed_samples += delta(i.concealed_samples, p.concealed_samples);
-        t.concealment_events += delta(i.concealment_events, p.concealment_events);
-        t.samples_received += delta(i.total_samples_received, p.total_samples_received);
-        t.jitter_buffer_emitted +=
-            delta(i.jitter_buffer_emitted_count, p.jitter_buffer_emitted_count);
-        t.jitter_buffer_delay_s += if i.jitter_buffer_delay_s >= p.jitter_buffer_delay_s {
-            i.jitter_buffer_delay_s - p.jitter_buffer_delay_s
-        } else {
-            i.jitter_buffer_delay_s
-        };
+        metrics.add_received(
+            leg.leg,
+            Received {
+                packets: delta(i.packets_received, p.packets_received),
+                lost: (i.packets_lost - p.packets_lost).max(0) as u64,
+                concealed_samples: delta(i.concealed_samples, p.concealed_samples),
+                concealment_events: delta(i.concealment_events, p.concealment_events),
+                samples: delta(i.total_samples_received, p.total_samples_received),
+                jitter_buffer_emitted: delta(
+                    i.jitter_buffer_emitted_count,
+                    p.jitter_buffer_emitted_count,
+                ),
+                jitter_buffer_delay_s: if i.jitter_buffer_delay_s >= p.jitter_buffer_delay_s {
+                    i.jitter_buffer_delay_s - p.jitter_buffer_delay_s
+                } else {
+                    i.jitter_buffer_delay_s
+                },
+            },
+        );
     }
     let qualities = [
         (
@@ -351,11 +295,7 @@ fn account(totals: &mut Totals, track: &mut Track, leg: &LegStats) {
     ];
     for (dir, q) in qualities {
         let Some(q) = q else { continue };
-        totals
-            .mos
-            .entry((leg.leg, dir))
-            .or_insert_with(|| Histogram::new(MOS_BUCKETS))
-            .observe(q.mos);
+        metrics.observe_mos(leg.leg, dir, q.mos);
         track
             .acc
             .entry((leg.leg, dir))
@@ -645,7 +585,8 @@ mod tests {
 
     #[test]
     fn quality_is_per_interval_and_loss_lowers_it() {
-        let mut c = Collector::default();
+        let m = StatsMetrics::new(Default::default());
+        let mut c = Collector::new(m.clone());
         // 5 s of 20 ms packets, clean: 250 received, 50 ms in the buffer.
         let r1 = c.handle_poll(
             5_000,
@@ -673,12 +614,8 @@ mod tests {
         assert!((q2.loss_pct - 4.8).abs() < 0.01, "{q2:?}");
         assert!(q2.mos < q1.mos - 0.3, "{q1:?} {q2:?}");
         // Totals grow by increases; MOS histogram saw both polls.
-        let t = &c.totals.legs[&LegKind::Webrtc];
-        assert_eq!((t.packets_received, t.packets_lost), (488, 12));
-        assert_eq!(t.concealed_samples, 4800);
-        let h = &c.totals.mos[&(LegKind::Webrtc, Direction::Inbound)];
-        assert_eq!(h.count, 2);
-        assert_eq!(h.cumulative().last().unwrap().1, 2);
+        assert_eq!(m.received(LegKind::Webrtc), (488, 12));
+        assert_eq!(m.mos_counts(LegKind::Webrtc, Direction::Inbound), (2, 0));
         // A live look does not move the baseline.
         let live = c.handle_poll(
             11_000,
@@ -689,9 +626,9 @@ mod tests {
             false,
         );
         assert!(live.legs[0].inbound.as_ref().unwrap().quality.is_some());
-        assert_eq!(c.totals.polls, 2);
+        assert_eq!(m.polls(), 2);
 
-        let (last, end) = c.handle_end(12_000, "c1", "demo", 0, "BYE", None);
+        let (last, end) = c.handle_end(12_000, "c1", "demo", 0, ("BYE", Outcome::Completed), None);
         assert!(last.is_none());
         assert_eq!(end.outcome, Outcome::Completed);
         assert_eq!(end.duration_s, 12.0);
@@ -701,16 +638,14 @@ mod tests {
         assert!(mos.min < mos.avg && mos.avg < mos.max, "{mos:?}");
         assert_eq!(inb.packets_lost, Some(12));
         assert!(c.is_empty());
-        assert_eq!(c.totals.calls[&Outcome::Completed], 1);
-        assert_eq!(
-            c.totals.call_mos[&(LegKind::Webrtc, Direction::Inbound)].count,
-            1
-        );
+        assert_eq!(m.calls_ended(Outcome::Completed), 1);
+        assert_eq!(m.mos_counts(LegKind::Webrtc, Direction::Inbound), (2, 1));
     }
 
     #[test]
     fn no_media_no_estimate_and_counter_resets_do_not_go_negative() {
-        let mut c = Collector::default();
+        let m = StatsMetrics::new(Default::default());
+        let mut c = Collector::new(m.clone());
         let leg = |recv, lost| LegStats {
             leg: LegKind::Legacy,
             codec: Some("PCMU/8000".into()),
@@ -730,7 +665,6 @@ mod tests {
         // A new SSRC restarts the counters.
         let r = c.handle_poll(2, "c2", "demo", "active", vec![leg(10, 0)], true);
         assert!(r.legs[0].inbound.as_ref().unwrap().quality.is_some());
-        assert_eq!(c.totals.legs[&LegKind::Legacy].packets_received, 110);
-        assert_eq!(c.totals.legs[&LegKind::Legacy].packets_lost, 2);
+        assert_eq!(m.received(LegKind::Legacy), (110, 2));
     }
 }

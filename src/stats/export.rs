@@ -9,9 +9,11 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use prometheus_client::metrics::counter::Counter;
+
+use crate::config::ExportTarget;
 
 /// Why the export could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -45,13 +47,14 @@ pub enum Target {
 }
 
 impl Target {
-    /// From the config's `stats.export`: "" none, "stdout", else a path.
-    pub fn from_config(export: &str, rotate_bytes: u64, keep: u32) -> Option<Self> {
+    /// From the config's `stats.export`: none, stdout, or a file with its
+    /// rotation.
+    pub fn from_config(export: &ExportTarget, rotate_bytes: u64, keep: u32) -> Option<Self> {
         match export {
-            "" => None,
-            "stdout" | "-" => Some(Self::Stdout),
-            path => Some(Self::File {
-                path: PathBuf::from(path),
+            ExportTarget::None => None,
+            ExportTarget::Stdout => Some(Self::Stdout),
+            ExportTarget::File(path) => Some(Self::File {
+                path: path.clone(),
                 rotate_bytes,
                 keep,
             }),
@@ -162,30 +165,24 @@ enum Msg {
 #[derive(Clone)]
 pub struct Exporter {
     tx: SyncSender<Msg>,
-    /// Lines dropped because the queue was full.
-    pub dropped: Arc<AtomicU64>,
-    /// Lines the writer failed to write (logged).
-    pub failed: Arc<AtomicU64>,
+    /// Lines dropped because the queue was full, or that the writer
+    /// failed to write (logged).
+    dropped: Counter,
 }
 
 impl Exporter {
     /// Opens the target (so a bad path is a startup error) and starts the
     /// writer thread.
-    pub fn spawn(target: Target) -> Result<Self, ExportError> {
+    pub fn spawn(target: Target, dropped: Counter) -> Result<Self, ExportError> {
         const QUEUE: usize = 1024; // batches (one per poll) or reopens
         let lines = JsonLines::open(target)?;
         let (tx, rx) = sync_channel(QUEUE);
-        let failed = Arc::new(AtomicU64::new(0));
-        let f = failed.clone();
+        let failed = dropped.clone();
         std::thread::Builder::new()
             .name("stats-export".into())
-            .spawn(move || writer(lines, rx, f))
+            .spawn(move || writer(lines, rx, failed))
             .map_err(ExportError::Write)?;
-        Ok(Self {
-            tx,
-            dropped: Arc::new(AtomicU64::new(0)),
-            failed,
-        })
+        Ok(Self { tx, dropped })
     }
 
     /// Queues lines to be written in order; never blocks.
@@ -197,7 +194,7 @@ impl Exporter {
         if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
             self.tx.try_send(Msg::Lines(lines))
         {
-            self.dropped.fetch_add(n, Ordering::Relaxed);
+            self.dropped.inc_by(n);
         }
     }
 
@@ -206,13 +203,13 @@ impl Exporter {
     }
 }
 
-fn writer(mut out: JsonLines, rx: Receiver<Msg>, failed: Arc<AtomicU64>) {
+fn writer(mut out: JsonLines, rx: Receiver<Msg>, failed: Counter) {
     while let Ok(msg) = rx.recv() {
         match msg {
             Msg::Lines(lines) => {
                 for l in &lines {
                     if let Err(e) = out.write_line(l) {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                        failed.inc();
                         tracing::warn!("{e}");
                     }
                 }
@@ -312,10 +309,14 @@ mod tests {
 
     #[test]
     fn config_values_choose_the_target() {
-        assert_eq!(Target::from_config("", 0, 1), None);
-        assert_eq!(Target::from_config("stdout", 0, 1), Some(Target::Stdout));
+        let t = |s: &str| ExportTarget::from(s.to_string());
+        assert_eq!(Target::from_config(&t(""), 0, 1), None);
+        assert_eq!(
+            Target::from_config(&t("stdout"), 0, 1),
+            Some(Target::Stdout)
+        );
         assert!(matches!(
-            Target::from_config("/var/log/rtcgw/stats.jsonl", 10, 3),
+            Target::from_config(&t("/var/log/rtcgw/stats.jsonl"), 10, 3),
             Some(Target::File {
                 rotate_bytes: 10,
                 keep: 3,

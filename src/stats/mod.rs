@@ -7,7 +7,7 @@
 //! its own tokio task, off the audio path. docs/stats.md documents the
 //! records.
 
-pub mod bench;
 pub mod collect;
 pub mod export;
+pub mod metrics;
 pub mod poller;

@@ -9,19 +9,21 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use rtcgw_proto::stats::model::{CallStats, LegKind, LegStats, Record};
+
 use super::collect::{self, Collector};
 use super::export::Exporter;
-use crate::call::{CallInfo, Calls, Ended, LegHandles, unix_ms};
+use super::metrics::StatsMetrics;
+use crate::media::{CallInfo, Calls, Ended, LegHandles, unix_ms};
 use crate::rtc;
-use rtcgw_proto::stats::model::{CallStats, LegStats, Record};
 
 /// A getStats that has not answered by then is skipped for this poll.
 const GETSTATS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What the poller, the HTTP API and /metrics share.
+/// The stats of every call: what the poller feeds and the HTTP API reads.
 pub struct StatsService {
-    pub collector: Mutex<Collector>,
-    pub exporter: Option<Exporter>,
+    collector: Mutex<Collector>,
+    exporter: Option<Exporter>,
 }
 
 /// Reads one call's legs as they are now, the WebRTC leg through the
@@ -91,11 +93,16 @@ fn line(r: &Record) -> Option<String> {
 }
 
 impl StatsService {
-    pub fn new(exporter: Option<Exporter>) -> Arc<Self> {
+    pub fn new(exporter: Option<Exporter>, metrics: StatsMetrics) -> Arc<Self> {
         Arc::new(Self {
-            collector: Mutex::new(Collector::default()),
+            collector: Mutex::new(Collector::new(metrics)),
             exporter,
         })
+    }
+
+    /// The legs (kind and codec) last polled for a call.
+    pub fn legs_seen(&self, call: &str) -> Vec<(LegKind, Option<String>)> {
+        self.collector.lock().expect("collector lock").legs(call)
     }
 
     /// One poll of the given calls; returns how many records it made.
@@ -106,7 +113,14 @@ impl StatsService {
         {
             let mut c = self.collector.lock().expect("collector lock");
             for (info, legs) in read {
-                let rec = c.handle_poll(now, &info.id.0, info.target, &info.state, legs, true);
+                let rec = c.handle_poll(
+                    now,
+                    &info.id.0,
+                    info.target.as_str(),
+                    info.state.as_str(),
+                    legs,
+                    true,
+                );
                 if self.exporter.is_some() {
                     lines.extend(line(&Record::Stats(rec)));
                 }
@@ -128,9 +142,9 @@ impl StatsService {
         let (last, end) = self.collector.lock().expect("collector lock").handle_end(
             e.ended_unix_ms,
             &e.info.id.0,
-            e.info.target,
+            e.info.target.as_str(),
             e.info.created_unix_ms,
-            &e.reason,
+            (&e.reason.to_string(), e.reason.outcome()),
             (!legs.is_empty()).then_some(legs),
         );
         for l in &end.legs {
@@ -156,8 +170,8 @@ impl StatsService {
         self.collector.lock().expect("collector lock").handle_poll(
             unix_ms(),
             &info.id.0,
-            info.target,
-            &info.state,
+            info.target.as_str(),
+            info.state.as_str(),
             read,
             false,
         )

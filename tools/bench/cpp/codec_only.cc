@@ -1,4 +1,4 @@
-#include "rtcgw/bench.h"
+#include "codec_only.h"
 
 #include <time.h>
 

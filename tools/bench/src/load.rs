@@ -1,4 +1,4 @@
-//! `rtcgw load`: a load client that is itself a libwebrtc offerer, so one
+//! `rtcgw-bench load`: a load client that is itself a libwebrtc offerer, so one
 //! process can drive hundreds of WebRTC calls into a gateway's call API and
 //! report setup time, CPU, memory and threads of the gateway under test.
 
@@ -9,12 +9,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod bridge;
-mod ng;
-pub use bridge::{BridgeLoadOptions, run_bridge};
-
-use crate::media::{FrameSource, Tone};
-use crate::rtc::{
+use rtcgw::media::audio::{FrameSource, Tone};
+use rtcgw::rtc::{
     CallSettings, OpusSettings, PeerConnection, RtcError, Runtime, RuntimeSettings, WebrtcLogLevel,
 };
 
@@ -47,7 +43,7 @@ pub enum LoadError {
 }
 
 /// Minimal HTTP/1.1 client: one request per connection.
-async fn http(
+pub(crate) async fn http(
     api: SocketAddr,
     method: &str,
     path: &str,
@@ -81,13 +77,13 @@ async fn http(
 }
 
 #[derive(Debug, Clone, Copy, Default)]
-struct ProcSample {
-    cpu_ticks: u64,
-    rss_kib: u64,
-    threads: u64,
+pub(crate) struct ProcSample {
+    pub cpu_ticks: u64,
+    pub rss_kib: u64,
+    pub threads: u64,
 }
 
-fn sample(pid: u32) -> Result<ProcSample, LoadError> {
+pub(crate) fn sample(pid: u32) -> Result<ProcSample, LoadError> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| LoadError::Proc(pid, e))?;
     // Fields after the parenthesised command name; utime and stime are 14 and 15.
@@ -112,14 +108,14 @@ fn sample(pid: u32) -> Result<ProcSample, LoadError> {
     })
 }
 
-const CLK_TCK: f64 = 100.0;
+pub(crate) const CLK_TCK: f64 = 100.0;
 
 struct LoadCall {
     pc: Arc<PeerConnection>,
     location: String,
 }
 
-fn percentile(v: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
     }
@@ -129,7 +125,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 
 /// One pump for every call of a load client: per 10 ms clock tick a tone
 /// frame out, every received frame drained (and counted by libwebrtc).
-fn spawn_pump<T: Send + 'static>(
+pub(crate) fn spawn_pump<T: Send + 'static>(
     runtime: &Runtime,
     calls: Arc<Mutex<Vec<T>>>,
     pc_of: fn(&T) -> Arc<PeerConnection>,
@@ -152,7 +148,10 @@ fn spawn_pump<T: Send + 'static>(
 }
 
 /// Each call's count of received frames, now.
-fn rx_frames<T>(calls: &Mutex<Vec<T>>, pc_of: fn(&T) -> Arc<PeerConnection>) -> Vec<u64> {
+pub(crate) fn rx_frames<T>(
+    calls: &Mutex<Vec<T>>,
+    pc_of: fn(&T) -> Arc<PeerConnection>,
+) -> Vec<u64> {
     let calls = calls.lock().expect("calls");
     calls
         .iter()
@@ -162,7 +161,7 @@ fn rx_frames<T>(calls: &Mutex<Vec<T>>, pc_of: fn(&T) -> Arc<PeerConnection>) -> 
 
 /// How many calls received at least 90% of `frames` frames since `before`
 /// (from [`rx_frames`]).
-fn calls_with_audio<T>(
+pub(crate) fn calls_with_audio<T>(
     calls: &Mutex<Vec<T>>,
     pc_of: fn(&T) -> Arc<PeerConnection>,
     before: &[u64],
@@ -176,7 +175,11 @@ fn calls_with_audio<T>(
 }
 
 /// The load client's own libwebrtc runtime (the offerers' side).
-fn client_runtime(address: IpAddr, port_min: u16, port_max: u16) -> Result<Runtime, RtcError> {
+pub(crate) fn client_runtime(
+    address: IpAddr,
+    port_min: u16,
+    port_max: u16,
+) -> Result<Runtime, RtcError> {
     Runtime::new(&RuntimeSettings {
         addresses: vec![address],
         port_min,
@@ -202,7 +205,7 @@ pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
     let pump = spawn_pump(&runtime, calls.clone(), pc_of);
 
     let idle = sample(o.gateway_pid)?;
-    let codec = crate::rtc::opus_roundtrip_cpu(3000);
+    let codec = crate::codec_only::opus_roundtrip_cpu(3000);
     let codec_pct = codec.as_secs_f64() / 30.0 * 100.0; // 3000 frames = 30 s of audio
     let mut out = String::new();
     let _ = writeln!(
@@ -301,7 +304,7 @@ fn thread_cpu() -> Duration {
 /// 10 ms of outgoing audio into RTP. Returns a Markdown table row per codec,
 /// with the codec-only cost (encode + decode) measured in the same run.
 pub fn bench_legacy(streams: usize, secs: u64) -> Result<String, RtcError> {
-    use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings};
+    use rtcgw::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings};
     use rtcgw_proto::rtp::id::{Pt, Ssrc};
     use rtcgw_proto::rtp::session::{Received, RtpSession, SessionConfig};
 

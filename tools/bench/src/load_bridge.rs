@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::ng::NgClient;
-use super::{
-    CLK_TCK, LoadError, calls_with_audio, http, percentile, rx_frames, sample, spawn_pump,
+use crate::load::{
+    CLK_TCK, LoadError, calls_with_audio, client_runtime, http, percentile, rx_frames, sample,
+    spawn_pump,
 };
-use crate::rtc::{CallSettings, PeerConnection, Runtime};
+use crate::ng::NgClient;
+use rtcgw::rtc::{CallSettings, PeerConnection, Runtime};
 use rtcgw_proto::sip::message::{Message, NameAddr, Request, Response};
 
 #[derive(Debug, Clone)]
@@ -481,7 +482,7 @@ async fn set_up(
 
 /// Runs the steps and returns a Markdown report.
 pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
-    let runtime = super::client_runtime(o.address, o.port_min, o.port_max)?;
+    let runtime = client_runtime(o.address, o.port_min, o.port_max)?;
     let sip_err = |e: std::io::Error| LoadError::Sip(e.to_string());
     let sock = UdpSocket::bind(SocketAddr::new(o.sip.ip(), 0))
         .await
@@ -537,7 +538,7 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
 
     let idle = sample(o.gateway_pid)?;
     // Codec-only ceiling: 3000 frames = 30 s of one call's audio.
-    let codec_pct = crate::rtc::bridge_codecs_cpu(3000).as_secs_f64() / 30.0 * 100.0;
+    let codec_pct = crate::codec_only::bridge_codecs_cpu(3000).as_secs_f64() / 30.0 * 100.0;
     let per_core = 100.0 / codec_pct;
     let ceiling = per_core * o.gateway_cores;
     let mut out = String::new();

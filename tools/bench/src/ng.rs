@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 
-use super::LoadError;
+use crate::load::LoadError;
 
 /// A bencoded value.
 #[derive(Debug, Clone, PartialEq, Eq)]

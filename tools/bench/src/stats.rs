@@ -1,4 +1,4 @@
-//! `rtcgw bench-stats`: what polling costs. N calls shaped like bridged
+//! `rtcgw-bench stats`: what polling costs. N calls shaped like bridged
 //! calls (a libwebrtc PeerConnection connected over loopback to a peer in
 //! the same process, plus a legacy leg's stats handle) are polled by the
 //! gateway's own [`StatsService`] (all calls' voice channels read in one
@@ -14,13 +14,22 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::export::{Exporter, Target};
-use super::poller::StatsService;
-use crate::call::{CallId, CallInfo, LegHandles, unix_ms};
-use crate::rtc::{
+use prometheus_client::metrics::counter::Counter;
+use rtcgw::media::{CallId, CallInfo, CallState, LegHandles, Legs, Target as CallTarget};
+use rtcgw::rtc::{
     CallSettings, OpusSettings, PeerConnection, RtcError, Runtime, RuntimeSettings, WebrtcLogLevel,
 };
+use rtcgw::stats::export::{Exporter, Target};
+use rtcgw::stats::metrics::StatsMetrics;
+use rtcgw::stats::poller::{self, StatsService};
 use rtcgw_proto::stats::model::{InboundStats, LegKind, LegStats, OutboundStats};
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
+}
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -28,7 +37,7 @@ pub enum BenchError {
     #[error(transparent)]
     Rtc(#[from] RtcError),
     #[error(transparent)]
-    Export(#[from] super::export::ExportError),
+    Export(#[from] rtcgw::stats::export::ExportError),
     #[error("reading /proc/self/stat: {0}")]
     Proc(std::io::Error),
 }
@@ -98,7 +107,7 @@ async fn getstats_poll(items: &[(CallInfo, LegHandles)]) -> usize {
     let mut set = tokio::task::JoinSet::new();
     for (_, legs) in items {
         let legs = legs.clone();
-        set.spawn(async move { super::poller::read_legs(&legs).await.len() });
+        set.spawn(async move { poller::read_legs(&legs).await.len() });
     }
     let mut n = 0;
     while let Some(r) = set.join_next().await {
@@ -216,11 +225,11 @@ pub async fn run(o: BenchOptions) -> Result<String, BenchError> {
             (
                 CallInfo {
                     id: CallId(format!("bench-{i}")),
-                    target: "bridge",
-                    leg: "bridge",
+                    target: CallTarget::Bridge,
+                    leg: Legs::Bridge,
                     created_unix_ms: unix_ms(),
                     codec: Some("opus/48000/2".into()),
-                    state: "connected".into(),
+                    state: CallState::Connected,
                     recording: String::new(),
                     digits: String::new(),
                 },
@@ -241,12 +250,15 @@ pub async fn run(o: BenchOptions) -> Result<String, BenchError> {
         }
         None => String::new(),
     };
-    let exporter = Exporter::spawn(Target::File {
-        path: o.export.clone(),
-        rotate_bytes: 0,
-        keep: 1,
-    })?;
-    let service = StatsService::new(Some(exporter));
+    let exporter = Exporter::spawn(
+        Target::File {
+            path: o.export.clone(),
+            rotate_bytes: 0,
+            keep: 1,
+        },
+        Counter::default(),
+    )?;
+    let service = StatsService::new(Some(exporter), StatsMetrics::new(Default::default()));
 
     let mut rows = Vec::new();
     let (mut off_sum, mut on_sum) = (0.0, 0.0);
