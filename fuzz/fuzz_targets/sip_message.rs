@@ -3,7 +3,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rtcgw::sip::message::{Message, NameAddr, Via, content_length, header_end};
+use rtcgw_proto::sip::message::{Message, NameAddr, Via, content_length, header_end};
+use rtcgw_proto::sip::uri;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(end) = header_end(data) {
@@ -27,6 +28,9 @@ fuzz_target!(|data: &[u8]| {
         let _ = NameAddr::parse(c);
     }
     let _ = core;
+    if let Message::Request(r) = &msg {
+        let _ = uri::check_request_uri(&r.uri);
+    }
     let again = Message::parse(&msg.to_bytes()).expect("serialised message parses");
     assert_eq!(again.to_bytes(), msg.to_bytes());
 });

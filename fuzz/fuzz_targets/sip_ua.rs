@@ -6,18 +6,25 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use rtcgw::sip::tsx::{Peer, Timers, Transport};
-use rtcgw::sip::ua::{UaConfig, UaEvent, UserAgent};
+use rtcgw_proto::sip::metrics::SipMetrics;
+use rtcgw_proto::sip::tsx::{Peer, Timers, Transport};
+use rtcgw_proto::sip::ua::{UaConfig, UaEvent, UserAgent};
 
 fuzz_target!(|data: &[u8]| {
-    let mut ua = UserAgent::new(UaConfig {
-        timers: Timers::default(),
-        local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
-        allowed: vec!["127.0.0.0/8".parse().unwrap()],
-        next_hop: None,
-        user_agent: "fuzz".into(),
-        branch_salt: 1,
-    });
+    let mut ua = UserAgent::new(
+        UaConfig {
+            timers: Timers::default(),
+            local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
+            allowed: vec!["127.0.0.0/8".parse().unwrap()],
+            trusted: vec!["127.0.0.0/8".parse().unwrap()],
+            next_hop: None,
+            user_agent: "fuzz".into(),
+            branch_salt: 1,
+            session_timer: None,
+            drain_retry_after_s: 30,
+        },
+        SipMetrics::default(),
+    );
     let peer = Peer {
         addr: "127.0.0.1:5070".parse().unwrap(),
         transport: Transport::Udp,
@@ -28,8 +35,15 @@ fuzz_target!(|data: &[u8]| {
         ua.handle_input(now, peer, chunk);
         while ua.poll_output().is_some() {}
         while let Some(ev) = ua.poll_event() {
-            if let UaEvent::Invite { call, .. } = ev {
-                ua.answer(now, call, "v=0\r\n".into());
+            match ev {
+                UaEvent::Invite { dialog, .. } if chunk.len() % 2 == 0 => {
+                    ua.answer(now, dialog, "v=0\r\n".into());
+                }
+                UaEvent::Invite { dialog, .. } => ua.reject(now, dialog, 486, "Busy Here"),
+                UaEvent::Reoffer { dialog, .. } => {
+                    ua.answer_reoffer(now, dialog, Ok("v=0\r\n".into()))
+                }
+                _ => {}
             }
         }
         now += Duration::from_millis(chunk.len() as u64 * 10);
