@@ -71,12 +71,76 @@ pub fn audio_tick(sink: &TickSink) {
     sink.tx.send_replace(n);
 }
 
+/// Warnings this libwebrtc generation logs for every call that say nothing
+/// wrong about it, with why each is harmless. They are kept at debug level,
+/// out of the default log, so that a warning there means something.
+const EXPECTED_WARNINGS: &[(&str, &str)] = &[
+    // AudioSendStream is configured once before WebRtcVoiceMediaChannel
+    // has set its send codec (libwebrtc's order of operations on
+    // SetLocal/RemoteDescription); the codec's bitrates and encoder follow
+    // in the next configuration, and the audio flows.
+    (
+        "Config is invalid: min_bitrate_bps=-1",
+        "send stream before its codec",
+    ),
+    (
+        "Trying to call unset encoder",
+        "send stream before its codec",
+    ),
+    // rtcgw's factory has no AudioProcessing by design (per-call APM on
+    // the bridge instead); PeerConnection::Close asks to stop an aecdump
+    // regardless.
+    (
+        "Attempting to stop aecdump",
+        "factory without APM, by design",
+    ),
+    // libwebrtc counting its own blocking thread hops inside Close and
+    // DestroyAllChannels; rtcgw closes off the tokio runtime
+    // (media::close_off_thread), so nothing of ours waits on them.
+    ("Blocking Close: total=", "Close's own thread hops"),
+    (
+        "Blocking DestroyAllChannels: total=",
+        "Close's own thread hops",
+    ),
+];
+
+/// Whether a libwebrtc warning is one of [`EXPECTED_WARNINGS`].
+fn expected_warning(message: &str) -> bool {
+    EXPECTED_WARNINGS.iter().any(|(m, _)| message.contains(m))
+}
+
 pub fn webrtc_log(severity: i32, message: &str) {
+    if severity == 2 && expected_warning(message) {
+        tracing::debug!(target: "webrtc", "{message}");
+        return;
+    }
     // rtc::LoggingSeverity: 0 verbose, 1 info, 2 warning, 3 error.
     match severity {
         0 => tracing::trace!(target: "webrtc", "{message}"),
         1 => tracing::info!(target: "webrtc", "{message}"),
         2 => tracing::warn!(target: "webrtc", "{message}"),
         _ => tracing::error!(target: "webrtc", "{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_per_call_noise_is_recognised_and_nothing_else() {
+        for m in [
+            "(audio_send_stream.cc:873): Config is invalid: min_bitrate_bps=-1; max_bitrate_bps=-1; both expected greater or equal to 0",
+            "(channel_send.cc:600): Trying to call unset encoder.",
+            "(webrtc_voice_engine.cc:623): Attempting to stop aecdump when no audio processing module is present",
+            "(sdp_offer_answer.cc:4920): Blocking DestroyAllChannels: total=3 (actual=3, could=0)",
+            "(peer_connection.cc:1800): Blocking Close: total=10 (actual=10, could=0)",
+        ] {
+            assert!(expected_warning(m), "{m}");
+        }
+        assert!(!expected_warning(
+            "(audio_send_stream.cc:873): Config is invalid: min_bitrate_bps=32000; max_bitrate_bps=-1"
+        ));
+        assert!(!expected_warning("(port.cc:1): Jingle: ICE failed"));
     }
 }
