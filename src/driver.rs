@@ -199,7 +199,9 @@ impl Driver {
             .hangup_all(Instant::now().into_std(), EndReason::Shutdown);
         self.flush(udp, &frames_tx, &closed_tx);
         self.calls.hangup_all(EndReason::Shutdown);
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Let the BYEs leave on TCP and the media tasks close their
+        // recordings.
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
     /// Carries out everything call control produced.

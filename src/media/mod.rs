@@ -739,13 +739,7 @@ async fn watch_events(
                 }
             }
             PcEvent::Connection(state) => {
-                let mut i = info.lock().expect("info lock");
-                // A bridge's info says "active" until its WebRTC leg
-                // reports; legacy-only calls have no connection state.
-                if i.leg != Legs::Legacy {
-                    i.state = state.into();
-                }
-                drop(i);
+                info.lock().expect("info lock").state = state.into();
                 if state == PcState::Failed {
                     tracing::warn!(call = %id, "WebRTC connection failed");
                     calls.hangup(&id, EndReason::ConnectionFailed);

@@ -263,7 +263,7 @@ impl CallControl {
             MediaEvent::Ended { call, reason } => {
                 if self.calls.contains_key(&call) {
                     tracing::info!(%call, %reason, "call ended by the media side");
-                    self.end_signalling(now, &call);
+                    self.end_signalling(now, &call, reason);
                 }
             }
         }
@@ -347,14 +347,30 @@ impl CallControl {
                     );
                     return;
                 };
-                match Offer::parse(&sdp) {
+                // A leg keeps its kind: a re-offer renegotiates it, it
+                // cannot turn a WebRTC leg into a plain-RTP one.
+                let leg = self.leg_of(&call, dialog);
+                let offer =
+                    Offer::parse(&sdp)
+                        .map_err(Refused::from)
+                        .and_then(|o| match o.kind() == leg {
+                            true => Ok(o),
+                            false => Err(Refused::new(
+                                Refusal::UnsupportedSdp,
+                                format!(
+                                    "this dialog's leg is {}; the re-offer is {}",
+                                    leg.as_str(),
+                                    o.kind().as_str()
+                                ),
+                            )),
+                        });
+                match offer {
                     Ok(offer) => self.command(MediaCommand::Reoffer {
                         call,
                         dialog,
                         offer,
                     }),
-                    Err(e) => {
-                        let r = Refused::from(e);
+                    Err(r) => {
                         tracing::warn!(%call, %dialog, "re-offer refused: {r}");
                         let status = r.kind.disposition().sip_status;
                         self.ua
@@ -370,14 +386,7 @@ impl CallControl {
                 let Some(call) = self.by_dialog.get(&dialog).cloned() else {
                     return;
                 };
-                let c = &self.calls[&call];
-                // The inbound dialog's far end speaks the caller's kind of
-                // leg; the outbound dialog's the other kind.
-                let from = if c.inbound() == Some(dialog) {
-                    c.caller_leg
-                } else {
-                    other(c.caller_leg)
-                };
+                let from = self.leg_of(&call, dialog);
                 self.command(MediaCommand::Dtmf {
                     call,
                     from,
@@ -385,6 +394,17 @@ impl CallControl {
                     duration_ms,
                 });
             }
+        }
+    }
+
+    /// The kind of leg a dialog's far end speaks: the inbound dialog the
+    /// caller's, the outbound dialog the other kind.
+    fn leg_of(&self, call: &CallId, dialog: DialogRef) -> LegKind {
+        let c = &self.calls[call];
+        if c.inbound() == Some(dialog) {
+            c.caller_leg
+        } else {
+            other(c.caller_leg)
         }
     }
 
@@ -703,7 +723,7 @@ impl CallControl {
     /// Ends a call on both sides: its dialogs (BYE, CANCEL or a final
     /// response, whichever their state calls for) and its media.
     fn end(&mut self, now: Instant, id: &CallId, reason: EndReason) {
-        if self.end_signalling(now, id) {
+        if self.end_signalling(now, id, reason) {
             self.command(MediaCommand::Hangup {
                 call: id.clone(),
                 reason,
@@ -712,7 +732,7 @@ impl CallControl {
     }
 
     /// Ends a call's dialogs and forgets it; false when it was unknown.
-    fn end_signalling(&mut self, now: Instant, id: &CallId) -> bool {
+    fn end_signalling(&mut self, now: Instant, id: &CallId, reason: EndReason) -> bool {
         let Some(c) = self.forget(id) else {
             return false;
         };
@@ -722,9 +742,13 @@ impl CallControl {
         if let Origin::Api(token) = c.origin
             && c.state == State::Setup
         {
+            let r = match reason {
+                EndReason::Shutdown => Refused::new(Refusal::Draining, "shutting down"),
+                other => Refused::new(Refusal::Internal, format!("the call ended: {other}")),
+            };
             self.out.push_back(Output::Reply {
                 token,
-                result: Err(Refused::new(Refusal::NoSuchCall, "the call ended")),
+                result: Err(r),
             });
         }
         true

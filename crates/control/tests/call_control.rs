@@ -611,6 +611,14 @@ fn reoffers_go_to_their_leg_and_dtmf_to_the_other() {
     );
     assert_eq!(h.responses(400).len(), 1);
     assert_eq!(h.cc.calls(), 1);
+    // A re-offer of the other kind cannot turn the WebRTC leg into plain RTP.
+    let plain = PLAIN_OFFER.replace("o=pbx 7 7", "o=pbx 7 8");
+    h.caller_request("z9hG4bKre4", "UPDATE", &tag, ("application/sdp", &plain));
+    assert_eq!(h.responses(488).len(), 2);
+    assert!(
+        h.take(|c| matches!(c, MediaCommand::Reoffer { .. }))
+            .is_empty()
+    );
     // SIP INFO digits: from the WebRTC caller's dialog, and from the
     // plain-RTP callee's.
     let relay = ("application/dtmf-relay", "Signal=5\r\nDuration=200\r\n");
@@ -724,7 +732,7 @@ fn a_late_offer_gets_our_offer_and_its_answer_comes_with_the_ack() {
 }
 
 #[test]
-fn an_api_call_is_answered_and_a_sip_caller_gone_before_the_answer_costs_nothing() {
+fn an_api_call_is_answered_and_its_delete_needs_no_sip() {
     let mut h = H::new(Route::Demo, 10);
     h.cc.handle_api(
         h.now,
@@ -769,8 +777,8 @@ fn a_plain_rtp_caller_is_bridged_to_a_webrtc_callee() {
     });
     let inv = h.requests(Method::Invite).remove(0);
     assert_eq!(inv.body, WEBRTC_OFFER.as_bytes());
-    // No route (the far leg is refused by the media side): 488 to the
-    // caller and the media is dropped.
+    // The callee's answer is one the media side cannot use: 488 to the
+    // caller, BYE to the callee, the media dropped.
     h.callee_responds(200, Some(WEBRTC_OFFER));
     h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }));
     h.media_event(MediaEvent::BridgeUp {
