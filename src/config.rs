@@ -26,6 +26,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub webrtc: WebrtcConfig,
     pub sip: SipConfig,
+    pub ng: NgConfig,
     pub legacy: LegacyConfig,
     pub route: RouteConfig,
     pub bridge: BridgeConfig,
@@ -239,6 +240,28 @@ impl Default for SipConfig {
             session_timers: false,
             session_expires_s: 1800,
             min_se_s: 90,
+        }
+    }
+}
+
+/// rtpengine's ng control protocol (what Kamailio's `rtpengine` module
+/// speaks), so that Kamailio can use rtcgw as its media relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NgConfig {
+    pub enabled: bool,
+    /// UDP; Kamailio's `rtpengine_sock` points here.
+    pub listen: SocketAddr,
+    /// Source networks allowed to send ng commands; others get no reply.
+    pub allowed_sources: Vec<IpNet>,
+}
+
+impl Default for NgConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 2223)),
+            allowed_sources: loopback(),
         }
     }
 }

@@ -14,17 +14,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rtcgw_control::{
-    ApiCall, ApiRequest, ApiToken, CallControl, EndReason, MediaEvent, Output, Refused,
+    ApiCall, ApiRequest, ApiToken, CallControl, CallId, EndReason, MediaEvent, Output, Refused,
 };
 use rtcgw_proto::sip::framing::StreamFramer;
 use rtcgw_proto::sip::tsx::{Peer, Transport};
 use rtcgw_proto::sip::ua::Outgoing;
+use rtcgw_proto::stats::model::CallStats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::media::Calls;
+use crate::ng::{Action, Frontend};
+use crate::stats::poller::StatsService;
 
 /// Largest SIP message accepted on a stream before the connection is closed.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -52,6 +55,29 @@ impl SipSockets {
     }
 }
 
+/// The ng control socket and its front end.
+pub struct NgSocket {
+    socket: UdpSocket,
+    frontend: Frontend,
+}
+
+impl NgSocket {
+    pub async fn bind(addr: SocketAddr, frontend: Frontend) -> std::io::Result<Self> {
+        Ok(Self {
+            socket: UdpSocket::bind(addr).await?,
+            frontend,
+        })
+    }
+}
+
+/// The driver's sockets and channels, for what it sends.
+struct Io<'a> {
+    udp: Option<&'a UdpSocket>,
+    ng: Option<&'a UdpSocket>,
+    frames_tx: &'a mpsc::Sender<(Peer, Vec<u8>)>,
+    closed_tx: &'a mpsc::Sender<SocketAddr>,
+}
+
 /// What the rest of the gateway asks of the driver.
 enum Request {
     Create {
@@ -60,6 +86,11 @@ enum Request {
     },
     /// SIGTERM: take no new calls; end what is left after `grace`.
     Drain { grace: Duration },
+    /// The statistics an ng query or delete waited for.
+    NgStats {
+        token: ApiToken,
+        stats: Option<(u64, CallStats)>,
+    },
 }
 
 /// How the HTTP API and the signal handler reach the driver. Cheap to clone.
@@ -98,7 +129,12 @@ pub struct Driver {
     calls: Arc<Calls>,
     media: mpsc::UnboundedReceiver<MediaEvent>,
     requests: mpsc::Receiver<Request>,
+    /// For the statistics tasks of ng queries and deletes.
+    tx: mpsc::Sender<Request>,
     sip: Option<SipSockets>,
+    ng: Option<NgSocket>,
+    ng_front: Option<Frontend>,
+    stats: Arc<StatsService>,
     /// Open SIP TCP connections by peer address: where to write.
     conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
     replies: HashMap<ApiToken, oneshot::Sender<Result<ApiCall, Refused>>>,
@@ -112,6 +148,8 @@ impl Driver {
         calls: Arc<Calls>,
         media: mpsc::UnboundedReceiver<MediaEvent>,
         sip: Option<SipSockets>,
+        ng: Option<NgSocket>,
+        stats: Arc<StatsService>,
     ) -> (Self, Handle) {
         let (tx, requests) = mpsc::channel(1024);
         let driver = Self {
@@ -119,7 +157,11 @@ impl Driver {
             calls,
             media,
             requests,
+            tx: tx.clone(),
             sip,
+            ng,
+            ng_front: None,
+            stats,
             conns: HashMap::new(),
             replies: HashMap::new(),
             next_token: 1,
@@ -132,6 +174,7 @@ impl Driver {
         let (frames_tx, mut frames_rx) = mpsc::channel::<(Peer, Vec<u8>)>(1024);
         let (closed_tx, mut closed_rx) = mpsc::channel::<SocketAddr>(256);
         let mut buf = vec![0u8; 65536];
+        let mut ng_buf = vec![0u8; 65536];
         let mut drain_until: Option<Instant> = None;
         let sip = self.sip.take();
         if let Some(s) = &sip
@@ -139,10 +182,20 @@ impl Driver {
         {
             tracing::info!(udp = %local[&Transport::Udp], tcp = %local[&Transport::Tcp], "SIP listening");
         }
-        let (udp, tcp) = match &sip {
-            Some(s) => (Some(&s.udp), Some(&s.tcp)),
-            None => (None, None),
+        let ng_socket = self.ng.take().map(|n| {
+            self.ng_front = Some(n.frontend);
+            n.socket
+        });
+        if let Some(Ok(addr)) = ng_socket.as_ref().map(UdpSocket::local_addr) {
+            tracing::info!(%addr, "ng listening");
+        }
+        let io = Io {
+            udp: sip.as_ref().map(|s| &s.udp),
+            ng: ng_socket.as_ref(),
+            frames_tx: &frames_tx,
+            closed_tx: &closed_tx,
         };
+        let tcp = sip.as_ref().map(|s| &s.tcp);
         loop {
             let wake = self
                 .control
@@ -151,7 +204,7 @@ impl Driver {
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let wake = drain_until.map_or(wake, |d| wake.min(d));
             tokio::select! {
-                r = recv_from(udp, &mut buf) => match r {
+                r = recv_from(io.udp, &mut buf) => match r {
                     Ok((n, from)) => {
                         let peer = Peer { addr: from, transport: Transport::Udp };
                         self.control.handle_sip(now(), peer, &buf[..n]);
@@ -169,10 +222,19 @@ impl Driver {
                 Some((peer, frame)) = frames_rx.recv() => self.control.handle_sip(now(), peer, &frame),
                 Some(addr) = closed_rx.recv() => { self.conns.remove(&addr); }
                 Some(ev) = self.media.recv() => self.control.handle_media(now(), ev),
+                r = recv_from(io.ng, &mut ng_buf) => match r {
+                    Ok((n, from)) => {
+                        let token = self.token();
+                        let act = self.ng_front.as_mut().and_then(|f| {
+                            f.handle_datagram(now(), from, &ng_buf[..n], &self.control, token)
+                        });
+                        self.ng_act(act, &io);
+                    }
+                    Err(e) => tracing::warn!("ng receive: {e}"),
+                },
                 req = self.requests.recv() => match req {
                     Some(Request::Create { offer, reply }) => {
-                        let token = ApiToken(self.next_token);
-                        self.next_token += 1;
+                        let token = self.token();
                         self.replies.insert(token, reply);
                         self.control.handle_api(now(), ApiRequest::Create { token, offer });
                     }
@@ -181,11 +243,15 @@ impl Driver {
                         self.control.drain();
                         drain_until = Some(Instant::now() + grace);
                     }
+                    Some(Request::NgStats { token, stats }) => {
+                        let act = self.ng_front.as_mut().and_then(|f| f.stats_read(now(), token, stats));
+                        self.ng_act(act, &io);
+                    }
                     None => break,
                 },
                 _ = tokio::time::sleep_until(wake) => self.control.handle_timeout(now()),
             }
-            self.flush(udp, &frames_tx, &closed_tx);
+            self.flush(&io);
             if let Some(deadline) = drain_until
                 && (self.control.is_idle() || Instant::now() >= deadline)
             {
@@ -197,23 +263,65 @@ impl Driver {
         tracing::info!(remaining = self.control.calls(), "shutting down");
         self.control
             .hangup_all(Instant::now().into_std(), EndReason::Shutdown);
-        self.flush(udp, &frames_tx, &closed_tx);
+        self.flush(&io);
         self.calls.hangup_all(EndReason::Shutdown);
         // Let the BYEs leave on TCP and the media tasks close their
         // recordings.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
+    fn token(&mut self) -> ApiToken {
+        self.next_token += 1;
+        ApiToken(self.next_token)
+    }
+
+    /// Carries out what the ng front end asks for.
+    fn ng_act(&mut self, act: Option<Action>, io: &Io<'_>) {
+        match act {
+            None => {}
+            Some(Action::Send(peer, bytes)) => {
+                if let Some(s) = io.ng
+                    && let Err(e) = s.try_send_to(&bytes, peer)
+                {
+                    tracing::warn!(%peer, "ng send: {e}");
+                }
+            }
+            Some(Action::Control(token, req)) => {
+                self.control.handle_ng(now(), token, *req);
+                self.flush(io);
+            }
+            Some(Action::ReadStats(token, call)) => self.read_ng_stats(token, call),
+        }
+    }
+
+    /// Reads a call's statistics off the loop (getStats waits on
+    /// libwebrtc's threads) and hands them back as a request.
+    fn read_ng_stats(&self, token: ApiToken, call: CallId) {
+        let (calls, stats, tx) = (self.calls.clone(), self.stats.clone(), self.tx.clone());
+        tokio::spawn(async move {
+            let read = match calls.poll_item(&call) {
+                Some((info, legs)) => {
+                    let created = info.created_unix_ms;
+                    Some((created, stats.live(&info, &legs).await))
+                }
+                None => None,
+            };
+            let _ = tx.send(Request::NgStats { token, stats: read }).await;
+        });
+    }
+
     /// Carries out everything call control produced.
-    fn flush(
-        &mut self,
-        udp: Option<&UdpSocket>,
-        frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
-        closed_tx: &mpsc::Sender<SocketAddr>,
-    ) {
+    fn flush(&mut self, io: &Io<'_>) {
         while let Some(out) = self.control.poll_output() {
             match out {
-                Output::Transmit(o) => self.send(udp, o, frames_tx, closed_tx),
+                Output::NgReply { token, reply } => {
+                    let act = self
+                        .ng_front
+                        .as_mut()
+                        .and_then(|f| f.handle_reply(now(), token, reply));
+                    self.ng_act(act, io);
+                }
+                Output::Transmit(o) => self.send(io.udp, o, io.frames_tx, io.closed_tx),
                 Output::Media(cmd) => self.calls.execute(cmd),
                 Output::Reply { token, result } => {
                     let Some(reply) = self.replies.remove(&token) else {

@@ -18,5 +18,6 @@ pub mod driver;
 pub mod http;
 pub mod media;
 pub mod metrics;
+pub mod ng;
 pub mod rtc;
 pub mod stats;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use rtcgw::config::{CallerIdMode, Config, DEFAULT_TOML, ExportTarget, RouteMode};
-use rtcgw::driver::{Driver, SipSockets};
+use rtcgw::driver::{Driver, NgSocket, SipSockets};
 use rtcgw::media::Calls;
 use rtcgw::media::audio::Clip;
 use rtcgw::metrics::Metrics;
@@ -181,9 +181,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Duration::from_millis(st.interval_ms),
     ));
 
+    let ng = match config.ng.enabled {
+        true => {
+            let front = rtcgw::ng::Frontend::new(
+                std::time::Instant::now(),
+                config.ng.allowed_sources.clone(),
+                metrics.ng.clone(),
+            );
+            Some(
+                NgSocket::bind(config.ng.listen, front)
+                    .await
+                    .with_context(|| format!("ng.listen = {}", config.ng.listen))?,
+            )
+        }
+        false => None,
+    };
     let ua = UserAgent::new(ua_config(&config, sip.as_ref())?, metrics.sip.clone());
     let control = CallControl::new(control_config(&config), ua, metrics.calls.clone());
-    let (driver, handle) = Driver::new(control, calls.clone(), media_rx, sip);
+    let (driver, handle) = Driver::new(control, calls.clone(), media_rx, sip, ng, stats.clone());
     let driver = tokio::spawn(driver.run());
 
     let refusals = metrics.calls.clone();

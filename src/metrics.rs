@@ -15,6 +15,7 @@ use rtcgw_control::{CallMetrics, CallOutcomes};
 use rtcgw_proto::sip::metrics::SipMetrics;
 
 use crate::media::{Calls, MediaMetrics};
+use crate::ng::NgMetrics;
 use crate::stats::metrics::StatsMetrics;
 
 /// Every metric handle of the gateway, and the registry that renders them.
@@ -24,6 +25,7 @@ pub struct Metrics {
     pub calls: CallMetrics,
     pub media: MediaMetrics,
     pub stats: StatsMetrics,
+    pub ng: NgMetrics,
 }
 
 impl Metrics {
@@ -35,12 +37,14 @@ impl Metrics {
             calls: CallMetrics::new(outcomes.clone()),
             media: MediaMetrics::default(),
             stats: StatsMetrics::new(outcomes),
+            ng: NgMetrics::default(),
         };
         let mut registry = Registry::default();
         m.sip.register(&mut registry);
         m.calls.register(&mut registry);
         m.media.register(&mut registry);
         m.stats.register(&mut registry);
+        m.ng.register(&mut registry);
         Self { registry, ..m }
     }
 

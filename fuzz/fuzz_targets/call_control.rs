@@ -41,9 +41,9 @@ fn result(cmd: MediaCommand, ok: bool) -> Option<MediaEvent> {
             call,
             result: if ok { Ok(()) } else { Err(refused()) },
         },
-        MediaCommand::Reoffer { call, dialog, .. } => MediaEvent::Reanswered {
+        MediaCommand::Reoffer { call, from, .. } => MediaEvent::Reanswered {
             call,
-            dialog,
+            from,
             result: if ok { Ok(PLAIN.into()) } else { Err(refused()) },
         },
         MediaCommand::Dtmf { .. } | MediaCommand::Hangup { .. } => return None,

@@ -6,8 +6,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
+use rtcgw_control::FarLeg;
 use rtcgw_proto::sdp::LegacyOffer;
-use rtcgw_proto::sdp::legacy;
+use rtcgw_proto::sdp::legacy::{self, CodecName, OfferExtras};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
@@ -129,11 +130,22 @@ impl FrameSink for ToWebrtc {
 pub(super) struct PendingBridge {
     pair: (PortLease, UdpSocket, UdpSocket),
     pc: Arc<PeerConnection>,
-    /// Legacy caller: the legacy leg is already negotiated (we answered it);
-    /// the WebRTC callee's answer is still to come.
-    legacy: Option<legacy::Negotiated>,
+    far: Far,
     /// Our legacy SDP's o= session id.
     session_id: u64,
+}
+
+/// What the far leg's answer completes.
+enum Far {
+    /// A WebRTC caller: our plain-RTP offer is out, with these codecs and
+    /// (SDES-SRTP) our key.
+    LegacyOffered {
+        codecs: Vec<CodecName>,
+        sdes_key: Option<Vec<u8>>,
+    },
+    /// A plain-RTP caller: its leg is negotiated (we answered it); the
+    /// WebRTC callee's answer is to come.
+    WebrtcOffered(Box<legacy::Negotiated>),
 }
 
 pub(super) type Pending = Mutex<HashMap<CallId, PendingBridge>>;
@@ -146,18 +158,29 @@ impl Calls {
         self: &Arc<Self>,
         id: &CallId,
         offer: &str,
+        far: &FarLeg,
     ) -> Result<(String, String), CallError> {
         let pair = self.bind_pair().await?;
         let (pc, events) = self.new_webrtc_leg(id)?;
         let answer = sdp_or_close(&pc, pc.answer(offer)).await?;
         let cfg = &self.config.legacy;
         let session_id = session_id();
-        let legacy_offer = legacy::offer(
-            &cfg.codecs,
+        let codecs = if far.codecs.is_empty() {
+            cfg.codecs.clone()
+        } else {
+            far.codecs.clone()
+        };
+        let extras = OfferExtras {
+            sdes_key: far.sdes.then(|| rand::random::<[u8; 30]>().to_vec()),
+            rtcp_mux: far.rtcp_mux,
+        };
+        let legacy_offer = legacy::offer_with(
+            &codecs,
             self.config.media.addresses[0],
             pair.0.rtp(),
             cfg.ptime_ms,
             session_id,
+            &extras,
         );
         let info = self.call_info(id, Target::Bridge, Legs::Bridge, codec_of(&answer));
         self.park(
@@ -165,7 +188,10 @@ impl Calls {
             PendingBridge {
                 pair,
                 pc,
-                legacy: None,
+                far: Far::LegacyOffered {
+                    codecs,
+                    sdes_key: extras.sdes_key,
+                },
                 session_id,
             },
             info,
@@ -195,7 +221,7 @@ impl Calls {
             PendingBridge {
                 pair,
                 pc,
-                legacy: Some(neg),
+                far: Far::WebrtcOffered(Box::new(neg)),
                 session_id,
             },
             info,
@@ -238,27 +264,30 @@ impl Calls {
         far_answer: &str,
     ) -> Result<(), CallError> {
         let cfg = &self.config.legacy;
-        let mut p = self
+        let p = self
             .pending
             .lock()
             .expect("pending lock")
             .remove(id)
             .ok_or(CallError::NoSuchCall)?;
-        let neg = match p.legacy.take() {
-            Some(neg) => match p.pc.apply_answer(far_answer).await {
-                Ok(()) => neg,
-                Err(e) => {
-                    close_off_thread(p.pc);
-                    return Err(e.into());
-                }
-            },
-            None => match legacy::accept_answer(far_answer, &cfg.codecs, cfg.ptime_ms) {
-                Ok(neg) => neg,
-                Err(e) => {
-                    close_off_thread(p.pc);
-                    return Err(e.into());
-                }
-            },
+        let settled: Result<legacy::Negotiated, CallError> = match p.far {
+            Far::WebrtcOffered(neg) => {
+                p.pc.apply_answer(far_answer)
+                    .await
+                    .map(|()| *neg)
+                    .map_err(Into::into)
+            }
+            Far::LegacyOffered { codecs, sdes_key } => {
+                legacy::accept_answer_with(far_answer, &codecs, cfg.ptime_ms, sdes_key.as_deref())
+                    .map_err(Into::into)
+            }
+        };
+        let neg = match settled {
+            Ok(neg) => neg,
+            Err(e) => {
+                close_off_thread(p.pc);
+                return Err(e);
+            }
         };
         let pc = p.pc.clone();
         let built = self

@@ -390,17 +390,9 @@ impl Calls {
                     .map_err(Refused::from);
                 MediaEvent::AnswerApplied { call, result }
             }
-            MediaCommand::Reoffer {
-                call,
-                dialog,
-                offer,
-            } => {
+            MediaCommand::Reoffer { call, from, offer } => {
                 let result = self.reoffer(&call, &offer).await.map_err(Refused::from);
-                MediaEvent::Reanswered {
-                    call,
-                    dialog,
-                    result,
-                }
+                MediaEvent::Reanswered { call, from, result }
             }
             MediaCommand::Hangup { .. } | MediaCommand::Dtmf { .. } => {
                 unreachable!("done at once by execute")
@@ -422,14 +414,14 @@ impl Calls {
             (_, None) => local(self.create_demo_offer(id).await?),
             (Plan::Demo, Some(Offer::Webrtc(o))) => local(self.create_demo(id, o.sdp()).await?),
             (Plan::Demo, Some(Offer::Legacy(o))) => local(self.create_demo_legacy(id, &o).await?),
-            (Plan::Bridge, Some(Offer::Webrtc(o))) => {
-                let (answer, far) = self.create_bridge(id, o.sdp()).await?;
+            (Plan::Bridge(far), Some(Offer::Webrtc(o))) => {
+                let (answer, far) = self.create_bridge(id, o.sdp(), &far).await?;
                 Created {
                     local_sdp: answer,
                     far_offer: Some(far),
                 }
             }
-            (Plan::Bridge, Some(Offer::Legacy(o))) => {
+            (Plan::Bridge(_), Some(Offer::Legacy(o))) => {
                 let (answer, far) = self.create_bridge_from_legacy(id, &o).await?;
                 Created {
                     local_sdp: answer,

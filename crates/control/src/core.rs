@@ -16,7 +16,7 @@ use rtcgw_proto::sip::ua::{
 
 use crate::end::{EndReason, Party};
 use crate::id::{ApiToken, CallId, CallIds};
-use crate::media::{Created, MediaCommand, MediaEvent, Plan};
+use crate::media::{Created, FarLeg, MediaCommand, MediaEvent, Plan, ReofferFrom};
 use crate::metrics::CallMetrics;
 use crate::refusal::{Refusal, Refused};
 
@@ -90,17 +90,24 @@ pub enum Output {
         token: ApiToken,
         result: Result<ApiCall, Refused>,
     },
+    /// The reply to an ng request ([`crate::NgRequest`]).
+    NgReply {
+        token: ApiToken,
+        reply: rtcgw_proto::ng::Reply,
+    },
 }
 
 /// Where a call came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Origin {
+pub(crate) enum Origin {
     Sip(DialogRef),
     Api(ApiToken),
+    /// ng: the proxy keeps the dialogs ([`Call::ng`]).
+    Ng,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+pub(crate) enum State {
     /// [`MediaCommand::Create`] is out.
     Setup,
     /// The outbound INVITE is out.
@@ -121,26 +128,43 @@ enum Early {
     Up,
 }
 
-struct Call {
+pub(crate) struct Call {
     origin: Origin,
     plan: Plan,
     /// The kind of leg the caller speaks (a late offer gets a WebRTC one).
-    caller_leg: LegKind,
-    state: State,
+    pub(crate) caller_leg: LegKind,
+    pub(crate) state: State,
     caller: Option<Caller>,
     /// The called user (the Request-URI's), for the outbound leg.
     called: String,
     outbound: Option<DialogRef>,
     /// Our answer to the caller, held until the callee answers.
-    held_answer: Option<String>,
+    pub(crate) held_answer: Option<String>,
     early: Option<Early>,
+    /// Calls driven over ng: their state there.
+    pub(crate) ng: Option<Box<crate::ng::NgCall>>,
 }
 
 impl Call {
+    pub(crate) fn new(origin: Origin, plan: Plan, caller_leg: LegKind) -> Self {
+        Self {
+            origin,
+            plan,
+            caller_leg,
+            state: State::Setup,
+            caller: None,
+            called: String::new(),
+            outbound: None,
+            held_answer: None,
+            early: None,
+            ng: None,
+        }
+    }
+
     fn inbound(&self) -> Option<DialogRef> {
         match self.origin {
             Origin::Sip(d) => Some(d),
-            Origin::Api(_) => None,
+            Origin::Api(_) | Origin::Ng => None,
         }
     }
 }
@@ -149,15 +173,17 @@ impl Call {
 pub struct CallControl {
     cfg: ControlConfig,
     ua: UserAgent,
-    calls: HashMap<CallId, Call>,
+    pub(crate) calls: HashMap<CallId, Call>,
     by_dialog: HashMap<DialogRef, CallId>,
+    /// ng calls by their Call-ID.
+    pub(crate) by_ng: HashMap<String, CallId>,
     /// Calls whose [`MediaCommand::Create`] has not been answered yet,
     /// including calls given up meanwhile (their media is still coming).
     setting_up: HashSet<CallId>,
     ids: CallIds,
-    out: VecDeque<Output>,
+    pub(crate) out: VecDeque<Output>,
     draining: bool,
-    metrics: CallMetrics,
+    pub(crate) metrics: CallMetrics,
 }
 
 impl CallControl {
@@ -168,6 +194,7 @@ impl CallControl {
             ua,
             calls: HashMap::new(),
             by_dialog: HashMap::new(),
+            by_ng: HashMap::new(),
             setting_up: HashSet::new(),
             out: VecDeque::new(),
             draining: false,
@@ -214,17 +241,7 @@ impl CallControl {
                 };
                 match offer {
                     Ok(offer) => {
-                        let call = Call {
-                            origin: Origin::Api(token),
-                            plan: Plan::Demo,
-                            caller_leg: LegKind::Webrtc,
-                            state: State::Setup,
-                            caller: None,
-                            called: String::new(),
-                            outbound: None,
-                            held_answer: None,
-                            early: None,
-                        };
+                        let call = Call::new(Origin::Api(token), Plan::Demo, LegKind::Webrtc);
                         self.start(call, Some(offer));
                     }
                     Err(r) => self.refuse_api(token, r),
@@ -250,7 +267,7 @@ impl CallControl {
             }
             MediaEvent::Reanswered {
                 call,
-                dialog,
+                from: ReofferFrom::Dialog(dialog),
                 result,
             } => {
                 let result = result.map_err(|e| {
@@ -260,6 +277,11 @@ impl CallControl {
                 });
                 self.ua.answer_reoffer(now, dialog, result);
             }
+            MediaEvent::Reanswered {
+                call,
+                from: ReofferFrom::Ng(token),
+                result,
+            } => self.ng_reanswered(&call, token, result),
             MediaEvent::Ended { call, reason } => {
                 if self.calls.contains_key(&call) {
                     tracing::info!(%call, %reason, "call ended by the media side");
@@ -304,6 +326,10 @@ impl CallControl {
 
     /// Reacts to everything the user agent reported; reactions may make
     /// the user agent report more.
+    pub(crate) fn settle(&mut self, now: Instant) {
+        self.pump_ua(now);
+    }
+
     fn pump_ua(&mut self, now: Instant) {
         while let Some(ev) = self.ua.poll_event() {
             self.on_ua_event(now, ev);
@@ -367,7 +393,7 @@ impl CallControl {
                 match offer {
                     Ok(offer) => self.command(MediaCommand::Reoffer {
                         call,
-                        dialog,
+                        from: ReofferFrom::Dialog(dialog),
                         offer,
                     }),
                     Err(r) => {
@@ -409,7 +435,7 @@ impl CallControl {
     }
 
     /// Admission control, the same for every front end.
-    fn admit(&self) -> Result<(), Refused> {
+    pub(crate) fn admit(&self) -> Result<(), Refused> {
         if self.draining {
             return Err(Refused::new(
                 Refusal::Draining,
@@ -451,38 +477,32 @@ impl CallControl {
         // A late offer (no SDP) gets rtcgw's WebRTC offer from the demo
         // target: bridging needs the caller's offer to know its side.
         let plan = match (&self.cfg.route, &offer) {
-            (Route::Bridge { .. }, Some(_)) => Plan::Bridge,
+            (Route::Bridge { .. }, Some(_)) => Plan::Bridge(FarLeg::default()),
             _ => Plan::Demo,
         };
         let called = uri_user(uri).or_else(|| uri_user(to)).unwrap_or("rtcgw");
-        let call = Call {
-            origin: Origin::Sip(dialog),
-            plan,
-            caller_leg: offer.as_ref().map_or(LegKind::Webrtc, Offer::kind),
-            state: State::Setup,
-            caller: Some(caller),
-            called: called.to_string(),
-            outbound: None,
-            held_answer: None,
-            early: None,
-        };
+        let caller_leg = offer.as_ref().map_or(LegKind::Webrtc, Offer::kind);
+        let mut call = Call::new(Origin::Sip(dialog), plan, caller_leg);
+        call.caller = Some(caller);
+        call.called = called.to_string();
         self.start(call, offer);
     }
 
     /// Registers a call and asks the media side to set it up.
-    fn start(&mut self, call: Call, offer: Option<Offer>) {
+    pub(crate) fn start(&mut self, call: Call, offer: Option<Offer>) -> CallId {
         let id = self.ids.next();
         if let Some(d) = call.inbound() {
             self.by_dialog.insert(d, id.clone());
         }
-        let plan = call.plan;
+        let plan = call.plan.clone();
         self.calls.insert(id.clone(), call);
         self.setting_up.insert(id.clone());
         self.command(MediaCommand::Create {
-            call: id,
+            call: id.clone(),
             plan,
             offer,
         });
+        id
     }
 
     fn on_dialog_ended(&mut self, now: Instant, dialog: DialogRef, why: DialogEnd) {
@@ -583,6 +603,9 @@ impl CallControl {
             }
             return;
         };
+        if c.origin == Origin::Ng {
+            return self.ng_created(&id, result);
+        }
         let created = match result {
             Ok(created) => created,
             Err(r) => {
@@ -590,11 +613,13 @@ impl CallControl {
                 match c.origin {
                     Origin::Sip(d) => self.refuse_sip(now, d, r),
                     Origin::Api(t) => self.refuse_api(t, r),
+                    Origin::Ng => unreachable!("answered above"),
                 }
                 return;
             }
         };
         match (c.origin, created.far_offer) {
+            (Origin::Ng, _) => unreachable!("answered above"),
             (Origin::Api(token), _) => {
                 self.calls.get_mut(&id).expect("present").state = State::Up;
                 self.out.push_back(Output::Reply {
@@ -673,6 +698,9 @@ impl CallControl {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
+        if c.origin == Origin::Ng {
+            return self.ng_bridge_up(now, &id, result);
+        }
         if let Err(e) = result {
             tracing::warn!(call = %id, "bridge: the far answer is unusable: {e}");
             let r = Refused::new(Refusal::FarAnswerUnusable, e.detail);
@@ -712,17 +740,20 @@ impl CallControl {
     // ---- endings ---------------------------------------------------------
 
     /// Forgets a call and its dialogs (nothing sent).
-    fn forget(&mut self, id: &CallId) -> Option<Call> {
-        let c = self.calls.remove(id)?;
+    pub(crate) fn forget(&mut self, id: &CallId) -> Option<Call> {
+        let mut c = self.calls.remove(id)?;
         for d in c.inbound().into_iter().chain(c.outbound) {
             self.by_dialog.remove(&d);
+        }
+        if let Some(mut ng) = c.ng.take() {
+            self.ng_ended(&mut ng);
         }
         Some(c)
     }
 
     /// Ends a call on both sides: its dialogs (BYE, CANCEL or a final
     /// response, whichever their state calls for) and its media.
-    fn end(&mut self, now: Instant, id: &CallId, reason: EndReason) {
+    pub(crate) fn end(&mut self, now: Instant, id: &CallId, reason: EndReason) {
         if self.end_signalling(now, id, reason) {
             self.command(MediaCommand::Hangup {
                 call: id.clone(),
@@ -778,7 +809,7 @@ impl CallControl {
         });
     }
 
-    fn command(&mut self, c: MediaCommand) {
+    pub(crate) fn command(&mut self, c: MediaCommand) {
         self.out.push_back(Output::Media(c));
     }
 }

@@ -8,6 +8,8 @@
 //! - [`Refusal`]: the one table from a refusal to SIP and HTTP statuses,
 //!   reason, metric label and Retry-After.
 //! - [`MediaCommand`] / [`MediaEvent`]: the media boundary.
+//! - [`NgRequest`]: calls driven over rtpengine's ng protocol (Kamailio's
+//!   `rtpengine` module), on the same calls and media.
 //!
 //! The driver (the gateway's one I/O loop) runs it like every other core:
 //!
@@ -31,6 +33,7 @@
 //!             Output::Transmit(_bytes) => { /* send on its transport */ }
 //!             Output::Media(_cmd) => { /* run it; its MediaEvent comes back */ }
 //!             Output::Reply { .. } => { /* answer the API request */ }
+//!             Output::NgReply { .. } => { /* send the ng reply */ }
 //!         }
 //!     }
 //!     // ...and sleep until control.poll_timeout() or the next input.
@@ -42,11 +45,13 @@ mod end;
 mod id;
 mod media;
 mod metrics;
+mod ng;
 mod refusal;
 
 pub use core::{ApiCall, ApiRequest, CallControl, CallerId, ControlConfig, Output, Route};
 pub use end::{EndReason, Party};
 pub use id::{ApiToken, CallId};
-pub use media::{Created, MediaCommand, MediaEvent, Plan};
+pub use media::{Created, FarLeg, MediaCommand, MediaEvent, Plan, ReofferFrom};
 pub use metrics::{CallMetrics, CallOutcomes, OutcomeLabel};
+pub use ng::{NgCallInfo, NgRequest};
 pub use refusal::{CAPACITY_RETRY_AFTER_S, DRAIN_RETRY_AFTER_S, Disposition, Refusal, Refused};

@@ -3,21 +3,43 @@
 //! Every command that takes time answers with exactly one [`MediaEvent`];
 //! the driver must deliver each one (nothing on this path may be dropped).
 
+use rtcgw_proto::sdp::legacy::CodecName;
 use rtcgw_proto::sdp::{LegKind, Offer};
 use rtcgw_proto::sip::ua::DialogRef;
 
 use crate::end::EndReason;
-use crate::id::CallId;
+use crate::id::{ApiToken, CallId};
 use crate::refusal::Refused;
 
 /// Where a call goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
     /// The demo target: play a file or tone, record what comes in.
     Demo,
     /// A B2BUA call: the caller's leg joined to an outbound leg of the
-    /// other kind (WebRTC <-> plain RTP).
-    Bridge,
+    /// other kind (WebRTC <-> plain RTP), made as asked.
+    Bridge(FarLeg),
+}
+
+/// How the outbound leg of a bridge is offered, when it is plain RTP (a
+/// WebRTC leg is libwebrtc's offer as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FarLeg {
+    /// The codecs to offer, in order; empty: `legacy.codecs`.
+    pub codecs: Vec<CodecName>,
+    /// SDES-SRTP (RTP/SAVP) instead of RTP/AVP.
+    pub sdes: bool,
+    /// Offer rtcp-mux (RFC 5761) besides the separate RTCP port.
+    pub rtcp_mux: bool,
+}
+
+/// Who waits for the answer to a re-offer; the media side hands it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReofferFrom {
+    /// A re-INVITE or UPDATE on this dialog.
+    Dialog(DialogRef),
+    /// An ng `offer` for a call that exists.
+    Ng(ApiToken),
 }
 
 /// Work for the media side.
@@ -46,7 +68,7 @@ pub enum MediaCommand {
     /// or codec, ICE restart). Answered by [`MediaEvent::Reanswered`].
     Reoffer {
         call: CallId,
-        dialog: DialogRef,
+        from: ReofferFrom,
         offer: Offer,
     },
     /// A digit that came by signalling (SIP INFO) from the `from` leg's
@@ -90,7 +112,7 @@ pub enum MediaEvent {
     },
     Reanswered {
         call: CallId,
-        dialog: DialogRef,
+        from: ReofferFrom,
         result: Result<String, Refused>,
     },
     /// The media side ended a call by itself (media timeout, the WebRTC

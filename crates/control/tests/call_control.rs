@@ -10,14 +10,15 @@ use std::time::{Duration, Instant};
 
 use rtcgw_control::{
     ApiCall, ApiRequest, ApiToken, CallControl, CallId, CallMetrics, CallOutcomes, CallerId,
-    ControlConfig, Created, EndReason, MediaCommand, MediaEvent, Output, Party, Plan, Refusal,
-    Refused, Route,
+    ControlConfig, Created, EndReason, FarLeg, MediaCommand, MediaEvent, Output, Party, Plan,
+    Refusal, Refused, ReofferFrom, Route,
 };
+use rtcgw_proto::ng::{Delete as NgDelete, OfferAnswer, Reply};
 use rtcgw_proto::sdp::LegKind;
 use rtcgw_proto::sip::message::{Message, Method, Request, Response};
 use rtcgw_proto::sip::metrics::SipMetrics;
 use rtcgw_proto::sip::tsx::{Peer, Timers, Transport};
-use rtcgw_proto::sip::ua::{DialogRef, UaConfig, UserAgent};
+use rtcgw_proto::sip::ua::{UaConfig, UserAgent};
 
 const SWITCH: &str = "127.0.0.1:5080";
 const WEBRTC_OFFER: &str = include_str!("../../../tests/data/aiortc_offer.sdp");
@@ -59,6 +60,7 @@ struct H {
     sip: Vec<Message>,
     media: Vec<MediaCommand>,
     replies: Vec<(ApiToken, Result<ApiCall, Refused>)>,
+    ng: Vec<(ApiToken, Reply)>,
     cseq: u32,
 }
 
@@ -86,6 +88,7 @@ impl H {
             sip: vec![],
             media: vec![],
             replies: vec![],
+            ng: vec![],
             cseq: 10,
         }
     }
@@ -96,6 +99,7 @@ impl H {
                 Output::Transmit(t) => self.sip.push(Message::parse(&t.bytes).unwrap()),
                 Output::Media(c) => self.media.push(c),
                 Output::Reply { token, result } => self.replies.push((token, result)),
+                Output::NgReply { token, reply } => self.ng.push((token, reply)),
             }
         }
     }
@@ -282,7 +286,10 @@ fn created(local: &str, far: Option<&str>) -> Result<Created, Refused> {
 fn bridged_call_ringing(h: &mut H) -> CallId {
     h.invite("z9hG4bKinv", Some(WEBRTC_OFFER), "");
     let (call, plan, kind) = h.created_call();
-    assert_eq!((plan, kind), (Plan::Bridge, Some(LegKind::Webrtc)));
+    assert_eq!(
+        (plan, kind),
+        (Plan::Bridge(FarLeg::default()), Some(LegKind::Webrtc))
+    );
     h.media_event(MediaEvent::Created {
         call: call.clone(),
         result: created(ANSWER, Some(PLAIN_OFFER)),
@@ -572,14 +579,15 @@ fn reoffers_go_to_their_leg_and_dtmf_to_the_other() {
         .replace("a=sendrecv", "a=sendonly");
     h.caller_request("z9hG4bKre", "INVITE", &tag, ("application/sdp", &hold));
     let re = h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
-    let MediaCommand::Reoffer { dialog, offer, .. } = &re[0] else {
+    let MediaCommand::Reoffer { from, offer, .. } = &re[0] else {
         panic!("{re:?}")
     };
     assert_eq!(offer.kind(), LegKind::Webrtc);
-    let dialog: DialogRef = *dialog;
+    assert!(matches!(from, ReofferFrom::Dialog(_)));
+    let from = *from;
     h.media_event(MediaEvent::Reanswered {
         call: call.clone(),
-        dialog,
+        from,
         result: Ok("v=0\r\nheld\r\n".into()),
     });
     let ok = h.responses(200).pop().unwrap();
@@ -593,12 +601,12 @@ fn reoffers_go_to_their_leg_and_dtmf_to_the_other() {
     h.caller_ack(&tag, "");
     h.caller_request("z9hG4bKre2", "UPDATE", &tag, ("application/sdp", &hold2));
     let re = h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
-    let MediaCommand::Reoffer { dialog, .. } = re[0].clone() else {
+    let MediaCommand::Reoffer { from, .. } = re[0].clone() else {
         panic!()
     };
     h.media_event(MediaEvent::Reanswered {
         call: call.clone(),
-        dialog,
+        from,
         result: Err(Refused::new(Refusal::NoCommonCodec, "no codec")),
     });
     assert_eq!(h.responses(488).len(), 1);
@@ -770,7 +778,10 @@ fn a_plain_rtp_caller_is_bridged_to_a_webrtc_callee() {
     let mut h = H::new(bridge(), 10);
     h.invite("z9hG4bKinv", Some(PLAIN_OFFER), "");
     let (call, plan, kind) = h.created_call();
-    assert_eq!((plan, kind), (Plan::Bridge, Some(LegKind::Legacy)));
+    assert_eq!(
+        (plan, kind),
+        (Plan::Bridge(FarLeg::default()), Some(LegKind::Legacy))
+    );
     h.media_event(MediaEvent::Created {
         call: call.clone(),
         result: created(ANSWER, Some(WEBRTC_OFFER)),
@@ -789,4 +800,276 @@ fn a_plain_rtp_caller_is_bridged_to_a_webrtc_callee() {
     assert_eq!(h.responses(488).len(), 1);
     assert_eq!(h.requests(Method::Bye).len(), 1, "the callee's dialog ends");
     assert_eq!(h.hangups(), vec![(call, EndReason::FarAnswerUnusable)]);
+}
+
+// ---- ng: Kamailio's rtpengine module driving calls ------------------------
+
+/// An ng offer or answer as Kamailio sends it for `call-id` "ng-1".
+fn ng(sdp: &str, from: &str, to: Option<&str>, transport: &str) -> OfferAnswer {
+    OfferAnswer {
+        call_id: "ng-1".into(),
+        from_tag: from.into(),
+        to_tag: to.map(str::to_string),
+        sdp: sdp.into(),
+        transport: Some(transport.into()),
+        ..Default::default()
+    }
+}
+
+impl H {
+    fn ng_request(&mut self, token: u64, req: rtcgw_control::NgRequest) {
+        self.cc.handle_ng(self.now, ApiToken(token), req);
+        self.drain();
+    }
+
+    /// The reply to request `token`: its SDP, or its error reason.
+    fn ng_reply(&mut self, token: u64) -> Result<String, String> {
+        let i = self
+            .ng
+            .iter()
+            .position(|(t, _)| *t == ApiToken(token))
+            .unwrap_or_else(|| panic!("no reply to {token}: {:?}", self.ng));
+        let (_, r) = self.ng.remove(i);
+        let bytes = r.encode(b"c");
+        let (d, _) = rtcgw_proto::ng::Bencode::decode(&bytes[2..]).unwrap();
+        let text = |k: &str| d.get(k).and_then(|v| v.as_text());
+        match text("result").as_deref() {
+            Some("ok") => Ok(text("sdp").unwrap_or_default()),
+            _ => Err(text("error-reason").unwrap_or_default()),
+        }
+    }
+}
+
+/// A WebRTC caller's offer through Kamailio, answered by a plain-RTP
+/// callee: our plain offer goes to the callee, our WebRTC answer to the
+/// caller; the 200 after a 183 gets the same answer; delete ends it.
+#[test]
+fn ng_offer_answer_and_delete_bridge_a_webrtc_caller_to_a_plain_callee() {
+    use rtcgw_control::NgRequest::*;
+    let mut h = H::new(Route::Demo, 10);
+    let mut offer = ng(WEBRTC_OFFER, "caller", None, "RTP/AVP");
+    offer.codec.transcode = vec!["PCMA".into()];
+    h.ng_request(1, Offer(offer));
+    let (call, plan, kind) = h.created_call();
+    assert_eq!(kind, Some(LegKind::Webrtc));
+    let Plan::Bridge(far) = plan else {
+        panic!("a bridge")
+    };
+    assert_eq!(far.codecs, vec![rtcgw_proto::sdp::legacy::CodecName::Pcma]);
+    assert!(h.ng.is_empty(), "the reply waits for the media");
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, Some(PLAIN_OFFER)),
+    });
+    assert_eq!(h.ng_reply(1), Ok(PLAIN_OFFER.into()));
+    // Kamailio's answer for the callee's 183, then for its 200.
+    h.ng_request(
+        2,
+        Answer(ng(
+            PLAIN_OFFER,
+            "caller",
+            Some("callee"),
+            "UDP/TLS/RTP/SAVPF",
+        )),
+    );
+    assert_eq!(
+        h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }))
+            .len(),
+        1
+    );
+    h.media_event(MediaEvent::BridgeUp {
+        call: call.clone(),
+        early: false,
+        result: Ok(()),
+    });
+    assert_eq!(h.ng_reply(2), Ok(ANSWER.into()));
+    h.ng_request(
+        3,
+        Answer(ng(
+            PLAIN_OFFER,
+            "caller",
+            Some("callee"),
+            "UDP/TLS/RTP/SAVPF",
+        )),
+    );
+    assert_eq!(h.ng_reply(3), Ok(ANSWER.into()));
+    assert!(h.media.is_empty(), "the bridge is made once");
+    assert!(h.sip.is_empty(), "ng calls send no SIP");
+    let info = h.cc.ng_call("ng-1").unwrap();
+    assert_eq!(
+        (info.offerer.as_str(), info.answerer.as_deref()),
+        ("caller", Some("callee"))
+    );
+    assert_eq!(h.cc.ng_call_ids(10), vec!["ng-1"]);
+    h.ng_request(
+        4,
+        Delete(NgDelete {
+            call_id: "ng-1".into(),
+            from_tag: Some("caller".into()),
+            ..Default::default()
+        }),
+    );
+    assert_eq!(h.ng_reply(4), Ok(String::new()));
+    assert_eq!(h.hangups(), vec![(call, EndReason::Delete)]);
+    assert!(h.cc.is_idle() && h.cc.ng_call("ng-1").is_none());
+}
+
+#[test]
+fn ng_refusals_are_rtpengines() {
+    use rtcgw_control::NgRequest::*;
+    let mut h = H::new(Route::Demo, 1);
+    // Both sides plain RTP: not a call rtcgw can make.
+    h.ng_request(1, Offer(ng(PLAIN_OFFER, "a", None, "RTP/AVP")));
+    assert!(
+        h.ng_reply(1)
+            .unwrap_err()
+            .contains("both sides would be legacy")
+    );
+    // An answer or a delete for a call that is not there.
+    h.ng_request(2, Answer(ng(PLAIN_OFFER, "a", Some("b"), "RTP/AVP")));
+    assert_eq!(h.ng_reply(2), Err("Unknown call-id".into()));
+    let unknown = |fatal| NgDelete {
+        call_id: "nope".into(),
+        fatal,
+        ..Default::default()
+    };
+    h.ng_request(3, Delete(unknown(false)));
+    assert_eq!(h.ng_reply(3), Ok(String::new()), "ok, with a warning");
+    h.ng_request(4, Delete(unknown(true)));
+    assert_eq!(
+        h.ng_reply(4),
+        Err("Call-ID not found or tags didn't match".into())
+    );
+    // SDP that is not SDP, and a full gateway (max_calls = 1).
+    h.ng_request(5, Offer(ng("v=0\r\nrubbish\r\n", "a", None, "RTP/AVP")));
+    assert!(
+        h.ng_reply(5)
+            .unwrap_err()
+            .starts_with("Failed to parse SDP")
+    );
+    h.ng_request(6, Offer(ng(PLAIN_OFFER, "a", None, "UDP/TLS/RTP/SAVPF")));
+    let mut second = ng(PLAIN_OFFER, "x", None, "UDP/TLS/RTP/SAVPF");
+    second.call_id = "ng-2".into();
+    h.ng_request(7, Offer(second));
+    assert_eq!(h.ng_reply(7), Err("Parallel session limit reached".into()));
+    assert!(h.metrics.refused(Refusal::Capacity) == 1);
+}
+
+/// Parallel forking: the same offer goes to every branch; the first
+/// answer wins, a later one is answered but not applied, and deleting the
+/// losing branch leaves the call.
+#[test]
+fn ng_forked_offers_first_answer_wins() {
+    use rtcgw_control::NgRequest::*;
+    let mut h = H::new(Route::Demo, 10);
+    let branch = |b: &str| {
+        let mut o = ng(PLAIN_OFFER, "caller", None, "UDP/TLS/RTP/SAVPF");
+        o.via_branch = Some(b.into());
+        o
+    };
+    h.ng_request(1, Offer(branch("z9hG4bK.1")));
+    h.ng_request(2, Offer(branch("z9hG4bK.2")));
+    let (call, _, kind) = h.created_call();
+    assert_eq!(
+        kind,
+        Some(LegKind::Legacy),
+        "a plain caller, a WebRTC far side"
+    );
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, Some(WEBRTC_OFFER)),
+    });
+    assert_eq!(h.ng_reply(1), Ok(WEBRTC_OFFER.into()));
+    assert_eq!(h.ng_reply(2), Ok(WEBRTC_OFFER.into()));
+    h.ng_request(
+        3,
+        Answer(ng(WEBRTC_OFFER, "caller", Some("bob-1"), "RTP/AVP")),
+    );
+    h.ng_request(
+        4,
+        Answer(ng(WEBRTC_OFFER, "caller", Some("bob-2"), "RTP/AVP")),
+    );
+    assert_eq!(
+        h.ng_reply(4),
+        Ok(ANSWER.into()),
+        "the loser gets ours, unapplied"
+    );
+    assert_eq!(
+        h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }))
+            .len(),
+        1
+    );
+    h.media_event(MediaEvent::BridgeUp {
+        call: call.clone(),
+        early: false,
+        result: Ok(()),
+    });
+    assert_eq!(h.ng_reply(3), Ok(ANSWER.into()));
+    let del = |to: Option<&str>| NgDelete {
+        call_id: "ng-1".into(),
+        from_tag: Some("caller".into()),
+        to_tag: to.map(str::to_string),
+        ..Default::default()
+    };
+    h.ng_request(5, Delete(del(Some("bob-2"))));
+    assert_eq!(h.ng_reply(5), Ok(String::new()));
+    assert!(h.hangups().is_empty(), "the losing branch only");
+    h.ng_request(6, Delete(del(None)));
+    assert_eq!(h.hangups(), vec![(call, EndReason::Delete)]);
+}
+
+/// A re-offer (hold) from the callee of an answered call: its leg answers
+/// it; the caller's side gets our SDP again, a version higher, and the
+/// caller's answer gets our answer to the callee.
+#[test]
+fn ng_re_offer_from_the_callee_goes_to_its_leg() {
+    use rtcgw_control::NgRequest::*;
+    let mut h = H::new(Route::Demo, 10);
+    h.ng_request(1, Offer(ng(WEBRTC_OFFER, "caller", None, "RTP/AVP")));
+    let (call, ..) = h.created_call();
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, Some(PLAIN_OFFER)),
+    });
+    h.ng_request(
+        2,
+        Answer(ng(
+            PLAIN_OFFER,
+            "caller",
+            Some("callee"),
+            "UDP/TLS/RTP/SAVPF",
+        )),
+    );
+    h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }));
+    h.media_event(MediaEvent::BridgeUp {
+        call: call.clone(),
+        early: false,
+        result: Ok(()),
+    });
+    h.ng.clear();
+    // The callee (the answerer) puts the call on hold.
+    let hold = PLAIN_OFFER.replace("o=pbx 7 7", "o=pbx 7 8") + "a=sendonly\r\n";
+    h.ng_request(
+        3,
+        Offer(ng(&hold, "callee", Some("caller"), "UDP/TLS/RTP/SAVPF")),
+    );
+    let re = h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
+    let MediaCommand::Reoffer { from, offer, .. } = re[0].clone() else {
+        panic!()
+    };
+    assert_eq!(offer.kind(), LegKind::Legacy, "the callee's plain leg");
+    h.media_event(MediaEvent::Reanswered {
+        call: call.clone(),
+        from,
+        result: Ok("v=0\r\nrecvonly answer\r\n".into()),
+    });
+    let to_caller = h.ng_reply(3).unwrap();
+    assert_eq!(to_caller, ANSWER.replace("o=rtcgw 1 1", "o=rtcgw 1 2"));
+    // The caller's answer to that: the callee gets our answer to its hold.
+    h.ng_request(
+        4,
+        Answer(ng(WEBRTC_OFFER, "callee", Some("caller"), "RTP/AVP")),
+    );
+    assert_eq!(h.ng_reply(4), Ok("v=0\r\nrecvonly answer\r\n".into()));
+    assert!(h.media.is_empty());
 }

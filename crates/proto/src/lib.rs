@@ -33,6 +33,7 @@
 //! }
 //! ```
 
+pub mod ng;
 pub mod rtp;
 pub mod sdp;
 pub mod sip;

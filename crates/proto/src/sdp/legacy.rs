@@ -602,23 +602,62 @@ pub fn offer_codecs(prefs: &[CodecName]) -> Vec<Codec> {
 
 /// rtcgw's RTP/AVP offer for an outbound legacy leg.
 pub fn offer(prefs: &[CodecName], local: IpAddr, port: u16, ptime: u32, session_id: u64) -> String {
+    offer_with(
+        prefs,
+        local,
+        port,
+        ptime,
+        session_id,
+        &OfferExtras::default(),
+    )
+}
+
+/// What an offer of ours may carry beyond RTP/AVP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OfferExtras {
+    /// SDES-SRTP (RTP/SAVP, RFC 4568): our key (tag 1, [`SRTP_SUITES`]'s
+    /// first suite), 30 bytes of master key and salt.
+    pub sdes_key: Option<Vec<u8>>,
+    /// Offer rtcp-mux (RFC 5761) besides the separate RTCP port.
+    pub rtcp_mux: bool,
+}
+
+/// [`offer`], with SDES-SRTP and rtcp-mux when asked for.
+pub fn offer_with(
+    prefs: &[CodecName],
+    local: IpAddr,
+    port: u16,
+    ptime: u32,
+    session_id: u64,
+    extras: &OfferExtras,
+) -> String {
     let codecs = offer_codecs(prefs);
     let ipv = if local.is_ipv4() { "IP4" } else { "IP6" };
     let pts: Vec<String> = codecs.iter().map(|c| c.pt.to_string()).collect();
+    let proto = if extras.sdes_key.is_some() {
+        "RTP/SAVP"
+    } else {
+        "RTP/AVP"
+    };
     let mut sdp = String::new();
     let _ = write!(
         sdp,
-        "v=0\r\no=rtcgw {session_id} {session_id} IN {ipv} {local}\r\ns=rtcgw\r\nc=IN {ipv} {local}\r\nt=0 0\r\nm=audio {port} RTP/AVP {}\r\n",
+        "v=0\r\no=rtcgw {session_id} {session_id} IN {ipv} {local}\r\ns=rtcgw\r\nc=IN {ipv} {local}\r\nt=0 0\r\nm=audio {port} {proto} {}\r\n",
         pts.join(" ")
     );
     for c in &codecs {
         write_codec(&mut sdp, c);
     }
-    let _ = write!(
-        sdp,
-        "a=ptime:{ptime}\r\na=rtcp:{}\r\na=sendrecv\r\n",
-        port + 1
-    );
+    let _ = write!(sdp, "a=ptime:{ptime}\r\na=rtcp:{}\r\n", port + 1);
+    if extras.rtcp_mux {
+        sdp.push_str("a=rtcp-mux\r\n");
+    }
+    sdp.push_str("a=sendrecv\r\n");
+    if let Some(key) = &extras.sdes_key {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        let _ = write!(sdp, "a=crypto:1 {} inline:{b64}\r\n", SRTP_SUITES[0]);
+    }
     sdp
 }
 
@@ -629,12 +668,46 @@ pub fn accept_answer(
     prefs: &[CodecName],
     default_ptime: u32,
 ) -> Result<Negotiated, LegacySdpError> {
+    accept_answer_with(answer, prefs, default_ptime, None)
+}
+
+/// [`accept_answer`] for an offer that carried our SDES key
+/// (`sdes_key`): the answer must be RTP/SAVP with a key of the suite we
+/// offered (RFC 4568 section 5.1.2).
+pub fn accept_answer_with(
+    answer: &str,
+    prefs: &[CodecName],
+    default_ptime: u32,
+    sdes_key: Option<&[u8]>,
+) -> Result<Negotiated, LegacySdpError> {
     let remote = parse(answer)?.audio;
     let ours = offer_codecs(prefs);
     let (codec, telephone_event) = choose(&remote, prefs, |c| {
         ours.iter()
             .any(|o| o.is(&c.name) && o.clock_rate == c.clock_rate)
     })?;
+    let srtp = match sdes_key {
+        None => None,
+        Some(local_key) => {
+            let theirs = remote
+                .crypto
+                .iter()
+                .find(|c| c.suite == SRTP_SUITES[0] && c.key.len() == 30)
+                .filter(|_| remote.secure)
+                .ok_or_else(|| {
+                    LegacySdpError::NoCrypto(format!(
+                        "the answer to our {} offer has none",
+                        SRTP_SUITES[0]
+                    ))
+                })?;
+            Some(SrtpKeys {
+                suite: theirs.suite.clone(),
+                remote_key: theirs.key.clone(),
+                local_key: local_key.to_vec(),
+                tag: theirs.tag,
+            })
+        }
+    };
     Ok(Negotiated {
         ptime: remote.ptime.unwrap_or(default_ptime),
         direction: remote.direction.answer(),
@@ -642,7 +715,7 @@ pub fn accept_answer(
         codec,
         telephone_event,
         remote,
-        srtp: None,
+        srtp,
     })
 }
 
@@ -843,6 +916,52 @@ a=rtpmap:100 telephone-event/48000\r\na=rtpmap:101 telephone-event/8000\r\n",
                 .srtp
                 .is_none()
         );
+    }
+
+    /// Our SDES offer (RTP/SAVP, our key), answered by our own answer
+    /// function as a far end would: both keys end up where they belong.
+    #[test]
+    fn our_sdes_offer_and_its_answer() {
+        let p = prefs(&["PCMU"]);
+        let key = vec![7u8; 30];
+        let extras = OfferExtras {
+            sdes_key: Some(key.clone()),
+            rtcp_mux: true,
+        };
+        let o = offer_with(&p, "127.0.0.1".parse().unwrap(), 30000, 20, 1, &extras);
+        assert!(o.contains("m=audio 30000 RTP/SAVP 0 101\r\n"), "{o}");
+        assert!(
+            o.contains("a=rtcp-mux\r\n")
+                && o.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:")
+        );
+        let (a, far) = answer(
+            &parse(&o).unwrap(),
+            &p,
+            "192.0.2.5".parse().unwrap(),
+            4000,
+            20,
+            9,
+            true,
+        )
+        .unwrap();
+        assert_eq!(
+            far.srtp.as_ref().unwrap().remote_key,
+            key,
+            "the far end has our key"
+        );
+        let n = accept_answer_with(&a, &p, 20, Some(&key)).unwrap();
+        let k = n.srtp.expect("keys");
+        assert_eq!(
+            (k.local_key, k.remote_key),
+            (key.clone(), far.srtp.unwrap().local_key)
+        );
+        assert!(n.rtcp_mux);
+        // A plain answer to an SDES offer is refused.
+        let plain = super::offer(&p, "192.0.2.5".parse().unwrap(), 4000, 20, 3);
+        assert!(matches!(
+            accept_answer_with(&plain, &p, 20, Some(&key)),
+            Err(LegacySdpError::NoCrypto(_))
+        ));
     }
 
     #[test]

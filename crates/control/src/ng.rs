@@ -1,0 +1,588 @@
+//! Calls driven over ng, rtpengine's control protocol, as Kamailio's
+//! `rtpengine` module drives them: the proxy keeps the SIP dialogs and
+//! hands each SDP to the relay, putting the relay's SDP back in its place.
+//!
+//! An `offer` (the caller's SDP) starts a bridged call like an INVITE does:
+//! the caller's leg is answered (the answer held), the other leg, of the
+//! kind the flags ask for (`transport-protocol`, `ICE`, `DTLS`), makes an
+//! offer, and that offer is the reply. The `answer` (the callee's SDP)
+//! completes the bridge; the held answer is the reply. A later `offer` on
+//! an answered call is a re-offer from one side (hold, resume, ICE
+//! restart): that side's leg answers it, the other side gets our SDP again
+//! (a new version) and its `answer` gets ours. `delete` ends the call, or
+//! just a losing branch of a forked one.
+
+use rtcgw_proto::ng::{Delete, OfferAnswer, Reply};
+use rtcgw_proto::sdp::legacy::CodecName;
+use rtcgw_proto::sdp::{LegKind, Offer};
+
+use crate::core::{Call, CallControl, Origin, State};
+use crate::end::EndReason;
+use crate::id::{ApiToken, CallId};
+use crate::media::{FarLeg, MediaCommand, Plan, ReofferFrom};
+use crate::refusal::{Refusal, Refused};
+
+/// What Kamailio asks of call control (ping, list and query are the front
+/// end's; it adds the statistics to a delete's reply).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NgRequest {
+    Offer(OfferAnswer),
+    Answer(OfferAnswer),
+    Delete(Delete),
+}
+
+/// What the front end needs to know of an ng call (query, delete, list).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NgCallInfo {
+    pub call: CallId,
+    pub offerer: String,
+    pub answerer: Option<String>,
+    pub label: Option<String>,
+    /// The kind of the offerer's leg (the answerer's is the other).
+    pub offerer_leg: LegKind,
+}
+
+/// A re-offer from one side of an answered call.
+#[derive(Debug)]
+struct Reoffer {
+    /// The re-offerer's tag.
+    tag: String,
+    /// Our answer to it, once the media side made it.
+    answer: Option<String>,
+    /// `answer` requests (from the other side) waiting for it.
+    waiting: Vec<ApiToken>,
+}
+
+/// ng state of a call.
+#[derive(Debug)]
+pub(crate) struct NgCall {
+    call_id: String,
+    offerer: String,
+    answerer: Option<String>,
+    /// via-branches offered while no answer has come (parallel forking).
+    branches: Vec<String>,
+    label: Option<String>,
+    /// Our SDP for the answerer's side (our offer; versions bumped by
+    /// re-offers).
+    far_sdp: Option<String>,
+    /// Our SDP for the offerer's side (our answer).
+    local_sdp: Option<String>,
+    offers_waiting: Vec<ApiToken>,
+    answers_waiting: Vec<ApiToken>,
+    reoffer: Option<Reoffer>,
+}
+
+impl NgCall {
+    /// Requests still waiting for a reply (answered with `reply` when the
+    /// call goes).
+    fn waiting(&mut self) -> Vec<ApiToken> {
+        let mut all = std::mem::take(&mut self.offers_waiting);
+        all.append(&mut self.answers_waiting);
+        if let Some(r) = self.reoffer.take() {
+            all.extend(r.waiting);
+        }
+        all
+    }
+}
+
+/// The reply for a refusal: rtpengine's words where Kamailio acts on them
+/// (a full relay is skipped for the next one in its set).
+fn refusal_reply(r: &Refused) -> Reply {
+    match r.kind {
+        Refusal::Capacity | Refusal::Overloaded | Refusal::Draining => {
+            Reply::error("Parallel session limit reached")
+        }
+        Refusal::MediaUnavailable => Reply::error("Ran out of ports"),
+        Refusal::MalformedSdp | Refusal::NoAudio | Refusal::UnsupportedSdp => {
+            Reply::error(format!("Failed to parse SDP: {}", r.detail))
+        }
+        _ => Reply::error(r.detail.clone()),
+    }
+}
+
+/// The kind of leg the answerer's side gets: what the flags say, else the
+/// other kind than the offerer's.
+fn far_kind(oa: &OfferAnswer, offerer: LegKind) -> LegKind {
+    if let Some(t) = &oa.transport {
+        let t = t.to_ascii_uppercase();
+        return if t.contains("TLS") {
+            LegKind::Webrtc
+        } else {
+            LegKind::Legacy
+        };
+    }
+    let word = |v: &Option<String>| v.as_deref().map(str::to_ascii_lowercase);
+    match (word(&oa.ice).as_deref(), word(&oa.dtls).as_deref()) {
+        (Some("force" | "force-relay"), _) => LegKind::Webrtc,
+        (Some("remove"), _) | (_, Some("off" | "no" | "disable")) => LegKind::Legacy,
+        (_, Some("passive" | "active")) => LegKind::Webrtc,
+        _ => match offerer {
+            LegKind::Webrtc => LegKind::Legacy,
+            LegKind::Legacy => LegKind::Webrtc,
+        },
+    }
+}
+
+/// The plain-RTP far leg as the flags ask for it.
+fn far_leg(oa: &OfferAnswer) -> FarLeg {
+    let codecs = oa
+        .codec
+        .transcode
+        .iter()
+        .chain(&oa.codec.accept)
+        .filter_map(|c| c.parse::<CodecName>().ok())
+        .fold(Vec::new(), |mut v, c| {
+            if !v.contains(&c) {
+                v.push(c);
+            }
+            v
+        });
+    FarLeg {
+        codecs,
+        sdes: oa
+            .transport
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("RTP/SAVP")),
+        rtcp_mux: oa
+            .rtcp_mux
+            .iter()
+            .any(|m| m.eq_ignore_ascii_case("offer") || m.eq_ignore_ascii_case("require")),
+    }
+}
+
+/// An SDP of ours with its o= version one higher (RFC 3264 section 8: a
+/// new offer in a session keeps the id and raises the version).
+fn next_version(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len() + 1);
+    for line in sdp.split_inclusive('\n') {
+        if let Some(o) = line.strip_prefix("o=") {
+            let eol = &o[o.trim_end_matches(['\r', '\n']).len()..];
+            let f: Vec<&str> = o.trim_end_matches(['\r', '\n']).split(' ').collect();
+            if f.len() == 6
+                && let Ok(v) = f[2].parse::<u64>()
+            {
+                out.push_str(&format!(
+                    "o={} {} {} {} {} {}{eol}",
+                    f[0],
+                    f[1],
+                    v + 1,
+                    f[3],
+                    f[4],
+                    f[5]
+                ));
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+impl CallControl {
+    /// An ng request; its reply comes out as [`crate::Output::NgReply`].
+    pub fn handle_ng(&mut self, now: std::time::Instant, token: ApiToken, req: NgRequest) {
+        match req {
+            NgRequest::Offer(oa) => self.ng_offer(token, oa),
+            NgRequest::Answer(oa) => self.ng_answer(token, oa),
+            NgRequest::Delete(d) => self.ng_delete(now, token, d),
+        }
+        self.settle(now);
+    }
+
+    /// What the front end needs of the ng call with this Call-ID.
+    pub fn ng_call(&self, call_id: &str) -> Option<NgCallInfo> {
+        let id = self.by_ng.get(call_id)?;
+        let c = self.calls.get(id)?;
+        let ng = c.ng.as_ref()?;
+        Some(NgCallInfo {
+            call: id.clone(),
+            offerer: ng.offerer.clone(),
+            answerer: ng.answerer.clone(),
+            label: ng.label.clone(),
+            offerer_leg: c.caller_leg,
+        })
+    }
+
+    /// The Call-IDs of the ng calls, at most `limit`.
+    pub fn ng_call_ids(&self, limit: usize) -> Vec<String> {
+        let mut ids: Vec<String> = self.by_ng.keys().cloned().collect();
+        ids.sort();
+        ids.truncate(limit);
+        ids
+    }
+
+    fn ng_reply(&mut self, token: ApiToken, reply: Reply) {
+        self.out
+            .push_back(crate::core::Output::NgReply { token, reply });
+    }
+
+    fn ng_offer(&mut self, token: ApiToken, oa: OfferAnswer) {
+        if !oa.ignored.is_empty() {
+            tracing::debug!(call_id = %oa.call_id, ignored = ?oa.ignored, "ng offer: keys ignored");
+        }
+        let Some(id) = self.by_ng.get(&oa.call_id).cloned() else {
+            return self.ng_new_call(token, oa);
+        };
+        let c = self.calls.get_mut(&id).expect("indexed");
+        let leg = c.caller_leg;
+        let ng = c.ng.as_mut().expect("an ng call");
+        if ng.answerer.is_none() {
+            // Another branch of a forked (or a resent) INVITE: the same
+            // offer of ours goes to every branch; the first answer wins.
+            if oa.from_tag != ng.offerer {
+                return self.ng_reply(token, Reply::error("Invalid dialogue association"));
+            }
+            if let Some(b) = oa.via_branch
+                && !ng.branches.contains(&b)
+            {
+                ng.branches.push(b);
+            }
+            return match ng.far_sdp.clone() {
+                Some(sdp) => self.ng_reply(token, Reply::ok().with("sdp", sdp.into())),
+                None => ng.offers_waiting.push(token),
+            };
+        }
+        // A re-offer from one side of the answered call.
+        let side = if oa.from_tag == ng.offerer {
+            leg
+        } else if Some(&oa.from_tag) == ng.answerer.as_ref() {
+            other(leg)
+        } else {
+            return self.ng_reply(token, Reply::error("Invalid dialogue association"));
+        };
+        if ng.reoffer.is_some() {
+            // RFC 3261 section 14.2's 491: one offer at a time.
+            return self.ng_reply(token, Reply::error("a re-offer is already in progress"));
+        }
+        let offer = match Offer::parse(&oa.sdp) {
+            Ok(o) if o.kind() == side => o,
+            Ok(o) => {
+                let why = format!(
+                    "this side's leg is {}; the re-offer is {}",
+                    side.as_str(),
+                    o.kind().as_str()
+                );
+                return self.ng_reply(token, Reply::error(why));
+            }
+            Err(e) => return self.ng_reply(token, refusal_reply(&Refused::from(e))),
+        };
+        ng.reoffer = Some(Reoffer {
+            tag: oa.from_tag,
+            answer: None,
+            waiting: Vec::new(),
+        });
+        self.command(MediaCommand::Reoffer {
+            call: id,
+            from: ReofferFrom::Ng(token),
+            offer,
+        });
+    }
+
+    fn ng_new_call(&mut self, token: ApiToken, oa: OfferAnswer) {
+        let offer = match self.admit().and_then(|()| Ok(Offer::parse(&oa.sdp)?)) {
+            Ok(o) => o,
+            Err(r) => {
+                tracing::warn!(call_id = %oa.call_id, "ng offer refused: {r}");
+                self.metrics.refuse(r.kind);
+                return self.ng_reply(token, refusal_reply(&r));
+            }
+        };
+        let far = far_kind(&oa, offer.kind());
+        if far == offer.kind() {
+            let r = Refused::new(
+                Refusal::UnsupportedSdp,
+                format!(
+                    "rtcgw joins WebRTC and plain RTP: both sides would be {}",
+                    far.as_str()
+                ),
+            );
+            tracing::warn!(call_id = %oa.call_id, "ng offer refused: {r}");
+            self.metrics.refuse(r.kind);
+            return self.ng_reply(token, Reply::error(r.detail));
+        }
+        tracing::info!(
+            call_id = %oa.call_id, from_tag = %oa.from_tag, offer = offer.kind().as_str(),
+            far = far.as_str(), "ng offer"
+        );
+        let call = Call::new(Origin::Ng, Plan::Bridge(far_leg(&oa)), offer.kind());
+        let id = self.start(call, Some(offer));
+        self.by_ng.insert(oa.call_id.clone(), id.clone());
+        let c = self.calls.get_mut(&id).expect("just started");
+        c.ng = Some(Box::new(NgCall {
+            call_id: oa.call_id,
+            offerer: oa.from_tag,
+            answerer: None,
+            branches: oa.via_branch.into_iter().collect(),
+            label: oa.label,
+            far_sdp: None,
+            local_sdp: None,
+            offers_waiting: vec![token],
+            answers_waiting: Vec::new(),
+            reoffer: None,
+        }));
+    }
+
+    fn ng_answer(&mut self, token: ApiToken, oa: OfferAnswer) {
+        let Some(id) = self.by_ng.get(&oa.call_id).cloned() else {
+            return self.ng_reply(token, Reply::error("Unknown call-id"));
+        };
+        let c = self.calls.get_mut(&id).expect("indexed");
+        let state = c.state;
+        let ng = c.ng.as_mut().expect("an ng call");
+        let to_tag = oa.to_tag.clone().unwrap_or_default();
+        // The other side's answer to the re-offer we passed on: the
+        // re-offerer gets our answer to its offer.
+        if let Some(re) = ng.reoffer.as_mut()
+            && (to_tag == re.tag || oa.from_tag == re.tag)
+        {
+            return match re.answer.clone() {
+                Some(a) => {
+                    ng.reoffer = None;
+                    self.ng_reply(token, Reply::ok().with("sdp", a.into()))
+                }
+                None => re.waiting.push(token),
+            };
+        }
+        match (&ng.answerer, state) {
+            (None, State::Calling) => {
+                ng.answerer = Some(to_tag);
+                ng.answers_waiting.push(token);
+                c.state = State::Connecting;
+                self.command(MediaCommand::CompleteBridge {
+                    call: id,
+                    answer: oa.sdp,
+                    early: false,
+                });
+            }
+            (Some(winner), State::Connecting) if *winner == to_tag => {
+                ng.answers_waiting.push(token)
+            }
+            (Some(_), State::Connecting | State::Up) => {
+                // The winner again (a 200 after its 183), or another
+                // branch's answer (parallel forking: the first one won).
+                let sdp = ng.local_sdp.clone().unwrap_or_default();
+                self.ng_reply(token, Reply::ok().with("sdp", sdp.into()))
+            }
+            _ => self.ng_reply(token, Reply::error("Invalid dialogue association")),
+        }
+    }
+
+    fn ng_delete(&mut self, now: std::time::Instant, token: ApiToken, d: Delete) {
+        let Some(id) = self.by_ng.get(&d.call_id).cloned() else {
+            let why = "Call-ID not found or tags didn't match";
+            return self.ng_reply(
+                token,
+                if d.fatal {
+                    Reply::error(why)
+                } else {
+                    Reply::warning(why)
+                },
+            );
+        };
+        let ng = self.calls[&id].ng.as_ref().expect("an ng call");
+        // A losing branch of a forked call: only that branch goes.
+        let loser_tag = matches!((&d.to_tag, &ng.answerer), (Some(t), Some(w)) if t != w);
+        let unanswered_branch = ng.answerer.is_none()
+            && ng.branches.len() > 1
+            && d.to_tag.is_none()
+            && d.via_branch
+                .as_ref()
+                .is_some_and(|b| ng.branches.contains(b));
+        if loser_tag || unanswered_branch {
+            if let Some(b) = &d.via_branch {
+                let ng = self.calls.get_mut(&id).expect("indexed").ng.as_mut();
+                ng.expect("an ng call").branches.retain(|x| x != b);
+            }
+            return self.ng_reply(token, Reply::ok());
+        }
+        let reason = if ng.answerer.is_some() {
+            EndReason::Delete
+        } else {
+            EndReason::Cancelled
+        };
+        tracing::info!(call = %id, call_id = %d.call_id, %reason, "ng delete");
+        self.end(now, &id, reason);
+        self.ng_reply(token, Reply::ok());
+    }
+
+    /// The media of an ng call was made (or not).
+    pub(crate) fn ng_created(&mut self, id: &CallId, result: Result<crate::Created, Refused>) {
+        let c = self.calls.get_mut(id).expect("present");
+        let ng = c.ng.as_mut().expect("an ng call");
+        let waiting = std::mem::take(&mut ng.offers_waiting);
+        match result {
+            Ok(created) => {
+                let far = created.far_offer.unwrap_or_default();
+                ng.far_sdp = Some(far.clone());
+                ng.local_sdp = Some(created.local_sdp.clone());
+                c.held_answer = Some(created.local_sdp);
+                c.state = State::Calling;
+                for t in waiting {
+                    self.ng_reply(t, Reply::ok().with("sdp", far.clone().into()));
+                }
+            }
+            Err(r) => {
+                tracing::warn!(call = %id, "ng offer refused by the media side: {r}");
+                self.metrics.refuse(r.kind);
+                self.forget(id);
+                for t in waiting {
+                    self.ng_reply(t, refusal_reply(&r));
+                }
+            }
+        }
+    }
+
+    /// The far answer was applied (or not): the answers waiting get ours.
+    pub(crate) fn ng_bridge_up(
+        &mut self,
+        now: std::time::Instant,
+        id: &CallId,
+        result: Result<(), Refused>,
+    ) {
+        let c = self.calls.get_mut(id).expect("present");
+        let ng = c.ng.as_mut().expect("an ng call");
+        let waiting = std::mem::take(&mut ng.answers_waiting);
+        match result {
+            Ok(()) => {
+                c.state = State::Up;
+                let sdp = ng.local_sdp.clone().unwrap_or_default();
+                for t in waiting {
+                    self.ng_reply(t, Reply::ok().with("sdp", sdp.clone().into()));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(call = %id, "ng answer unusable: {e}");
+                for t in waiting {
+                    self.ng_reply(
+                        t,
+                        Reply::error(format!("Error rewriting SDP: {}", e.detail)),
+                    );
+                }
+                self.end(now, id, EndReason::FarAnswerUnusable);
+            }
+        }
+    }
+
+    /// Our answer to a re-offer: kept for the other side's `answer`; the
+    /// re-offer's reply is our SDP for the other side, a version higher.
+    pub(crate) fn ng_reanswered(
+        &mut self,
+        id: &CallId,
+        token: ApiToken,
+        result: Result<String, Refused>,
+    ) {
+        let Some(c) = self.calls.get_mut(id) else {
+            return self.ng_reply(token, Reply::error("Unknown call-id"));
+        };
+        let leg = c.caller_leg;
+        let ng = c.ng.as_mut().expect("an ng call");
+        let Some(re) = ng.reoffer.as_mut() else {
+            return;
+        };
+        match result {
+            Ok(answer) => {
+                let waiting = std::mem::take(&mut re.waiting);
+                let from_offerer = re.tag == ng.offerer;
+                re.answer = Some(answer.clone());
+                // The other side's SDP of ours: our offer to the answerer,
+                // or our answer to the offerer.
+                let other = if from_offerer {
+                    &mut ng.far_sdp
+                } else {
+                    &mut ng.local_sdp
+                };
+                let sdp = next_version(other.as_deref().unwrap_or_default());
+                *other = Some(sdp.clone());
+                if !waiting.is_empty() {
+                    ng.reoffer = None;
+                }
+                tracing::info!(call = %id, side = if from_offerer { leg.as_str() } else { other_kind(leg).as_str() }, "ng re-offer answered");
+                self.ng_reply(token, Reply::ok().with("sdp", sdp.into()));
+                for t in waiting {
+                    self.ng_reply(t, Reply::ok().with("sdp", answer.clone().into()));
+                }
+            }
+            Err(e) => {
+                let waiting = std::mem::take(&mut re.waiting);
+                ng.reoffer = None;
+                tracing::warn!(call = %id, "ng re-offer refused: {e}");
+                self.ng_reply(token, Reply::error(e.detail.clone()));
+                for t in waiting {
+                    self.ng_reply(t, Reply::error(e.detail.clone()));
+                }
+            }
+        }
+    }
+
+    /// An ng call is gone: requests still waiting get an error.
+    pub(crate) fn ng_ended(&mut self, ng: &mut NgCall) {
+        self.by_ng.remove(&ng.call_id);
+        for t in ng.waiting() {
+            self.ng_reply(t, Reply::error("Call ended"));
+        }
+    }
+}
+
+fn other(kind: LegKind) -> LegKind {
+    other_kind(kind)
+}
+
+fn other_kind(kind: LegKind) -> LegKind {
+    match kind {
+        LegKind::Webrtc => LegKind::Legacy,
+        LegKind::Legacy => LegKind::Webrtc,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_far_side_is_what_the_flags_say() {
+        let oa = |t: Option<&str>, ice: Option<&str>, dtls: Option<&str>| OfferAnswer {
+            transport: t.map(str::to_string),
+            ice: ice.map(str::to_string),
+            dtls: dtls.map(str::to_string),
+            ..Default::default()
+        };
+        use LegKind::*;
+        assert_eq!(far_kind(&oa(Some("RTP/AVP"), None, None), Webrtc), Legacy);
+        assert_eq!(
+            far_kind(&oa(Some("UDP/TLS/RTP/SAVPF"), None, None), Legacy),
+            Webrtc
+        );
+        assert_eq!(
+            far_kind(&oa(None, Some("remove"), Some("off")), Webrtc),
+            Legacy
+        );
+        assert_eq!(
+            far_kind(&oa(None, Some("force"), Some("passive")), Legacy),
+            Webrtc
+        );
+        assert_eq!(far_kind(&oa(None, None, None), Legacy), Webrtc);
+        // A plain RTP offer with plain RTP asked for: the same kind.
+        assert_eq!(far_kind(&oa(Some("RTP/AVP"), None, None), Legacy), Legacy);
+    }
+
+    #[test]
+    fn flags_shape_the_plain_rtp_offer() {
+        let mut oa = OfferAnswer::default();
+        oa.codec.transcode = vec!["PCMU".into(), "speex".into()];
+        oa.codec.accept = vec!["pcma".into(), "PCMU".into()];
+        oa.transport = Some("RTP/SAVP".into());
+        oa.rtcp_mux = vec!["offer".into()];
+        let f = far_leg(&oa);
+        assert_eq!(f.codecs, vec![CodecName::Pcmu, CodecName::Pcma]);
+        assert!(f.sdes && f.rtcp_mux);
+        assert_eq!(far_leg(&OfferAnswer::default()), FarLeg::default());
+    }
+
+    #[test]
+    fn re_offers_raise_the_origin_version_only() {
+        let sdp = "v=0\r\no=rtcgw 5 5 IN IP4 192.0.2.1\r\ns=-\r\nm=audio 1 RTP/AVP 0\r\n";
+        assert_eq!(next_version(sdp), sdp.replace("o=rtcgw 5 5", "o=rtcgw 5 6"));
+        let odd = "v=0\no=- x y\n";
+        assert_eq!(next_version(odd), odd);
+    }
+}
