@@ -126,18 +126,25 @@ class LegacyCallee:
         self.remote_from = re.search(r"^From: (.*)$", req, re.M).group(1).strip()
         self.remote_to = re.search(r"^To: (.*)$", req, re.M).group(1).strip() + ";tag=pbx"
         self.target = re.search(r"^Contact: .*?<([^>]+)>", req, re.M).group(1)
+        # Through a proxy: the route set is the INVITE's Record-Route, in
+        # its order (RFC 3261 12.1.1), and it goes in every response too.
+        self.record_route = re.findall(r"^Record-Route: (.*?)\r?$", req, re.M)
         if self.early_media:
             self.sip.sendto(response(req, 183, "Session Progress", "pbx", self.port, self.sdp()).encode(), self.addr)
             time.sleep(1.0)
         self.sip.sendto(response(req, 200, "OK", "pbx", self.port, self.sdp()).encode(), self.addr)
         return offer
 
+    def route_headers(self):
+        return "".join(f"Route: {r}\r\n" for r in getattr(self, "record_route", []))
+
     def request(self, method, body="", ctype="application/sdp"):
         """An in-dialog request from the callee (To/From swapped)."""
         self.cseq += 1
         ct = f"Content-Type: {ctype}\r\n" if body else ""
         text = (f"{method} {self.target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKpbx{time.monotonic_ns()};rport\r\n"
-                f"From: {self.remote_to}\r\nTo: {self.remote_from}\r\nCall-ID: {self.call_id}\r\n"
+                + self.route_headers()
+                + f"From: {self.remote_to}\r\nTo: {self.remote_from}\r\nCall-ID: {self.call_id}\r\n"
                 f"CSeq: {self.cseq} {method}\r\nContact: <sip:pbx@127.0.0.1:{self.port}>\r\nMax-Forwards: 70\r\n"
                 f"{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
         self.sip.sendto(text.encode(), self.addr)
@@ -159,7 +166,8 @@ class LegacyCallee:
         status, resp = self.request("INVITE", self.sdp(direction, codec, media))
         assert status == 200, resp[:300]
         ack = (f"ACK {self.target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKack{time.monotonic_ns()}\r\n"
-               f"From: {self.remote_to}\r\nTo: {self.remote_from}\r\nCall-ID: {self.call_id}\r\n"
+               + self.route_headers()
+               + f"From: {self.remote_to}\r\nTo: {self.remote_from}\r\nCall-ID: {self.call_id}\r\n"
                f"CSeq: {self.cseq} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
         self.sip.sendto(ack.encode(), self.addr)
         return resp.split("\r\n\r\n", 1)[1]

@@ -4,6 +4,7 @@ rtpengine_sock pointing at rtcgw's ng port), and the ng protocol itself,
 bad input included."""
 
 import asyncio
+import re
 import socket
 import subprocess
 import time
@@ -181,3 +182,154 @@ def test_ng_from_a_source_not_allowed_gets_nothing(gateway_factory):
     assert ng.raw(b"1_1_1 " + bencode({"command": "ping"})) is None
     assert gw.metric("rtcgw_ng_dropped_total") == 1
     ng.close()
+
+
+def answer_reinvites(caller, local_sdp, stop, log):
+    """The WebRTC caller's SIP side answering re-INVITEs through Kamailio:
+    rtcgw passes the other side's re-offer on as our unchanged SDP, so the
+    caller answers with its own, unchanged too (RFC 3264 section 8)."""
+    import re as _re
+
+    caller.s.settimeout(0.2)
+    while not stop.is_set():
+        try:
+            msg = caller.s.recv(65535).decode()
+        except socket.timeout:
+            continue
+        if not msg.startswith("INVITE"):
+            continue
+        log.append(msg.split("\r\n\r\n", 1)[1])
+        keep = [l for l in msg.split("\r\n") if l.split(":", 1)[0].lower() in ("via", "from", "to", "call-id", "cseq", "record-route")]
+        ok = ("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + f"\r\nContact: <sip:browser@127.0.0.1:{caller.port}>\r\n"
+              f"Content-Type: application/sdp\r\nContent-Length: {len(local_sdp.encode())}\r\n\r\n{local_sdp}")
+        via = _re.search(r"^Via: SIP/2.0/UDP ([^;\r]+)", msg, _re.M).group(1).split(":")
+        caller.s.sendto(ok.encode(), (via[0], int(via[1])))
+    caller.s.settimeout(15)
+
+
+def test_hold_resume_and_digits_from_the_sip_side_through_kamailio(gateway_factory, kamailio_ng, monkeypatch):
+    import threading
+
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtcdtlstransport import RTCDtlsTransport
+    from aiortc.rtp import RtpPacket
+
+    import aiortc_peer
+    from legacy_peer import LegacyCallee
+    from test_midcall import TE_PT, with_telephone_event
+
+    events = []
+    original = RTCDtlsTransport._handle_rtp_data
+
+    async def capture(self, data, arrival_time_ms):
+        # After SRTP, before aiortc's router drops the unknown payload type.
+        packet = RtpPacket.parse(data)
+        if packet.payload_type == TE_PT:
+            events.append((packet.timestamp, bytes(packet.payload[:4])))
+        return await original(self, data, arrival_time_ms)
+
+    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", capture)
+
+    gw = ng_gateway(gateway_factory)
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.settimeout(20)
+    kam_port = free_port()
+    kamailio_ng(kam_port, sip.getsockname()[1], gw.ng_port)
+    callee = LegacyCallee(sip)
+    log = {}
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        pc = RTCPeerConnection()
+        pc.addTrack(aiortc_peer.ToneTrack(1000.0))
+        await pc.setLocalDescription(await pc.createOffer())
+        caller = test_bridge.SipCaller(Via(kam_port))
+        answering = loop.run_in_executor(None, callee.answer)
+        caller.send(caller.req("INVITE", 1, with_telephone_event(pc.localDescription.sdp), branch="z9hG4bKnghold"))
+        status, ok = await loop.run_in_executor(None, caller.final)
+        await answering
+        assert status == 200, ok[:300]
+        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+        caller.send(caller.req("ACK", 1))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
+        await asyncio.sleep(2.0)
+        log["before_hold"] = len(callee.media.audio)
+        # A digit from the SIP side (RFC 4733) reaches the WebRTC side.
+        await loop.run_in_executor(None, callee.media.send_digit, 7, callee.gw_media)
+        await asyncio.sleep(0.5)
+        stop, reoffers = threading.Event(), []
+        responder = threading.Thread(target=answer_reinvites, args=(caller, pc.localDescription.sdp, stop, reoffers))
+        responder.start()
+        # Hold from the SIP side: its leg answers recvonly and rtcgw stops
+        # sending to it; the WebRTC side sees our SDP unchanged.
+        log["hold_answer"] = await loop.run_in_executor(None, callee.reinvite, "sendonly")
+        await asyncio.sleep(0.5)
+        t0 = time.monotonic()
+        await asyncio.sleep(2.0)
+        log["sent_on_hold"] = len(callee.media.packets_between(t0, time.monotonic()))
+        log["resume_answer"] = await loop.run_in_executor(None, callee.reinvite, "sendrecv")
+        t1 = time.monotonic()
+        await asyncio.sleep(2.0)
+        log["after_resume"] = len(callee.media.packets_between(t1 + 0.3, time.monotonic()))
+        stop.set()
+        responder.join()
+        log["reoffers"] = reoffers
+        log["answer_to_caller"] = ok.split("\r\n\r\n", 1)[1]
+        # Through the proxy the callee answers the BYE: it must be listening.
+        callee_bye = loop.run_in_executor(None, callee.wait_bye)
+        caller.send(caller.req("BYE", 2))
+        bye, _ = await loop.run_in_executor(None, caller.final)
+        log["bye"] = bye
+        log["callee_bye"] = await callee_bye
+        await pc.close()
+        callee.media.close()
+
+    asyncio.run(scenario())
+    assert log["before_hold"] > 50, "audio flowed to the SIP side"
+    digits = {("0123456789*#"[p[0]]) for _, p in events if p[1] & 0x80}
+    assert digits == {"7"}, events
+    assert "a=recvonly" in log["hold_answer"], log["hold_answer"]
+    assert log["sent_on_hold"] == 0, "nothing is sent to a party that put us on hold"
+    assert "a=sendrecv" in log["resume_answer"]
+    assert log["after_resume"] > 50, "audio flows again after resume"
+    # The WebRTC side saw each re-offer as our SDP, unchanged (same o= line).
+    origin = lambda sdp: re.search(r"^o=.*$", sdp, re.M).group(0)
+    assert len(log["reoffers"]) == 2
+    assert all(origin(r) == origin(log["answer_to_caller"]) for r in log["reoffers"])
+    assert log["bye"] == 200 and log["callee_bye"]
+    time.sleep(0.5)
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert gw.metric("rtcgw_legacy_ports_in_use") == 0
+
+
+def test_cancel_through_kamailio_ends_the_media(gateway_factory, kamailio_ng):
+    gw = ng_gateway(gateway_factory)
+    kam_port, dest_port = free_port(), free_port()
+    kamailio_ng(kam_port, dest_port, gw.ng_port)
+    uas = subprocess.Popen(
+        ["sipp", "-sf", str(test_bridge.SIPP_DIR / "uas_ring_cancel.xml"), "-i", "127.0.0.1", "-p", str(dest_port),
+         "-m", "1", "-timeout", "30s", "-nostdin", "-trace_err", "-error_file", "/dev/stderr"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    caller = test_bridge.SipCaller(Via(kam_port))
+    try:
+        time.sleep(0.3)
+        caller.send(caller.req("INVITE", 1, AIORTC_OFFER, branch="z9hG4bKngcancel"))
+        deadline = time.time() + 10
+        while 180 not in caller.statuses and time.time() < deadline:
+            data = caller.s.recv(65535).decode()
+            caller.statuses.append(int(data.split()[1]))
+        assert 180 in caller.statuses, caller.statuses
+        assert gw.metric("rtcgw_calls_active") == 1
+        caller.send(caller.req("CANCEL", 1, branch="z9hG4bKngcancel"))
+        finals = set()
+        while not {200, 487} <= finals and time.time() < deadline:
+            data = caller.s.recv(65535).decode()
+            finals.add(int(data.split()[1]))
+        assert {200, 487} <= finals, finals
+        out, err = uas.communicate(timeout=20)
+    finally:
+        uas.kill()
+    time.sleep(0.5)
+    assert gw.metric("rtcgw_calls_active") == 0, "Kamailio's delete on the CANCEL ended the media"
+    assert gw.metric("rtcgw_legacy_ports_in_use") == 0

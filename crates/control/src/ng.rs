@@ -8,8 +8,9 @@
 //! offer, and that offer is the reply. The `answer` (the callee's SDP)
 //! completes the bridge; the held answer is the reply. A later `offer` on
 //! an answered call is a re-offer from one side (hold, resume, ICE
-//! restart): that side's leg answers it, the other side gets our SDP again
-//! (a new version) and its `answer` gets ours. `delete` ends the call, or
+//! restart): that side's leg answers it, the other side gets our SDP again,
+//! unchanged (rtcgw is a B2BUA: the other leg does not change), and its
+//! `answer` gets ours. `delete` ends the call, or
 //! just a losing branch of a forked one.
 
 use rtcgw_proto::ng::{Delete, OfferAnswer, Reply};
@@ -148,34 +149,6 @@ fn far_leg(oa: &OfferAnswer) -> FarLeg {
             .iter()
             .any(|m| m.eq_ignore_ascii_case("offer") || m.eq_ignore_ascii_case("require")),
     }
-}
-
-/// An SDP of ours with its o= version one higher (RFC 3264 section 8: a
-/// new offer in a session keeps the id and raises the version).
-fn next_version(sdp: &str) -> String {
-    let mut out = String::with_capacity(sdp.len() + 1);
-    for line in sdp.split_inclusive('\n') {
-        if let Some(o) = line.strip_prefix("o=") {
-            let eol = &o[o.trim_end_matches(['\r', '\n']).len()..];
-            let f: Vec<&str> = o.trim_end_matches(['\r', '\n']).split(' ').collect();
-            if f.len() == 6
-                && let Ok(v) = f[2].parse::<u64>()
-            {
-                out.push_str(&format!(
-                    "o={} {} {} {} {} {}{eol}",
-                    f[0],
-                    f[1],
-                    v + 1,
-                    f[3],
-                    f[4],
-                    f[5]
-                ));
-                continue;
-            }
-        }
-        out.push_str(line);
-    }
-    out
 }
 
 impl CallControl {
@@ -464,7 +437,9 @@ impl CallControl {
     }
 
     /// Our answer to a re-offer: kept for the other side's `answer`; the
-    /// re-offer's reply is our SDP for the other side, a version higher.
+    /// re-offer's reply is our SDP for the other side as it was. The same
+    /// o= version tells that side nothing changed (RFC 3264 section 8), so
+    /// a browser or a phone there answers without renegotiating.
     pub(crate) fn ng_reanswered(
         &mut self,
         id: &CallId,
@@ -487,12 +462,11 @@ impl CallControl {
                 // The other side's SDP of ours: our offer to the answerer,
                 // or our answer to the offerer.
                 let other = if from_offerer {
-                    &mut ng.far_sdp
+                    &ng.far_sdp
                 } else {
-                    &mut ng.local_sdp
+                    &ng.local_sdp
                 };
-                let sdp = next_version(other.as_deref().unwrap_or_default());
-                *other = Some(sdp.clone());
+                let sdp = other.clone().unwrap_or_default();
                 if !waiting.is_empty() {
                     ng.reoffer = None;
                 }
@@ -576,13 +550,5 @@ mod tests {
         assert_eq!(f.codecs, vec![CodecName::Pcmu, CodecName::Pcma]);
         assert!(f.sdes && f.rtcp_mux);
         assert_eq!(far_leg(&OfferAnswer::default()), FarLeg::default());
-    }
-
-    #[test]
-    fn re_offers_raise_the_origin_version_only() {
-        let sdp = "v=0\r\no=rtcgw 5 5 IN IP4 192.0.2.1\r\ns=-\r\nm=audio 1 RTP/AVP 0\r\n";
-        assert_eq!(next_version(sdp), sdp.replace("o=rtcgw 5 5", "o=rtcgw 5 6"));
-        let odd = "v=0\no=- x y\n";
-        assert_eq!(next_version(odd), odd);
     }
 }
