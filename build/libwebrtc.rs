@@ -72,9 +72,11 @@ impl Libwebrtc {
     pub fn configure(&self, build: &mut cc::Build) {
         build
             .std("c++20")
-            // Must match the library's release build: RTC_DCHECK_IS_ON
-            // changes class layouts.
-            .define("NDEBUG", None)
+            // No NDEBUG: Debian builds tg_owt without it, so RTC_DCHECK_IS_ON
+            // is 1 in the library, and it changes class layouts (sequence
+            // checkers are members only then). With NDEBUG here,
+            // sizeof(cricket::BasicPortAllocator) was 0x288 against the
+            // library's 0x2e0, and constructing one corrupted the heap.
             .flag_if_supported("-Wno-deprecated-declarations")
             .flag_if_supported("-Wno-unused-parameter")
             .flag_if_supported("-Wno-deprecated-copy")

@@ -9,6 +9,8 @@
 #include "api/task_queue/default_task_queue_factory.h"
 #include "api/task_queue/task_queue_factory.h"
 #include "media/engine/webrtc_media_engine.h"
+#include "p2p/base/basic_packet_socket_factory.h"
+#include "p2p/client/basic_port_allocator.h"
 #include "rtc_base/logging.h"
 #include "rtc_base/rtc_certificate_generator.h"
 #include "rtc_base/ssl_adapter.h"
@@ -43,6 +45,10 @@ struct Runtime::Impl {
   std::unique_ptr<rtc::Thread> network, worker, signaling;
   rtc::scoped_refptr<ClockAdm> adm;
   std::unique_ptr<AudioClock> clock;
+  // Each call's port allocator gathers on these (owned by the factory's
+  // context, and by us: both outlive every peer connection).
+  rtc::NetworkManager* networks = nullptr;
+  std::unique_ptr<rtc::BasicPacketSocketFactory> sockets;
   rtc::scoped_refptr<webrtc::PeerConnectionFactoryInterface> factory;
   rtc::scoped_refptr<rtc::RTCCertificate> certificate;
   uint16_t min_port = 0, max_port = 0;
@@ -50,6 +56,7 @@ struct Runtime::Impl {
   ~Impl() {
     clock.reset();
     factory = nullptr;
+    sockets.reset();
     signaling.reset();
     worker.reset();
     network.reset();
@@ -136,7 +143,11 @@ std::unique_ptr<Runtime> new_runtime(const RuntimeConfig& config,
   deps.call_factory = webrtc::CreateCallFactory();
   deps.event_log_factory = std::make_unique<webrtc::RtcEventLogFactory>(
       deps.task_queue_factory.get());
-  deps.network_manager = std::make_unique<FixedNetworkManager>(addresses);
+  auto networks = std::make_unique<FixedNetworkManager>(addresses);
+  s.networks = networks.get();
+  deps.network_manager = std::move(networks);
+  s.sockets =
+      std::make_unique<rtc::BasicPacketSocketFactory>(s.network->socketserver());
   deps.media_engine = cricket::CreateMediaEngine(std::move(media));
 
   s.factory = webrtc::CreateModularPeerConnectionFactory(std::move(deps));
@@ -191,6 +202,18 @@ std::unique_ptr<PeerConnection> Runtime::create_peer_connection(
       config.tx_ring_frames,
       config.rx_ring_frames);
   webrtc::PeerConnectionDependencies pc_deps(state.get());
+  // Our own allocator (as the factory would make it) so that its step delay
+  // can be set: libwebrtc paces the allocation phases (UDP, relay, TCP) 50 ms
+  // apart even when relay and TCP are disabled, so a non-trickle answer
+  // waited 100 ms for phases that gather nothing. Host candidates only: no
+  // pacing is needed.
+  auto allocator = std::make_unique<cricket::BasicPortAllocator>(
+      impl_->networks, impl_->sockets.get());
+  allocator->SetPortRange(rtc_config.port_allocator_config.min_port,
+                          rtc_config.port_allocator_config.max_port);
+  allocator->set_flags(rtc_config.port_allocator_config.flags);
+  cricket::PortAllocator* allocator_ptr = allocator.get();
+  pc_deps.allocator = std::move(allocator);
   auto pc = impl_->factory->CreatePeerConnectionOrError(rtc_config,
                                                         std::move(pc_deps));
   if (!pc.ok()) {
@@ -198,6 +221,11 @@ std::unique_ptr<PeerConnection> Runtime::create_peer_connection(
     error.message = rust::String(std::string(pc.error().message()));
     return nullptr;
   }
+  // The peer connection set kMinimumStepDelay as it initialized the
+  // allocator (on the network thread); gathering starts only with the
+  // local description, so this comes first.
+  impl_->network->BlockingCall(
+      [allocator_ptr] { allocator_ptr->set_step_delay(0); });
   auto track = impl_->factory->CreateAudioTrack("rtcgw-audio",
                                                 state->audio->source().get());
   auto sender = pc.value()->AddTrack(track, {"rtcgw"});
