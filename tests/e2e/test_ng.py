@@ -4,12 +4,15 @@ rtpengine_sock pointing at rtcgw's ng port), and the ng protocol itself,
 bad input included."""
 
 import asyncio
+import json
 import re
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import test_bridge
@@ -208,8 +211,6 @@ def answer_reinvites(caller, local_sdp, stop, log):
 
 
 def test_hold_resume_and_digits_from_the_sip_side_through_kamailio(gateway_factory, kamailio_ng, monkeypatch):
-    import threading
-
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.rtcdtlstransport import RTCDtlsTransport
     from aiortc.rtp import RtpPacket
@@ -333,3 +334,114 @@ def test_cancel_through_kamailio_ends_the_media(gateway_factory, kamailio_ng):
     time.sleep(0.5)
     assert gw.metric("rtcgw_calls_active") == 0, "Kamailio's delete on the CANCEL ended the media"
     assert gw.metric("rtcgw_legacy_ports_in_use") == 0
+
+
+def test_headless_chromium_caller_through_kamailio_both_ways(gateway_factory, kamailio_ng, tmp_path):
+    from browser import OFFER_JS, Chromium, answer_js, dtmf_js
+    from legacy_peer import LegacyCallee
+    from test_midcall import ulaw_pcm
+
+    gw = ng_gateway(gateway_factory)
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.settimeout(20)
+    kam_port = free_port()
+    kamailio_ng(kam_port, sip.getsockname()[1], gw.ng_port)
+    callee = LegacyCallee(sip)  # PCMU, echoes what it hears
+    browser = Chromium(tmp_path / "chromium")
+    try:
+        offer = browser.eval(OFFER_JS)  # a 1 kHz WebAudio tone
+        caller = test_bridge.SipCaller(Via(kam_port))
+        answering = threading.Thread(target=callee.answer)
+        answering.start()
+        caller.send(caller.req("INVITE", 1, offer, branch="z9hG4bKngchrome"))
+        status, ok = caller.final()
+        answering.join()
+        assert status == 200, ok[:300]
+        plain_offer = callee.invite.split("\r\n\r\n", 1)[1]
+        assert "RTP/AVP" in plain_offer and "a=ice-ufrag" not in plain_offer, plain_offer
+        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+        caller.send(caller.req("ACK", 1))
+        answer = ok.split("\r\n\r\n", 1)[1]
+        assert "UDP/TLS/RTP/SAVPF" in answer and "a=fingerprint" in answer, answer
+        assert browser.eval(answer_js(answer)) == "connected"
+        time.sleep(2.5)
+        # W -> L: the browser's tone reaches the plain RTP callee as PCMU.
+        t0 = time.monotonic()
+        time.sleep(1.5)
+        heard = callee.media.packets_between(t0, time.monotonic())
+        assert len(heard) > 60, len(heard)
+        assert abs(dominant_frequency(8000, ulaw_pcm(heard)) - 1000) < 10
+        # L -> W: the callee's echo is what the browser plays out (captured
+        # by WebAudio; Chromium decodes a remote track once something plays it).
+        played = json.loads(browser.eval("""(async () => {
+          const track = pc.getReceivers()[0].track;
+          const el = new Audio();
+          el.muted = true;
+          el.srcObject = new MediaStream([track]);
+          await el.play();
+          const ctx = new AudioContext();
+          const src = ctx.createMediaStreamSource(new MediaStream([track]));
+          const proc = ctx.createScriptProcessor(4096, 1, 1);
+          const chunks = [];
+          proc.onaudioprocess = e => chunks.push(Array.from(e.inputBuffer.getChannelData(0)));
+          src.connect(proc);
+          proc.connect(ctx.destination);
+          await new Promise(r => setTimeout(r, 1500));
+          proc.disconnect();
+          return JSON.stringify({rate: ctx.sampleRate, samples: chunks.flat()}); })()"""))
+        x = np.array(played["samples"][played["rate"] // 2:])
+        assert len(x) > played["rate"] // 2, len(x)
+        assert np.sqrt(np.mean(x ** 2)) > 0.01, "the browser hears the callee"
+        assert abs(dominant_frequency(played["rate"], x) - 1000) < 10
+        # The browser's digits, RFC 4733, reach the SIP side.
+        assert browser.eval(dtmf_js("59")) == "sent"
+        time.sleep(1.0)
+        assert [d for d, _, _ in callee.media.digits()] == ["5", "9"]
+        bye_seen = threading.Thread(target=callee.wait_bye)
+        bye_seen.start()
+        caller.send(caller.req("BYE", 2))
+        bye, _ = caller.final()
+        bye_seen.join()
+        assert bye == 200
+    finally:
+        browser.close()
+        callee.media.close()
+    time.sleep(0.5)
+    assert gw.metric("rtcgw_calls_active") == 0
+    assert gw.metric("rtcgw_legacy_ports_in_use") == 0
+
+
+def test_200_calls_through_kamailio_leave_no_fds_or_ports_behind(gateway_factory, kamailio_ng):
+    ng_port = free_port()
+    gw = gateway_factory(f'[ng]\nenabled = true\nlisten = "127.0.0.1:{ng_port}"\n', log_filter="warn")
+    kam_port, dest_port = free_port(), free_port()
+    calls = 200
+    uas = subprocess.Popen(
+        ["sipp", "-sf", str(test_bridge.SIPP_DIR / "uas_echo.xml"), "-i", "127.0.0.1", "-p", str(dest_port),
+         "-mi", "127.0.0.1", "-mp", str(free_port() & ~1), "-rtp_echo", "-m", str(calls), "-timeout", "120s",
+         "-nostdin"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    kamailio_ng(kam_port, dest_port, ng_port)
+    time.sleep(1.0)
+    idle = test_bridge.proc_figures(gw)
+    try:
+        p = subprocess.run(
+            ["sipp", f"127.0.0.1:{kam_port}", "-sf", str(test_bridge.SIPP_DIR / "uac_load.xml"), "-m", str(calls),
+             "-r", "20", "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "120s", "-nostdin"],
+            capture_output=True, text=True, timeout=180)
+        assert p.returncode == 0, p.stdout[-1500:] + p.stderr[-1500:]
+        out, err = uas.communicate(timeout=60)
+        assert uas.returncode == 0, (out[-1000:], err[-1500:])
+    finally:
+        uas.kill()
+    deadline = time.time() + 10
+    while True:
+        active = gw.metric("rtcgw_calls_active")
+        after = test_bridge.proc_figures(gw)
+        if (active == 0 and after == idle) or time.time() > deadline:
+            break
+        time.sleep(0.5)
+    assert active == 0
+    assert after == idle, f"fds, threads, ports: idle {idle}, after {after}"
+    assert gw.metric("rtcgw_ng_requests_total", command="offer", result="ok") == calls
+    assert gw.metric("rtcgw_ng_requests_total", command="delete", result="ok") >= calls
