@@ -160,16 +160,22 @@ impl Calls {
         offer: &str,
         far: &FarLeg,
     ) -> Result<(String, String), CallError> {
-        let pair = self.bind_pair().await?;
-        let (pc, events) = self.new_webrtc_leg(id)?;
-        let answer = sdp_or_close(&pc, pc.answer(offer)).await?;
         let cfg = &self.config.legacy;
-        let session_id = session_id();
-        let codecs = if far.codecs.is_empty() {
-            cfg.codecs.clone()
+        let codecs: Vec<CodecName> = if far.codecs.is_empty() {
+            (cfg.codecs.iter())
+                .filter(|c| !far.exclude.contains(c))
+                .copied()
+                .collect()
         } else {
             far.codecs.clone()
         };
+        if codecs.is_empty() {
+            return Err(CallError::NoCodec);
+        }
+        let pair = self.bind_pair().await?;
+        let (pc, events) = self.new_webrtc_leg(id)?;
+        let answer = sdp_or_close(&pc, pc.answer(offer)).await?;
+        let session_id = session_id();
         let extras = OfferExtras {
             sdes_key: far.sdes.then(|| rand::random::<[u8; 30]>().to_vec()),
             rtcp_mux: far.rtcp_mux,

@@ -49,6 +49,10 @@ pub enum CallError {
     Legacy(#[from] rtcgw_proto::sdp::legacy::LegacySdpError),
     #[error("legacy leg: {0}")]
     Ports(String),
+    #[error(
+        "no codec left to offer on the plain RTP leg (every one of legacy.codecs masked or stripped)"
+    )]
+    NoCodec,
 }
 
 impl From<CallError> for Refused {
@@ -63,6 +67,7 @@ impl From<CallError> for Refused {
             CallError::NoSuchCall => Refusal::NoSuchCall,
             CallError::Legacy(l) => return Refused::from(l.clone()),
             CallError::Ports(_) => Refusal::MediaUnavailable,
+            CallError::NoCodec => Refusal::NoCommonCodec,
         };
         Refused::new(kind, e.to_string())
     }

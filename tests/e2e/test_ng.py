@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import kamailio_proc
 import test_bridge
 from conftest import band_power, dominant_frequency, free_port
 from ng_client import NgClient, bdecode, bencode
@@ -38,35 +39,16 @@ def kamailio_ng():
     started = []
 
     def start(kam_port, dest_port, ng_port):
-        p = subprocess.Popen(
-            ["kamailio", "-f", str(ROOT / "kamailio" / "kamailio-ng.cfg"), "-DD", "-E", "-n", "1",
-             "-A", f"KAM_PORT={kam_port}", "-A", f"DEST_PORT={dest_port}",
-             "-A", f'NG_SOCK="udp:127.0.0.1:{ng_port}"',
-             "-w", "/tmp", "-P", f"/tmp/kamailio-ng-{kam_port}.pid"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            p = kamailio_proc.start(kam_port, dest_port, ng_port)
+        except RuntimeError as e:
+            raise AssertionError(str(e))
         started.append(p)
-        deadline = time.time() + 10
-        # Ready once it listens (it pings the relay as it starts).
-        while time.time() < deadline:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                s.bind(("127.0.0.1", kam_port))
-            except OSError:
-                return p
-            finally:
-                s.close()
-            time.sleep(0.1)
-        p.kill()
-        raise AssertionError("kamailio did not start: " + (p.stdout.read() if p.stdout else ""))
+        return p
 
     yield start
     for p in started:
-        p.terminate()
-        try:
-            out, _ = p.communicate(timeout=5)
-            print("---- kamailio ----\n" + out[-8000:])
-        except subprocess.TimeoutExpired:
-            p.kill()
+        print("---- kamailio ----\n" + kamailio_proc.stop(p)[-8000:])
 
 
 class Via:
@@ -147,6 +129,16 @@ def test_ng_protocol_and_bad_input(gateway_factory):
     d = ng({"command": "delete", "call-id": "ng-e2e-1", "from-tag": "alice", "delete-delay": "0"})
     assert d["result"] == b"ok" and "totals" in d, d
     assert gw.metric("rtcgw_calls_active") == 0
+    # Masked codecs without a transcode list: legacy.codecs less those;
+    # everything stripped: nothing to offer, an error.
+    masked = dict(offer, **{"call-id": "ng-e2e-2", "codec": {"mask": ["opus", "PCMU"]}})
+    r = ng(masked)
+    sdp = r["sdp"].decode()
+    assert "a=rtpmap:8 PCMA/8000" in sdp and "PCMU" not in sdp and "opus" not in sdp, sdp
+    assert ng({"command": "delete", "call-id": "ng-e2e-2", "from-tag": "alice"})["result"] == b"ok"
+    stripped = dict(offer, **{"call-id": "ng-e2e-3", "codec": {"strip": ["all"]}})
+    r = ng(stripped)
+    assert r["result"] == b"error" and b"no codec" in r["error-reason"], r
 
     # Bad input: an error with rtpengine's reason, or silence where rtpengine is silent.
     cases = [

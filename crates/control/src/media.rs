@@ -25,8 +25,11 @@ pub enum Plan {
 /// WebRTC leg is libwebrtc's offer as it is).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FarLeg {
-    /// The codecs to offer, in order; empty: `legacy.codecs`.
+    /// The codecs to offer, in order; empty: `legacy.codecs` less `exclude`.
     pub codecs: Vec<CodecName>,
+    /// Codecs masked or stripped (ng `codec: {mask, strip}`): left out of
+    /// `legacy.codecs` when `codecs` is empty.
+    pub exclude: Vec<CodecName>,
     /// SDES-SRTP (RTP/SAVP) instead of RTP/AVP.
     pub sdes: bool,
     /// Offer rtcp-mux (RFC 5761) besides the separate RTCP port.

@@ -124,22 +124,32 @@ fn far_kind(oa: &OfferAnswer, offerer: LegKind) -> LegKind {
     }
 }
 
-/// The plain-RTP far leg as the flags ask for it.
-fn far_leg(oa: &OfferAnswer) -> FarLeg {
-    let codecs = oa
-        .codec
-        .transcode
-        .iter()
-        .chain(&oa.codec.accept)
+/// Codec names we know, in order, once each (others are ignored).
+fn known_codecs<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<CodecName> {
+    names
+        .into_iter()
         .filter_map(|c| c.parse::<CodecName>().ok())
         .fold(Vec::new(), |mut v, c| {
             if !v.contains(&c) {
                 v.push(c);
             }
             v
-        });
+        })
+}
+
+/// The plain-RTP far leg as the flags ask for it: the `transcode` and
+/// `accept` codecs when given, else `legacy.codecs` less what is masked or
+/// stripped (`strip: [all]` strips every one).
+fn far_leg(oa: &OfferAnswer) -> FarLeg {
+    let codecs = known_codecs(oa.codec.transcode.iter().chain(&oa.codec.accept));
+    let exclude = if oa.codec.strip.iter().any(|c| c.eq_ignore_ascii_case("all")) {
+        CodecName::ALL.to_vec()
+    } else {
+        known_codecs(oa.codec.mask.iter().chain(&oa.codec.strip))
+    };
     FarLeg {
         codecs,
+        exclude,
         sdes: oa
             .transport
             .as_deref()
@@ -550,5 +560,20 @@ mod tests {
         assert_eq!(f.codecs, vec![CodecName::Pcmu, CodecName::Pcma]);
         assert!(f.sdes && f.rtcp_mux);
         assert_eq!(far_leg(&OfferAnswer::default()), FarLeg::default());
+    }
+
+    #[test]
+    fn masked_and_stripped_codecs_leave_the_default_list() {
+        let mut oa = OfferAnswer::default();
+        oa.codec.mask = vec!["opus".into()];
+        oa.codec.strip = vec!["G722".into(), "GSM".into()];
+        let f = far_leg(&oa);
+        assert!(f.codecs.is_empty(), "legacy.codecs, less the excluded");
+        assert_eq!(f.exclude, vec![CodecName::Opus, CodecName::G722]);
+        oa.codec.strip = vec!["ALL".into()];
+        assert_eq!(far_leg(&oa).exclude, CodecName::ALL.to_vec());
+        // What is transcoded to is offered, masked or not.
+        oa.codec.transcode = vec!["PCMU".into()];
+        assert_eq!(far_leg(&oa).codecs, vec![CodecName::Pcmu]);
     }
 }
