@@ -464,58 +464,19 @@ def http_json(url):
         return json.loads(r.read().decode())
 
 
-class Rtcgw:
-    """The release gateway in bridge mode with a config variant; its legacy
-    leg offers only the band's codec."""
+class SipFront:
+    """Calls set up by SIP: a WebRTC caller INVITEs `sip_port`; the plain
+    RTP callee on `uas` answers with the RTP peer (behind its relay)."""
 
-    name = "rtcgw"
-
-    def __init__(self, workdir, extra_toml="", binary=None, band=NB):
-        self.band = band
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.http_port, self.sip_port = free_port(), free_port()
+    def _bind_uas(self):
         self.uas = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.uas.bind(("127.0.0.1", 0))
         self.uas.settimeout(0.2)
-        port_min, port_max = media_range(slot=os.getpid())
-        cfg = self.workdir / "rtcgw.toml"
-        cfg.write_text(
-            f'[log]\nfilter = "warn"\n[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
-            f'[sip]\nlisten = "127.0.0.1:{self.sip_port}"\n'
-            f'[route]\nmode = "bridge"\ntarget = "sip:qos@127.0.0.1:{self.uas.getsockname()[1]}"\n'
-            f'[demo]\nrecord_dir = "{self.workdir}/rec"\n'
-            f'[legacy]\nport_min = {port_min}\nport_max = {port_max}\ncodecs = ["{band.codec}"]\n'
-            + _section(extra_toml, "legacy")
-            + "".join(f"[{name}]\n{body}" for name, body in _sections(extra_toml).items() if name != "legacy"))
-        binary = binary or os.environ.get("RTCGW_BIN", str(ROOT / "target/release/rtcgw"))
-        self.log = (self.workdir / "rtcgw.log").open("w")
-        self.proc = subprocess.Popen([binary, "--config", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
-        self.url = f"http://127.0.0.1:{self.http_port}"
-        deadline = time.time() + 20
-        while True:
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
-                break
-            except OSError:
-                if self.proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("rtcgw did not start: " + (self.workdir / "rtcgw.log").read_text()[-2000:])
-                time.sleep(0.1)
         self.calls = 0
 
-    def close(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.uas.close()
-        self.log.close()
-
     async def setup(self, offer, legacy_relay, rtp_peer):
-        """INVITE with `offer`; answers rtcgw's outbound INVITE with the RTP
-        peer behind `legacy_relay`. Returns the WebRTC answer."""
+        """INVITE with `offer`; answers the INVITE that reaches the callee
+        with the RTP peer behind `legacy_relay`. Returns the WebRTC answer."""
         from test_bridge import SipCaller, sip_response
 
         self.calls += 1
@@ -528,7 +489,7 @@ class Rtcgw:
         status, ok = await loop.run_in_executor(None, caller.final)
         await uas_done
         if status != 200:
-            raise RuntimeError(f"rtcgw answered {status}: {ok[:300]}")
+            raise RuntimeError(f"{self.name} answered {status}: {ok[:300]}")
         caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
         caller.send(caller.req("ACK", 1).replace("bridge-1", call_id))
         return ok.split("\r\n\r\n", 1)[1], caller
@@ -550,26 +511,13 @@ class Rtcgw:
             sdp = legacy_sdp(relay.b_port, self.band)
             self.uas.sendto(sip_response(req, 200, "OK", "qos", self.uas.getsockname()[1], sdp).encode(), addr)
             return
-        raise RuntimeError("rtcgw did not INVITE the legacy callee")
-
-    def stats(self):
-        try:
-            calls = http_json(self.url + "/v1/calls")
-            calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
-            cid = calls[-1]["id"]
-            return http_json(self.url + f"/v1/calls/{cid}/stats")
-        except Exception as e:  # stats are a bonus; the audio is the measurement
-            return {"error": str(e)}
+        raise RuntimeError("the legacy callee got no INVITE")
 
     async def teardown(self, c):
-        loop = asyncio.get_running_loop()
-        c.send(c.req("BYE", 2).replace("bridge-1", c.call_id))
-        await loop.run_in_executor(None, c.final)
+        from test_bridge import sip_response
 
-        def bye_uas():  # rtcgw BYEs the legacy callee
+        def bye_uas():  # the BYE reaches the legacy callee (from rtcgw, or through the proxy)
             deadline = time.time() + 5
-            from test_bridge import sip_response
-
             while time.time() < deadline:
                 try:
                     data, addr = self.uas.recvfrom(65535)
@@ -580,7 +528,69 @@ class Rtcgw:
                     self.uas.sendto(sip_response(req, 200, "OK", "qos", self.uas.getsockname()[1]).encode(), addr)
                     return
 
-        await loop.run_in_executor(None, bye_uas)
+        loop = asyncio.get_running_loop()
+        callee = loop.run_in_executor(None, bye_uas)
+        c.send(c.req("BYE", 2).replace("bridge-1", c.call_id))
+        await loop.run_in_executor(None, c.final)
+        await callee
+
+
+class Rtcgw(SipFront):
+    """The release gateway with a config variant, its legacy leg offering
+    only the band's codec: in bridge mode (the SIP caller INVITEs it), or
+    with `ng` as the media relay of Kamailio (see `Kamailio`)."""
+
+    name = "rtcgw"
+
+    def __init__(self, workdir, extra_toml="", binary=None, band=NB, ng=False):
+        self.band = band
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.http_port, self.sip_port, self.ng_port = free_port(), free_port(), free_port()
+        self._bind_uas()
+        port_min, port_max = media_range(slot=os.getpid())
+        cfg = self.workdir / "rtcgw.toml"
+        cfg.write_text(
+            f'[log]\nfilter = "warn"\n[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
+            f'[sip]\nlisten = "127.0.0.1:{self.sip_port}"\n'
+            + (f'[ng]\nenabled = true\nlisten = "127.0.0.1:{self.ng_port}"\n' if ng else "")
+            + f'[route]\nmode = "bridge"\ntarget = "sip:qos@127.0.0.1:{self.uas.getsockname()[1]}"\n'
+            f'[demo]\nrecord_dir = "{self.workdir}/rec"\n'
+            f'[legacy]\nport_min = {port_min}\nport_max = {port_max}\ncodecs = ["{band.codec}"]\n'
+            + _section(extra_toml, "legacy")
+            + "".join(f"[{name}]\n{body}" for name, body in _sections(extra_toml).items() if name != "legacy"))
+        binary = binary or os.environ.get("RTCGW_BIN", str(ROOT / "target/release/rtcgw"))
+        self.log = (self.workdir / "rtcgw.log").open("w")
+        self.proc = subprocess.Popen([binary, "--config", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={k: v for k, v in os.environ.items() if k != "RUST_LOG"})
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        deadline = time.time() + 20
+        while True:
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1).read()
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("rtcgw did not start: " + (self.workdir / "rtcgw.log").read_text()[-2000:])
+                time.sleep(0.1)
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.uas.close()
+        self.log.close()
+
+    def stats(self):
+        try:
+            calls = http_json(self.url + "/v1/calls")
+            calls = calls.get("calls", calls) if isinstance(calls, dict) else calls
+            cid = calls[-1]["id"]
+            return http_json(self.url + f"/v1/calls/{cid}/stats")
+        except Exception as e:  # stats are a bonus; the audio is the measurement
+            return {"error": str(e)}
 
 
 def legacy_sdp(port, band):
@@ -714,6 +724,47 @@ class Rtpengine:
 
     async def teardown(self, call_id):
         self.ng({"command": "delete", "call-id": call_id, "from-tag": "webrtc"})
+
+
+class Kamailio(SipFront):
+    """A media relay (rtpengine, or rtcgw with ng on) behind Debian's stock
+    Kamailio with kamailio/kamailio-ng.cfg: the same SIP proxy, the same
+    rtpengine module and flags for both, only rtpengine_sock differs. Calls
+    are set up by SIP through it, as in production."""
+
+    def __init__(self, relay, workdir):
+        import kamailio_proc
+
+        self.relay, self.band, self.name = relay, relay.band, relay.name
+        self.proc = relay.proc  # the relay's CPU is what capacity measures
+        self._bind_uas()
+        self.sip_port = free_port()
+        self.log = (Path(workdir) / "kamailio.log").open("w")
+        try:
+            self.kam = kamailio_proc.start(self.sip_port, self.uas.getsockname()[1], relay.ng_port, stdout=self.log)
+        except Exception:
+            relay.close()
+            raise
+
+    def stats(self):
+        return self.relay.stats()
+
+    def close(self):
+        import kamailio_proc
+
+        kamailio_proc.stop(self.kam)
+        self.log.close()
+        self.uas.close()
+        self.relay.close()
+
+
+def make_gateway(system, workdir, variant_args, band, front):
+    """`system` with a settings variant, called directly or through
+    Kamailio (`front`: "kamailio" or "direct")."""
+    via = front == "kamailio"
+    relay = Rtcgw(workdir, variant_args, band=band, ng=via) if system == "rtcgw" \
+        else Rtpengine(workdir, variant_args, band=band)
+    return Kamailio(relay, workdir) if via else relay
 
 
 # ---------------------------------------------------------------- a cell
@@ -1112,6 +1163,11 @@ def main(argv=None):
                         "(aiortc cannot send RED nor decode FEC): W->L Chromium sending Opus or RED, L->W rtcgw "
                         "sending with FEC on or off; cells default to " + ", ".join(RED_CELLS).replace("%", "%%")
                         + "; no rtpengine, no knobs, no capacity")
+    p.add_argument("--front", choices=["kamailio", "direct"], default="kamailio",
+                   help="how calls reach the gateways: through Debian's Kamailio with kamailio/kamailio-ng.cfg "
+                        "and its rtpengine module, the same config for both, only rtpengine_sock differing "
+                        "(default), or directly (rtcgw by SIP in bridge mode, rtpengine by ng from the lab); "
+                        "--wideband is always direct (the Kamailio config transcodes to PCMU)")
     p.add_argument("--warmup", type=float, default=WARMUP_S,
                    help="seconds between the connection and the speech (default %(default)s); longer lets "
                         "NetEQ settle from its start-up delay before anything is measured")
@@ -1152,7 +1208,7 @@ def main(argv=None):
         cells = [] if a.cells == "none" else [cell(n.strip()) for n in a.cells.split(",")]
     if a.wideband:
         # The settings variants and the capacity runs are narrowband questions.
-        a.no_knobs, a.capacity = True, ""
+        a.no_knobs, a.capacity, a.front = True, "", "direct"
     seeds = [s.strip() for s in a.seeds.split(",")]
     sw, sl = utterance(UTTERANCE_W2L, rate=band.rate), utterance(UTTERANCE_L2W, rate=band.rate)
     systems = [x for x in a.systems.split(",") if x and not (x == "rtpengine" and a.no_rtpengine)]
@@ -1174,8 +1230,8 @@ def main(argv=None):
                     g.close()
                 gws.clear()
                 wd = out / f"{system}-{variant}".replace(" ", "_").replace("%", "pc")
-                gws[key] = Rtcgw(wd, RTCGW_VARIANTS[variant], band=band) if system == "rtcgw" \
-                    else Rtpengine(wd, RTPENGINE_VARIANTS[variant], band=band)
+                variants = RTCGW_VARIANTS if system == "rtcgw" else RTPENGINE_VARIANTS
+                gws[key] = make_gateway(system, wd, variants[variant], band, a.front)
             try:
                 r = asyncio.run(run_call(gws[key], c.imp, seed, sw, sl, fec=c.fec))
                 r.update(system=system, variant=variant, cell=c.name, group=c.group, x=c.x, seed=seed)
@@ -1194,7 +1250,8 @@ def main(argv=None):
             for n in counts:
                 progress(0, 1, f"capacity: {system}, {n} concurrent calls")
                 wd = out / f"{system}-capacity"
-                gw = Rtcgw(wd) if system == "rtcgw" else Rtpengine(wd)
+                gw = make_gateway(system, wd, RTCGW_VARIANTS["default"] if system == "rtcgw"
+                                  else RTPENGINE_VARIANTS["default"], band, a.front)
                 gws[(system, "capacity")] = gw
                 try:
                     row = asyncio.run(capacity(gw, n))
@@ -1212,7 +1269,8 @@ def main(argv=None):
             g.close()
     meta = dict(date=time.strftime("%Y-%m-%d"), seconds=round(time.time() - t_start), cores=os.cpu_count(),
                 command="scripts/qos-lab " + shlex.join(argv if argv is not None else sys.argv[1:]),
-                rtpengine=_rtpengine_version(), band=band.name)
+                rtpengine=_rtpengine_version(), band=band.name, front=a.front,
+                kamailio=_kamailio_version() if a.front == "kamailio" else None)
     (out / "results.json").write_text(json.dumps(dict(meta=meta, results=results, capacity=capacity_rows),
                                                  indent=1, default=str))
     print(f"results: {out / 'results.json'} ({meta['seconds']} s)", file=sys.stderr)
@@ -1309,8 +1367,15 @@ def _merged(runs):
 
 
 def _command_line(meta):
-    return [f"Command: {meta['command']} on {meta['cores']} cores, {meta['date']} "
-            f"({meta['seconds'] // 60} min; {meta.get('rtpengine') or 'rtpengine not run'}).", ""]
+    lines = [f"Command: {meta['command']} on {meta['cores']} cores, {meta['date']} "
+             f"({meta['seconds'] // 60} min; {meta.get('rtpengine') or 'rtpengine not run'}).", ""]
+    if meta.get("front") == "kamailio":
+        lines += [f"Both relays behind the same SIP proxy: {meta.get('kamailio') or 'Kamailio'} with "
+                  "`kamailio/kamailio-ng.cfg` (its rtpengine module, the same flags), only `rtpengine_sock` "
+                  "pointing at rtpengine or at rtcgw's `[ng] listen`; calls set up by SIP through it.", ""]
+    elif meta.get("front") == "direct":
+        lines += ["Calls set up directly: rtcgw by SIP in bridge mode, rtpengine by ng from the lab.", ""]
+    return lines
 
 
 def _score_tables(agg, cells):
@@ -1498,6 +1563,15 @@ def _rtpengine_version():
     try:
         return subprocess.run(["rtpengine", "--version"], capture_output=True, text=True).stdout.strip() \
             or subprocess.run(["rtpengine", "--version"], capture_output=True, text=True).stderr.strip()
+    except OSError:
+        return None
+
+
+def _kamailio_version():
+    try:
+        out = subprocess.run(["kamailio", "-v"], capture_output=True, text=True).stdout
+        # "version: kamailio 5.6.3 (x86_64/linux)"
+        return out.splitlines()[0].split(":", 1)[-1].strip() if out else None
     except OSError:
         return None
 
