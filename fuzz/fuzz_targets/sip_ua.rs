@@ -2,29 +2,15 @@
 //! panic, and its state stays bounded.
 #![no_main]
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
-use rtcgw_proto::sip::metrics::SipMetrics;
-use rtcgw_proto::sip::tsx::{Peer, Timers, Transport};
-use rtcgw_proto::sip::ua::{UaConfig, UaEvent, UserAgent};
+use rtcgw_fuzz::user_agent;
+use rtcgw_proto::sip::tsx::{Peer, Transport};
+use rtcgw_proto::sip::ua::UaEvent;
 
 fuzz_target!(|data: &[u8]| {
-    let mut ua = UserAgent::new(
-        UaConfig {
-            timers: Timers::default(),
-            local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
-            allowed: vec!["127.0.0.0/8".parse().unwrap()],
-            trusted: vec!["127.0.0.0/8".parse().unwrap()],
-            next_hop: None,
-            user_agent: "fuzz".into(),
-            branch_salt: 1,
-            session_timer: None,
-            drain_retry_after_s: 30,
-        },
-        SipMetrics::default(),
-    );
+    let mut ua = user_agent(None);
     let peer = Peer {
         addr: "127.0.0.1:5070".parse().unwrap(),
         transport: Transport::Udp,
