@@ -5,128 +5,18 @@
 //! (tests/e2e/qoslab.py, class `Rtpengine`), WebRTC (ICE, DTLS-SRTP, Opus)
 //! on the offering side, RTP/AVP PCMU on the answering side, transcoding.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use rtcgw_proto::ng::Bencode;
 use tokio::net::UdpSocket;
 
 use crate::load::LoadError;
 
-/// A bencoded value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Bencode {
-    Int(i64),
-    Bytes(Vec<u8>),
-    List(Vec<Bencode>),
-    /// Keys are kept sorted, as bencode requires.
-    Dict(BTreeMap<Vec<u8>, Bencode>),
-}
-
-impl From<&str> for Bencode {
-    fn from(s: &str) -> Self {
-        Bencode::Bytes(s.as_bytes().to_vec())
-    }
-}
-
-impl Bencode {
-    pub fn dict<'a>(entries: impl IntoIterator<Item = (&'a str, Bencode)>) -> Self {
-        Bencode::Dict(
-            entries
-                .into_iter()
-                .map(|(k, v)| (k.as_bytes().to_vec(), v))
-                .collect(),
-        )
-    }
-
-    pub fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> Self {
-        Bencode::List(items.into_iter().map(Bencode::from).collect())
-    }
-
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        match self {
-            Bencode::Int(i) => out.extend_from_slice(format!("i{i}e").as_bytes()),
-            Bencode::Bytes(b) => {
-                out.extend_from_slice(format!("{}:", b.len()).as_bytes());
-                out.extend_from_slice(b);
-            }
-            Bencode::List(l) => {
-                out.push(b'l');
-                for v in l {
-                    v.encode(out);
-                }
-                out.push(b'e');
-            }
-            Bencode::Dict(d) => {
-                out.push(b'd');
-                for (k, v) in d {
-                    Bencode::Bytes(k.clone()).encode(out);
-                    v.encode(out);
-                }
-                out.push(b'e');
-            }
-        }
-    }
-
-    /// Decodes one value from the start of `b`; returns it and the rest.
-    pub fn decode(b: &[u8]) -> Option<(Bencode, &[u8])> {
-        Self::decode_depth(b, 0)
-    }
-
-    fn decode_depth(b: &[u8], depth: usize) -> Option<(Bencode, &[u8])> {
-        if depth > 32 {
-            return None; // bounded nesting: no reply of rtpengine's goes deeper
-        }
-        match *b.first()? {
-            b'i' => {
-                let end = b.iter().position(|&c| c == b'e')?;
-                let i = std::str::from_utf8(&b[1..end]).ok()?.parse().ok()?;
-                Some((Bencode::Int(i), &b[end + 1..]))
-            }
-            b'l' => {
-                let mut rest = &b[1..];
-                let mut items = Vec::new();
-                while *rest.first()? != b'e' {
-                    let (v, r) = Self::decode_depth(rest, depth + 1)?;
-                    items.push(v);
-                    rest = r;
-                }
-                Some((Bencode::List(items), &rest[1..]))
-            }
-            b'd' => {
-                let mut rest = &b[1..];
-                let mut d = BTreeMap::new();
-                while *rest.first()? != b'e' {
-                    let (Bencode::Bytes(k), r) = Self::decode_depth(rest, depth + 1)? else {
-                        return None;
-                    };
-                    let (v, r) = Self::decode_depth(r, depth + 1)?;
-                    d.insert(k, v);
-                    rest = r;
-                }
-                Some((Bencode::Dict(d), &rest[1..]))
-            }
-            b'0'..=b'9' => {
-                let colon = b.iter().position(|&c| c == b':')?;
-                let n: usize = std::str::from_utf8(&b[..colon]).ok()?.parse().ok()?;
-                let body = b.get(colon + 1..colon + 1 + n)?;
-                Some((Bencode::Bytes(body.to_vec()), &b[colon + 1 + n..]))
-            }
-            _ => None,
-        }
-    }
-
-    /// A dictionary entry as text.
-    pub fn text(&self, key: &str) -> Option<String> {
-        match self {
-            Bencode::Dict(d) => match d.get(key.as_bytes())? {
-                Bencode::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
+/// A dictionary entry as text.
+fn text(v: &Bencode, key: &str) -> Option<String> {
+    v.get(key).and_then(Bencode::as_text)
 }
 
 /// Sends ng commands to one rtpengine; each request on its own ephemeral
@@ -185,11 +75,11 @@ impl NgClient {
     /// A command whose reply must say `result: ok`.
     async fn ok(&self, msg: &Bencode) -> Result<Bencode, LoadError> {
         let r = self.request(msg).await?;
-        if r.text("result").as_deref() != Some("ok") {
+        if text(&r, "result").as_deref() != Some("ok") {
             return Err(LoadError::Sip(format!(
                 "rtpengine: {} (reason: {})",
-                r.text("result").unwrap_or_default(),
-                r.text("error-reason").unwrap_or_default()
+                text(&r, "result").unwrap_or_default(),
+                text(&r, "error-reason").unwrap_or_default()
             )));
         }
         Ok(r)
@@ -213,18 +103,21 @@ impl NgClient {
                 ("ICE", "remove".into()),
                 ("DTLS", "off".into()),
                 ("transport-protocol", "RTP/AVP".into()),
-                ("rtcp-mux", Bencode::list(["demux"])),
+                ("rtcp-mux", Bencode::strings(["demux"])),
                 (
                     "codec",
                     Bencode::dict([
-                        ("transcode", Bencode::list(["PCMU"])),
-                        ("mask", Bencode::list(["opus"])),
+                        ("transcode", Bencode::strings(["PCMU"])),
+                        ("mask", Bencode::strings(["opus"])),
                     ]),
                 ),
-                ("replace", Bencode::list(["origin", "session-connection"])),
+                (
+                    "replace",
+                    Bencode::strings(["origin", "session-connection"]),
+                ),
             ]))
             .await?;
-        if r.text("sdp").is_none() {
+        if text(&r, "sdp").is_none() {
             return Err(LoadError::Sip("rtpengine offer: no SDP".into()));
         }
         let r = self
@@ -236,11 +129,14 @@ impl NgClient {
                 ("sdp", echo_sdp.into()),
                 ("ICE", "force".into()),
                 ("transport-protocol", "UDP/TLS/RTP/SAVPF".into()),
-                ("rtcp-mux", Bencode::list(["offer"])),
-                ("replace", Bencode::list(["origin", "session-connection"])),
+                ("rtcp-mux", Bencode::strings(["offer"])),
+                (
+                    "replace",
+                    Bencode::strings(["origin", "session-connection"]),
+                ),
             ]))
             .await?;
-        r.text("sdp")
+        text(&r, "sdp")
             .map(|a| with_bundle(&a))
             .ok_or_else(|| LoadError::Sip("rtpengine answer: no SDP".into()))
     }
@@ -259,7 +155,7 @@ impl NgClient {
         let r = self
             .request(&Bencode::dict([("command", "ping".into())]))
             .await?;
-        match r.text("result").as_deref() {
+        match text(&r, "result").as_deref() {
             Some("pong") => Ok(()),
             other => Err(LoadError::Sip(format!("rtpengine ping: {other:?}"))),
         }
@@ -354,31 +250,6 @@ mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn bencode_round_trips_an_ng_command() {
-        let msg = Bencode::dict([
-            ("command", "offer".into()),
-            ("rtcp-mux", Bencode::list(["demux"])),
-            ("n", Bencode::Int(-3)),
-            (
-                "codec",
-                Bencode::dict([("transcode", Bencode::list(["PCMU"]))]),
-            ),
-        ]);
-        let mut b = Vec::new();
-        msg.encode(&mut b);
-        assert_eq!(
-            b,
-            b"d5:codecd9:transcodel4:PCMUee7:command5:offer1:ni-3e8:rtcp-muxl5:demuxee".to_vec()
-        );
-        let (back, rest) = Bencode::decode(&b).expect("decodes");
-        assert!(rest.is_empty());
-        assert_eq!(back, msg);
-        assert_eq!(back.text("command").as_deref(), Some("offer"));
-        assert!(Bencode::decode(b"d3:abc").is_none());
-        assert!(Bencode::decode(b"5:ab").is_none());
-    }
 
     #[test]
     fn keeps_only_opus_in_the_offer() {
