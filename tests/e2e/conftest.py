@@ -2,7 +2,6 @@
 config written for the test, and audio analysis helpers."""
 
 import os
-import socket
 import subprocess
 import time
 import urllib.request

@@ -51,7 +51,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from impair import ImpairRelay, Impairment, rewrite_candidates  # noqa: E402
 from ports import free_port, media_range  # noqa: E402
-from ng_client import bdecode, bencode  # noqa: E402
+from ng_client import NgClient  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SOUNDS = Path("/usr/share/asterisk/sounds/en")
@@ -665,8 +665,7 @@ class Rtpengine:
              f"--listen-ng=127.0.0.1:{self.ng_port}", f"--port-min={port_min}", f"--port-max={port_max + 1}",
              "--foreground", "--log-stderr", "--log-level=5", "--num-threads=2", *extra_args],
             stdout=self.log, stderr=subprocess.STDOUT)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.settimeout(2)
+        self.ng = NgClient(self.ng_port)
         self.calls = 0
         deadline = time.time() + 10
         while True:
@@ -679,22 +678,13 @@ class Rtpengine:
                 raise RuntimeError("rtpengine did not start: " + (self.workdir / "rtpengine.log").read_text()[-2000:])
             time.sleep(0.2)
 
-    def ng(self, msg):
-        cookie = f"{os.getpid()}_{time.monotonic_ns()}"
-        self.sock.sendto(cookie.encode() + b" " + bencode(msg), ("127.0.0.1", self.ng_port))
-        while True:
-            data = self.sock.recv(65535)
-            c, _, body = data.partition(b" ")
-            if c.decode() == cookie:
-                return bdecode(body)[0]
-
     def close(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        self.sock.close()
+        self.ng.close()
         self.log.close()
 
     async def setup(self, offer, legacy_relay, rtp_peer):

@@ -3,9 +3,6 @@
 import asyncio
 import re
 import time
-import urllib.request
-
-import pytest
 
 import aiortc_peer
 from conftest import assert_no_crosstalk, band_power, dominant_frequency, read_wav, steady

@@ -35,23 +35,30 @@ def with_telephone_event(offer):
     return offer.replace("a=rtpmap:0 PCMU/8000\r\n", f"a=rtpmap:0 PCMU/8000\r\na=rtpmap:{TE_PT} telephone-event/8000\r\n", 1)
 
 
-def test_early_media_hold_resume_on_new_port_and_codec_and_dtmf_to_webrtc(gateway_factory, monkeypatch):
-    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sip.bind(("127.0.0.1", 0))
-    sip.settimeout(20)
-    gw = bridge_gateway(gateway_factory, sip)
-    callee = LegacyCallee(sip, early_media=True)
+def capture_telephone_events(monkeypatch):
+    """The RFC 4733 packets aiortc receives, as (timestamp, first 4 payload
+    bytes), taken after SRTP, before aiortc's router drops the payload type
+    it does not know."""
     events = []
     original = RTCDtlsTransport._handle_rtp_data
 
     async def capture(self, data, arrival_time_ms):
-        # After SRTP, before aiortc's router drops the unknown payload type.
         packet = RtpPacket.parse(data)
         if packet.payload_type == TE_PT:
             events.append((packet.timestamp, bytes(packet.payload[:4])))
         return await original(self, data, arrival_time_ms)
 
     monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", capture)
+    return events
+
+
+def test_early_media_hold_resume_on_new_port_and_codec_and_dtmf_to_webrtc(gateway_factory, monkeypatch):
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.settimeout(20)
+    gw = bridge_gateway(gateway_factory, sip)
+    callee = LegacyCallee(sip, early_media=True)
+    events = capture_telephone_events(monkeypatch)
     log = {}
 
     async def scenario():

@@ -204,25 +204,12 @@ def answer_reinvites(caller, local_sdp, stop, log):
 
 def test_hold_resume_and_digits_from_the_sip_side_through_kamailio(gateway_factory, kamailio_ng, monkeypatch):
     from aiortc import RTCPeerConnection, RTCSessionDescription
-    from aiortc.rtcdtlstransport import RTCDtlsTransport
-    from aiortc.rtp import RtpPacket
 
     import aiortc_peer
     from legacy_peer import LegacyCallee
-    from test_midcall import TE_PT, with_telephone_event
+    from test_midcall import capture_telephone_events, with_telephone_event
 
-    events = []
-    original = RTCDtlsTransport._handle_rtp_data
-
-    async def capture(self, data, arrival_time_ms):
-        # After SRTP, before aiortc's router drops the unknown payload type.
-        packet = RtpPacket.parse(data)
-        if packet.payload_type == TE_PT:
-            events.append((packet.timestamp, bytes(packet.payload[:4])))
-        return await original(self, data, arrival_time_ms)
-
-    monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", capture)
-
+    events = capture_telephone_events(monkeypatch)
     gw = ng_gateway(gateway_factory)
     sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sip.bind(("127.0.0.1", 0))
