@@ -1284,6 +1284,7 @@ def _agg(results):
             for m in ("mos", "mos_ideal", "resyncs", "delay_p50", "delay_p95", "concealed"):
                 v = [r[d][m] for r in ok if r[d].get(m) is not None]
                 row[f"{d}_{m}"] = float(np.mean(v)) if v else None
+                row[f"{d}_{m}_range"] = (min(v), max(v)) if len(v) > 1 else None
         out[k] = row
     return out
 
@@ -1370,8 +1371,14 @@ def _command_line(meta):
 
 def _score_tables(agg, cells):
     """The per-cell table (phone-like far end, delays, concealment) and the
-    ideal-far-end/resyncs table, for the default settings."""
+    ideal-far-end/resyncs table, for the default settings. MOS over several
+    seeds: the mean, and the lowest-highest in brackets."""
     R = lambda s, c, v="default": agg.get((s, v, c))  # noqa: E731
+
+    def mos(row, key):
+        r = row.get(key + "_range")
+        return fmt(row.get(key)) + (f" ({r[0]:.2f}-{r[1]:.2f})" if r else "")
+
     lines = ["| cell | seeds | W->L rtcgw | W->L rtpengine | L->W rtcgw | L->W rtpengine "
              "| W->L delay rtcgw | W->L delay rtpengine | L->W delay rtcgw | L->W delay rtpengine "
              "| rtcgw concealed W->L |",
@@ -1381,8 +1388,8 @@ def _score_tables(agg, cells):
         if not a and not b:
             continue
         pc = a.get("w2l_concealed")
-        lines.append(f"| {c} | {a.get('n', b.get('n'))} | {fmt(a.get('w2l_mos'))} | {fmt(b.get('w2l_mos'))} | {fmt(a.get('l2w_mos'))} "
-                     f"| {fmt(b.get('l2w_mos'))} | {fmt(a.get('w2l_delay_p50'), '.0f')} "
+        lines.append(f"| {c} | {a.get('n', b.get('n'))} | {mos(a, 'w2l_mos')} | {mos(b, 'w2l_mos')} | {mos(a, 'l2w_mos')} "
+                     f"| {mos(b, 'l2w_mos')} | {fmt(a.get('w2l_delay_p50'), '.0f')} "
                      f"| {fmt(b.get('w2l_delay_p50'), '.0f')} | {fmt(a.get('l2w_delay_p50'), '.0f')} "
                      f"| {fmt(b.get('l2w_delay_p50'), '.0f')} | {fmt(None if pc is None else 100 * pc, '.1f')}% |")
     lines += ["", "The same calls scored with an ideal far end (plays by RTP timestamp, never late), and "
@@ -1427,7 +1434,8 @@ def _report_nb(runs, bench_md, plots):
     cells = [c.name for c in MATRIX]
     lines = _command_line(meta)
     lines += ["PESQ NB MOS-LQO of what the far end plays (a phone-like fixed 60 ms jitter buffer that "
-              "starts over when a packet comes after its play time), one-way delay p50 "
+              "starts over when a packet comes after its play time; over several seeds the mean, the "
+              "lowest-highest in brackets), one-way delay p50 "
               "(ms, speech as sent -> as it arrived at the far end), concealed share of rtcgw's NetEQ "
               "output on the WebRTC receive leg. W->L: aiortc (Opus) -> gateway -> PCMU peer; "
               "L->W: PCMU peer -> gateway -> aiortc. Each impairment is on the gateway's receive side "
