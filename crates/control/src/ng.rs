@@ -102,17 +102,19 @@ fn refusal_reply(r: &Refused) -> Reply {
 }
 
 /// The kind of leg the answerer's side gets: what the flags say, else the
-/// other kind than the offerer's.
+/// other kind than the offerer's. `RTP/SAVPF` (what older WebRTC configs
+/// ask for, with `ICE=force`) is WebRTC unless DTLS is turned off.
 fn far_kind(oa: &OfferAnswer, offerer: LegKind) -> LegKind {
+    let word = |v: &Option<String>| v.as_deref().map(str::to_ascii_lowercase);
+    let dtls_off = matches!(word(&oa.dtls).as_deref(), Some("off" | "no" | "disable"));
     if let Some(t) = &oa.transport {
         let t = t.to_ascii_uppercase();
-        return if t.contains("TLS") {
+        return if t.contains("TLS") || (t == "RTP/SAVPF" && !dtls_off) {
             LegKind::Webrtc
         } else {
             LegKind::Legacy
         };
     }
-    let word = |v: &Option<String>| v.as_deref().map(str::to_ascii_lowercase);
     match (word(&oa.ice).as_deref(), word(&oa.dtls).as_deref()) {
         (Some("force" | "force-relay"), _) => LegKind::Webrtc,
         (Some("remove"), _) | (_, Some("off" | "no" | "disable")) => LegKind::Legacy,
@@ -229,7 +231,7 @@ impl CallControl {
         let side = if oa.from_tag == ng.offerer {
             leg
         } else if Some(&oa.from_tag) == ng.answerer.as_ref() {
-            other(leg)
+            other_kind(leg)
         } else {
             return self.ng_reply(token, Reply::error("Invalid dialogue association"));
         };
@@ -507,10 +509,6 @@ impl CallControl {
     }
 }
 
-fn other(kind: LegKind) -> LegKind {
-    other_kind(kind)
-}
-
 fn other_kind(kind: LegKind) -> LegKind {
     match kind {
         LegKind::Webrtc => LegKind::Legacy,
@@ -545,6 +543,14 @@ mod tests {
             Webrtc
         );
         assert_eq!(far_kind(&oa(None, None, None), Legacy), Webrtc);
+        assert_eq!(
+            far_kind(&oa(Some("RTP/SAVPF"), Some("force"), None), Legacy),
+            Webrtc
+        );
+        assert_eq!(
+            far_kind(&oa(Some("RTP/SAVPF"), None, Some("off")), Webrtc),
+            Legacy
+        );
         // A plain RTP offer with plain RTP asked for: the same kind.
         assert_eq!(far_kind(&oa(Some("RTP/AVP"), None, None), Legacy), Legacy);
     }
