@@ -322,9 +322,12 @@ pub fn rtpengine_stats(
             ("created", created.clone()),
             ("medias", Bencode::List(vec![media])),
         ]);
-        if ssrc == 1
-            && let Some(l) = &info.label
-        {
+        let label = if ssrc == 1 {
+            &info.label
+        } else {
+            &info.answerer_label
+        };
+        if let Some(l) = label {
             side.insert("label", l.clone().into());
         }
         tags.insert(&tag, side);
@@ -403,6 +406,7 @@ mod tests {
             offerer: "alice".into(),
             answerer: Some("bob".into()),
             label: Some("A".into()),
+            answerer_label: Some("B".into()),
             offerer_leg: LegKind::Webrtc,
         };
         let d = Bencode::Dict(
@@ -419,6 +423,11 @@ mod tests {
         assert_eq!(
             alice.get("label").and_then(Bencode::as_text).as_deref(),
             Some("A")
+        );
+        let bob = d.get("tags").and_then(|t| t.get("bob")).unwrap();
+        assert_eq!(
+            bob.get("label").and_then(Bencode::as_text).as_deref(),
+            Some("B")
         );
         let Some(Bencode::List(medias)) = alice.get("medias") else {
             panic!("medias")

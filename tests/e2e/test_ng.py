@@ -424,3 +424,55 @@ def test_200_calls_through_kamailio_leave_no_fds_or_ports_behind(gateway_factory
     assert after == idle, f"fds, threads, ports: idle {idle}, after {after}"
     assert gw.metric("rtcgw_ng_requests_total", command="offer", result="ok") == calls
     assert gw.metric("rtcgw_ng_requests_total", command="delete", result="ok") >= calls
+
+
+def test_forked_plain_branches_the_newest_answer_has_the_media(gateway_factory):
+    """Early media from one branch, the 200 from another: the plain leg's
+    RTP moves to the branch that answered last; the first branch's delete
+    leaves the call, the caller's ends it."""
+    gw = ng_gateway(gateway_factory)
+    ng = NgClient(gw.ng_port)
+    branches = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.05)
+        branches.append(s)
+
+    def plain(s):
+        return PLAIN_OFFER.replace("40000", str(s.getsockname()[1]))
+
+    def packets(s, seconds):
+        n, end = 0, time.time() + seconds
+        while time.time() < end:
+            try:
+                s.recv(2048)
+                n += 1
+            except socket.timeout:
+                pass
+        return n
+
+    base = {"call-id": "ng-fork", "from-tag": "caller"}
+    for b in ("z9hG4bKf1", "z9hG4bKf2"):
+        r = ng(dict(base, command="offer", sdp=AIORTC_OFFER, ICE="remove", **{
+            "transport-protocol": "RTP/AVP", "via-branch": b}))
+        assert r["result"] == b"ok", r
+    r = ng(dict(base, command="answer", sdp=plain(branches[0]), **{"to-tag": "bob-1"}))
+    assert r["result"] == b"ok", r
+    assert packets(branches[0], 1.0) > 30, "early media goes to the first branch"
+    r = ng(dict(base, command="answer", sdp=plain(branches[1]), **{"to-tag": "bob-2"}))
+    assert r["result"] == b"ok", r
+    time.sleep(0.2)
+    packets(branches[0], 0.1)
+    packets(branches[1], 0.1)
+    first = packets(branches[0], 1.0)
+    packets(branches[1], 0.1)  # what came in meanwhile
+    second = packets(branches[1], 0.5)
+    assert first == 0 and second > 15, (first, second)
+    q = ng({"command": "query", "call-id": "ng-fork"})
+    assert set(q["tags"]) == {"caller", "bob-2"}, q["tags"]
+    assert ng(dict(base, command="delete", **{"to-tag": "bob-1"}))["result"] == b"ok"
+    assert gw.metric("rtcgw_calls_active") == 1, "the first branch only"
+    assert ng(dict(base, command="delete"))["result"] == b"ok"
+    assert gw.metric("rtcgw_calls_active") == 0
+    ng.close()

@@ -282,6 +282,11 @@ impl CallControl {
                 from: ReofferFrom::Ng(token),
                 result,
             } => self.ng_reanswered(&call, token, result),
+            MediaEvent::Reanswered {
+                call,
+                from: ReofferFrom::NgAnswer,
+                result,
+            } => self.ng_far_answer_applied(&call, result),
             MediaEvent::Ended { call, reason } => {
                 if self.calls.contains_key(&call) {
                     tracing::info!(%call, %reason, "call ended by the media side");

@@ -43,6 +43,11 @@ pub enum ReofferFrom {
     Dialog(DialogRef),
     /// An ng `offer` for a call that exists.
     Ng(ApiToken),
+    /// An ng `answer` for the plain RTP far leg that differs from the one
+    /// it has (another branch of a forked call answered, or a 200 differs
+    /// from its 183, or the far side's answer to a re-offer): applied like
+    /// an offer from that side; nobody waits for our SDP.
+    NgAnswer,
 }
 
 /// Work for the media side.

@@ -38,7 +38,10 @@ pub struct NgCallInfo {
     pub call: CallId,
     pub offerer: String,
     pub answerer: Option<String>,
+    /// The offerer's side's label (from its `offer`).
     pub label: Option<String>,
+    /// The answerer's side's label (from its `answer`).
+    pub answerer_label: Option<String>,
     /// The kind of the offerer's leg (the answerer's is the other).
     pub offerer_leg: LegKind,
 }
@@ -48,6 +51,11 @@ pub struct NgCallInfo {
 struct Reoffer {
     /// The re-offerer's tag.
     tag: String,
+    /// Its SDP (a retransmission of the same offer is not a second one).
+    sdp: String,
+    /// Copies of the `offer` (Kamailio's retransmissions of the re-INVITE)
+    /// waiting for the first one's reply.
+    repeats: Vec<ApiToken>,
     /// Our answer to it, once the media side made it.
     answer: Option<String>,
     /// `answer` requests (from the other side) waiting for it.
@@ -63,11 +71,20 @@ pub(crate) struct NgCall {
     /// via-branches offered while no answer has come (parallel forking).
     branches: Vec<String>,
     label: Option<String>,
-    /// Our SDP for the answerer's side (our offer; versions bumped by
-    /// re-offers).
+    answerer_label: Option<String>,
+    /// Our SDP for the answerer's side (our offer, or our answer to its
+    /// latest re-offer).
     far_sdp: Option<String>,
-    /// Our SDP for the offerer's side (our answer).
+    /// Our SDP for the offerer's side (our answer, or our answer to its
+    /// latest re-offer).
     local_sdp: Option<String>,
+    /// The answerer's side's SDP the far leg has.
+    far_answer: Option<String>,
+    /// A newer one, to apply once the far leg is up (or done with the
+    /// previous one).
+    far_answer_next: Option<String>,
+    /// A far answer is being applied.
+    far_applying: bool,
     offers_waiting: Vec<ApiToken>,
     answers_waiting: Vec<ApiToken>,
     reoffer: Option<Reoffer>,
@@ -80,6 +97,7 @@ impl NgCall {
         let mut all = std::mem::take(&mut self.offers_waiting);
         all.append(&mut self.answers_waiting);
         if let Some(r) = self.reoffer.take() {
+            all.extend(r.repeats);
             all.extend(r.waiting);
         }
         all
@@ -139,16 +157,23 @@ fn known_codecs<'a>(names: impl IntoIterator<Item = &'a String>) -> Vec<CodecNam
         })
 }
 
-/// The plain-RTP far leg as the flags ask for it: the `transcode` and
-/// `accept` codecs when given, else `legacy.codecs` less what is masked or
-/// stripped (`strip: [all]` strips every one).
+/// The plain-RTP far leg as the flags ask for it: the `transcode`,
+/// `accept` and `offer` codecs when given, else `legacy.codecs` less what
+/// is masked or stripped (`strip: [all]` strips every one) and not
+/// excepted (`except`).
 fn far_leg(oa: &OfferAnswer) -> FarLeg {
-    let codecs = known_codecs(oa.codec.transcode.iter().chain(&oa.codec.accept));
-    let exclude = if oa.codec.strip.iter().any(|c| c.eq_ignore_ascii_case("all")) {
+    let c = &oa.codec;
+    let codecs = known_codecs(c.transcode.iter().chain(&c.accept).chain(&c.offer));
+    let except = known_codecs(&c.except);
+    let exclude = if c.strip.iter().any(|c| c.eq_ignore_ascii_case("all")) {
         CodecName::ALL.to_vec()
     } else {
-        known_codecs(oa.codec.mask.iter().chain(&oa.codec.strip))
+        known_codecs(c.mask.iter().chain(&c.strip))
     };
+    let exclude = exclude
+        .into_iter()
+        .filter(|c| !except.contains(c))
+        .collect();
     FarLeg {
         codecs,
         exclude,
@@ -184,6 +209,7 @@ impl CallControl {
             offerer: ng.offerer.clone(),
             answerer: ng.answerer.clone(),
             label: ng.label.clone(),
+            answerer_label: ng.answerer_label.clone(),
             offerer_leg: c.caller_leg,
         })
     }
@@ -217,6 +243,19 @@ impl CallControl {
             if oa.from_tag != ng.offerer {
                 return self.ng_reply(token, Reply::error("Invalid dialogue association"));
             }
+            // One far leg for every branch: a branch that needs the other
+            // kind (a desk phone and a browser for the same user) cannot
+            // be served from this call.
+            if far_kind(&oa, leg) != other_kind(leg) {
+                tracing::warn!(call = %id, call_id = %oa.call_id, "ng offer: a branch asks for a {} leg, the call's far leg is {}", far_kind(&oa, leg).as_str(), other_kind(leg).as_str());
+                return self.ng_reply(
+                    token,
+                    Reply::error(format!(
+                        "rtcgw cannot fork one call to both WebRTC and plain RTP branches (this call's branches are {})",
+                        other_kind(leg).as_str()
+                    )),
+                );
+            }
             if let Some(b) = oa.via_branch
                 && !ng.branches.contains(&b)
             {
@@ -235,9 +274,20 @@ impl CallControl {
         } else {
             return self.ng_reply(token, Reply::error("Invalid dialogue association"));
         };
-        if ng.reoffer.is_some() {
-            // RFC 3261 section 14.2's 491: one offer at a time.
-            return self.ng_reply(token, Reply::error("a re-offer is already in progress"));
+        if let Some(re) = ng.reoffer.as_mut() {
+            if re.answer.is_some() {
+                // Answered by the media side, but no `answer` came for it
+                // (the re-INVITE failed: 488, 491, a timeout): the newest
+                // offer wins, as with rtpengine.
+                ng.reoffer = None;
+            } else if re.tag == oa.from_tag && re.sdp == oa.sdp {
+                // The re-INVITE retransmitted: the same reply, once made.
+                re.repeats.push(token);
+                return;
+            } else {
+                // RFC 3261 section 14.2's 491: one offer at a time.
+                return self.ng_reply(token, Reply::error("a re-offer is already in progress"));
+            }
         }
         let offer = match Offer::parse(&oa.sdp) {
             Ok(o) if o.kind() == side => o,
@@ -253,6 +303,8 @@ impl CallControl {
         };
         ng.reoffer = Some(Reoffer {
             tag: oa.from_tag,
+            sdp: oa.sdp,
+            repeats: Vec::new(),
             answer: None,
             waiting: Vec::new(),
         });
@@ -299,8 +351,12 @@ impl CallControl {
             answerer: None,
             branches: oa.via_branch.into_iter().collect(),
             label: oa.label,
+            answerer_label: None,
             far_sdp: None,
             local_sdp: None,
+            far_answer: None,
+            far_answer_next: None,
+            far_applying: false,
             offers_waiting: vec![token],
             answers_waiting: Vec::new(),
             reoffer: None,
@@ -313,25 +369,36 @@ impl CallControl {
         };
         let c = self.calls.get_mut(&id).expect("indexed");
         let state = c.state;
+        let far_kind = other_kind(c.caller_leg);
         let ng = c.ng.as_mut().expect("an ng call");
         let to_tag = oa.to_tag.clone().unwrap_or_default();
+        if oa.label.is_some() && oa.from_tag == ng.offerer {
+            ng.answerer_label = oa.label.clone();
+        }
         // The other side's answer to the re-offer we passed on: the
-        // re-offerer gets our answer to its offer.
+        // re-offerer gets our answer to its offer; when the answerer's
+        // side answered, its SDP is applied to the far leg.
         if let Some(re) = ng.reoffer.as_mut()
             && (to_tag == re.tag || oa.from_tag == re.tag)
         {
-            return match re.answer.clone() {
+            let far_answered = re.tag == ng.offerer;
+            match re.answer.clone() {
                 Some(a) => {
                     ng.reoffer = None;
-                    self.ng_reply(token, Reply::ok().with("sdp", a.into()))
+                    self.ng_reply(token, Reply::ok().with("sdp", a.into()));
                 }
                 None => re.waiting.push(token),
-            };
+            }
+            if far_answered {
+                self.ng_far_answer(&id, oa.sdp);
+            }
+            return;
         }
-        match (&ng.answerer, state) {
-            (None, State::Calling) => {
+        match ng.answerer.clone() {
+            None if state == State::Calling => {
                 ng.answerer = Some(to_tag);
                 ng.answers_waiting.push(token);
+                ng.far_answer = Some(oa.sdp.clone());
                 c.state = State::Connecting;
                 self.command(MediaCommand::CompleteBridge {
                     call: id,
@@ -339,16 +406,87 @@ impl CallControl {
                     early: false,
                 });
             }
-            (Some(winner), State::Connecting) if *winner == to_tag => {
-                ng.answers_waiting.push(token)
-            }
-            (Some(_), State::Connecting | State::Up) => {
-                // The winner again (a 200 after its 183), or another
-                // branch's answer (parallel forking: the first one won).
-                let sdp = ng.local_sdp.clone().unwrap_or_default();
-                self.ng_reply(token, Reply::ok().with("sdp", sdp.into()))
+            Some(winner) if matches!(state, State::Connecting | State::Up) => {
+                if oa.from_tag == winner {
+                    // Headed for the answerer's side (a retransmitted 200
+                    // of its re-INVITE): our SDP for that side.
+                    let sdp = ng.far_sdp.clone().unwrap_or_default();
+                    return self.ng_reply(token, Reply::ok().with("sdp", sdp.into()));
+                }
+                if winner != to_tag {
+                    // Another branch answered (its 200 after the early
+                    // media of the first, say): the newest answer is the
+                    // far side's, as with rtpengine. A WebRTC far leg
+                    // takes one answer per offer and keeps the first.
+                    if far_kind == LegKind::Webrtc {
+                        tracing::warn!(call = %id, first = %winner, other = %to_tag, "ng answer from another branch: a WebRTC far leg keeps the first answer");
+                    } else {
+                        tracing::info!(call = %id, first = %winner, now = %to_tag, "ng answer from another branch: its media replaces the first's");
+                        ng.answerer = Some(to_tag);
+                    }
+                }
+                if state == State::Connecting {
+                    ng.answers_waiting.push(token);
+                } else {
+                    let sdp = ng.local_sdp.clone().unwrap_or_default();
+                    self.ng_reply(token, Reply::ok().with("sdp", sdp.into()));
+                }
+                self.ng_far_answer(&id, oa.sdp);
             }
             _ => self.ng_reply(token, Reply::error("Invalid dialogue association")),
+        }
+    }
+
+    /// The answerer's side's SDP, when it differs from what the far leg
+    /// has: applied to a plain RTP far leg (in order, once the bridge is
+    /// up). A WebRTC far leg keeps its answer (libwebrtc takes one per
+    /// offer; a change there comes as a re-offer).
+    fn ng_far_answer(&mut self, id: &CallId, sdp: String) {
+        let c = self.calls.get_mut(id).expect("present");
+        if other_kind(c.caller_leg) != LegKind::Legacy {
+            return;
+        }
+        let up = c.state == State::Up;
+        let ng = c.ng.as_mut().expect("an ng call");
+        if ng.far_answer_next.as_ref().or(ng.far_answer.as_ref()) == Some(&sdp) {
+            return;
+        }
+        if !up || ng.far_applying {
+            ng.far_answer_next = Some(sdp);
+            return;
+        }
+        let offer = match Offer::parse(&sdp) {
+            Ok(o) if o.kind() == LegKind::Legacy => o,
+            Ok(_) => {
+                tracing::warn!(call = %id, "ng answer: a WebRTC SDP for the plain RTP leg, not applied");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(call = %id, "ng answer: SDP not applied: {e}");
+                return;
+            }
+        };
+        ng.far_answer = Some(sdp);
+        ng.far_applying = true;
+        self.command(MediaCommand::Reoffer {
+            call: id.clone(),
+            from: ReofferFrom::NgAnswer,
+            offer,
+        });
+    }
+
+    /// A far answer was applied (or not); the next one, if any, goes.
+    pub(crate) fn ng_far_answer_applied(&mut self, id: &CallId, result: Result<String, Refused>) {
+        let Some(c) = self.calls.get_mut(id) else {
+            return;
+        };
+        let Some(ng) = c.ng.as_mut() else { return };
+        ng.far_applying = false;
+        if let Err(e) = result {
+            tracing::warn!(call = %id, "ng answer not applied to the plain RTP leg: {e}");
+        }
+        if let Some(next) = ng.far_answer_next.take() {
+            self.ng_far_answer(id, next);
         }
     }
 
@@ -365,8 +503,11 @@ impl CallControl {
             );
         };
         let ng = self.calls[&id].ng.as_ref().expect("an ng call");
-        // A losing branch of a forked call: only that branch goes.
-        let loser_tag = matches!((&d.to_tag, &ng.answerer), (Some(t), Some(w)) if t != w);
+        // A losing branch of a forked call: only that branch goes. (A
+        // to-tag that is the offerer's is the answerer's BYE, with
+        // Kamailio's `to-tag` flag: the whole call.)
+        let loser_tag = matches!((&d.to_tag, &ng.answerer),
+            (Some(t), Some(w)) if t != w && *t != ng.offerer);
         let unanswered_branch = ng.answerer.is_none()
             && ng.branches.len() > 1
             && d.to_tag.is_none()
@@ -431,8 +572,12 @@ impl CallControl {
             Ok(()) => {
                 c.state = State::Up;
                 let sdp = ng.local_sdp.clone().unwrap_or_default();
+                let next = ng.far_answer_next.take();
                 for t in waiting {
                     self.ng_reply(t, Reply::ok().with("sdp", sdp.clone().into()));
+                }
+                if let Some(next) = next {
+                    self.ng_far_answer(id, next);
                 }
             }
             Err(e) => {
@@ -469,6 +614,7 @@ impl CallControl {
         match result {
             Ok(answer) => {
                 let waiting = std::mem::take(&mut re.waiting);
+                let repeats = std::mem::take(&mut re.repeats);
                 let from_offerer = re.tag == ng.offerer;
                 re.answer = Some(answer.clone());
                 // The other side's SDP of ours: our offer to the answerer,
@@ -479,21 +625,29 @@ impl CallControl {
                     &ng.local_sdp
                 };
                 let sdp = other.clone().unwrap_or_default();
+                // Our SDP for the re-offerer's side is now this answer.
+                if from_offerer {
+                    ng.local_sdp = Some(answer.clone());
+                } else {
+                    ng.far_sdp = Some(answer.clone());
+                }
                 if !waiting.is_empty() {
                     ng.reoffer = None;
                 }
                 tracing::info!(call = %id, side = if from_offerer { leg.as_str() } else { other_kind(leg).as_str() }, "ng re-offer answered");
-                self.ng_reply(token, Reply::ok().with("sdp", sdp.into()));
+                for t in std::iter::once(token).chain(repeats) {
+                    self.ng_reply(t, Reply::ok().with("sdp", sdp.clone().into()));
+                }
                 for t in waiting {
                     self.ng_reply(t, Reply::ok().with("sdp", answer.clone().into()));
                 }
             }
             Err(e) => {
                 let waiting = std::mem::take(&mut re.waiting);
+                let repeats = std::mem::take(&mut re.repeats);
                 ng.reoffer = None;
                 tracing::warn!(call = %id, "ng re-offer refused: {e}");
-                self.ng_reply(token, Reply::error(e.detail.clone()));
-                for t in waiting {
+                for t in std::iter::once(token).chain(repeats).chain(waiting) {
                     self.ng_reply(t, Reply::error(e.detail.clone()));
                 }
             }
@@ -578,6 +732,12 @@ mod tests {
         assert_eq!(f.exclude, vec![CodecName::Opus, CodecName::G722]);
         oa.codec.strip = vec!["ALL".into()];
         assert_eq!(far_leg(&oa).exclude, CodecName::ALL.to_vec());
+        // codec-strip-all codec-except-PCMU: PCMU is what is left.
+        oa.codec.except = vec!["PCMU".into()];
+        assert_eq!(
+            far_leg(&oa).exclude,
+            vec![CodecName::Pcma, CodecName::G722, CodecName::Opus]
+        );
         // What is transcoded to is offered, masked or not.
         oa.codec.transcode = vec!["PCMU".into()];
         assert_eq!(far_leg(&oa).codecs, vec![CodecName::Pcmu]);

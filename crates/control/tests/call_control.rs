@@ -990,11 +990,6 @@ fn ng_forked_offers_first_answer_wins() {
         Answer(ng(WEBRTC_OFFER, "caller", Some("bob-2"), "RTP/AVP")),
     );
     assert_eq!(
-        h.ng_reply(4),
-        Ok(ANSWER.into()),
-        "the loser gets ours, unapplied"
-    );
-    assert_eq!(
         h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }))
             .len(),
         1
@@ -1005,6 +1000,12 @@ fn ng_forked_offers_first_answer_wins() {
         result: Ok(()),
     });
     assert_eq!(h.ng_reply(3), Ok(ANSWER.into()));
+    assert_eq!(
+        h.ng_reply(4),
+        Ok(ANSWER.into()),
+        "the other branch gets ours; a WebRTC far leg keeps its first answer"
+    );
+    assert!(h.media.is_empty(), "nothing applied for the other branch");
     let del = |to: Option<&str>| NgDelete {
         call_id: "ng-1".into(),
         from_tag: Some("caller".into()),
@@ -1072,4 +1073,179 @@ fn ng_re_offer_from_the_callee_goes_to_its_leg() {
     );
     assert_eq!(h.ng_reply(4), Ok("v=0\r\nrecvonly answer\r\n".into()));
     assert!(h.media.is_empty());
+}
+
+/// A WebRTC caller forked to two plain RTP branches: early media from the
+/// first, the 200 from the second. The newest answer is the far side's
+/// media (as rtpengine has it): the plain leg follows the second branch.
+/// The winner's BYE, sent with Kamailio's `to-tag` flag (to-tag = the
+/// caller's tag), ends the call.
+#[test]
+fn ng_a_later_branch_answer_takes_the_plain_leg() {
+    use rtcgw_control::NgRequest::*;
+    let mut h = H::new(Route::Demo, 10);
+    let branch = |b: &str| {
+        let mut o = ng(WEBRTC_OFFER, "caller", None, "RTP/AVP");
+        o.via_branch = Some(b.into());
+        o
+    };
+    h.ng_request(1, Offer(branch("z9hG4bK.1")));
+    h.ng_request(2, Offer(branch("z9hG4bK.2")));
+    let (call, ..) = h.created_call();
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, Some(PLAIN_OFFER)),
+    });
+    assert_eq!(h.ng_reply(1), Ok(PLAIN_OFFER.into()));
+    assert_eq!(h.ng_reply(2), Ok(PLAIN_OFFER.into()));
+    // A branch asking for a WebRTC leg cannot join this call.
+    let mut webrtc_branch = branch("z9hG4bK.3");
+    webrtc_branch.transport = Some("UDP/TLS/RTP/SAVPF".into());
+    h.ng_request(9, Offer(webrtc_branch));
+    assert!(h.ng_reply(9).unwrap_err().contains("cannot fork"));
+    // The first branch's 183 with SDP.
+    let first = PLAIN_OFFER.to_string();
+    h.ng_request(
+        3,
+        Answer(ng(&first, "caller", Some("bob-1"), "UDP/TLS/RTP/SAVPF")),
+    );
+    assert_eq!(
+        h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }))
+            .len(),
+        1
+    );
+    // The second branch's 200 arrives while the bridge comes up.
+    let second = PLAIN_OFFER.replace("192.0.2.10", "192.0.2.20");
+    h.ng_request(
+        4,
+        Answer(ng(&second, "caller", Some("bob-2"), "UDP/TLS/RTP/SAVPF")),
+    );
+    assert!(h.media.is_empty(), "applied once the bridge is up");
+    h.media_event(MediaEvent::BridgeUp {
+        call: call.clone(),
+        early: false,
+        result: Ok(()),
+    });
+    assert_eq!(h.ng_reply(3), Ok(ANSWER.into()));
+    assert_eq!(h.ng_reply(4), Ok(ANSWER.into()));
+    let re = h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
+    assert_eq!(re.len(), 1, "{re:?}");
+    let MediaCommand::Reoffer { from, offer, .. } = re[0].clone() else {
+        panic!()
+    };
+    assert_eq!(from, ReofferFrom::NgAnswer);
+    assert_eq!(offer.kind(), LegKind::Legacy);
+    assert_eq!(
+        h.cc.ng_call("ng-1").unwrap().answerer.as_deref(),
+        Some("bob-2")
+    );
+    // Its 200 again (the same SDP): nothing more to apply.
+    h.media_event(MediaEvent::Reanswered {
+        call: call.clone(),
+        from,
+        result: Ok("v=0\r\n".into()),
+    });
+    h.ng_request(
+        5,
+        Answer(ng(&second, "caller", Some("bob-2"), "UDP/TLS/RTP/SAVPF")),
+    );
+    assert_eq!(h.ng_reply(5), Ok(ANSWER.into()));
+    assert!(h.media.is_empty());
+    // The first branch's delete (its CANCEL) leaves the call.
+    h.ng_request(
+        6,
+        Delete(NgDelete {
+            call_id: "ng-1".into(),
+            from_tag: Some("caller".into()),
+            to_tag: Some("bob-1".into()),
+            ..Default::default()
+        }),
+    );
+    assert!(h.hangups().is_empty());
+    // The callee's BYE: from-tag bob-2, to-tag the caller's.
+    h.ng_request(
+        7,
+        Delete(NgDelete {
+            call_id: "ng-1".into(),
+            from_tag: Some("bob-2".into()),
+            to_tag: Some("caller".into()),
+            ..Default::default()
+        }),
+    );
+    assert_eq!(h.hangups(), vec![(call, EndReason::Delete)]);
+}
+
+/// Re-offers from the caller: a retransmitted one gets the same reply
+/// without a second re-offer; one whose re-INVITE failed (no answer came)
+/// is replaced by the next; the callee's answer with new media is applied
+/// to its plain leg.
+#[test]
+fn ng_re_offers_retransmitted_failed_and_answered_with_new_media() {
+    use rtcgw_control::NgRequest::*;
+    let mut h = H::new(Route::Demo, 10);
+    h.ng_request(1, Offer(ng(WEBRTC_OFFER, "caller", None, "RTP/AVP")));
+    let (call, ..) = h.created_call();
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, Some(PLAIN_OFFER)),
+    });
+    h.ng_request(
+        2,
+        Answer(ng(
+            PLAIN_OFFER,
+            "caller",
+            Some("callee"),
+            "UDP/TLS/RTP/SAVPF",
+        )),
+    );
+    h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }));
+    h.media_event(MediaEvent::BridgeUp {
+        call: call.clone(),
+        early: false,
+        result: Ok(()),
+    });
+    h.ng.clear();
+    let reoffer = |sdp: &str| Offer(ng(sdp, "caller", Some("callee"), "RTP/AVP"));
+    let hold = WEBRTC_OFFER.replace("a=sendrecv", "a=sendonly");
+    h.ng_request(3, reoffer(&hold));
+    h.ng_request(4, reoffer(&hold)); // Kamailio relays a retransmission
+    let re = h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
+    assert_eq!(re.len(), 1, "one re-offer for both copies");
+    h.media_event(MediaEvent::Reanswered {
+        call: call.clone(),
+        from: ReofferFrom::Ng(ApiToken(3)),
+        result: Ok("v=0\r\nour recvonly\r\n".into()),
+    });
+    assert_eq!(h.ng_reply(3), Ok(PLAIN_OFFER.into()));
+    assert_eq!(h.ng_reply(4), Ok(PLAIN_OFFER.into()));
+    // The callee refused the re-INVITE (no answer comes); the caller
+    // tries again with something else: taken, not "in progress".
+    let resume = WEBRTC_OFFER.to_string();
+    h.ng_request(5, reoffer(&resume));
+    let re = h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
+    assert_eq!(re.len(), 1);
+    h.media_event(MediaEvent::Reanswered {
+        call: call.clone(),
+        from: ReofferFrom::Ng(ApiToken(5)),
+        result: Ok("v=0\r\nour sendrecv\r\n".into()),
+    });
+    assert_eq!(h.ng_reply(5), Ok(PLAIN_OFFER.into()));
+    // The callee answers from a new port: the caller gets our answer, the
+    // plain leg gets the callee's new media.
+    let moved = PLAIN_OFFER.replace("m=audio 4000", "m=audio 4100");
+    assert_ne!(moved, PLAIN_OFFER);
+    h.ng_request(
+        6,
+        Answer(ng(&moved, "caller", Some("callee"), "UDP/TLS/RTP/SAVPF")),
+    );
+    assert_eq!(h.ng_reply(6), Ok("v=0\r\nour sendrecv\r\n".into()));
+    let re = h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
+    assert_eq!(re.len(), 1);
+    assert!(matches!(
+        re[0],
+        MediaCommand::Reoffer {
+            from: ReofferFrom::NgAnswer,
+            ..
+        }
+    ));
 }

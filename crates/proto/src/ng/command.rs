@@ -69,6 +69,12 @@ pub struct CodecFlags {
     pub transcode: Vec<String>,
     pub strip: Vec<String>,
     pub accept: Vec<String>,
+    /// Exempt from `strip` (`codec-strip-all codec-except-PCMU`).
+    pub except: Vec<String>,
+    /// Added to what is offered.
+    pub offer: Vec<String>,
+    /// Parameters of a codec (`codec-set-opus/48000/...`): taken, not used.
+    pub set: Vec<String>,
 }
 
 /// An offer or an answer.
@@ -262,6 +268,9 @@ fn take_key(oa: &mut OfferAnswer, key: &str, value: &Bencode) {
                 ("transcode", &mut oa.codec.transcode),
                 ("strip", &mut oa.codec.strip),
                 ("accept", &mut oa.codec.accept),
+                ("except", &mut oa.codec.except),
+                ("offer", &mut oa.codec.offer),
+                ("set", &mut oa.codec.set),
             ] {
                 list.extend(value.get(sub).map(Bencode::as_strings).unwrap_or_default());
             }
@@ -291,6 +300,12 @@ fn take_flag(oa: &mut OfferAnswer, flag: &str) {
         oa.codec.strip.push(c);
     } else if let Some(c) = rest("codec-accept-") {
         oa.codec.accept.push(c);
+    } else if let Some(c) = rest("codec-except-") {
+        oa.codec.except.push(c);
+    } else if let Some(c) = rest("codec-offer-") {
+        oa.codec.offer.push(c);
+    } else if let Some(c) = rest("codec-set-") {
+        oa.codec.set.push(c);
     } else if let Some(m) = rest("rtcp-mux-") {
         oa.rtcp_mux.push(m);
     } else if let Some(r) = rest("replace-") {
