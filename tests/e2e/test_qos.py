@@ -18,7 +18,10 @@ def test_speech_through_a_bridged_call_clean_and_with_5pc_loss_and_40ms_jitter(t
         bad = asyncio.run(qoslab.run_call(gw, qoslab.cell("loss 5% + jitter 40 ms").imp, 1, sw, sl))
     finally:
         gw.close()
-    summary = {k: {d: {m: r[d][m] for m in ("mos", "delay_p50", "concealed")} for d in ("w2l", "l2w")}
+    # What a failure needs to say: the phone-like and the ideal far end,
+    # its buffer restarts, and what the relays carried.
+    summary = {k: {d: {m: r[d].get(m) for m in ("mos", "mos_ideal", "resyncs", "delay_p50", "concealed")}
+                   for d in ("w2l", "l2w")} | {"relays": r.get("relays")}
                for k, r in (("clean", clean), ("bad", bad))}
     # Measured by the lab: about 4.0 (W->L) and 4.2 (L->W) clean, 68 ms p50.
     assert clean["w2l"]["mos"] > 3.3 and clean["l2w"]["mos"] > 3.3, summary
