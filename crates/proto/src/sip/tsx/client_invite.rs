@@ -163,9 +163,11 @@ impl ClientInvite {
             a.fire(now);
             out.transmit(self.peer, Message::Request(self.request.clone()));
         }
-        if self.b.is_some_and(|b| now >= b)
-            && matches!(self.state, State::Calling | State::Proceeding)
-        {
+        // Timer B ends the wait for any response (RFC 3261 section
+        // 17.1.1.2: "still in the Calling state when timer B fires"); once a
+        // 1xx came, the callee may ring as long as it likes: the TU cancels
+        // (a proxy has timer C).
+        if self.b.is_some_and(|b| now >= b) && self.state == State::Calling {
             self.state = State::Terminated;
             out.timeout(&self.key);
         }
@@ -185,7 +187,11 @@ impl ClientInvite {
         } else {
             None
         };
-        // Timer B runs in Proceeding too: a 1xx does not cancel it.
-        super::earliest([a, self.b, self.end])
+        let b = if self.state == State::Calling {
+            self.b
+        } else {
+            None
+        };
+        super::earliest([a, b, self.end])
     }
 }
