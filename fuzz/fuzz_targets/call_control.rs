@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
             from_user: "rtcgw".into(),
             pass_asserted_identity: true,
             id_salt: 1,
+            ring_timeout: std::time::Duration::from_secs(60),
         },
         ua,
         CallMetrics::default(),

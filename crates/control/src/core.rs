@@ -6,7 +6,7 @@
 //! driver feeds it and carries out what it says.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rtcgw_proto::sdp::{LegKind, Offer};
 use rtcgw_proto::sip::tsx::Peer;
@@ -60,14 +60,52 @@ pub struct ControlConfig {
     pub pass_asserted_identity: bool,
     /// Salt of the call ids (random per process).
     pub id_salt: u32,
+    /// How long the callee of an API call may ring before the call is
+    /// given up (CANCEL, and 504 to the HTTP client).
+    pub ring_timeout: Duration,
 }
 
 /// A front end's request (the HTTP API).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApiRequest {
-    /// A WebRTC offer for the demo target; answered with the call's id and
-    /// our SDP answer.
-    Create { token: ApiToken, offer: String },
+    /// A WebRTC offer; answered with the call's id and our SDP answer.
+    /// Without `to` the call reaches the demo target; with it (bridge
+    /// route only) a SIP call to `to` (a user for `route.target`'s
+    /// `{user}`, or a whole SIP URI) is bridged to the WebRTC leg, and the
+    /// answer comes once the callee answers.
+    Create {
+        token: ApiToken,
+        offer: String,
+        to: Option<String>,
+    },
+    /// The client of a [`ApiRequest::Create`] left before its answer: a
+    /// call still ringing is cancelled.
+    Abandon { token: ApiToken },
+}
+
+/// Where an API call goes: the Request-URI of its outbound leg.
+fn api_target(route: &Route, to: &str) -> Result<String, Refused> {
+    let bad = |why: String| Refused::new(Refusal::BadTarget, format!("to={to:.80}: {why}"));
+    let Route::Bridge { target } = route else {
+        return Err(bad(
+            "dialing needs route.mode = \"bridge\" (this gateway sends API calls to its demo target)".into(),
+        ));
+    };
+    let lower = to.get(..5).unwrap_or(to).to_ascii_lowercase();
+    if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        rtcgw_proto::sip::uri::check_request_uri(to).map_err(bad)?;
+        return Ok(to.to_string());
+    }
+    let user = to
+        .strip_prefix("tel:")
+        .or_else(|| to.strip_prefix("TEL:"))
+        .unwrap_or(to);
+    if user.len() > 128 {
+        return Err(bad("longer than 128 bytes".into()));
+    }
+    rtcgw_proto::sip::uri::check_user(user)
+        .map_err(|e| bad(format!("neither a SIP URI nor a user part ({e})")))?;
+    Ok(target.replace("{user}", user))
 }
 
 /// What [`ApiRequest::Create`] made.
@@ -137,6 +175,13 @@ pub(crate) struct Call {
     caller: Option<Caller>,
     /// The called user (the Request-URI's), for the outbound leg.
     called: String,
+    /// The outbound leg's Request-URI when it is not `route.target` with
+    /// [`Call::called`] in it (API calls).
+    target_uri: Option<String>,
+    /// An API call's callee rings until then.
+    ring_deadline: Option<Instant>,
+    /// The API request waiting for this call's answer.
+    reply_to: Option<ApiToken>,
     outbound: Option<DialogRef>,
     /// Our answer to the caller, held until the callee answers.
     pub(crate) held_answer: Option<String>,
@@ -154,6 +199,12 @@ impl Call {
             state: State::Setup,
             caller: None,
             called: String::new(),
+            target_uri: None,
+            ring_deadline: None,
+            reply_to: match origin {
+                Origin::Api(token) => Some(token),
+                _ => None,
+            },
             outbound: None,
             held_answer: None,
             early: None,
@@ -226,25 +277,60 @@ impl CallControl {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ua.handle_timeout(now);
+        let unanswered: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.ring_deadline.is_some_and(|d| d <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in unanswered {
+            tracing::info!(call = %id, timeout_s = self.cfg.ring_timeout.as_secs(), "bridge: no answer");
+            self.end(now, &id, EndReason::NoAnswer);
+        }
         self.pump_ua(now);
     }
 
     pub fn handle_api(&mut self, now: Instant, req: ApiRequest) {
         match req {
-            ApiRequest::Create { token, offer } => {
-                let offer = match self.admit().and_then(|()| Ok(Offer::parse(&offer)?)) {
-                    Ok(Offer::Legacy(_)) => Err(Refused::new(
+            ApiRequest::Create { token, offer, to } => {
+                let target = to
+                    .as_deref()
+                    .map(|to| api_target(&self.cfg.route, to))
+                    .transpose();
+                let offer = match target.and_then(|t| {
+                    self.admit()?;
+                    Ok((t, Offer::parse(&offer)?))
+                }) {
+                    Ok((_, Offer::Legacy(_))) => Err(Refused::new(
                         Refusal::NotWebrtc,
                         "not a WebRTC offer: the API takes UDP/TLS/RTP/SAVPF (ICE + DTLS-SRTP)",
                     )),
                     other => other,
                 };
                 match offer {
-                    Ok(offer) => {
+                    Ok((None, offer)) => {
                         let call = Call::new(Origin::Api(token), Plan::Demo, LegKind::Webrtc);
                         self.start(call, Some(offer));
                     }
+                    Ok((Some(uri), offer)) => {
+                        let plan = Plan::Bridge(FarLeg::default());
+                        let mut call = Call::new(Origin::Api(token), plan, LegKind::Webrtc);
+                        call.called = to.unwrap_or_default();
+                        call.target_uri = Some(uri);
+                        self.start(call, Some(offer));
+                    }
                     Err(r) => self.refuse_api(token, r),
+                }
+            }
+            ApiRequest::Abandon { token } => {
+                let waiting = self
+                    .calls
+                    .iter()
+                    .find(|(_, c)| c.reply_to == Some(token))
+                    .map(|(id, _)| id.clone());
+                if let Some(id) = waiting {
+                    tracing::info!(call = %id, "API client gone before the answer");
+                    self.end(now, &id, EndReason::CallerGone);
                 }
             }
         }
@@ -324,7 +410,11 @@ impl CallControl {
     }
 
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        self.ua.poll_timeout()
+        let ringing = self.calls.values().filter_map(|c| c.ring_deadline).min();
+        match (self.ua.poll_timeout(), ringing) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     // ---- SIP events ------------------------------------------------------
@@ -587,9 +677,16 @@ impl CallControl {
         let c = self.calls.get_mut(&id).expect("indexed");
         c.outbound = None;
         tracing::info!(call = %id, status, reason, "bridge: the callee refused");
-        if let Some(inbound) = c.inbound() {
-            let (status, reason) = relayed_status(status, reason);
-            self.ua.reject(now, inbound, status, &reason);
+        match c.origin {
+            Origin::Sip(inbound) => {
+                let (status, reason) = relayed_status(status, reason);
+                self.ua.reject(now, inbound, status, &reason);
+            }
+            Origin::Api(_) => {
+                let r = Refused::callee(status, reason);
+                self.reply_api(&id, Err(r));
+            }
+            Origin::Ng => {}
         }
         self.end(now, &id, EndReason::CalleeRefused(status));
     }
@@ -623,51 +720,61 @@ impl CallControl {
                 return;
             }
         };
-        match (c.origin, created.far_offer) {
-            (Origin::Ng, _) => unreachable!("answered above"),
-            (Origin::Api(token), _) => {
-                self.calls.get_mut(&id).expect("present").state = State::Up;
-                self.out.push_back(Output::Reply {
-                    token,
-                    result: Ok(ApiCall {
-                        call: id,
-                        answer: created.local_sdp,
-                    }),
-                });
-            }
-            (Origin::Sip(inbound), None) => {
-                if self.ua.answer(now, inbound, created.local_sdp) {
+        let Some(far_offer) = created.far_offer else {
+            // Answered here (the demo target): the caller gets our answer.
+            match c.origin {
+                Origin::Api(_) => {
                     self.calls.get_mut(&id).expect("present").state = State::Up;
-                } else {
-                    self.end(now, &id, EndReason::CallerGone);
+                    let answer = ApiCall {
+                        call: id.clone(),
+                        answer: created.local_sdp,
+                    };
+                    self.reply_api(&id, Ok(answer));
                 }
+                Origin::Sip(inbound) => {
+                    if self.ua.answer(now, inbound, created.local_sdp) {
+                        self.calls.get_mut(&id).expect("present").state = State::Up;
+                    } else {
+                        self.end(now, &id, EndReason::CallerGone);
+                    }
+                }
+                Origin::Ng => unreachable!("answered above"),
             }
-            (Origin::Sip(inbound), Some(far_offer)) => {
-                if !self.ua.is_incoming(inbound) {
-                    return self.end(now, &id, EndReason::CallerGone);
+            return;
+        };
+        // A bridge: the outbound leg is INVITEd with the far offer.
+        if let Some(inbound) = c.inbound()
+            && !self.ua.is_incoming(inbound)
+        {
+            return self.end(now, &id, EndReason::CallerGone);
+        }
+        let uri = match (&c.target_uri, &self.cfg.route) {
+            (Some(uri), _) => uri.clone(),
+            (None, Route::Bridge { target }) => target.replace("{user}", &c.called),
+            (None, Route::Demo) => unreachable!("bridged calls need a bridge route"),
+        };
+        let inv = self.outbound_invite(c, uri.clone(), far_offer);
+        match self.ua.invite(now, inv) {
+            Some(out) => {
+                tracing::info!(call = %id, inbound = ?c.inbound(), outbound = %out, %uri, "bridge: outbound INVITE");
+                self.by_dialog.insert(out, id.clone());
+                let ring_deadline =
+                    matches!(c.origin, Origin::Api(_)).then(|| now + self.cfg.ring_timeout);
+                let c = self.calls.get_mut(&id).expect("present");
+                c.outbound = Some(out);
+                c.held_answer = Some(created.local_sdp);
+                c.state = State::Calling;
+                c.ring_deadline = ring_deadline;
+            }
+            None => {
+                let r = Refused::new(Refusal::NoRoute, format!("no route to {uri}"));
+                tracing::warn!(call = %id, "bridge: {r}");
+                self.metrics.refuse(r.kind);
+                match c.origin {
+                    Origin::Sip(inbound) => self.reject_dialog(now, inbound, &r),
+                    _ => self.reply_api(&id, Err(r)),
                 }
-                let Route::Bridge { target } = &self.cfg.route else {
-                    unreachable!("bridged calls need a bridge route")
-                };
-                let uri = target.replace("{user}", &c.called);
-                let inv = self.outbound_invite(c, uri.clone(), far_offer);
-                match self.ua.invite(now, inv) {
-                    Some(out) => {
-                        tracing::info!(call = %id, %inbound, outbound = %out, %uri, "bridge: outbound INVITE");
-                        self.by_dialog.insert(out, id.clone());
-                        let c = self.calls.get_mut(&id).expect("present");
-                        c.outbound = Some(out);
-                        c.held_answer = Some(created.local_sdp);
-                        c.state = State::Calling;
-                    }
-                    None => {
-                        let r = Refused::new(Refusal::NoRoute, format!("no route to {uri}"));
-                        tracing::warn!(call = %id, "bridge: {r}");
-                        self.metrics.refuse(r.kind);
-                        self.reject_dialog(now, inbound, &r);
-                        self.end(now, &id, EndReason::NoRoute);
-                    }
-                }
+                self.end(now, &id, EndReason::NoRoute);
             }
         }
     }
@@ -709,8 +816,9 @@ impl CallControl {
         if let Err(e) = result {
             tracing::warn!(call = %id, "bridge: the far answer is unusable: {e}");
             let r = Refused::new(Refusal::FarAnswerUnusable, e.detail);
-            if let Some(inbound) = c.inbound() {
-                self.reject_dialog(now, inbound, &r);
+            match c.inbound() {
+                Some(inbound) => self.reject_dialog(now, inbound, &r),
+                None => self.reply_api(&id, Err(r)),
             }
             return self.end(now, &id, EndReason::FarAnswerUnusable);
         }
@@ -734,11 +842,28 @@ impl CallControl {
         let c = self.calls.get_mut(id).expect("present");
         c.early = None;
         c.state = State::Up;
+        c.ring_deadline = None;
         let answer = c.held_answer.take().unwrap_or_default();
-        if let Some(inbound) = c.inbound()
-            && !self.ua.answer(now, inbound, answer)
-        {
-            self.end(now, id, EndReason::CallerGone);
+        match c.inbound() {
+            Some(inbound) => {
+                if !self.ua.answer(now, inbound, answer) {
+                    self.end(now, id, EndReason::CallerGone);
+                }
+            }
+            None => {
+                let made = ApiCall {
+                    call: id.clone(),
+                    answer,
+                };
+                self.reply_api(id, Ok(made));
+            }
+        }
+    }
+
+    /// Answers the API request waiting for this call, once.
+    fn reply_api(&mut self, id: &CallId, result: Result<ApiCall, Refused>) {
+        if let Some(token) = self.calls.get_mut(id).and_then(|c| c.reply_to.take()) {
+            self.out.push_back(Output::Reply { token, result });
         }
     }
 
@@ -775,11 +900,16 @@ impl CallControl {
         for d in c.inbound().into_iter().chain(c.outbound) {
             self.ua.hangup(now, d);
         }
-        if let Origin::Api(token) = c.origin
-            && c.state == State::Setup
-        {
+        if let Some(token) = c.reply_to {
             let r = match reason {
                 EndReason::Shutdown => Refused::new(Refusal::Draining, "shutting down"),
+                EndReason::NoAnswer => Refused::new(
+                    Refusal::NoAnswer,
+                    format!(
+                        "no answer from the callee in {} s",
+                        self.cfg.ring_timeout.as_secs()
+                    ),
+                ),
                 other => Refused::new(Refusal::Internal, format!("the call ended: {other}")),
             };
             self.out.push_back(Output::Reply {

@@ -27,6 +27,8 @@ pub enum EndReason {
     Cancelled,
     /// The caller was gone by the time its call could be answered.
     CallerGone,
+    /// The callee did not answer an API call within `http.ring_timeout_s`.
+    NoAnswer,
     /// The callee refused (its final status).
     CalleeRefused(u16),
     /// The callee's answer could not be used.
@@ -54,7 +56,7 @@ impl EndReason {
     pub fn outcome(self) -> Outcome {
         match self {
             Self::Bye(_) | Self::Delete => Outcome::Completed,
-            Self::Cancelled | Self::CallerGone => Outcome::Cancelled,
+            Self::Cancelled | Self::CallerGone | Self::NoAnswer => Outcome::Cancelled,
             Self::MediaTimeout => Outcome::MediaTimeout,
             Self::Shutdown => Outcome::Shutdown,
             Self::Sip(DialogEnd::Bye) => Outcome::Completed,
@@ -72,6 +74,7 @@ impl fmt::Display for EndReason {
             Self::Delete => f.write_str("DELETE"),
             Self::Cancelled => f.write_str("CANCEL"),
             Self::CallerGone => f.write_str("caller gone"),
+            Self::NoAnswer => f.write_str("no answer"),
             Self::CalleeRefused(s) => write!(f, "callee refused ({s})"),
             Self::FarAnswerUnusable => f.write_str("far answer unusable"),
             Self::NoRoute => f.write_str("no route"),

@@ -54,6 +54,14 @@ pub enum Refusal {
     IceTimeout,
     /// The call does not exist (any more).
     NoSuchCall,
+    /// An API call's `to` is neither a user part nor a SIP URI, or there
+    /// is no bridge route to dial it on.
+    BadTarget,
+    /// The callee of an API call refused it ([`Refused::callee`] holds its
+    /// status; the HTTP status comes from [`callee_http_status`]).
+    CalleeRefused,
+    /// The callee of an API call did not answer in time.
+    NoAnswer,
     /// A failure inside rtcgw or libwebrtc.
     Internal,
 }
@@ -123,6 +131,9 @@ impl Refusal {
                 "no_such_call",
                 None,
             ),
+            BadTarget => (400, "Bad Request", 400, "bad_target", None),
+            CalleeRefused => (500, "Server Internal Error", 502, "callee_refused", None),
+            NoAnswer => (408, "Request Timeout", 504, "no_answer", None),
             Internal => (500, "Server Internal Error", 500, "internal", None),
         };
         Disposition {
@@ -148,6 +159,8 @@ pub struct Refused {
     pub kind: Refusal,
     /// For the log and the response body or reason phrase; one line.
     pub detail: String,
+    /// [`Refusal::CalleeRefused`]: the callee's final status and reason.
+    pub callee: Option<(u16, String)>,
 }
 
 impl Refused {
@@ -155,6 +168,27 @@ impl Refused {
         Self {
             kind,
             detail: detail.into().replace(['\r', '\n'], " "),
+            callee: None,
+        }
+    }
+
+    /// The callee of an API call refused it with this final status.
+    pub fn callee(status: u16, reason: &str) -> Self {
+        let reason = reason.replace(['\r', '\n'], " ");
+        Self {
+            callee: Some((status, reason.clone())),
+            ..Self::new(
+                Refusal::CalleeRefused,
+                format!("the callee refused: {status} {reason}"),
+            )
+        }
+    }
+
+    /// The HTTP status of this refusal.
+    pub fn http_status(&self) -> u16 {
+        match &self.callee {
+            Some((status, _)) => callee_http_status(*status),
+            None => self.kind.disposition().http_status,
         }
     }
 
@@ -167,6 +201,24 @@ impl Refused {
         } else {
             format!("{} ({})", d.sip_phrase, self.detail)
         }
+    }
+}
+
+/// What an HTTP client placing a SIP call gets for the callee's final
+/// status: what the web app can act on, the SIP status itself in the body.
+/// Not found stays 404, busy is a conflict with the callee's state (409),
+/// a decline is 403, no answer a gateway timeout (504), the callee's 503
+/// stays 503; everything else (the callee could not take the offer, needs
+/// authentication rtcgw does not have, failed) is the gateway's upstream
+/// failing: 502.
+pub fn callee_http_status(sip_status: u16) -> u16 {
+    match sip_status {
+        404 | 410 | 484 | 604 => 404,
+        486 | 600 => 409,
+        403 | 603 => 403,
+        408 | 480 | 487 => 504,
+        503 => 503,
+        _ => 502,
     }
 }
 
@@ -210,6 +262,21 @@ mod tests {
         assert_eq!(d.retry_after_s, Some(DRAIN_RETRY_AFTER_S));
         assert_eq!(Refusal::MalformedSdp.disposition().sip_status, 400);
         assert_eq!(Refusal::NoCommonCodec.disposition().sip_status, 488);
+        let r = Refused::callee(486, "Busy Here");
+        assert_eq!(
+            (r.http_status(), r.detail.as_str()),
+            (409, "the callee refused: 486 Busy Here")
+        );
+        assert_eq!(Refused::callee(404, "Not Found").http_status(), 404);
+        assert_eq!(
+            Refused::callee(488, "Not Acceptable Here").http_status(),
+            502
+        );
+        assert_eq!(
+            Refused::callee(480, "Temporarily Unavailable").http_status(),
+            504
+        );
+        assert_eq!(Refusal::NoAnswer.disposition().http_status, 504);
         let r = Refused::new(Refusal::NoAudio, "no audio\r\nInjected: x");
         assert_eq!(
             r.sip_reason(),

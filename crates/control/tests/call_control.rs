@@ -42,6 +42,7 @@ fn config(route: Route, max_calls: usize) -> ControlConfig {
         from_user: "rtcgw".into(),
         pass_asserted_identity: true,
         id_salt: 1,
+        ring_timeout: Duration::from_secs(60),
     }
 }
 
@@ -285,6 +286,12 @@ fn created(local: &str, far: Option<&str>) -> Result<Created, Refused> {
 /// INVITE: the call id.
 fn bridged_call_ringing(h: &mut H) -> CallId {
     h.invite("z9hG4bKinv", Some(WEBRTC_OFFER), "");
+    far_leg_invited(h)
+}
+
+/// A WebRTC caller's bridge made on the media side: the outbound INVITE
+/// goes out; the call id.
+fn far_leg_invited(h: &mut H) -> CallId {
     let (call, plan, kind) = h.created_call();
     assert_eq!(
         (plan, kind),
@@ -524,6 +531,7 @@ fn refusals_follow_the_table() {
         ApiRequest::Create {
             token: ApiToken(1),
             offer: PLAIN_OFFER.into(),
+            to: None,
         },
     );
     h.drain();
@@ -673,6 +681,7 @@ fn max_calls_gives_503_with_retry_after_on_sip_and_the_api() {
         ApiRequest::Create {
             token: ApiToken(7),
             offer: WEBRTC_OFFER.into(),
+            to: None,
         },
     );
     h.drain();
@@ -747,6 +756,7 @@ fn an_api_call_is_answered_and_its_delete_needs_no_sip() {
         ApiRequest::Create {
             token: ApiToken(1),
             offer: WEBRTC_OFFER.into(),
+            to: None,
         },
     );
     h.drain();
@@ -1248,4 +1258,130 @@ fn ng_re_offers_retransmitted_failed_and_answered_with_new_media() {
             ..
         }
     ));
+}
+
+/// An API call bridged to SIP (WHIP-to-SIP): the offer, the outbound
+/// INVITE; the call id.
+fn api_call_ringing(h: &mut H, to: &str) -> CallId {
+    h.cc.handle_api(
+        h.now,
+        ApiRequest::Create {
+            token: ApiToken(7),
+            offer: WEBRTC_OFFER.into(),
+            to: Some(to.into()),
+        },
+    );
+    h.drain();
+    let call = far_leg_invited(h);
+    assert!(h.replies.is_empty(), "no answer before the callee's");
+    call
+}
+
+#[test]
+fn an_api_call_to_sip_is_answered_when_the_callee_answers() {
+    let mut h = H::new(bridge(), 10);
+    let call = api_call_ringing(&mut h, "+4930123");
+    let inv = h.requests(Method::Invite).remove(0);
+    assert_eq!(inv.uri, format!("sip:+4930123@{SWITCH}"));
+    assert!(inv.headers.get("From").unwrap().contains("sip:rtcgw@"));
+    // Ringing and early media reach nobody: HTTP has one answer.
+    h.callee_responds(180, None);
+    assert!(h.replies.is_empty());
+    h.callee_responds(200, Some(PLAIN_OFFER));
+    let done = h.take(|c| matches!(c, MediaCommand::CompleteBridge { early: false, .. }));
+    assert_eq!(done.len(), 1);
+    assert!(h.replies.is_empty(), "not before the bridge is up");
+    h.media_event(MediaEvent::BridgeUp {
+        call: call.clone(),
+        early: false,
+        result: Ok(()),
+    });
+    let (token, r) = h.replies.pop().unwrap();
+    assert_eq!(token, ApiToken(7));
+    assert_eq!(
+        r.unwrap(),
+        ApiCall {
+            call: call.clone(),
+            answer: ANSWER.into()
+        }
+    );
+    // A BYE from the callee ends the WebRTC leg too.
+    h.callee_request("BYE", ("", ""));
+    assert_eq!(h.hangups(), vec![(call, EndReason::Bye(Party::Callee))]);
+    assert!(h.cc.is_idle());
+    assert!(h.replies.is_empty(), "one answer only");
+
+    // A whole SIP URI is the Request-URI as it is.
+    let mut h = H::new(bridge(), 10);
+    api_call_ringing(&mut h, "sip:carol@192.0.2.7:5070;transport=tcp");
+    let inv = h.requests(Method::Invite).remove(0);
+    assert_eq!(inv.uri, "sip:carol@192.0.2.7:5070;transport=tcp");
+}
+
+#[test]
+fn an_api_call_to_sip_refused_or_unanswered_gets_an_http_status() {
+    for (sip, http) in [(486, 409), (404, 404), (603, 403), (480, 504), (488, 502)] {
+        let mut h = H::new(bridge(), 10);
+        let call = api_call_ringing(&mut h, "bob");
+        h.callee_responds(sip, None);
+        let (_, r) = h.replies.pop().unwrap();
+        let r = r.unwrap_err();
+        assert_eq!((r.http_status(), r.callee.as_ref().unwrap().0), (http, sip));
+        assert_eq!(h.hangups(), vec![(call, EndReason::CalleeRefused(sip))]);
+        assert!(h.cc.is_idle());
+    }
+    // Nobody answers: CANCEL after the ring timeout, 504.
+    let mut h = H::new(bridge(), 10);
+    let call = api_call_ringing(&mut h, "bob");
+    h.callee_responds(180, None);
+    h.advance(Duration::from_secs(59));
+    assert!(h.requests(Method::Cancel).is_empty(), "{:?}", h.replies);
+    assert!(h.replies.is_empty(), "{:?}", h.replies);
+    h.advance(Duration::from_secs(2));
+    assert!(
+        !h.requests(Method::Cancel).is_empty(),
+        "CANCEL (and its retransmissions)"
+    );
+    let (_, r) = h.replies.pop().unwrap();
+    assert_eq!(r.unwrap_err().kind, Refusal::NoAnswer);
+    assert_eq!(h.hangups(), vec![(call, EndReason::NoAnswer)]);
+    // The HTTP client leaves while it rings: CANCEL.
+    let mut h = H::new(bridge(), 10);
+    let call = api_call_ringing(&mut h, "bob");
+    h.callee_responds(180, None);
+    h.cc.handle_api(h.now, ApiRequest::Abandon { token: ApiToken(7) });
+    h.drain();
+    assert_eq!(h.requests(Method::Cancel).len(), 1);
+    assert_eq!(h.hangups(), vec![(call, EndReason::CallerGone)]);
+}
+
+#[test]
+fn an_api_target_must_be_a_user_or_a_sip_uri_and_needs_a_bridge() {
+    for (route, to) in [
+        (bridge(), "bob\r\nVia: x"),
+        (bridge(), "bob smith"),
+        (bridge(), "<sip:bob@x>"),
+        (bridge(), "sip:bob@x?Route=%3Csip:evil%3E"),
+        (bridge(), ""),
+        (Route::Demo, "bob"),
+    ] {
+        let mut h = H::new(route, 10);
+        h.cc.handle_api(
+            h.now,
+            ApiRequest::Create {
+                token: ApiToken(1),
+                offer: WEBRTC_OFFER.into(),
+                to: Some(to.into()),
+            },
+        );
+        h.drain();
+        let (_, r) = h.replies.pop().unwrap();
+        let r = r.unwrap_err();
+        assert_eq!(
+            (r.kind, r.http_status()),
+            (Refusal::BadTarget, 400),
+            "{to:?}"
+        );
+        assert!(h.media.is_empty() && h.sip.is_empty());
+    }
 }

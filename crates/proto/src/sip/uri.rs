@@ -157,6 +157,15 @@ pub fn check_request_uri(s: &str) -> Result<Option<SipUri>, String> {
     Ok(uri)
 }
 
+/// Checks a URI's user part on its own (a number or name to dial):
+/// user characters and `%HH` escapes, not empty.
+pub fn check_user(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("empty user part".into());
+    }
+    check_chars(s, is_user_char, "user part")
+}
+
 /// scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
 fn is_scheme(s: &str) -> bool {
     let mut b = s.bytes();
