@@ -279,6 +279,30 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest SDP body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Bearer tokens (RFC 6750) the API takes; empty: no authentication.
+    pub tokens: Vec<String>,
+    /// Listen beyond loopback without tokens: only when something in front
+    /// (a reverse proxy) authenticates.
+    pub allow_unauthenticated: bool,
+    /// Origins (`https://app.example.com`, or `*`) whose pages may call the
+    /// API (CORS).
+    pub cors_origins: Vec<String>,
+    /// ICE servers offered to WHIP clients in `Link` headers (RFC 9725
+    /// section 4.6).
+    pub ice_servers: Vec<IceServer>,
+    /// How long the callee of a WHIP-to-SIP call may ring before it is
+    /// given up (CANCEL; 504 to the client).
+    pub ring_timeout_s: u64,
+}
+
+/// One STUN or TURN server for WHIP clients.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:host:port`, `turn:host:port?transport=udp`, `turns:...`.
+    pub urls: Vec<String>,
+    pub username: Option<String>,
+    pub credential: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -387,6 +411,11 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 65536,
+            tokens: Vec::new(),
+            allow_unauthenticated: false,
+            cors_origins: Vec::new(),
+            ice_servers: Vec::new(),
+            ring_timeout_s: 60,
         }
     }
 }
@@ -468,6 +497,55 @@ impl Config {
                 value: value.to_string(),
                 expected,
             }
+        }
+        let h = &self.http;
+        if !h.listen.ip().is_loopback() && h.tokens.is_empty() && !h.allow_unauthenticated {
+            return Err(bad(
+                "http.listen",
+                h.listen,
+                "a loopback address while http.tokens is empty: an open call API \
+                 beyond loopback lets anyone place calls (toll fraud). Set http.tokens, \
+                 or http.allow_unauthenticated = true when a proxy in front authenticates",
+            ));
+        }
+        if let Some(t) = h
+            .tokens
+            .iter()
+            .find(|t| t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) || t.contains(','))
+        {
+            return Err(bad(
+                "http.tokens",
+                format!("{:.4}... ({} bytes)", t, t.len()),
+                "tokens of at least 16 printable characters, no spaces or commas",
+            ));
+        }
+        let origin_ok = |o: &str| {
+            o == "*"
+                || ((o.starts_with("http://") || o.starts_with("https://"))
+                    && !o.ends_with('/')
+                    && !o.contains(|c: char| c.is_whitespace() || c == ','))
+        };
+        if let Some(o) = h.cors_origins.iter().find(|o| !origin_ok(o)) {
+            return Err(bad(
+                "http.cors_origins",
+                o,
+                "\"*\" or origins such as \"https://app.example.com\" (scheme, host, port; no path)",
+            ));
+        }
+        if let Some(u) = h.ice_servers.iter().flat_map(|s| &s.urls).find(|u| {
+            !["stun:", "stuns:", "turn:", "turns:"]
+                .iter()
+                .any(|p| u.starts_with(p))
+                || u.contains(['<', '>', '"', ',', ' '])
+        }) {
+            return Err(bad(
+                "http.ice_servers.urls",
+                u,
+                "stun:, stuns:, turn: or turns: URLs",
+            ));
+        }
+        if !(1..=3600).contains(&h.ring_timeout_s) {
+            return Err(bad("http.ring_timeout_s", h.ring_timeout_s, "1..=3600"));
         }
         let m = &self.media;
         if m.addresses.is_empty() {
@@ -660,6 +738,22 @@ mod tests {
             c.media.addresses,
             vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
         );
+    }
+
+    #[test]
+    fn an_open_call_api_beyond_loopback_needs_tokens_or_an_explicit_yes() {
+        let open = "[http]\nlisten = \"0.0.0.0:8080\"\n";
+        let e = Config::parse(open).unwrap_err().to_string();
+        assert!(e.contains("http.listen") && e.contains("toll fraud"), "{e}");
+        let token = "tokens = [\"0123456789abcdef0123\"]\n";
+        assert!(Config::parse(&format!("{open}{token}")).is_ok());
+        assert!(Config::parse(&format!("{open}allow_unauthenticated = true\n")).is_ok());
+        let short = Config::parse("[http]\ntokens = [\"secret\"]\n").unwrap_err();
+        assert!(short.to_string().contains("http.tokens"), "{short}");
+        let origin = Config::parse("[http]\ncors_origins = [\"https://a.example/\"]\n");
+        assert!(origin.is_err());
+        let ice = Config::parse("[http]\nice_servers = [{ urls = [\"http://x\"] }]\n");
+        assert!(ice.is_err());
     }
 
     #[test]

@@ -82,8 +82,14 @@ struct Io<'a> {
 enum Request {
     Create {
         offer: String,
+        to: Option<String>,
         reply: oneshot::Sender<Result<ApiCall, Refused>>,
+        /// Dropped by the HTTP handler when it finishes or its client
+        /// leaves.
+        client: oneshot::Receiver<()>,
     },
+    /// The client of this create request is gone.
+    Abandon { token: ApiToken },
     /// SIGTERM: take no new calls; end what is left after `grace`.
     Drain { grace: Duration },
     /// The statistics an ng query or delete waited for.
@@ -100,9 +106,12 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// A WebRTC offer for the demo target: the call and our answer.
-    pub async fn create_call(&self, offer: String) -> Result<ApiCall, Refused> {
+    /// A WebRTC offer for the demo target, or bridged to a SIP call to
+    /// `to`: the call and our answer. Dropping the future (the HTTP client
+    /// left) cancels a call still ringing.
+    pub async fn create_call(&self, offer: String, to: Option<String>) -> Result<ApiCall, Refused> {
         let (reply, rx) = oneshot::channel();
+        let (_client, client_rx) = oneshot::channel();
         let gone = || {
             Refused::new(
                 rtcgw_control::Refusal::Draining,
@@ -110,7 +119,12 @@ impl Handle {
             )
         };
         self.tx
-            .send(Request::Create { offer, reply })
+            .send(Request::Create {
+                offer,
+                to,
+                reply,
+                client: client_rx,
+            })
             .await
             .map_err(|_| gone())?;
         rx.await.map_err(|_| gone())?
@@ -233,10 +247,19 @@ impl Driver {
                     Err(e) => tracing::warn!("ng receive: {e}"),
                 },
                 req = self.requests.recv() => match req {
-                    Some(Request::Create { offer, reply }) => {
+                    Some(Request::Create { offer, to, reply, client }) => {
                         let token = self.token();
                         self.replies.insert(token, reply);
-                        self.control.handle_api(now(), ApiRequest::Create { token, offer });
+                        let tx = self.tx.clone();
+                        tokio::spawn(async move {
+                            let _ = client.await;
+                            let _ = tx.send(Request::Abandon { token }).await;
+                        });
+                        self.control.handle_api(now(), ApiRequest::Create { token, offer, to });
+                    }
+                    Some(Request::Abandon { token }) => {
+                        self.replies.remove(&token);
+                        self.control.handle_api(now(), ApiRequest::Abandon { token });
                     }
                     Some(Request::Drain { grace }) => {
                         tracing::info!(calls = self.control.calls(), grace_s = grace.as_secs(), "draining");

@@ -123,6 +123,7 @@ fn control_config(config: &Config) -> ControlConfig {
         from_user: r.from_user.clone(),
         pass_asserted_identity: r.pass_asserted_identity,
         id_salt: rand::random(),
+        ring_timeout: Duration::from_secs(config.http.ring_timeout_s),
     }
 }
 
@@ -202,6 +203,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let driver = tokio::spawn(driver.run());
 
     let refusals = metrics.calls.clone();
+    let h = &config.http;
+    let access = rtcgw::http::access::Access::new(
+        &h.tokens,
+        &h.cors_origins,
+        &h.ice_servers,
+        metrics.http_denied.clone(),
+    );
     let app = rtcgw::http::router(
         rtcgw::http::ApiState {
             driver: handle.clone(),
@@ -209,6 +217,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
             stats,
             metrics: Arc::new(metrics),
             refusals,
+            access: Arc::new(access),
+            bridge: config.route.mode == RouteMode::Bridge,
         },
         config.http.max_body_bytes,
     );

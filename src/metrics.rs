@@ -26,6 +26,9 @@ pub struct Metrics {
     pub media: MediaMetrics,
     pub stats: StatsMetrics,
     pub ng: NgMetrics,
+    /// `rtcgw_http_denied_total{reason}`: API requests turned away for a
+    /// missing or wrong bearer token, or a CORS origin not allowed.
+    pub http_denied: crate::http::access::Denied,
 }
 
 impl Metrics {
@@ -38,6 +41,7 @@ impl Metrics {
             media: MediaMetrics::default(),
             stats: StatsMetrics::new(outcomes),
             ng: NgMetrics::default(),
+            http_denied: Default::default(),
         };
         let mut registry = Registry::default();
         m.sip.register(&mut registry);
@@ -45,6 +49,11 @@ impl Metrics {
         m.media.register(&mut registry);
         m.stats.register(&mut registry);
         m.ng.register(&mut registry);
+        registry.register(
+            "rtcgw_http_denied",
+            "API requests turned away: no_token, not_bearer, bad_token, cors_origin",
+            m.http_denied.clone(),
+        );
         Self { registry, ..m }
     }
 

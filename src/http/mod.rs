@@ -1,5 +1,9 @@
-//! The HTTP call API, WHIP-shaped (RFC 9725): POST an SDP offer to create a
-//! call, DELETE the Location to end it.
+//! The HTTP call API, WHIP (RFC 9725): POST an SDP offer to create a call
+//! (to the demo target, or `?to=` a SIP callee in bridge mode), DELETE the
+//! Location to end it; the web phone on `/`. Who may call: [`access`].
+
+pub mod access;
+mod phone;
 
 use std::sync::Arc;
 
@@ -28,11 +32,14 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Refusals before an offer reaches call control (body, content type).
     pub refusals: CallMetrics,
+    pub access: Arc<access::Access>,
+    /// `route.mode = "bridge"`: the web phone dials.
+    pub bridge: bool,
 }
 
 /// A 4xx/5xx for bad API input: `{"error": ...}` (call creation keeps its
 /// plain-text refusals, which WHIP clients show as they are).
-fn api_error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn api_error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(serde_json::json!({ "error": message.into(), "status": status.as_u16() })),
@@ -45,27 +52,40 @@ fn no_such_call(id: &str) -> Response {
 }
 
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+    let access = state.access.clone();
     Router::new()
+        .route("/", get(phone::page))
+        .route("/index.html", get(phone::page))
         .route("/v1/calls", post(create_call).get(list_calls))
-        .route("/v1/calls/{id}", delete(delete_call).get(get_call))
+        .route(
+            "/v1/calls/{id}",
+            delete(delete_call).get(get_call).patch(patch_call),
+        )
         .route("/v1/calls/{id}/stats", get(call_stats))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(access, access::guard))
         .with_state(state)
 }
 
 /// A refused call request: the status, Retry-After and the reason from
-/// the refusal table, as plain text (WHIP clients show it as it is).
+/// the refusal table, as JSON: `error` (what was wrong, one line),
+/// `status`, `reason` (the metric label) and, when the SIP callee refused,
+/// its `sip_status` and `sip_reason`.
 fn refused(r: &Refused) -> Response {
     let d = r.kind.disposition();
-    let status = StatusCode::from_u16(d.http_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{}\n", r.detail),
-    )
-        .into_response();
+    let status = StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut body = serde_json::json!({
+        "error": r.detail,
+        "status": status.as_u16(),
+        "reason": d.label,
+    });
+    if let Some((sip_status, sip_reason)) = &r.callee {
+        body["sip_status"] = (*sip_status).into();
+        body["sip_reason"] = sip_reason.as_str().into();
+    }
+    let mut resp = (status, Json(body)).into_response();
     if let Some(s) = d.retry_after_s {
         resp.headers_mut().insert(header::RETRY_AFTER, s.into());
     }
@@ -84,11 +104,36 @@ fn refuse(st: &ApiState, kind: Refusal, detail: impl Into<String>) -> Response {
     refused(&r)
 }
 
+/// `?to=` of a create request: the SIP user or URI to bridge to.
+fn call_target(query: Option<&str>) -> Result<Option<String>, String> {
+    let mut to = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', "%2B"))
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| format!("{k}: not UTF-8"))
+        };
+        match decode(k)?.as_str() {
+            "to" if to.is_none() => to = Some(decode(v)?),
+            "to" => return Err("to given twice".into()),
+            other => return Err(format!("unknown query parameter {other:?} (known: to)")),
+        }
+    }
+    Ok(to)
+}
+
 async fn create_call(
     State(st): State<ApiState>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let to = match call_target(query.as_deref()) {
+        Ok(to) => to,
+        Err(e) => return refuse(&st, Refusal::BadTarget, e),
+    };
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -119,16 +164,22 @@ async fn create_call(
     let Ok(offer) = String::from_utf8(body.to_vec()) else {
         return refuse(&st, Refusal::NotUtf8, "SDP must be UTF-8 text");
     };
-    match st.driver.create_call(offer).await {
-        Ok(made) => (
-            StatusCode::CREATED,
-            [
-                (header::CONTENT_TYPE, "application/sdp".to_string()),
-                (header::LOCATION, format!("/v1/calls/{}", made.call)),
-            ],
-            made.answer,
-        )
-            .into_response(),
+    match st.driver.create_call(offer, to).await {
+        Ok(made) => {
+            let mut resp = (
+                StatusCode::CREATED,
+                [
+                    (header::CONTENT_TYPE, "application/sdp".to_string()),
+                    (header::LOCATION, format!("/v1/calls/{}", made.call)),
+                ],
+                made.answer,
+            )
+                .into_response();
+            for l in st.access.links() {
+                resp.headers_mut().append(header::LINK, l.clone());
+            }
+            resp
+        }
         // Counted and logged by call control.
         Err(r) => refused(&r),
     }
@@ -229,6 +280,25 @@ async fn delete_call(State(st): State<ApiState>, Path(id): Path<String>) -> Resp
     } else {
         no_such_call(&id)
     }
+}
+
+/// Trickle ICE and ICE restarts (RFC 9725 section 4.3): not supported, as
+/// the RFC asks, with 405. rtcgw answers complete offers with complete
+/// answers; a client gathers before it POSTs.
+async fn patch_call(State(st): State<ApiState>, Path(id): Path<String>) -> Response {
+    if st.calls.poll_item(&CallId(id.clone())).is_none() {
+        return no_such_call(&id);
+    }
+    let mut r = api_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "trickle ICE and ICE restarts are not supported: POST a complete offer \
+         (gathering done), and a new call for a new network path",
+    );
+    r.headers_mut().insert(
+        header::ALLOW,
+        axum::http::HeaderValue::from_static("GET, DELETE, OPTIONS"),
+    );
+    r
 }
 
 /// Prometheus text format, from the one registry.
