@@ -18,14 +18,40 @@ FLAGS = [
 ]
 
 
+def fake_microphone(speech_wav, out):
+    """A speech WAV as 48 kHz 16-bit mono, the way Chromium's fake capture
+    device reads a file (it loops it); `out`."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(speech_wav)) as w:
+        rate, x = w.getframerate(), np.frombuffer(w.readframes(w.getnframes()), np.int16)
+    t = np.arange(len(x) * 48000 // rate) * rate / 48000
+    y = np.interp(t, np.arange(len(x)), x.astype(float)).astype(np.int16)
+    with wave.open(str(out), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(48000)
+        w.writeframes(y.tobytes())
+    return out
+
+
+def fake_microphone_flags(wav):
+    """Chromium flags: getUserMedia granted, the microphone playing `wav`."""
+    return ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+            f"--use-file-for-fake-audio-capture={wav}"]
+
+
 class Chromium:
-    def __init__(self, profile_dir):
+    def __init__(self, profile_dir, extra_flags=()):
         profile_dir.mkdir(parents=True, exist_ok=True)
         self.log = (profile_dir / "chromium.log").open("w")
         # A profile reused after a killed browser still names the old port.
         (profile_dir / "DevToolsActivePort").unlink(missing_ok=True)
         self.proc = subprocess.Popen(
-            ["chromium", *FLAGS, f"--user-data-dir={profile_dir}", "--remote-debugging-port=0", "about:blank"],
+            ["chromium", *FLAGS, *extra_flags, f"--user-data-dir={profile_dir}", "--remote-debugging-port=0",
+             "about:blank"],
             stdout=self.log, stderr=subprocess.STDOUT)
         port_file = profile_dir / "DevToolsActivePort"
         deadline = time.time() + 30
@@ -60,6 +86,37 @@ class Chromium:
             if "exceptionDetails" in result:
                 raise AssertionError(f"JavaScript failed: {result['exceptionDetails']}")
             return result.get("result", {}).get("value")
+
+    def cdp(self, method, params=None, timeout=30):
+        """One DevTools-protocol command on the page; its result."""
+        self.next_id += 1
+        self.ws.settimeout(timeout)
+        self.ws.send(json.dumps({"id": self.next_id, "method": method, "params": params or {}}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise AssertionError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+    def wait_for(self, js, timeout=20, interval=0.2):
+        """Polls a JavaScript expression until it is truthy; its value."""
+        deadline = time.time() + timeout
+        while True:
+            try:
+                value = self.eval(js, timeout=max(1.0, deadline - time.time()))
+            except AssertionError:  # e.g. the page is still loading
+                value = None
+            if value:
+                return value
+            if time.time() > deadline:
+                raise AssertionError(f"timed out waiting for {js}")
+            time.sleep(interval)
+
+    def open(self, url, ready_js="document.readyState === 'complete'", timeout=20):
+        """Navigates the page to `url`; returns once `ready_js` holds."""
+        self.cdp("Page.navigate", {"url": url}, timeout=timeout)
+        return self.wait_for(ready_js, timeout=timeout)
 
     def close(self):
         try:

@@ -26,7 +26,10 @@ class Gateway:
 
     def metric(self, name, **labels):
         """A counter's value from /metrics (0 when absent)."""
-        text = urllib.request.urlopen(self.url + "/metrics", timeout=5).read().decode()
+        req = urllib.request.Request(self.url + "/metrics")
+        if getattr(self, "token", None):  # http.tokens set by the test
+            req.add_header("Authorization", f"Bearer {self.token}")
+        text = urllib.request.urlopen(req, timeout=5).read().decode()
         want = name + ("{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
         for line in text.splitlines():
             if line.startswith(want + " "):
@@ -50,7 +53,7 @@ class Gateway:
 def gateway_factory(tmp_path):
     started = []
 
-    def start(extra_toml="", log_filter="info", sip_extra=""):
+    def start(extra_toml="", log_filter="info", sip_extra="", http_extra=""):
         port = free_port()
         sip_port = free_port()
         legacy_min, legacy_max = media_range(slot=os.getpid() + len(started))
@@ -58,7 +61,7 @@ def gateway_factory(tmp_path):
         cfg = tmp_path / "rtcgw.toml"
         cfg.write_text(
             f'[log]\nfilter = "{log_filter}"\n'
-            f'[http]\nlisten = "127.0.0.1:{port}"\n'
+            f'[http]\nlisten = "127.0.0.1:{port}"\n{http_extra}\n'
             f'[sip]\nlisten = "127.0.0.1:{sip_port}"\n{sip_extra}\n'
             # Each gateway its own RTP range, so that gateways never compete.
             f'[legacy]\nport_min = {legacy_min}\nport_max = {legacy_max}\n'

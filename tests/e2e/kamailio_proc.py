@@ -1,6 +1,8 @@
-"""Debian's stock Kamailio with kamailio/kamailio-ng.cfg (a usual rtpengine
-config whose rtpengine_sock is an -A override): the SIP proxy in front of a
-media relay that speaks ng, rtpengine or rtcgw alike."""
+"""Debian's stock Kamailio for the tests: kamailio/kamailio-ng.cfg (a usual
+rtpengine config whose rtpengine_sock is an -A override: the SIP proxy in
+front of a media relay that speaks ng, rtpengine or rtcgw alike) and the
+example kamailio/kamailio.cfg (rtcgw as a SIP B2BUA behind it, browsers on
+its WebSocket)."""
 
 import socket
 import subprocess
@@ -9,6 +11,40 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "kamailio" / "kamailio-ng.cfg"
+EXAMPLE = ROOT / "kamailio" / "kamailio.cfg"
+
+
+def start_example(out, kam_port, rtcgw_port, dest_port, ws_port):
+    """The example config on loopback, its output to `out` (a file or
+    subprocess.PIPE); returns once it relays an OPTIONS (to rtcgw, which
+    answers 200) and accepts WebSocket connections on `ws_port`."""
+    p = subprocess.Popen(
+        ["kamailio", "-f", str(EXAMPLE), "-DD", "-E", "-n", "1",
+         "-A", f"KAM_PORT={kam_port}", "-A", f"RTCGW_PORT={rtcgw_port}", "-A", f"DEST_PORT={dest_port}",
+         "-A", f"WS_PORT={ws_port}", "-w", "/tmp", "-P", f"/tmp/kamailio-{kam_port}.pid"],
+        stdout=out, stderr=subprocess.STDOUT, text=True)
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(0.3)
+    deadline = time.time() + 10
+    try:
+        while time.time() < deadline and p.poll() is None:
+            s.sendto((f"OPTIONS sip:probe@127.0.0.1:{kam_port} SIP/2.0\r\n"
+                      f"Via: SIP/2.0/UDP 127.0.0.1:{s.getsockname()[1]};branch=z9hG4bKprobe{time.monotonic_ns()}\r\n"
+                      f"From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:probe@127.0.0.1>\r\n"
+                      f"Call-ID: probe-{time.monotonic_ns()}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+                      f"Content-Length: 0\r\n\r\n").encode(), ("127.0.0.1", kam_port))
+            try:
+                if not s.recv(65535).startswith(b"SIP/2.0 200"):
+                    continue
+                socket.create_connection(("127.0.0.1", ws_port), timeout=1).close()
+                return p
+            except OSError:
+                time.sleep(0.1)
+    finally:
+        s.close()
+    out_text = stop(p)
+    raise AssertionError("kamailio did not start:\n" + out_text[-3000:])
 
 
 def start(kam_port, dest_port, ng_port, stdout=subprocess.PIPE):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import kamailio_proc
 import test_bridge
 from conftest import band_power, dominant_frequency, free_port
 
@@ -21,35 +22,13 @@ def kamailio_factory():
     started = []
 
     def start(kam_port, rtcgw_port, dest_port):
-        p = subprocess.Popen(
-            ["kamailio", "-f", str(ROOT / "kamailio" / "kamailio.cfg"), "-DD", "-E", "-n", "1",
-             "-A", f"KAM_PORT={kam_port}", "-A", f"RTCGW_PORT={rtcgw_port}", "-A", f"DEST_PORT={dest_port}",
-             "-w", "/tmp", "-P", f"/tmp/kamailio-{kam_port}.pid"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        p = kamailio_proc.start_example(subprocess.PIPE, kam_port, rtcgw_port, dest_port, free_port())
         started.append(p)
-        # Ready when it answers an OPTIONS (relayed to rtcgw, which says 200).
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.settimeout(0.3)
-        for _ in range(50):
-            s.sendto((f"OPTIONS sip:probe@127.0.0.1:{kam_port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{s.getsockname()[1] if s.getsockname()[1] else 9};branch=z9hG4bKprobe{time.monotonic_ns()}\r\n"
-                      f"From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:probe@127.0.0.1>\r\nCall-ID: probe-{time.monotonic_ns()}\r\n"
-                      f"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode(), ("127.0.0.1", kam_port))
-            try:
-                if s.recv(65535).startswith(b"SIP/2.0 200"):
-                    return p
-            except OSError:
-                time.sleep(0.1)
-        p.kill()
-        raise AssertionError("kamailio did not start: " + (p.stdout.read() if p.stdout else ""))
+        return p
 
     yield start
     for p in started:
-        p.terminate()
-        try:
-            out, _ = p.communicate(timeout=5)
-            print("---- kamailio ----\n" + out[-6000:])
-        except subprocess.TimeoutExpired:
-            p.kill()
+        print("---- kamailio ----\n" + kamailio_proc.stop(p)[-6000:])
 
 
 class Via:
