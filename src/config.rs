@@ -317,6 +317,10 @@ pub struct MediaConfig {
     /// On SIGTERM: how long calls in progress may go on before they are
     /// ended with BYE (no new calls meanwhile).
     pub drain_timeout_s: u64,
+    /// On SIGTERM with no calls left: when a dispatcher has been probing
+    /// with OPTIONS, stay (answering 503) until it has seen a 503, at most
+    /// this long.
+    pub drain_linger_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -427,6 +431,7 @@ impl Default for MediaConfig {
             port_min: 20000,
             port_max: 29999,
             max_calls: 500,
+            drain_linger_s: 15,
             drain_timeout_s: 30,
         }
     }
@@ -486,6 +491,30 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let c: Config = toml::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The configuration a run uses: the file (or the embedded default)
+    /// plus the bearer tokens in `env_tokens` (`RTCGW_HTTP_TOKENS`,
+    /// comma-separated: secrets from a container's environment), checked
+    /// together.
+    pub fn for_run(
+        path: Option<&std::path::Path>,
+        env_tokens: Option<&str>,
+    ) -> Result<Self, ConfigError> {
+        let text = match path {
+            Some(path) => std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?,
+            None => DEFAULT_TOML.to_string(),
+        };
+        let mut c: Config = toml::from_str(&text)?;
+        if let Some(tokens) = env_tokens {
+            let tokens = tokens.split(',').map(str::trim).filter(|t| !t.is_empty());
+            c.http.tokens.extend(tokens.map(String::from));
+        }
         c.validate()?;
         Ok(c)
     }

@@ -90,8 +90,10 @@ enum Request {
     },
     /// The client of this create request is gone.
     Abandon { token: ApiToken },
-    /// SIGTERM: take no new calls; end what is left after `grace`.
-    Drain { grace: Duration },
+    /// SIGTERM: take no new calls; end what is left after `grace`; with
+    /// no call left, go once a watching dispatcher has seen a 503 (at most
+    /// `linger` after the drain began).
+    Drain { grace: Duration, linger: Duration },
     /// The statistics an ng query or delete waited for.
     NgStats {
         token: ApiToken,
@@ -131,9 +133,10 @@ impl Handle {
     }
 
     /// Stops taking calls; the driver ends the rest after `grace` (or as
-    /// soon as there are none) and returns.
-    pub async fn drain(&self, grace: Duration) {
-        let _ = self.tx.send(Request::Drain { grace }).await;
+    /// soon as there are none, and a dispatcher probing with OPTIONS has
+    /// seen a 503, or `linger` passed) and returns.
+    pub async fn drain(&self, grace: Duration, linger: Duration) {
+        let _ = self.tx.send(Request::Drain { grace, linger }).await;
     }
 }
 
@@ -190,6 +193,7 @@ impl Driver {
         let mut buf = vec![0u8; 65536];
         let mut ng_buf = vec![0u8; 65536];
         let mut drain_until: Option<Instant> = None;
+        let mut linger_until: Option<Instant> = None;
         let sip = self.sip.take();
         if let Some(s) = &sip
             && let Ok(local) = s.local()
@@ -217,6 +221,7 @@ impl Driver {
                 .map(Instant::from_std)
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             let wake = drain_until.map_or(wake, |d| wake.min(d));
+            let wake = linger_until.map_or(wake, |d| wake.min(d));
             tokio::select! {
                 r = recv_from(io.udp, &mut buf) => match r {
                     Ok((n, from)) => {
@@ -261,10 +266,11 @@ impl Driver {
                         self.replies.remove(&token);
                         self.control.handle_api(now(), ApiRequest::Abandon { token });
                     }
-                    Some(Request::Drain { grace }) => {
-                        tracing::info!(calls = self.control.calls(), grace_s = grace.as_secs(), "draining");
-                        self.control.drain();
+                    Some(Request::Drain { grace, linger }) => {
+                        tracing::info!(calls = self.control.calls(), grace_s = grace.as_secs(), "draining: new calls and OPTIONS get 503");
+                        self.control.drain(now());
                         drain_until = Some(Instant::now() + grace);
+                        linger_until = Some(Instant::now() + linger);
                     }
                     Some(Request::NgStats { token, stats }) => {
                         let act = self.ng_front.as_mut().and_then(|f| f.stats_read(now(), token, stats));
@@ -275,10 +281,12 @@ impl Driver {
                 _ = tokio::time::sleep_until(wake) => self.control.handle_timeout(now()),
             }
             self.flush(&io);
-            if let Some(deadline) = drain_until
-                && (self.control.is_idle() || Instant::now() >= deadline)
-            {
-                break;
+            if let (Some(deadline), Some(linger)) = (drain_until, linger_until) {
+                let t = Instant::now();
+                let idle = self.control.is_idle();
+                if self.control.may_exit() || (idle && t >= linger) || t >= deadline {
+                    break;
+                }
             }
         }
         // Shutdown: BYE (or CANCEL, or a final response) whatever is left,

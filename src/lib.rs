@@ -11,7 +11,7 @@
 //! - [`rtc`]: the libwebrtc bridge (C++ in `cpp/`);
 //! - [`http`]: the call API and `/metrics`; [`metrics`]: the one registry;
 //! - [`stats`]: polling, quality estimates and the JSON Lines export;
-//! - [`config`]: the TOML configuration.
+//! - [`config`]: the TOML configuration; [`notify`]: systemd readiness.
 
 pub mod config;
 pub mod driver;
@@ -19,5 +19,6 @@ pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod ng;
+pub mod notify;
 pub mod rtc;
 pub mod stats;

@@ -12,7 +12,7 @@ use rtcgw::metrics::Metrics;
 use rtcgw::rtc::{Runtime, RuntimeSettings};
 use rtcgw::stats::export::{Exporter, Target};
 use rtcgw::stats::poller::StatsService;
-use rtcgw_control::{CallControl, CallerId, ControlConfig, DRAIN_RETRY_AFTER_S, Route};
+use rtcgw_control::{CallControl, CallerId, ControlConfig, Route};
 use rtcgw_proto::sip::session_timer::SessionTimerConfig;
 use rtcgw_proto::sip::tsx::{Timers, Transport};
 use rtcgw_proto::sip::ua::{UaConfig, UserAgent};
@@ -23,6 +23,8 @@ use tracing_subscriber::EnvFilter;
 #[command(version, about)]
 struct Cli {
     /// TOML configuration file; without it the embedded default is used.
+    /// Without it, RTCGW_CONFIG names the file when that file exists.
+    /// RTCGW_HTTP_TOKENS (comma-separated) adds bearer tokens.
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// Print the embedded default configuration and exit.
@@ -50,12 +52,19 @@ fn real_main() -> anyhow::Result<()> {
         print!("{DEFAULT_TOML}");
         return Ok(());
     }
-    let config = match &cli.config {
-        Some(path) => {
-            Config::load(path).with_context(|| format!("configuration {}", path.display()))?
-        }
-        None => Config::parse(DEFAULT_TOML).context("embedded configuration")?,
-    };
+    // RTCGW_CONFIG naming a file that is not there (a container without
+    // a mounted config) means the embedded default; --config must exist.
+    let path = cli.config.clone().or_else(|| {
+        std::env::var_os("RTCGW_CONFIG")
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+    });
+    let path = path.as_deref();
+    let env_tokens = std::env::var("RTCGW_HTTP_TOKENS").ok();
+    let config = Config::for_run(path, env_tokens.as_deref()).with_context(|| match path {
+        Some(p) => format!("configuration {}", p.display()),
+        None => "embedded configuration".into(),
+    })?;
     if cli.check_config {
         println!("configuration ok");
         return Ok(());
@@ -100,7 +109,7 @@ fn ua_config(config: &Config, sip: Option<&SipSockets>) -> anyhow::Result<UaConf
             expires: c.session_expires_s,
             min_se: c.min_se_s,
         }),
-        drain_retry_after_s: DRAIN_RETRY_AFTER_S,
+        drain_retry_after_s: drain_retry_after(config),
     })
 }
 
@@ -124,7 +133,14 @@ fn control_config(config: &Config) -> ControlConfig {
         pass_asserted_identity: r.pass_asserted_identity,
         id_salt: rand::random(),
         ring_timeout: Duration::from_secs(config.http.ring_timeout_s),
+        drain_retry_after_s: drain_retry_after(config),
     }
+}
+
+/// Retry-After on a drain's 503s: how long it lasts (5 s at least, so
+/// that a quick drain does not invite instant retries).
+fn drain_retry_after(config: &Config) -> u32 {
+    config.media.drain_timeout_s.clamp(5, 3600) as u32
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -230,18 +246,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "rtcgw ready"
     );
     let drain = Duration::from_secs(config.media.drain_timeout_s);
+    let linger = Duration::from_secs(config.media.drain_linger_s);
+    // The handlers are in place before anyone hears we are ready: a
+    // SIGTERM from then on drains instead of killing.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    rtcgw::notify::notify("READY=1");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {},
+                _ = int.recv() => {},
                 _ = term.recv() => {},
             }
             // Drain: no new calls (503), the ones in progress may finish;
             // the driver ends the rest with BYE after the grace period.
-            handle.drain(drain).await;
+            rtcgw::notify::notify("STOPPING=1");
+            handle.drain(drain, linger).await;
             if let Err(e) = driver.await {
                 tracing::error!("driver: {e}");
             }

@@ -86,7 +86,7 @@ fn refused(r: &Refused) -> Response {
         body["sip_reason"] = sip_reason.as_str().into();
     }
     let mut resp = (status, Json(body)).into_response();
-    if let Some(s) = d.retry_after_s {
+    if let Some(s) = r.retry_after() {
         resp.headers_mut().insert(header::RETRY_AFTER, s.into());
     }
     resp

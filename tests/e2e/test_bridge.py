@@ -363,7 +363,7 @@ def test_500_calls_leave_no_fds_threads_or_ports_behind(gateway_factory):
     def uac(scenario, calls, rate):
         p = subprocess.run(
             ["sipp", f"127.0.0.1:{gw.sip_port}", "-sf", str(SIPP_DIR / scenario), "-m", str(calls), "-r", str(rate),
-             "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "120s", "-nostdin"],
+             "-d", "200", "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "120s", "-nostdin"],
             capture_output=True, text=True, timeout=180)
         return p.returncode, p.stdout[-1500:] + p.stderr[-1500:]
 

@@ -406,7 +406,7 @@ def test_200_calls_through_kamailio_leave_no_fds_or_ports_behind(gateway_factory
     try:
         p = subprocess.run(
             ["sipp", f"127.0.0.1:{kam_port}", "-sf", str(test_bridge.SIPP_DIR / "uac_load.xml"), "-m", str(calls),
-             "-r", "20", "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "120s", "-nostdin"],
+             "-d", "200", "-r", "20", "-i", "127.0.0.1", "-p", str(free_port()), "-timeout", "120s", "-nostdin"],
             capture_output=True, text=True, timeout=180)
         assert p.returncode == 0, p.stdout[-1500:] + p.stderr[-1500:]
         out, err = uas.communicate(timeout=60)

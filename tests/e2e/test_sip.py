@@ -308,7 +308,7 @@ def test_load_100_calls_per_second_for_60_seconds(gateway_factory, tmp_path):
     stats = tmp_path / "load.csv"
     rc, out = sipp(
         gw, "uac_load.xml", calls=6000, timeout_s=120,
-        extra=["-r", "100", "-trace_stat", "-stf", str(stats), "-fd", "5", "-max_socket", "2000"],
+        extra=["-r", "100", "-d", "200", "-trace_stat", "-stf", str(stats), "-fd", "5", "-max_socket", "2000"],
     )
     s = sipp_stats(stats)
     assert rc == 0, out

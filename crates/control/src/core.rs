@@ -60,6 +60,9 @@ pub struct ControlConfig {
     pub pass_asserted_identity: bool,
     /// Salt of the call ids (random per process).
     pub id_salt: u32,
+    /// Retry-After on the 503s of a drain: how long it lasts
+    /// (`media.drain_timeout_s`), after which a restarted gateway is back.
+    pub drain_retry_after_s: u32,
     /// How long the callee of an API call may ring before the call is
     /// given up (CANCEL, and 504 to the HTTP client).
     pub ring_timeout: Duration,
@@ -233,7 +236,8 @@ pub struct CallControl {
     setting_up: HashSet<CallId>,
     ids: CallIds,
     pub(crate) out: VecDeque<Output>,
-    draining: bool,
+    /// When draining began.
+    draining: Option<Instant>,
     pub(crate) metrics: CallMetrics,
 }
 
@@ -248,7 +252,7 @@ impl CallControl {
             by_ng: HashMap::new(),
             setting_up: HashSet::new(),
             out: VecDeque::new(),
-            draining: false,
+            draining: None,
             metrics,
         }
     }
@@ -385,9 +389,26 @@ impl CallControl {
 
     /// Stops taking new calls (graceful shutdown); calls in progress go on.
     /// OPTIONS gets 503 too, so that a dispatcher takes us out of rotation.
-    pub fn drain(&mut self) {
-        self.draining = true;
+    /// One switch for both, in the one loop that answers them: no INVITE
+    /// is taken and no OPTIONS says 200 after it.
+    pub fn drain(&mut self, now: Instant) {
+        self.draining.get_or_insert(now);
         self.ua.set_draining(true);
+    }
+
+    /// Whether a draining gateway may go now: no call left, and no
+    /// dispatcher that would miss the 503 (none probed with OPTIONS in the
+    /// five minutes before the drain, or one has been answered 503 since).
+    /// A dispatcher that only ever sees timeouts keeps sending INVITEs into
+    /// them; one that saw the 503 has moved on.
+    pub fn may_exit(&self) -> bool {
+        let Some(since) = self.draining else {
+            return false;
+        };
+        let (last_probe, refused) = self.ua.probes();
+        let watched = last_probe
+            .is_some_and(|t| since.saturating_duration_since(t) < Duration::from_secs(300));
+        self.is_idle() && (refused > 0 || !watched)
     }
 
     /// Ends every call (shutdown): BYE, CANCEL or a final response on
@@ -531,11 +552,11 @@ impl CallControl {
 
     /// Admission control, the same for every front end.
     pub(crate) fn admit(&self) -> Result<(), Refused> {
-        if self.draining {
-            return Err(Refused::new(
-                Refusal::Draining,
-                "shutting down: no new calls",
-            ));
+        if self.draining.is_some() {
+            return Err(Refused {
+                retry_after_s: Some(self.cfg.drain_retry_after_s),
+                ..Refused::new(Refusal::Draining, "shutting down: no new calls")
+            });
         }
         if self.calls.len() >= self.cfg.max_calls {
             return Err(Refused::new(
@@ -929,7 +950,7 @@ impl CallControl {
     fn reject_dialog(&mut self, now: Instant, dialog: DialogRef, r: &Refused) {
         let d = r.kind.disposition();
         self.ua
-            .reject_with(now, dialog, d.sip_status, &r.sip_reason(), d.retry_after_s);
+            .reject_with(now, dialog, d.sip_status, &r.sip_reason(), r.retry_after());
     }
 
     fn refuse_api(&mut self, token: ApiToken, r: Refused) {

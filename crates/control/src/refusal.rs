@@ -161,6 +161,8 @@ pub struct Refused {
     pub detail: String,
     /// [`Refusal::CalleeRefused`]: the callee's final status and reason.
     pub callee: Option<(u16, String)>,
+    /// Retry-After other than the table's (a drain says how long it lasts).
+    pub retry_after_s: Option<u32>,
 }
 
 impl Refused {
@@ -169,7 +171,13 @@ impl Refused {
             kind,
             detail: detail.into().replace(['\r', '\n'], " "),
             callee: None,
+            retry_after_s: None,
         }
+    }
+
+    /// The Retry-After to send, if any.
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after_s.or(self.kind.disposition().retry_after_s)
     }
 
     /// The callee of an API call refused it with this final status.

@@ -43,6 +43,7 @@ fn config(route: Route, max_calls: usize) -> ControlConfig {
         pass_asserted_identity: true,
         id_salt: 1,
         ring_timeout: Duration::from_secs(60),
+        drain_retry_after_s: 30,
     }
 }
 
@@ -698,7 +699,7 @@ fn max_calls_gives_503_with_retry_after_on_sip_and_the_api() {
 fn drain_refuses_new_calls_then_ends_the_rest() {
     let mut h = H::new(bridge(), 10);
     let call = bridged_call_up(&mut h);
-    h.cc.drain();
+    h.cc.drain(h.now);
     h.invite("z9hG4bKlate", Some(WEBRTC_OFFER), "");
     let r = h.responses(503).pop().expect("503 while draining");
     assert_eq!(r.headers.get("Retry-After"), Some("30"));
@@ -716,6 +717,37 @@ CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
     assert_eq!(h.requests(Method::Bye).len(), 2, "BYE on both dialogs");
     assert_eq!(h.hangups(), vec![(call, EndReason::Shutdown)]);
     assert!(h.cc.is_idle());
+    assert!(h.cc.may_exit(), "idle, and the probe has seen a 503");
+}
+
+impl H {
+    fn options_probe(&mut self, branch: &str) {
+        self.input(format!(
+            "OPTIONS sip:rtcgw@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch={branch}\r\n\
+From: <sip:switch@example.com>;tag=o\r\nTo: <sip:rtcgw@example.com>\r\nCall-ID: {branch}@switch\r\n\
+CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ));
+    }
+}
+
+#[test]
+fn an_idle_drain_waits_for_a_watching_dispatcher_to_see_a_503() {
+    // Nobody probes: nothing to wait for.
+    let mut h = H::new(bridge(), 10);
+    assert!(!h.cc.may_exit(), "not draining");
+    h.cc.drain(h.now);
+    assert!(h.cc.may_exit());
+    // A dispatcher probes every 10 s: stay until a probe got its 503.
+    let mut h = H::new(bridge(), 10);
+    h.options_probe("z9hG4bKp1");
+    assert_eq!(h.responses(200).len(), 1);
+    h.advance(Duration::from_secs(3));
+    h.cc.drain(h.now);
+    assert!(!h.cc.may_exit(), "the dispatcher has not seen the drain");
+    h.options_probe("z9hG4bKp2");
+    let r = h.responses(503).pop().expect("503 to the probe");
+    assert_eq!(r.headers.get("Retry-After"), Some("30"));
+    assert!(h.cc.may_exit());
 }
 
 #[test]

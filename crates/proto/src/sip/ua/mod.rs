@@ -199,6 +199,10 @@ pub struct UserAgent {
     out: VecDeque<Outgoing>,
     metrics: SipMetrics,
     draining: bool,
+    /// The last OPTIONS outside a dialog (a dispatcher's keep-alive probe).
+    last_probe: Option<Instant>,
+    /// OPTIONS answered 503 since draining began.
+    probes_refused: u32,
     /// Our session refresh UPDATEs in flight.
     refreshes: HashMap<TsxKey, DialogRef>,
 }
@@ -217,6 +221,8 @@ impl UserAgent {
             out: VecDeque::new(),
             metrics,
             draining: false,
+            last_probe: None,
+            probes_refused: 0,
             refreshes: HashMap::new(),
         }
     }
@@ -226,6 +232,14 @@ impl UserAgent {
     /// is the gateway's decision.
     pub fn set_draining(&mut self, draining: bool) {
         self.draining = draining;
+        self.probes_refused = 0;
+    }
+
+    /// When the last OPTIONS probe came, and how many were answered 503
+    /// since draining began: whether a dispatcher watching this gateway has
+    /// seen it go.
+    pub fn probes(&self) -> (Option<Instant>, u32) {
+        (self.last_probe, self.probes_refused)
     }
 
     /// Dialogs (and dialogs to be) in any state.
@@ -378,6 +392,10 @@ impl UserAgent {
     /// that a dispatcher's keep-alive probe takes us out of rotation).
     fn options(&mut self, now: Instant, key: TsxKey, req: Request) {
         let status = if self.draining { 503 } else { 200 };
+        self.last_probe = Some(now);
+        if self.draining {
+            self.probes_refused += 1;
+        }
         let tag = self.new_tag();
         let mut resp = Response::to(&req, status, reason_phrase(status), Some(&tag));
         resp.headers.push("Allow", ALLOW);
