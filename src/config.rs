@@ -156,6 +156,11 @@ impl Default for RouteConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LegacyConfig {
+    /// Addresses of the plain RTP leg (`LOCAL` or `LOCAL!ANNOUNCED`), when
+    /// not `media.addresses` (e.g. a private interface towards the PBXs,
+    /// a public one towards browsers). A leg takes the first of its peer's
+    /// address family.
+    pub addresses: Vec<MediaAddress>,
     /// Codecs we take, in the names SDP uses; the offerer's order wins.
     pub codecs: Vec<CodecName>,
     /// Packet time when the offer gives none.
@@ -179,6 +184,7 @@ pub struct LegacyConfig {
 impl Default for LegacyConfig {
     fn default() -> Self {
         Self {
+            addresses: Vec::new(),
             codecs: CodecName::ALL.to_vec(),
             ptime_ms: 20,
             port_min: 30000,
@@ -210,6 +216,9 @@ pub struct SipConfig {
     /// Where in-dialog requests we originate go; unset: back to the peer the
     /// dialog came from.
     pub next_hop: Option<SocketAddr>,
+    /// The address Via and Contact say instead of `listen`'s (a 1:1 NAT in
+    /// front); the port stays `listen`'s.
+    pub announce: Option<IpAddr>,
     /// RFC 3261 timers in ms.
     pub t1_ms: u64,
     pub t2_ms: u64,
@@ -233,6 +242,7 @@ impl Default for SipConfig {
             allowed_sources: loopback(),
             trusted_sources: loopback(),
             next_hop: None,
+            announce: None,
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
@@ -305,11 +315,79 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+/// A media address: bound as `local`, and written into SDP and ICE
+/// candidates as `announced` when one is given (a 1:1 NAT in front, e.g.
+/// a cloud VM's private and public address): `"10.0.0.5!203.0.113.5"`,
+/// or `"10.0.0.5"` alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaAddress {
+    pub local: IpAddr,
+    pub announced: Option<IpAddr>,
+}
+
+impl MediaAddress {
+    /// What peers are told.
+    pub fn public(&self) -> IpAddr {
+        self.announced.unwrap_or(self.local)
+    }
+}
+
+impl From<IpAddr> for MediaAddress {
+    fn from(local: IpAddr) -> Self {
+        Self {
+            local,
+            announced: None,
+        }
+    }
+}
+
+impl std::str::FromStr for MediaAddress {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let ip = |t: &str| {
+            t.trim()
+                .parse::<IpAddr>()
+                .map_err(|_| format!("{t:?} is not an IP address"))
+        };
+        Ok(match s.split_once('!') {
+            Some((local, announced)) => Self {
+                local: ip(local)?,
+                announced: Some(ip(announced)?),
+            },
+            None => ip(s)?.into(),
+        })
+    }
+}
+
+impl std::fmt::Display for MediaAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.announced {
+            Some(a) => write!(f, "{}!{a}", self.local),
+            None => write!(f, "{}", self.local),
+        }
+    }
+}
+
+impl Serialize for MediaAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for MediaAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
-    /// Local addresses media (ICE host candidates) may use.
-    pub addresses: Vec<IpAddr>,
+    /// Addresses the WebRTC leg's ICE host candidates are on, `LOCAL` or
+    /// `LOCAL!ANNOUNCED`; the legacy leg's too unless `legacy.addresses`.
+    pub addresses: Vec<MediaAddress>,
     pub port_min: u16,
     pub port_max: u16,
     /// Calls beyond this are refused with 503.
@@ -427,7 +505,7 @@ impl Default for HttpConfig {
 impl Default for MediaConfig {
     fn default() -> Self {
         Self {
-            addresses: vec![IpAddr::from([127, 0, 0, 1])],
+            addresses: vec![IpAddr::from([127, 0, 0, 1]).into()],
             port_min: 20000,
             port_max: 29999,
             max_calls: 500,
@@ -480,7 +558,96 @@ pub enum ConfigError {
     },
 }
 
+/// Something the startup self-check found ([`Config::self_check`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// It cannot work (rtcgw refuses to start) rather than it may not.
+    pub fatal: bool,
+    pub text: String,
+}
+
 impl Config {
+    /// The plain RTP leg's address for a peer of this family (`Some(true)`:
+    /// IPv6), or the first when the peer is not known yet.
+    pub fn legacy_address(&self, ipv6: Option<bool>) -> MediaAddress {
+        let list = if self.legacy.addresses.is_empty() {
+            &self.media.addresses
+        } else {
+            &self.legacy.addresses
+        };
+        ipv6.and_then(|v6| list.iter().find(|a| a.public().is_ipv6() == v6))
+            .or(list.first())
+            .copied()
+            .unwrap_or_else(|| IpAddr::from([127, 0, 0, 1]).into())
+    }
+
+    /// What peers are told for a socket bound on `local`.
+    pub fn public_of(&self, local: IpAddr) -> IpAddr {
+        self.media
+            .addresses
+            .iter()
+            .chain(&self.legacy.addresses)
+            .find(|a| a.local == local)
+            .map_or(local, MediaAddress::public)
+    }
+
+    /// Configurations that cannot work, or are likely not to, in plain
+    /// words (logged at start; fatal ones stop it). What needs the host
+    /// (is an address ours?) is checked where the sockets are bound.
+    pub fn self_check(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut say = |fatal, text: String| out.push(Finding { fatal, text });
+        let sip_ip = self.sip.announce.unwrap_or(self.sip.listen.ip());
+        let media = self.media.addresses.iter().chain(&self.legacy.addresses);
+        if self.sip.enabled && !sip_ip.is_loopback() {
+            for a in media.clone().filter(|a| a.public().is_loopback()) {
+                say(
+                    true,
+                    format!(
+                        "media address {a} announces loopback while SIP is on {sip_ip}: peers \
+                         elsewhere would send their audio to themselves (one-way or no audio). \
+                         Put the address peers reach in media.addresses (LOCAL!PUBLIC behind NAT)"
+                    ),
+                );
+            }
+        }
+        if self.sip.enabled
+            && sip_ip.is_loopback()
+            && let Some(a) = media.clone().find(|a| !a.public().is_loopback())
+        {
+            say(
+                false,
+                format!(
+                    "SIP is on loopback ({sip_ip}) but media on {a}: only local peers can \
+                     reach the SIP side"
+                ),
+            );
+        }
+        let webrtc_ports = usize::from(self.media.port_max - self.media.port_min) + 1;
+        if webrtc_ports < self.media.max_calls {
+            say(
+                false,
+                format!(
+                    "media.port_min..port_max has {webrtc_ports} ports for media.max_calls = {}: \
+                     every WebRTC leg needs one per address; calls beyond that fail",
+                    self.media.max_calls
+                ),
+            );
+        }
+        let legacy_pairs = usize::from(self.legacy.port_max - self.legacy.port_min).div_ceil(2);
+        if legacy_pairs < self.media.max_calls {
+            say(
+                false,
+                format!(
+                    "legacy.port_min..port_max has {legacy_pairs} RTP/RTCP pairs for \
+                     media.max_calls = {}: plain RTP legs beyond that get 503",
+                    self.media.max_calls
+                ),
+            );
+        }
+        out
+    }
+
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -580,7 +747,11 @@ impl Config {
         if m.addresses.is_empty() {
             return Err(bad("media.addresses", "[]", "at least one IP address"));
         }
-        if let Some(a) = m.addresses.iter().find(|a| a.is_unspecified()) {
+        if let Some(a) =
+            m.addresses.iter().chain(&self.legacy.addresses).find(|a| {
+                a.local.is_unspecified() || a.announced.is_some_and(|p| p.is_unspecified())
+            })
+        {
             return Err(bad(
                 "media.addresses",
                 a,
@@ -765,7 +936,7 @@ mod tests {
         assert_eq!(c.http.listen, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(
             c.media.addresses,
-            vec!["127.0.0.1".parse::<IpAddr>().unwrap()]
+            vec!["127.0.0.1".parse::<MediaAddress>().unwrap()]
         );
     }
 
@@ -783,6 +954,47 @@ mod tests {
         assert!(origin.is_err());
         let ice = Config::parse("[http]\nice_servers = [{ urls = [\"http://x\"] }]\n");
         assert!(ice.is_err());
+    }
+
+    #[test]
+    fn addresses_behind_nat_and_the_self_check() {
+        let c = Config::parse(
+            "[media]\naddresses = [\"10.0.0.5!203.0.113.5\", \"fd00::5\"]\n\
+             [legacy]\naddresses = [\"192.168.1.5\", \"fd00::6!2001:db8::6\"]\n",
+        )
+        .unwrap();
+        let m = c.media.addresses[0];
+        assert_eq!(m.to_string(), "10.0.0.5!203.0.113.5");
+        assert_eq!(m.public(), "203.0.113.5".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            c.legacy_address(Some(true)).to_string(),
+            "fd00::6!2001:db8::6"
+        );
+        assert_eq!(c.legacy_address(Some(false)).to_string(), "192.168.1.5");
+        assert_eq!(c.legacy_address(None).to_string(), "192.168.1.5");
+        assert_eq!(
+            c.public_of("fd00::6".parse().unwrap()),
+            "2001:db8::6".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(Config::parse(&c.to_toml()).unwrap(), c);
+        assert!(Config::parse("[media]\naddresses = [\"10.0.0.5!nat\"]\n").is_err());
+        assert!(Config::parse("[media]\naddresses = [\"0.0.0.0\"]\n").is_err());
+        // Loopback media announced while SIP listens publicly cannot work.
+        let c = Config::parse("[sip]\nlisten = \"192.0.2.1:5060\"\n").unwrap();
+        let f = c.self_check();
+        assert!(
+            f.iter().any(|f| f.fatal && f.text.contains("loopback")),
+            "{f:?}"
+        );
+        // A port range too small for max_calls is said.
+        let c = Config::parse("[legacy]\nport_min = 30000\nport_max = 30099\n").unwrap();
+        let f = c.self_check();
+        assert!(
+            f.iter()
+                .any(|f| !f.fatal && f.text.contains("50 RTP/RTCP pairs")),
+            "{f:?}"
+        );
+        assert!(Config::default().self_check().is_empty());
     }
 
     #[test]

@@ -65,7 +65,15 @@ fn real_main() -> anyhow::Result<()> {
         Some(p) => format!("configuration {}", p.display()),
         None => "embedded configuration".into(),
     })?;
+    let findings = config.self_check();
     if cli.check_config {
+        for f in &findings {
+            let level = if f.fatal { "error" } else { "warning" };
+            println!("{level}: {}", f.text);
+        }
+        if let Some(f) = findings.iter().find(|f| f.fatal) {
+            anyhow::bail!("{}", f.text);
+        }
         println!("configuration ok");
         return Ok(());
     }
@@ -79,11 +87,45 @@ fn real_main() -> anyhow::Result<()> {
         log.init();
     }
 
+    for f in &findings {
+        if f.fatal {
+            tracing::error!("configuration cannot work: {}", f.text);
+        } else {
+            tracing::warn!("configuration: {}", f.text);
+        }
+    }
+    if let Some(f) = findings.iter().find(|f| f.fatal) {
+        anyhow::bail!("{}", f.text);
+    }
+    check_addresses_are_ours(&config)?;
+
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?
         .block_on(run(config))
+}
+
+/// Every media address must be one of this host's: an address that is
+/// not (the public one of a 1:1 NAT, written without `LOCAL!`) cannot be
+/// bound, and ICE would gather nothing on it.
+fn check_addresses_are_ours(config: &Config) -> anyhow::Result<()> {
+    for a in config
+        .media
+        .addresses
+        .iter()
+        .chain(&config.legacy.addresses)
+    {
+        if let Err(e) = std::net::UdpSocket::bind((a.local, 0)) {
+            anyhow::bail!(
+                "media address {a}: {} is not an address of this host ({e}). Behind a 1:1 NAT \
+                 write the local address and the public one: \"LOCAL!{}\"",
+                a.local,
+                a.local
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The user agent's settings from the configuration.
@@ -92,6 +134,14 @@ fn ua_config(config: &Config, sip: Option<&SipSockets>) -> anyhow::Result<UaConf
     let local = match sip {
         Some(s) => s.local()?,
         None => [(Transport::Udp, c.listen), (Transport::Tcp, c.listen)].into(),
+    };
+    // Behind a 1:1 NAT, Via and Contact name the public address.
+    let local = match c.announce {
+        Some(ip) => local
+            .into_iter()
+            .map(|(t, a)| (t, std::net::SocketAddr::new(ip, a.port())))
+            .collect(),
+        None => local,
     };
     Ok(UaConfig {
         timers: Timers {
@@ -240,7 +290,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     tracing::info!(
         http = %config.http.listen,
-        media = ?config.media.addresses,
+        media = %config.media.addresses.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
         ports = %format!("{}-{}", config.media.port_min, config.media.port_max),
         route = ?config.route.mode,
         "rtcgw ready"

@@ -376,6 +376,7 @@ mod tests {
     #[test]
     fn stats_take_rtpengines_shape() {
         let leg = |kind, packets| LegStats {
+            no_media: None,
             leg: kind,
             codec: Some("opus/48000".into()),
             ptime_ms: Some(20),

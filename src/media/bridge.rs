@@ -172,7 +172,9 @@ impl Calls {
         if codecs.is_empty() {
             return Err(CallError::NoCodec);
         }
-        let pair = self.bind_pair().await?;
+        // The callee is not known yet: the first legacy address.
+        let addr = self.config.legacy_address(None);
+        let pair = self.bind_pair(addr).await?;
         let (pc, events) = self.new_webrtc_leg(id)?;
         let answer = sdp_or_close(&pc, pc.answer(offer)).await?;
         let session_id = session_id();
@@ -182,7 +184,7 @@ impl Calls {
         };
         let legacy_offer = legacy::offer_with(
             &codecs,
-            self.config.media.addresses[0],
+            addr.public(),
             pair.0.rtp(),
             cfg.ptime_ms,
             session_id,
@@ -215,9 +217,10 @@ impl Calls {
         id: &CallId,
         offer: &LegacyOffer,
     ) -> Result<(String, String), CallError> {
-        let pair = self.bind_pair().await?;
+        let addr = self.legacy_address_for(offer);
+        let pair = self.bind_pair(addr).await?;
         let session_id = session_id();
-        let (answer, neg) = self.answer_legacy(offer, pair.0.rtp(), session_id)?;
+        let (answer, neg) = self.answer_legacy(offer, (addr.public(), pair.0.rtp()), session_id)?;
         let (pc, events) = self.new_webrtc_leg(id)?;
         let webrtc_offer = sdp_or_close(&pc, pc.offer()).await?;
         let codec = format!("{}/{}", neg.codec.name, neg.codec.clock_rate);

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::audio::{FrameSink, FrameSource, Recorder};
 use super::ports::PortLease;
 use super::{Active, CallError, CallId, Calls, DigitVia, Leg, LegacyStats, Legs, Target};
+use crate::config::MediaAddress;
 use crate::rtc::legacy::{CodecSpec, Encoder, NetEq, NetEqSettings, Srtp};
 
 /// Mid-call changes for a legacy leg's media task.
@@ -39,6 +40,8 @@ pub(super) enum MediaCmd {
 /// What the registry keeps of a legacy leg to change it mid-call.
 pub(super) struct LegacyHandle {
     pub cmds: mpsc::Sender<MediaCmd>,
+    /// The address our SDP gives (announced, behind NAT) and the port.
+    pub public: std::net::IpAddr,
     pub port: u16,
     /// Our SDP origin (RFC 4566 o=): the id stays, the version grows with
     /// each new answer (RFC 3264 section 8).
@@ -117,6 +120,10 @@ pub(super) struct LegacyMedia {
     dtmf: DtmfSender,
 }
 
+/// How long a leg may receive nothing after the answer before rtcgw says
+/// why in the log and the stats.
+pub const NO_MEDIA_AFTER: Duration = Duration::from_secs(5);
+
 /// A fresh SDP session id (RFC 4566: an NTP-ish timestamp is suggested).
 pub(super) fn session_id() -> u64 {
     SystemTime::now()
@@ -137,9 +144,13 @@ fn spec(c: &legacy::Codec) -> CodecSpec {
 
 impl Calls {
     /// Leases an RTP/RTCP port pair and binds both sockets.
-    pub(super) async fn bind_pair(&self) -> Result<(PortLease, UdpSocket, UdpSocket), CallError> {
+    /// `addr`: the leg's address ([`crate::config::Config::legacy_address`]).
+    pub(super) async fn bind_pair(
+        &self,
+        addr: MediaAddress,
+    ) -> Result<(PortLease, UdpSocket, UdpSocket), CallError> {
         const ATTEMPTS: usize = 16;
-        let local = self.config.media.addresses[0];
+        let local = addr.local;
         // Ports another process holds are skipped: their leases are kept
         // aside until a free pair is found, so the pool does not hand them
         // out again at once, then returned.
@@ -211,8 +222,13 @@ impl Calls {
             "legacy call starting"
         );
         let (cmds_tx, cmds) = mpsc::channel(32);
+        let local = rtp
+            .local_addr()
+            .map_err(|e| CallError::Ports(format!("RTP socket: {e}")))?
+            .ip();
         let handle = LegacyHandle {
             cmds: cmds_tx,
+            public: self.config.public_of(local),
             port: lease.rtp(),
             session_id,
             version: session_id,
@@ -238,24 +254,31 @@ impl Calls {
         Ok((media, handle))
     }
 
-    /// Answers a legacy offer with our media on `port`, from the config.
+    /// Answers a legacy offer with our media on `public`:`port`, from the
+    /// config.
     pub(super) fn answer_legacy(
         &self,
         offer: &LegacyOffer,
-        port: u16,
+        (public, port): (std::net::IpAddr, u16),
         session_id: u64,
     ) -> Result<(String, Negotiated), CallError> {
         let cfg = &self.config.legacy;
-        let local = self.config.media.addresses[0];
         Ok(legacy::answer(
             offer.parsed(),
             &cfg.codecs,
-            local,
+            public,
             port,
             cfg.ptime_ms,
             session_id,
             cfg.sdes_srtp,
         )?)
+    }
+
+    /// The legacy leg's address for a peer offering `offer`: the first
+    /// configured one of its address family.
+    pub(super) fn legacy_address_for(&self, offer: &LegacyOffer) -> MediaAddress {
+        let v6 = offer.parsed().audio.addr.is_ipv6();
+        self.config.legacy_address(Some(v6))
     }
 
     /// A re-INVITE's offer on a legacy leg (hold, resume, new address or
@@ -266,16 +289,16 @@ impl Calls {
         id: &CallId,
         offer: &LegacyOffer,
     ) -> Result<String, CallError> {
-        let (cmds, port, session_id, version) = {
+        let (cmds, public, port, session_id, version) = {
             let mut active = self.active.lock().expect("calls lock");
             let h = active
                 .get_mut(id)
                 .and_then(|a| a.legacy.as_mut())
                 .ok_or(CallError::NoSuchCall)?;
             h.version += 1;
-            (h.cmds.clone(), h.port, h.session_id, h.version)
+            (h.cmds.clone(), h.public, h.port, h.session_id, h.version)
         };
-        let (answer, neg) = self.answer_legacy(offer, port, session_id)?;
+        let (answer, neg) = self.answer_legacy(offer, (public, port), session_id)?;
         let answer = legacy::with_origin_version(&answer, session_id, version);
         tracing::info!(
             call = %id, codec = %format!("{}/{}", neg.codec.name, neg.codec.clock_rate),
@@ -295,9 +318,10 @@ impl Calls {
         id: &CallId,
         offer: &LegacyOffer,
     ) -> Result<String, CallError> {
-        let pair = self.bind_pair().await?;
+        let addr = self.legacy_address_for(offer);
+        let pair = self.bind_pair(addr).await?;
         let session_id = session_id();
-        let (answer, neg) = self.answer_legacy(offer, pair.0.rtp(), session_id)?;
+        let (answer, neg) = self.answer_legacy(offer, (addr.public(), pair.0.rtp()), session_id)?;
         let info = self.call_info(
             id,
             Target::Demo,
@@ -346,6 +370,10 @@ pub(super) async fn run(
     let mut last = *ticks.borrow_and_update();
     let mut first_packet = true;
     let mut stats_due = Instant::now();
+    // No media 5 s after the start: say why, once, in the log and the
+    // leg's stats (until media comes).
+    let verdict_due = Instant::now() + NO_MEDIA_AFTER;
+    let mut no_media: Option<String> = None;
     let (mut sends, mut receives) = directions(&m.neg);
     loop {
         tokio::select! {
@@ -450,9 +478,18 @@ pub(super) async fn run(
                     tracing::warn!(call = %m.id, "no RTP within the media timeout: ending the call");
                     calls.hangup(&m.id, EndReason::MediaTimeout);
                 }
+                if receives && now >= verdict_due {
+                    let v = m.session.no_media_verdict();
+                    if let Some(why) = v.as_ref().filter(|_| no_media.is_none()) {
+                        tracing::warn!(call = %m.id, leg = "legacy", direction = "inbound", "no media {} s after the answer: {why}", NO_MEDIA_AFTER.as_secs());
+                    }
+                    no_media = v;
+                }
                 if now >= stats_due {
                     stats_due = now + m.stats_every;
-                    *m.stats.lock().expect("stats lock") = Some(snapshot(&m));
+                    let mut s = snapshot(&m);
+                    s.no_media = no_media.clone();
+                    *m.stats.lock().expect("stats lock") = Some(s);
                 }
             }
         }
@@ -527,6 +564,7 @@ fn snapshot(m: &LegacyMedia) -> LegStats {
     let n = m.neteq.stats();
     let report = m.session.remote_report;
     LegStats {
+        no_media: None,
         leg: LegKind::Legacy,
         codec: Some(format!("{}/{}", m.neg.codec.name, rate)),
         ptime_ms: Some(m.neg.ptime),

@@ -13,6 +13,7 @@ pub mod audio;
 mod bridge;
 mod demo;
 mod legacy;
+pub use legacy::NO_MEDIA_AFTER;
 pub mod ports;
 
 use std::collections::HashMap;

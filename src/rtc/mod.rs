@@ -26,7 +26,9 @@ pub const MAX_FRAME_SAMPLES: usize = 960;
 /// Settings fixed for the life of the runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
-    pub addresses: Vec<std::net::IpAddr>,
+    /// ICE gathers on the local addresses; our SDP names the announced
+    /// ones (1:1 NAT).
+    pub addresses: Vec<crate::config::MediaAddress>,
     pub port_min: u16,
     pub port_max: u16,
     pub task_queue_threads: u32,
@@ -86,6 +88,8 @@ pub(crate) fn no_error() -> sys::ffi::RtcError {
 
 struct RuntimeInner {
     ptr: UniquePtr<sys::ffi::Runtime>,
+    /// Local -> announced addresses for the SDP peers get.
+    announce: Vec<(std::net::IpAddr, std::net::IpAddr)>,
 }
 
 /// libwebrtc for the whole process. Cheap to clone.
@@ -103,7 +107,7 @@ impl Runtime {
             tx,
         });
         let config = sys::ffi::RuntimeConfig {
-            addresses: s.addresses.iter().map(|a| a.to_string()).collect(),
+            addresses: s.addresses.iter().map(|a| a.local.to_string()).collect(),
             min_port: s.port_min,
             max_port: s.port_max,
             task_queue_threads: s.task_queue_threads,
@@ -122,7 +126,14 @@ impl Runtime {
             return Err(e);
         }
         Ok(Self {
-            inner: Arc::new(RuntimeInner { ptr }),
+            inner: Arc::new(RuntimeInner {
+                ptr,
+                announce: s
+                    .addresses
+                    .iter()
+                    .filter_map(|a| a.announced.map(|p| (a.local, p)))
+                    .collect(),
+            }),
             ticks,
         })
     }
@@ -161,7 +172,7 @@ impl Runtime {
         Ok((
             PeerConnection {
                 ptr,
-                _runtime: self.inner.clone(),
+                runtime: self.inner.clone(),
             },
             rx,
         ))
@@ -213,7 +224,7 @@ pub enum PcEvent {
 pub struct PeerConnection {
     ptr: UniquePtr<sys::ffi::PeerConnection>,
     // Declared after `ptr`: the runtime must outlive every PeerConnection.
-    _runtime: Arc<RuntimeInner>,
+    runtime: Arc<RuntimeInner>,
 }
 
 /// One getStats report entry (RTCStats).
@@ -281,7 +292,10 @@ impl PeerConnection {
             .map_err(|_| RtcError::Internal("SDP operation dropped".into()))?;
         match RtcError::from_ffi(r.error) {
             Some(e) => Err(e),
-            None => Ok(r.sdp),
+            None => Ok(rtcgw_proto::sdp::announce_addresses(
+                &r.sdp,
+                &self.runtime.announce,
+            )),
         }
     }
 

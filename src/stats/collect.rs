@@ -316,6 +316,93 @@ fn int(m: &BTreeMap<String, Value>, k: &str) -> u64 {
     num(m, k).map_or(0, |v| v.max(0.0) as u64)
 }
 
+/// The getStats entry types [`webrtc_no_media`] reads.
+pub const NO_MEDIA_KINDS: &[&str] = &[
+    "inbound-rtp",
+    "transport",
+    "candidate-pair",
+    "remote-candidate",
+];
+
+/// Why a WebRTC leg has received no audio, in plain words, from its
+/// getStats report (`None` when audio arrived): how far ICE and DTLS got,
+/// which candidates of the peer were tried, whether any check came back.
+pub fn webrtc_no_media(report: &[RtcStats]) -> Option<String> {
+    let received = report
+        .iter()
+        .filter(|s| s.kind == "inbound-rtp")
+        .map(|s| int(&s.members, "packetsReceived"))
+        .sum::<u64>();
+    if received > 0 {
+        return None;
+    }
+    let text = |s: &RtcStats, k: &str| s.members.get(k).and_then(Value::as_str).map(str::to_string);
+    let remote = |id: Option<String>| {
+        let c = report.iter().find(|s| Some(&s.id) == id.as_ref())?;
+        let addr = text(c, "address").or_else(|| text(c, "ip"))?;
+        let port = int(&c.members, "port");
+        let kind = text(c, "candidateType").unwrap_or_default();
+        Some(format!("{addr}:{port} ({kind})"))
+    };
+    let pairs: Vec<&RtcStats> = report
+        .iter()
+        .filter(|s| s.kind == "candidate-pair")
+        .collect();
+    let checks_in: u64 = pairs
+        .iter()
+        .map(|p| int(&p.members, "requestsReceived"))
+        .sum();
+    let answers_in: u64 = pairs
+        .iter()
+        .map(|p| int(&p.members, "responsesReceived"))
+        .sum();
+    let tried: Vec<String> = report
+        .iter()
+        .filter(|s| s.kind == "remote-candidate")
+        .filter_map(|c| remote(Some(c.id.clone())))
+        .collect();
+    let selected = pairs.iter().find(|p| {
+        text(p, "state").as_deref() == Some("succeeded")
+            && p.members.get("nominated") == Some(&Value::Bool(true))
+    });
+    let dtls = report
+        .iter()
+        .find(|s| s.kind == "transport")
+        .and_then(|t| text(t, "dtlsState"))
+        .unwrap_or_else(|| "unknown".into());
+    let tried = if tried.is_empty() {
+        "none (the peer's SDP had no usable candidate)".to_string()
+    } else {
+        tried.join(", ")
+    };
+    Some(match selected {
+        None if checks_in == 0 && answers_in == 0 => format!(
+            "ICE: no connectivity check from the peer reached us and none of ours was answered; \
+             its candidates tried: {tried}. Our answer's addresses are unreachable from it, or its \
+             from us (NAT without the public address in media.addresses, firewall, wrong \
+             interface?)"
+        ),
+        None => format!(
+            "ICE did not complete ({checks_in} checks from the peer, {answers_in} answers to ours); \
+             its candidates tried: {tried}"
+        ),
+        Some(p) => {
+            let via = remote(text(p, "remoteCandidateId")).unwrap_or_default();
+            if dtls != "connected" {
+                format!(
+                    "ICE connected via {via} but DTLS is {dtls}: the handshake did not complete \
+                     (fingerprint mismatch, or DTLS blocked on the path?)"
+                )
+            } else {
+                format!(
+                    "ICE and DTLS up via {via}, but no RTP came: the peer sends no audio (muted, \
+                     no track, recvonly or inactive?)"
+                )
+            }
+        }
+    })
+}
+
 /// The getStats entry types [`webrtc_leg`] reads.
 pub const KINDS: &[&str] = &[
     "inbound-rtp",
@@ -360,6 +447,7 @@ pub fn webrtc_leg(report: &[RtcStats]) -> LegStats {
         .find(|s| s.members.get("nominated") == Some(&Value::Bool(true)))
         .and_then(|s| num(&s.members, "currentRoundTripTime"));
     LegStats {
+        no_media: None,
         leg: LegKind::Webrtc,
         codec,
         ptime_ms: None,
@@ -406,6 +494,7 @@ pub fn webrtc_leg(report: &[RtcStats]) -> LegStats {
 /// rates and decoding counts when `rates` (a clearing read).
 pub fn webrtc_leg_media(m: &MediaStats, rates: bool) -> LegStats {
     LegStats {
+        no_media: None,
         leg: LegKind::Webrtc,
         codec: (!m.codec.is_empty()).then(|| m.codec.clone()),
         ptime_ms: None,
@@ -470,6 +559,51 @@ mod tests {
             timestamp_us: 0,
             members: serde_json::from_value(members).unwrap(),
         }
+    }
+
+    #[test]
+    fn a_leg_without_media_says_how_far_ice_and_dtls_got() {
+        let pair = |state: &str, nominated: bool, reqs: u64, resps: u64| {
+            entry(
+                "CP1",
+                "candidate-pair",
+                serde_json::json!({"state": state, "nominated": nominated, "remoteCandidateId": "RC1",
+                    "requestsReceived": reqs, "responsesReceived": resps}),
+            )
+        };
+        let base = |dtls: &str| {
+            vec![
+                entry(
+                    "IT1",
+                    "inbound-rtp",
+                    serde_json::json!({"kind": "audio", "packetsReceived": 0}),
+                ),
+                entry("T1", "transport", serde_json::json!({"dtlsState": dtls})),
+                entry(
+                    "RC1",
+                    "remote-candidate",
+                    serde_json::json!({"address": "198.51.100.7", "port": 5000, "candidateType": "host"}),
+                ),
+            ]
+        };
+        let mut r = base("new");
+        r.push(pair("in-progress", false, 0, 0));
+        let v = webrtc_no_media(&r).unwrap();
+        assert!(
+            v.contains("no connectivity check") && v.contains("198.51.100.7:5000 (host)"),
+            "{v}"
+        );
+        let mut r = base("failed");
+        r.push(pair("succeeded", true, 3, 3));
+        assert!(webrtc_no_media(&r).unwrap().contains("DTLS is failed"));
+        let mut r = base("connected");
+        r.push(pair("succeeded", true, 3, 3));
+        assert!(
+            webrtc_no_media(&r)
+                .unwrap()
+                .contains("the peer sends no audio")
+        );
+        assert_eq!(webrtc_no_media(&report(10, 0, 0, 480, 0.0)), None);
     }
 
     fn report(
@@ -647,6 +781,7 @@ mod tests {
         let m = StatsMetrics::new(Default::default());
         let mut c = Collector::new(m.clone());
         let leg = |recv, lost| LegStats {
+            no_media: None,
             leg: LegKind::Legacy,
             codec: Some("PCMU/8000".into()),
             ptime_ms: Some(20),

@@ -4,6 +4,7 @@
 //! for the export. Ended calls get a last read and their end-of-call
 //! record; SIGHUP reopens the export file.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use rtcgw_proto::stats::model::{CallStats, LegKind, LegStats, Record};
 use super::collect::{self, Collector};
 use super::export::Exporter;
 use super::metrics::StatsMetrics;
-use crate::media::{CallInfo, Calls, Ended, LegHandles, unix_ms};
+use crate::media::{CallInfo, Calls, Ended, LegHandles, NO_MEDIA_AFTER, unix_ms};
 use crate::rtc;
 
 /// A getStats that has not answered by then is skipped for this poll.
@@ -24,6 +25,9 @@ const GETSTATS_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct StatsService {
     collector: Mutex<Collector>,
     exporter: Option<Exporter>,
+    /// WebRTC legs with no media 5 s after the answer: why, by call id
+    /// (legacy legs say it in their own stats).
+    no_media: Mutex<HashMap<String, String>>,
 }
 
 /// Reads one call's legs as they are now, the WebRTC leg through the
@@ -97,7 +101,77 @@ impl StatsService {
         Arc::new(Self {
             collector: Mutex::new(Collector::new(metrics)),
             exporter,
+            no_media: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The no-media verdict of the call's WebRTC leg, into its record.
+    fn with_verdict(&self, mut rec: CallStats) -> CallStats {
+        if let Some(why) = self
+            .no_media
+            .lock()
+            .expect("no_media lock")
+            .get(&rec.call_id)
+        {
+            for l in rec.legs.iter_mut().filter(|l| l.leg == LegKind::Webrtc) {
+                l.no_media = Some(why.clone());
+            }
+        }
+        rec
+    }
+
+    /// Every call whose media has been up for [`NO_MEDIA_AFTER`] and whose
+    /// WebRTC leg has received nothing gets a verdict: why, in one log line
+    /// and in its stats records, until audio comes. `seen`: when each call
+    /// was first seen with all its legs, and whether it is judged.
+    pub async fn watch_no_media(
+        &self,
+        items: Vec<(CallInfo, LegHandles)>,
+        seen: &mut HashMap<String, (std::time::Instant, bool)>,
+    ) {
+        let now = std::time::Instant::now();
+        let live: HashSet<String> = items.iter().map(|(i, _)| i.id.0.clone()).collect();
+        seen.retain(|id, _| live.contains(id));
+        self.no_media
+            .lock()
+            .expect("no_media lock")
+            .retain(|id, _| live.contains(id));
+        for (info, legs) in items {
+            // A bridge waiting for its callee has not been answered yet.
+            let Some(pc) = legs
+                .webrtc
+                .filter(|_| info.target != crate::media::Target::Bridge || legs.legacy.is_some())
+            else {
+                continue;
+            };
+            let (since, judged) = seen.entry(info.id.0.clone()).or_insert((now, false));
+            if *judged || now.duration_since(*since) < NO_MEDIA_AFTER {
+                continue;
+            }
+            let Ok(report) =
+                tokio::time::timeout(GETSTATS_TIMEOUT, pc.stats_of(collect::NO_MEDIA_KINDS)).await
+            else {
+                continue;
+            };
+            let mut verdicts = self.no_media.lock().expect("no_media lock");
+            match collect::webrtc_no_media(&report) {
+                None => {
+                    *judged = true;
+                    if verdicts.remove(&info.id.0).is_some() {
+                        tracing::info!(call = %info.id, leg = "webrtc", "media arrived after all");
+                    }
+                }
+                Some(why) => {
+                    if !verdicts.contains_key(&info.id.0) {
+                        tracing::warn!(
+                            call = %info.id, leg = "webrtc", direction = "inbound", state = info.state.as_str(),
+                            "no media {} s after the answer: {why}", NO_MEDIA_AFTER.as_secs()
+                        );
+                    }
+                    verdicts.insert(info.id.0.clone(), why);
+                }
+            }
+        }
     }
 
     /// The legs (kind and codec) last polled for a call.
@@ -122,7 +196,7 @@ impl StatsService {
                     true,
                 );
                 if self.exporter.is_some() {
-                    lines.extend(line(&Record::Stats(rec)));
+                    lines.extend(line(&Record::Stats(self.with_verdict(rec))));
                 }
             }
         }
@@ -167,14 +241,15 @@ impl StatsService {
     /// A call's figures now, without moving the poller's baseline.
     pub async fn live(&self, info: &CallInfo, legs: &LegHandles) -> CallStats {
         let read = read_legs(legs).await;
-        self.collector.lock().expect("collector lock").handle_poll(
+        let rec = self.collector.lock().expect("collector lock").handle_poll(
             unix_ms(),
             &info.id.0,
             info.target.as_str(),
             info.state.as_str(),
             read,
             false,
-        )
+        );
+        self.with_verdict(rec)
     }
 }
 
@@ -193,6 +268,9 @@ pub async fn run(
     });
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate: no call yet
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = HashMap::new();
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .inspect_err(|e| tracing::warn!("no SIGHUP handler (stats export will not reopen): {e}"));
     loop {
@@ -203,6 +281,7 @@ pub async fn run(
                     service.poll(items).await;
                 }
             }
+            _ = watch.tick() => service.watch_no_media(calls.poll_items(), &mut seen).await,
             e = ended.recv() => match e {
                 Some(e) => service.end(e).await,
                 None => break,

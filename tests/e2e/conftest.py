@@ -53,7 +53,7 @@ class Gateway:
 def gateway_factory(tmp_path):
     started = []
 
-    def start(extra_toml="", log_filter="info", sip_extra="", http_extra=""):
+    def start(extra_toml="", log_filter="info", sip_extra="", http_extra="", media_extra=""):
         port = free_port()
         sip_port = free_port()
         legacy_min, legacy_max = media_range(slot=os.getpid() + len(started))
@@ -63,6 +63,9 @@ def gateway_factory(tmp_path):
             f'[log]\nfilter = "{log_filter}"\n'
             f'[http]\nlisten = "127.0.0.1:{port}"\n{http_extra}\n'
             f'[sip]\nlisten = "127.0.0.1:{sip_port}"\n{sip_extra}\n'
+            # A test's OPTIONS look like a dispatcher's probes: do not wait
+            # long for one at SIGTERM.
+            f'[media]\ndrain_linger_s = 2\n{media_extra}\n'
             # Each gateway its own RTP range, so that gateways never compete.
             f'[legacy]\nport_min = {legacy_min}\nport_max = {legacy_max}\n'
             f'[demo]\nrecord_dir = "{record_dir}"\n' + extra_toml

@@ -33,6 +33,14 @@ def free_port():
     raise OSError("no port free for both UDP and TCP")
 
 
+def udp_socket(timeout):
+    """A UDP socket on 127.0.0.1, any port, with a receive timeout."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    s.settimeout(timeout)
+    return s
+
+
 def _ephemeral_low():
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:

@@ -15,7 +15,7 @@ from conftest import ROOT, free_port
 
 SIPP_DIR = ROOT / "tests" / "sipp"
 CONFIG = ROOT / "kamailio" / "kamailio-dispatcher.cfg"
-LINGER = "[media]\ndrain_linger_s = 3\n"
+
 
 
 def start_dispatcher(tmp_path, gws):
@@ -61,10 +61,10 @@ def under_load(gateway_factory, tmp_path):
     """Two instances behind the dispatcher, SIPp calling at 10 calls/s (80
     calls of 2 s) for 3 s already: the instances, Kamailio, SIPp and its
     stats file."""
-    # A dispatcher that stops probing leaves a drained rtcgw waiting for
-    # a probe at most drain_linger_s: keep the teardown short.
-    a = gateway_factory(LINGER, log_filter="info")
-    b = gateway_factory(LINGER, log_filter="info")
+    # (conftest: drain_linger_s = 2, so that the teardown, when the
+    # dispatcher has stopped probing, stays short.)
+    a = gateway_factory(log_filter="info")
+    b = gateway_factory(log_filter="info")
     kam, kam_port = start_dispatcher(tmp_path, [a, b])
     stats = tmp_path / "calls.csv"
     uac = sipp_calls(kam_port, calls=80, rate=10, duration_ms=2000, stats=stats)

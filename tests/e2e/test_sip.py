@@ -324,7 +324,7 @@ def test_load_100_calls_per_second_for_60_seconds(gateway_factory, tmp_path):
 def test_sigterm_drains_then_byes_what_is_left(gateway_factory):
     import signal
 
-    gw = gateway_factory("[media]\ndrain_timeout_s = 3\n")
+    gw = gateway_factory(media_extra="drain_timeout_s = 3\n")
     u = Udp(gw)
     contact = f"<sip:t@127.0.0.1:{u.s.getsockname()[1]}>"
     status, ok = u.final(request("INVITE", OFFER, call_id="drain-1").replace("<sip:t@127.0.0.1:9>", contact))
@@ -349,7 +349,7 @@ def test_sigterm_drains_then_byes_what_is_left(gateway_factory):
 
 
 def test_max_calls_gives_503_with_retry_after(gateway_factory):
-    gw = gateway_factory("[media]\nmax_calls = 1\ndrain_timeout_s = 1\n")
+    gw = gateway_factory(media_extra="max_calls = 1\ndrain_timeout_s = 1\n")
     u = Udp(gw)
     status, ok = u.final(request("INVITE", OFFER, call_id="cap-1"))
     assert status == 200

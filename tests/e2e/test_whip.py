@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -21,6 +20,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 import aiortc_peer
 from conftest import ROOT, band_power, dominant_frequency, free_port
 from legacy_peer import LegacyCallee, response
+from ports import udp_socket
 
 TOKEN = "test-token-0123456789abcdef"
 
@@ -52,10 +52,7 @@ def sdp_headers():
 
 
 def bound_udp():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.settimeout(20)
-    return s
+    return udp_socket(20)
 
 
 def whip_gateway(gateway_factory, callee_port, http_extra=""):

@@ -181,7 +181,7 @@ pub(crate) fn client_runtime(
     port_max: u16,
 ) -> Result<Runtime, RtcError> {
     Runtime::new(&RuntimeSettings {
-        addresses: vec![address],
+        addresses: vec![address.into()],
         port_min,
         port_max,
         task_queue_threads: 2,

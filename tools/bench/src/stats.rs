@@ -148,6 +148,7 @@ fn cpu_ns() -> (u64, u64) {
 /// A legacy leg's figures as a bridged call's media task leaves them.
 fn legacy_leg() -> LegStats {
     LegStats {
+        no_media: None,
         leg: LegKind::Legacy,
         codec: Some("PCMU/8000".into()),
         ptime_ms: Some(20),

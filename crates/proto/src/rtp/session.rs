@@ -84,6 +84,8 @@ pub struct RtpSession {
     timed_out: bool,
     dtmf: DtmfReceiver,
     pub dropped: BTreeMap<DropReason, u64>,
+    /// The first address a packet came from that was not the one expected.
+    foreign: Option<SocketAddr>,
     // Sending side.
     seq: u16,
     pub sent_packets: u64,
@@ -133,6 +135,7 @@ impl RtpSession {
             timed_out: false,
             dtmf: DtmfReceiver::default(),
             dropped: BTreeMap::new(),
+            foreign: None,
             sent_packets: 0,
             sent_bytes: 0,
             last_sent_ts: 0,
@@ -175,18 +178,52 @@ impl RtpSession {
         Received::Dropped(why)
     }
 
+    /// Why no media has been taken on this stream, in plain words, when
+    /// none has (`None` once a packet was): where it was expected from, and
+    /// what came instead, if anything (dropped, by reason, and from where).
+    pub fn no_media_verdict(&self) -> Option<String> {
+        if self.recv.packets > 0 {
+            return None;
+        }
+        let expected = if self.cfg.strict_source {
+            format!(
+                "from {} (the SDP's address; strict_source)",
+                self.cfg.remote
+            )
+        } else {
+            format!("from {} (the SDP's address) or any source", self.cfg.remote)
+        };
+        let dropped: u64 = self.dropped.values().sum();
+        if dropped == 0 {
+            return Some(format!(
+                "no RTP at all arrived; expected {expected}: the peer sends nowhere or \
+                 elsewhere (our SDP address unreachable: NAT, firewall?)"
+            ));
+        }
+        let why: Vec<String> = self
+            .dropped
+            .iter()
+            .map(|(r, n)| format!("{n} {}", r.as_str()))
+            .collect();
+        let from = self
+            .foreign
+            .map_or(String::new(), |f| format!(", the first from {f}"));
+        Some(format!(
+            "expected {expected}; {dropped} packets arrived and were dropped ({}){from}",
+            why.join(", ")
+        ))
+    }
+
     pub fn handle_datagram<'a>(
         &mut self,
         now: Instant,
         from: SocketAddr,
         buf: &'a [u8],
     ) -> Received<'a> {
-        if self.cfg.strict_source && from != self.cfg.remote {
-            return self.drop(DropReason::WrongSource);
-        }
-        if let Some(l) = self.latched
-            && l != from
+        if (self.cfg.strict_source && from != self.cfg.remote)
+            || self.latched.is_some_and(|l| l != from)
         {
+            self.foreign.get_or_insert(from);
             return self.drop(DropReason::WrongSource);
         }
         if is_rtcp(buf) {
@@ -446,6 +483,35 @@ mod tests {
         }
         .write(&mut v);
         v
+    }
+
+    #[test]
+    fn no_media_says_what_came_instead() {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(
+            SessionConfig {
+                strict_source: true,
+                ..cfg()
+            },
+            t0,
+        );
+        let v = s.no_media_verdict().unwrap();
+        assert!(
+            v.contains("no RTP at all arrived") && v.contains("192.0.2.1:4000"),
+            "{v}"
+        );
+        let other: SocketAddr = "198.51.100.9:7777".parse().unwrap();
+        s.handle_datagram(t0, other, &rtp(1, 0, 42, 0, &[0; 160]));
+        s.handle_datagram(t0, other, &rtp(2, 160, 42, 0, &[0; 160]));
+        let v = s.no_media_verdict().unwrap();
+        assert!(
+            v.contains("2 packets arrived and were dropped (2 wrong_source)"),
+            "{v}"
+        );
+        assert!(v.contains("the first from 198.51.100.9:7777"), "{v}");
+        let remote = cfg().remote;
+        s.handle_datagram(t0, remote, &rtp(3, 320, 42, 0, &[0; 160]));
+        assert_eq!(s.no_media_verdict(), None);
     }
 
     #[test]

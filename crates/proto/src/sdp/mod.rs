@@ -140,3 +140,94 @@ m=audio 4000 RTP/AVP 0\r\n";
         ));
     }
 }
+
+/// Rewrites our own SDP for a 1:1 NAT: every address in `map`'s first
+/// column becomes its second, wherever an address is written (ICE
+/// candidates, including `raddr`; `c=`; `o=`; `a=rtcp:`), the `IP4`/`IP6`
+/// token following the new address. libwebrtc gathers on the local
+/// addresses; peers must be told the public ones (what rtpengine's
+/// `interface=private!public` and Janus's `nat_1_1_mapping` do).
+pub fn announce_addresses(sdp: &str, map: &[(std::net::IpAddr, std::net::IpAddr)]) -> String {
+    if map.is_empty() {
+        return sdp.to_string();
+    }
+    let public = |word: &str| -> Option<std::net::IpAddr> {
+        let ip: std::net::IpAddr = word.parse().ok()?;
+        map.iter().find(|(l, _)| *l == ip).map(|(_, p)| *p)
+    };
+    let family = |ip: std::net::IpAddr| if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let mut out = String::with_capacity(sdp.len() + 64);
+    for line in sdp.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix("\r\n") {
+            Some(b) => (b, "\r\n"),
+            None => match line.strip_suffix('\n') {
+                Some(b) => (b, "\n"),
+                None => (line, ""),
+            },
+        };
+        let mut words: Vec<String> = body.split(' ').map(str::to_string).collect();
+        let addr_at: &[usize] = if body.starts_with("a=candidate:") {
+            // foundation component transport priority ADDRESS port typ t
+            // [raddr ADDRESS rport p] ...
+            &[4]
+        } else if body.starts_with("c=") {
+            &[2]
+        } else if body.starts_with("o=") {
+            &[5]
+        } else if body.starts_with("a=rtcp:") {
+            &[3]
+        } else {
+            &[]
+        };
+        let mut at: Vec<usize> = addr_at.to_vec();
+        if body.starts_with("a=candidate:")
+            && let Some(i) = words.iter().position(|w| w == "raddr")
+        {
+            at.push(i + 1);
+        }
+        for i in at {
+            if let Some(p) = words.get(i).and_then(|w| public(w)) {
+                words[i] = p.to_string();
+                // c=, o= and a=rtcp: say the family just before the address.
+                if !body.starts_with("a=candidate:")
+                    && i > 0
+                    && matches!(words[i - 1].as_str(), "IP4" | "IP6")
+                {
+                    words[i - 1] = family(p).to_string();
+                }
+            }
+        }
+        out.push_str(&words.join(" "));
+        out.push_str(end);
+    }
+    out
+}
+
+#[cfg(test)]
+mod announce_tests {
+    use super::announce_addresses;
+
+    #[test]
+    fn our_sdp_names_the_public_address_everywhere() {
+        let sdp = "v=0\r\no=- 1 2 IN IP4 10.0.0.5\r\ns=-\r\nt=0 0\r\n\
+m=audio 20000 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 10.0.0.5\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
+a=candidate:1 1 udp 2122260223 10.0.0.5 20000 typ host generation 0\r\n\
+a=candidate:2 1 udp 1686052607 198.51.100.1 20000 typ srflx raddr 10.0.0.5 rport 20000\r\n\
+a=candidate:3 1 udp 2122260223 10.0.0.6 20001 typ host\r\n";
+        let map = [("10.0.0.5".parse().unwrap(), "2001:db8::5".parse().unwrap())];
+        let out = announce_addresses(sdp, &map);
+        assert!(out.contains("o=- 1 2 IN IP6 2001:db8::5\r\n"), "{out}");
+        assert!(out.contains("c=IN IP6 2001:db8::5\r\n"), "{out}");
+        assert!(
+            out.contains("a=rtcp:9 IN IP4 0.0.0.0\r\n"),
+            "untouched: {out}"
+        );
+        assert!(out.contains("2122260223 2001:db8::5 20000 typ host generation 0\r\n"));
+        assert!(out.contains("raddr 2001:db8::5 rport 20000\r\n"));
+        assert!(
+            out.contains("10.0.0.6 20001 typ host\r\n"),
+            "other addresses stay"
+        );
+        assert_eq!(announce_addresses(sdp, &[]), sdp);
+    }
+}

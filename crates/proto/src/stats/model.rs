@@ -64,6 +64,10 @@ pub struct LegStats {
     pub rtt_ms: Option<f64>,
     pub inbound: Option<InboundStats>,
     pub outbound: Option<OutboundStats>,
+    /// Why the leg has received no media, when it has had none for 5 s
+    /// after the answer; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_media: Option<String>,
 }
 
 /// What rtcgw receives on a leg: RTP counters and its jitter buffer
@@ -248,6 +252,7 @@ mod tests {
             target: "bridge".into(),
             state: "connected".into(),
             legs: vec![LegStats {
+                no_media: None,
                 leg: LegKind::Legacy,
                 codec: Some("PCMU/8000".into()),
                 ptime_ms: Some(20),
@@ -291,6 +296,7 @@ mod tests {
             one_way_delay_ms: 50.0,
         });
         let leg = LegStats {
+            no_media: None,
             leg: LegKind::Legacy,
             codec: Some("PCMU/8000".into()),
             ptime_ms: Some(20),

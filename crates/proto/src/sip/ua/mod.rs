@@ -199,8 +199,9 @@ pub struct UserAgent {
     out: VecDeque<Outgoing>,
     metrics: SipMetrics,
     draining: bool,
-    /// The last OPTIONS outside a dialog (a dispatcher's keep-alive probe).
-    last_probe: Option<Instant>,
+    /// The last two OPTIONS outside a dialog (a dispatcher's keep-alive
+    /// probes): (the one before, the last).
+    probes_seen: (Option<Instant>, Option<Instant>),
     /// OPTIONS answered 503 since draining began.
     probes_refused: u32,
     /// Our session refresh UPDATEs in flight.
@@ -221,7 +222,7 @@ impl UserAgent {
             out: VecDeque::new(),
             metrics,
             draining: false,
-            last_probe: None,
+            probes_seen: (None, None),
             probes_refused: 0,
             refreshes: HashMap::new(),
         }
@@ -235,11 +236,11 @@ impl UserAgent {
         self.probes_refused = 0;
     }
 
-    /// When the last OPTIONS probe came, and how many were answered 503
-    /// since draining began: whether a dispatcher watching this gateway has
-    /// seen it go.
-    pub fn probes(&self) -> (Option<Instant>, u32) {
-        (self.last_probe, self.probes_refused)
+    /// When the last two OPTIONS probes came (the one before, the last),
+    /// and how many were answered 503 since draining began: whether a
+    /// dispatcher watching this gateway has seen it go.
+    pub fn probes(&self) -> ((Option<Instant>, Option<Instant>), u32) {
+        (self.probes_seen, self.probes_refused)
     }
 
     /// Dialogs (and dialogs to be) in any state.
@@ -392,7 +393,7 @@ impl UserAgent {
     /// that a dispatcher's keep-alive probe takes us out of rotation).
     fn options(&mut self, now: Instant, key: TsxKey, req: Request) {
         let status = if self.draining { 503 } else { 200 };
-        self.last_probe = Some(now);
+        self.probes_seen = (self.probes_seen.1, Some(now));
         if self.draining {
             self.probes_refused += 1;
         }
