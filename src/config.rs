@@ -207,6 +207,10 @@ pub struct SipConfig {
     pub enabled: bool,
     /// UDP and TCP are both bound to this address.
     pub listen: SocketAddr,
+    /// Further addresses SIP listens on (UDP and TCP), e.g. an IPv6 one
+    /// beside an IPv4 `listen`: a peer is answered, and told Via and
+    /// Contact, in its own family.
+    pub also_listen: Vec<SocketAddr>,
     /// Source networks allowed to send requests (the softswitch); others
     /// get 403.
     pub allowed_sources: Vec<IpNet>,
@@ -239,6 +243,7 @@ impl Default for SipConfig {
         Self {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            also_listen: Vec::new(),
             allowed_sources: loopback(),
             trusted_sources: loopback(),
             next_hop: None,

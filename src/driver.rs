@@ -32,26 +32,36 @@ use crate::stats::poller::StatsService;
 /// Largest SIP message accepted on a stream before the connection is closed.
 const MAX_MESSAGE: usize = 64 * 1024;
 
-/// The bound SIP sockets (bound first, so that errors surface at start).
+/// The bound SIP sockets (bound first, so that errors surface at start):
+/// UDP and TCP on each listen address, the first one's served in the
+/// driver's loop, the others' by small tasks feeding the same loop.
 pub struct SipSockets {
-    udp: UdpSocket,
-    tcp: TcpListener,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
 }
 
 impl SipSockets {
-    pub async fn bind(addr: SocketAddr) -> std::io::Result<Self> {
-        Ok(Self {
-            udp: UdpSocket::bind(addr).await?,
-            tcp: TcpListener::bind(addr).await?,
-        })
+    /// `addrs`: `sip.listen`, then `sip.also_listen`.
+    pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Self> {
+        let mut s = Self {
+            udp: Vec::new(),
+            tcp: Vec::new(),
+        };
+        for &a in addrs {
+            s.udp.push(Arc::new(UdpSocket::bind(a).await?));
+            s.tcp.push(TcpListener::bind(a).await?);
+        }
+        Ok(s)
     }
 
     /// Where UDP and TCP listen (the port is known after binding port 0).
-    pub fn local(&self) -> std::io::Result<HashMap<Transport, SocketAddr>> {
-        Ok(HashMap::from([
-            (Transport::Udp, self.udp.local_addr()?),
-            (Transport::Tcp, self.tcp.local_addr()?),
-        ]))
+    pub fn local(&self) -> std::io::Result<Vec<(Transport, SocketAddr)>> {
+        let mut out = Vec::new();
+        for (u, t) in self.udp.iter().zip(&self.tcp) {
+            out.push((Transport::Udp, u.local_addr()?));
+            out.push((Transport::Tcp, t.local_addr()?));
+        }
+        Ok(out)
     }
 }
 
@@ -72,7 +82,8 @@ impl NgSocket {
 
 /// The driver's sockets and channels, for what it sends.
 struct Io<'a> {
-    udp: Option<&'a UdpSocket>,
+    /// SIP over UDP, one per listen address.
+    udp: &'a [Arc<UdpSocket>],
     ng: Option<&'a UdpSocket>,
     frames_tx: &'a mpsc::Sender<(Peer, Vec<u8>)>,
     closed_tx: &'a mpsc::Sender<SocketAddr>,
@@ -194,12 +205,29 @@ impl Driver {
         let mut ng_buf = vec![0u8; 65536];
         let mut drain_until: Option<Instant> = None;
         let mut linger_until: Option<Instant> = None;
-        let sip = self.sip.take();
+        let mut sip = self.sip.take();
         if let Some(s) = &sip
             && let Ok(local) = s.local()
         {
-            tracing::info!(udp = %local[&Transport::Udp], tcp = %local[&Transport::Tcp], "SIP listening");
+            for (t, a) in local {
+                tracing::info!(transport = ?t, addr = %a, "SIP listening");
+            }
         }
+        // The further listen addresses: their datagrams and connections
+        // come into this loop like the first one's.
+        let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
+        let mut tcp_first = None;
+        if let Some(s) = sip.as_mut() {
+            let mut listeners = std::mem::take(&mut s.tcp).into_iter();
+            tcp_first = listeners.next();
+            for l in listeners {
+                tokio::spawn(accept_into(l, accepted_tx.clone()));
+            }
+            for u in s.udp.iter().skip(1) {
+                tokio::spawn(udp_into(u.clone(), frames_tx.clone()));
+            }
+        }
+        let no_udp: Vec<Arc<UdpSocket>> = Vec::new();
         let ng_socket = self.ng.take().map(|n| {
             self.ng_front = Some(n.frontend);
             n.socket
@@ -208,12 +236,12 @@ impl Driver {
             tracing::info!(%addr, "ng listening");
         }
         let io = Io {
-            udp: sip.as_ref().map(|s| &s.udp),
+            udp: sip.as_ref().map_or(&no_udp, |s| &s.udp),
             ng: ng_socket.as_ref(),
             frames_tx: &frames_tx,
             closed_tx: &closed_tx,
         };
-        let tcp = sip.as_ref().map(|s| &s.tcp);
+        let tcp = tcp_first.as_ref();
         loop {
             let wake = self
                 .control
@@ -223,7 +251,7 @@ impl Driver {
             let wake = drain_until.map_or(wake, |d| wake.min(d));
             let wake = linger_until.map_or(wake, |d| wake.min(d));
             tokio::select! {
-                r = recv_from(io.udp, &mut buf) => match r {
+                r = recv_from(io.udp.first().map(|u| &**u), &mut buf) => match r {
                     Ok((n, from)) => {
                         let peer = Peer { addr: from, transport: Transport::Udp };
                         self.control.handle_sip(now(), peer, &buf[..n]);
@@ -231,13 +259,10 @@ impl Driver {
                     Err(e) => tracing::warn!("SIP UDP receive: {e}"),
                 },
                 r = accept(tcp) => match r {
-                    Ok((stream, from)) => {
-                        let (tx, rx) = mpsc::channel(256);
-                        self.conns.insert(from, tx);
-                        tokio::spawn(connection(stream, from, frames_tx.clone(), rx, closed_tx.clone()));
-                    }
+                    Ok((stream, from)) => self.accepted(stream, from, &frames_tx, &closed_tx),
                     Err(e) => tracing::warn!("SIP TCP accept: {e}"),
                 },
+                Some((stream, from)) = accepted_rx.recv() => self.accepted(stream, from, &frames_tx, &closed_tx),
                 Some((peer, frame)) = frames_rx.recv() => self.control.handle_sip(now(), peer, &frame),
                 Some(addr) = closed_rx.recv() => { self.conns.remove(&addr); }
                 Some(ev) = self.media.recv() => self.control.handle_media(now(), ev),
@@ -369,17 +394,47 @@ impl Driver {
         }
     }
 
-    /// Sends one SIP message on its transport.
+    /// A new SIP TCP connection: its messages come into the loop.
+    fn accepted(
+        &mut self,
+        stream: TcpStream,
+        from: SocketAddr,
+        frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
+        closed_tx: &mpsc::Sender<SocketAddr>,
+    ) {
+        let (tx, rx) = mpsc::channel(256);
+        self.conns.insert(from, tx);
+        tokio::spawn(connection(
+            stream,
+            from,
+            frames_tx.clone(),
+            rx,
+            closed_tx.clone(),
+        ));
+    }
+
+    /// Sends one SIP message on its transport (UDP: from the listen
+    /// address of the destination's family).
     fn send(
         &mut self,
-        udp: Option<&UdpSocket>,
+        udp: &[Arc<UdpSocket>],
         out: Outgoing,
         frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
         closed_tx: &mpsc::Sender<SocketAddr>,
     ) {
         match out.peer.transport {
             Transport::Udp => {
-                let Some(udp) = udp else { return };
+                let v6 = out.peer.addr.is_ipv6();
+                let Some(udp) = (udp.len() > 1)
+                    .then(|| {
+                        udp.iter()
+                            .find(|u| u.local_addr().is_ok_and(|a| a.is_ipv6() == v6))
+                    })
+                    .flatten()
+                    .or(udp.first())
+                else {
+                    return;
+                };
                 if let Err(e) = udp.try_send_to(&out.bytes, out.peer.addr) {
                     tracing::warn!(to = %out.peer.addr, "SIP UDP send: {e}");
                 }
@@ -430,6 +485,39 @@ async fn recv_from(
     match udp {
         Some(u) => u.recv_from(buf).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Serves a further SIP UDP socket: its datagrams go to the loop.
+async fn udp_into(udp: Arc<UdpSocket>, frames: mpsc::Sender<(Peer, Vec<u8>)>) {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match udp.recv_from(&mut buf).await {
+            Ok((n, addr)) => {
+                let peer = Peer {
+                    addr,
+                    transport: Transport::Udp,
+                };
+                if frames.send((peer, buf[..n].to_vec())).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!("SIP UDP receive: {e}"),
+        }
+    }
+}
+
+/// Serves a further SIP TCP listener: its connections go to the loop.
+async fn accept_into(tcp: TcpListener, accepted: mpsc::Sender<(TcpStream, SocketAddr)>) {
+    loop {
+        match tcp.accept().await {
+            Ok(c) => {
+                if accepted.send(c).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => tracing::warn!("SIP TCP accept: {e}"),
+        }
     }
 }
 

@@ -128,18 +128,32 @@ fn check_addresses_are_ours(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where SIP listens: `sip.listen`, then `sip.also_listen`.
+fn sip_addresses(config: &Config) -> Vec<std::net::SocketAddr> {
+    std::iter::once(config.sip.listen)
+        .chain(config.sip.also_listen.iter().copied())
+        .collect()
+}
+
 /// The user agent's settings from the configuration.
 fn ua_config(config: &Config, sip: Option<&SipSockets>) -> anyhow::Result<UaConfig> {
     let c = &config.sip;
     let local = match sip {
         Some(s) => s.local()?,
-        None => [(Transport::Udp, c.listen), (Transport::Tcp, c.listen)].into(),
+        None => sip_addresses(config)
+            .into_iter()
+            .flat_map(|a| [(Transport::Udp, a), (Transport::Tcp, a)])
+            .collect(),
     };
-    // Behind a 1:1 NAT, Via and Contact name the public address.
+    // Behind a 1:1 NAT, Via and Contact name the public address (of the
+    // listen addresses of its family).
     let local = match c.announce {
         Some(ip) => local
             .into_iter()
-            .map(|(t, a)| (t, std::net::SocketAddr::new(ip, a.port())))
+            .map(|(t, a)| match a.is_ipv6() == ip.is_ipv6() {
+                true => (t, std::net::SocketAddr::new(ip, a.port())),
+                false => (t, a),
+            })
             .collect(),
         None => local,
     };
@@ -214,9 +228,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("http.listen = {}", config.http.listen))?;
     let sip = match config.sip.enabled {
         true => Some(
-            SipSockets::bind(config.sip.listen)
+            SipSockets::bind(&sip_addresses(&config))
                 .await
-                .with_context(|| format!("sip.listen = {}", config.sip.listen))?,
+                .with_context(|| format!("sip.listen = {:?}", sip_addresses(&config)))?,
         ),
         false => None,
     };

@@ -1,7 +1,6 @@
 //! What several fuzz targets share: a user agent on loopback, and a media
 //! side that answers call control's commands.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use rtcgw_control::{Created, MediaCommand, MediaEvent, Refusal, Refused};
@@ -17,7 +16,7 @@ pub fn user_agent(next_hop: Option<SocketAddr>) -> UserAgent {
     UserAgent::new(
         UaConfig {
             timers: Timers::default(),
-            local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
+            local: vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
             allowed: vec!["127.0.0.0/8".parse().unwrap()],
             trusted: vec!["127.0.0.0/8".parse().unwrap()],
             next_hop,

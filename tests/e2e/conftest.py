@@ -53,7 +53,7 @@ class Gateway:
 def gateway_factory(tmp_path):
     started = []
 
-    def start(extra_toml="", log_filter="info", sip_extra="", http_extra="", media_extra=""):
+    def start(extra_toml="", log_filter="info", sip_extra="", http_extra="", media_extra="", legacy_extra=""):
         port = free_port()
         sip_port = free_port()
         legacy_min, legacy_max = media_range(slot=os.getpid() + len(started))
@@ -67,7 +67,7 @@ def gateway_factory(tmp_path):
             # long for one at SIGTERM.
             f'[media]\ndrain_linger_s = 2\n{media_extra}\n'
             # Each gateway its own RTP range, so that gateways never compete.
-            f'[legacy]\nport_min = {legacy_min}\nport_max = {legacy_max}\n'
+            f'[legacy]\nport_min = {legacy_min}\nport_max = {legacy_max}\n{legacy_extra}\n'
             f'[demo]\nrecord_dir = "{record_dir}"\n' + extra_toml
         )
         log_path = tmp_path / "rtcgw.log"

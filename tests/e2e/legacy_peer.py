@@ -14,7 +14,12 @@ import rtp_tools
 PTS = {"PCMU": 0, "PCMA": 8}
 
 
-def response(req, status, reason, tag, contact_port, body="", user="pbx"):
+def uri_host(host):
+    """A host as a SIP URI writes it (IPv6 in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
+def response(req, status, reason, tag, contact_port, body="", user="pbx", host="127.0.0.1"):
     """A response copying the request's dialog fields (RFC 3261 8.2.6)."""
     lines = req.split("\r\n")
     keep = [l for l in lines if l.split(":", 1)[0].strip().lower() in ("via", "from", "call-id", "cseq", "record-route")]
@@ -23,16 +28,16 @@ def response(req, status, reason, tag, contact_port, body="", user="pbx"):
         to += f";tag={tag}"
     ct = "Content-Type: application/sdp\r\n" if body else ""
     return (f"SIP/2.0 {status} {reason}\r\n" + "\r\n".join(keep) + f"\r\n{to}\r\n"
-            f"Contact: <sip:{user}@127.0.0.1:{contact_port}>\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
+            f"Contact: <sip:{user}@{uri_host(host)}:{contact_port}>\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
 
 
 class Media:
     """One RTP socket: echoes audio back (own SSRC) while `echo` is set,
     records telephone-events and audio payload types."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, host="127.0.0.1"):
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
         self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
         self.echo = True
@@ -93,9 +98,13 @@ class LegacyCallee:
     def __init__(self, sip, codec="PCMU", early_media=False):
         self.sip = sip
         self.port = sip.getsockname()[1]
+        # The family of the SIP socket is the call's: SIP and media.
+        self.host = sip.getsockname()[0]
+        self.uhost = uri_host(self.host)
+        self.ip = "IP6" if ":" in self.host else "IP4"
         self.codec = codec
         self.early_media = early_media
-        self.media = Media()
+        self.media = Media(self.host)
         self.version = 1
         self.cseq = 1
         self.invite = None
@@ -106,7 +115,7 @@ class LegacyCallee:
         codec = codec or self.codec
         media = media or self.media
         pt = PTS[codec]
-        return (f"v=0\r\no=pbx 7 {self.version} IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        return (f"v=0\r\no=pbx 7 {self.version} IN {self.ip} {self.host}\r\ns=-\r\nc=IN {self.ip} {self.host}\r\nt=0 0\r\n"
                 f"m=audio {media.port} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {codec}/8000\r\n"
                 f"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=ptime:20\r\na={direction}\r\n")
 
@@ -121,7 +130,7 @@ class LegacyCallee:
         self.invite = req
         offer = req.split("\r\n\r\n", 1)[1]
         port = int(re.search(r"^m=audio (\d+)", offer, re.M).group(1))
-        self.gw_media = ("127.0.0.1", port)
+        self.gw_media = (re.search(r"^c=IN IP[46] (\S+)", offer, re.M).group(1), port)
         self.call_id = re.search(r"^Call-ID: (.*)$", req, re.M).group(1).strip()
         self.remote_from = re.search(r"^From: (.*)$", req, re.M).group(1).strip()
         self.remote_to = re.search(r"^To: (.*)$", req, re.M).group(1).strip() + ";tag=pbx"
@@ -130,9 +139,9 @@ class LegacyCallee:
         # its order (RFC 3261 12.1.1), and it goes in every response too.
         self.record_route = re.findall(r"^Record-Route: (.*?)\r?$", req, re.M)
         if self.early_media:
-            self.sip.sendto(response(req, 183, "Session Progress", "pbx", self.port, self.sdp()).encode(), self.addr)
+            self.sip.sendto(response(req, 183, "Session Progress", "pbx", self.port, self.sdp(), host=self.host).encode(), self.addr)
             time.sleep(1.0)
-        self.sip.sendto(response(req, 200, "OK", "pbx", self.port, self.sdp()).encode(), self.addr)
+        self.sip.sendto(response(req, 200, "OK", "pbx", self.port, self.sdp(), host=self.host).encode(), self.addr)
         return offer
 
     def route_headers(self):
@@ -142,10 +151,10 @@ class LegacyCallee:
         """An in-dialog request from the callee (To/From swapped)."""
         self.cseq += 1
         ct = f"Content-Type: {ctype}\r\n" if body else ""
-        text = (f"{method} {self.target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKpbx{time.monotonic_ns()};rport\r\n"
+        text = (f"{method} {self.target} SIP/2.0\r\nVia: SIP/2.0/UDP {self.uhost}:{self.port};branch=z9hG4bKpbx{time.monotonic_ns()};rport\r\n"
                 + self.route_headers()
                 + f"From: {self.remote_to}\r\nTo: {self.remote_from}\r\nCall-ID: {self.call_id}\r\n"
-                f"CSeq: {self.cseq} {method}\r\nContact: <sip:pbx@127.0.0.1:{self.port}>\r\nMax-Forwards: 70\r\n"
+                f"CSeq: {self.cseq} {method}\r\nContact: <sip:pbx@{self.uhost}:{self.port}>\r\nMax-Forwards: 70\r\n"
                 f"{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
         self.sip.sendto(text.encode(), self.addr)
         return self.final(self.cseq, method)
@@ -165,7 +174,7 @@ class LegacyCallee:
         self.version += 1
         status, resp = self.request("INVITE", self.sdp(direction, codec, media))
         assert status == 200, resp[:300]
-        ack = (f"ACK {self.target} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKack{time.monotonic_ns()}\r\n"
+        ack = (f"ACK {self.target} SIP/2.0\r\nVia: SIP/2.0/UDP {self.uhost}:{self.port};branch=z9hG4bKack{time.monotonic_ns()}\r\n"
                + self.route_headers()
                + f"From: {self.remote_to}\r\nTo: {self.remote_from}\r\nCall-ID: {self.call_id}\r\n"
                f"CSeq: {self.cseq} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
@@ -185,3 +194,65 @@ class LegacyCallee:
                 self.sip.sendto(response(msg, 200, "OK", "pbx", self.port).encode(), self.addr)
                 self.bye.set()
         return self.bye.is_set()
+
+
+def plain_call(sip_addr, host="127.0.0.1", seconds=2.0, on_answer=None):
+    """A plain RTP caller (PCMU, recorded speech) to the demo at `sip_addr`,
+    from `host` (IPv4 or IPv6 loopback): INVITE, ACK, `seconds` of speech to
+    the answer's c=/m= address while recording what comes back, BYE to
+    the Contact. `on_answer(port)` runs between the 200 and the first RTP.
+    Returns (the 200, the datagrams received, whether the BYE got 200)."""
+    import rtp_tools
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    uhost, ip = uri_host(host), "IP6" if ":" in host else "IP4"
+    sig = socket.socket(family, socket.SOCK_DGRAM)
+    sig.bind((host, 0))
+    sig.settimeout(5)
+    media = socket.socket(family, socket.SOCK_DGRAM)
+    media.bind((host, 0))
+    media.settimeout(0.02)
+    sport, mport = sig.getsockname()[1], media.getsockname()[1]
+    sdp = (f"v=0\r\no=py 1 1 IN {ip} {host}\r\ns=-\r\nc=IN {ip} {host}\r\nt=0 0\r\n"
+           f"m=audio {mport} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    ruri = f"sip:demo@{uri_host(sip_addr[0])}:{sip_addr[1]}"
+    head = (f" SIP/2.0\r\nVia: SIP/2.0/UDP {uhost}:{sport};branch=z9hG4bK{{b}};rport\r\n"
+            f"From: <sip:py@{uhost}>;tag=py\r\nTo: <{ruri}>{{to}}\r\nCall-ID: py-{ip}-{sport}\r\n"
+            f"CSeq: {{cseq}}\r\nContact: <sip:py@{uhost}:{sport}>\r\nMax-Forwards: 70\r\n")
+    try:
+        sig.sendto((f"INVITE {ruri}" + head.format(b="inv", to="", cseq="1 INVITE")
+                    + f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}").encode(), sip_addr)
+        while True:
+            ok = sig.recv(65535).decode()
+            if int(ok.split()[1]) >= 200:
+                break
+        assert ok.startswith("SIP/2.0 200"), ok[:200]
+        body = ok.split("\r\n\r\n", 1)[1]
+        gw_media = (re.search(r"^c=IN IP[46] (\S+)", body, re.M).group(1),
+                    int(re.search(r"^m=audio (\d+) ", body, re.M).group(1)))
+        if on_answer:
+            on_answer(gw_media[1])
+        contact = re.search(r"^Contact: <([^>]+)>", ok, re.M).group(1)
+        to_tag = re.search(r"^To: .*(;tag=\S+)", ok, re.M).group(1).strip()
+        sig.sendto((f"ACK {contact}" + head.format(b="ack", to=to_tag, cseq="1 ACK")
+                    + "Content-Length: 0\r\n\r\n").encode(), sip_addr)
+        frames = int(seconds * 50)
+        speech, got = rtp_tools.read_speech(seconds), []
+        start = time.monotonic()
+        for i in range(frames):
+            payload = rtp_tools.ulaw_encode(speech[i * 160:(i + 1) * 160]).tobytes()
+            media.sendto(rtp_tools.rtp(0, i, i * 160, 0x6666, payload, marker=i == 0), gw_media)
+            while time.monotonic() < start + (i + 1) * 0.02:
+                try:
+                    got.append(media.recv(2048))
+                except socket.timeout:
+                    pass
+        # The BYE goes where the Contact says (behind NAT: the public address,
+        # which `sip_addr` is then too).
+        sig.sendto((f"BYE {contact}" + head.format(b="bye", to=to_tag, cseq="2 BYE")
+                    + "Content-Length: 0\r\n\r\n").encode(), sip_addr)
+        bye = sig.recv(65535).decode()
+        return ok, got, bye.startswith("SIP/2.0 200")
+    finally:
+        sig.close()
+        media.close()

@@ -8,7 +8,6 @@ import asyncio
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 import wave
@@ -17,9 +16,8 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 import aiortc_peer
-import rtp_tools
 from conftest import ROOT, free_port
-from ports import udp_socket
+from legacy_peer import plain_call
 from nat import PUBLIC, Nat
 
 NAT_MEDIA = 'addresses = ["127.0.0.1!127.0.0.2"]\nport_min = {p}\nport_max = {q}\n'
@@ -100,53 +98,21 @@ def test_plain_rtp_and_sip_through_a_1_to_1_nat(gateway_factory):
     gw = nat_gateway(gateway_factory)
     nat = Nat()
     nat.open(gw.sip_port)
-    sig, media = udp_socket(5), udp_socket(0.02)
-    sport, mport = sig.getsockname()[1], media.getsockname()[1]
-    sdp = (f"v=0\r\no=py 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-           f"m=audio {mport} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
-    head = (f" SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{sport};branch=z9hG4bK{{b}};rport\r\n"
-            f"From: <sip:py@127.0.0.1>;tag=pyt\r\nTo: <sip:demo@{PUBLIC}>{{to}}\r\nCall-ID: py-nat-1\r\n"
-            f"CSeq: {{cseq}}\r\nContact: <sip:py@127.0.0.1:{sport}>\r\nMax-Forwards: 70\r\n")
-    public_sip = (PUBLIC, gw.sip_port)
     try:
-        sig.sendto((f"INVITE sip:demo@{PUBLIC}:{gw.sip_port}" + head.format(b="inv", to="", cseq="1 INVITE")
-                    + f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}").encode(), public_sip)
-        while True:
-            ok = sig.recv(65535).decode()
-            if int(ok.split()[1]) >= 200:
-                break
-        assert ok.startswith("SIP/2.0 200"), ok[:200]
-        body = ok.split("\r\n\r\n", 1)[1]
-        # SIP and SDP name the public address, never the private one.
-        contact = re.search(r"^Contact: <([^>]+)>", ok, re.M).group(1)
-        assert contact.startswith(f"sip:rtcgw@{PUBLIC}:{gw.sip_port}"), contact
-        assert re.search(rf"^c=IN IP4 {re.escape(PUBLIC)}\r$", body, re.M), body
-        assert re.search(rf"^o=.* IN IP4 {re.escape(PUBLIC)}\r$", body, re.M), body
-        assert "127.0.0.1" not in body, body
-        gw_port = int(re.search(r"^m=audio (\d+) ", body, re.M).group(1))
-        nat.open(gw_port, gw_port + 1)
-        to_tag = re.search(r"^To: .*(;tag=\S+)", ok, re.M).group(1).strip()
-        sig.sendto((f"ACK {contact}" + head.format(b="ack", to=to_tag, cseq="1 ACK")
-                    + "Content-Length: 0\r\n\r\n").encode(), public_sip)
-        # 3 s of speech to the public address; the demo answers.
-        speech = rtp_tools.read_speech(3.0)
-        got = []
-        start = time.monotonic()
-        for i in range(150):
-            payload = rtp_tools.ulaw_encode(speech[i * 160:(i + 1) * 160]).tobytes()
-            media.sendto(rtp_tools.rtp(0, i, i * 160, 0x1234, payload, marker=i == 0), (PUBLIC, gw_port))
-            while time.monotonic() < start + (i + 1) * 0.02:
-                try:
-                    got.append(media.recv(2048))
-                except socket.timeout:
-                    pass
-        # The BYE goes to the Contact: the public address, through the NAT.
-        sig.sendto((f"BYE {contact}" + head.format(b="bye", to=to_tag, cseq="2 BYE")
-                    + "Content-Length: 0\r\n\r\n").encode(), public_sip)
-        bye = sig.recv(65535).decode()
-        assert bye.startswith("SIP/2.0 200"), bye[:100]
+        # SIP to the public address; RTP to where the answer says (opened
+        # in the NAT when the answer comes); the BYE to the Contact.
+        ok, got, bye_ok = plain_call((PUBLIC, gw.sip_port), seconds=3.0,
+                                     on_answer=lambda port: nat.open(port, port + 1))
     finally:
         nat.close()
+    body = ok.split("\r\n\r\n", 1)[1]
+    # SIP and SDP name the public address, never the private one.
+    contact = re.search(r"^Contact: <([^>]+)>", ok, re.M).group(1)
+    assert contact.startswith(f"sip:rtcgw@{PUBLIC}:{gw.sip_port}"), contact
+    assert re.search(rf"^c=IN IP4 {re.escape(PUBLIC)}\r$", body, re.M), body
+    assert re.search(rf"^o=.* IN IP4 {re.escape(PUBLIC)}\r$", body, re.M), body
+    assert "127.0.0.1" not in body, body
+    assert bye_ok, "the BYE reached the gateway through the NAT"
     assert len(got) > 100, "the demo's audio came back"
     assert nat.counts["in"] > 140, nat.counts
     assert recorded_rms(gw) > 100, "our speech reached the gateway through the NAT"

@@ -5,7 +5,6 @@
 //! CANCEL during setup, early media racing the callee's 200, BYE from
 //! either side, re-offers and DTMF routing, capacity and drain.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rtcgw_control::{
@@ -71,7 +70,7 @@ impl H {
         let ua = UserAgent::new(
             UaConfig {
                 timers: Timers::default(),
-                local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
+                local: vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
                 allowed: vec!["127.0.0.0/8".parse().unwrap()],
                 trusted: vec!["127.0.0.0/8".parse().unwrap()],
                 next_hop: None,

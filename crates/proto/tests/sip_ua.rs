@@ -1,7 +1,6 @@
 //! The SIP user agent core in memory with virtual time: what a softswitch
 //! sees when it calls rtcgw (RFC 3261 sections 13 and 15, 9.2).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use rtcgw_proto::sip::message::{Message, Method, Response};
@@ -22,7 +21,7 @@ fn peer() -> Peer {
 fn config() -> UaConfig {
     UaConfig {
         timers: Timers::default(),
-        local: HashMap::from([(Transport::Udp, "127.0.0.1:5060".parse().unwrap())]),
+        local: vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
         allowed: vec!["127.0.0.0/8".parse().unwrap()],
         trusted: vec!["127.0.0.0/8".parse().unwrap()],
         next_hop: None,

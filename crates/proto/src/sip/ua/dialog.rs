@@ -96,18 +96,21 @@ impl Dialog {
 }
 
 impl UserAgent {
-    pub(super) fn local(&self, t: Transport) -> SocketAddr {
-        self.cfg
-            .local
-            .get(&t)
-            .or_else(|| self.cfg.local.values().next())
-            .copied()
+    /// Our address towards `peer`: its transport and address family.
+    pub(super) fn local(&self, peer: Peer) -> SocketAddr {
+        let l = &self.cfg.local;
+        let family = |a: &SocketAddr| a.is_ipv6() == peer.addr.is_ipv6();
+        l.iter()
+            .find(|(t, a)| *t == peer.transport && family(a))
+            .or_else(|| l.iter().find(|(t, _)| *t == peer.transport))
+            .or_else(|| l.first())
+            .map(|(_, a)| *a)
             .unwrap_or_else(|| ([127, 0, 0, 1], 5060).into())
     }
 
-    pub(super) fn contact(&self, t: Transport) -> String {
-        let l = self.local(t);
-        match t {
+    pub(super) fn contact(&self, peer: Peer) -> String {
+        let l = self.local(peer);
+        match peer.transport {
             Transport::Udp => format!("<sip:rtcgw@{l}>"),
             Transport::Tcp => format!("<sip:rtcgw@{l};transport=tcp>"),
         }
@@ -205,7 +208,7 @@ impl UserAgent {
             headers: h,
             body: Vec::new(),
         };
-        let local = self.local(d.peer.transport).to_string();
+        let local = self.local(d.peer).to_string();
         let peer = Peer {
             addr: self.next_hop(d),
             transport: d.peer.transport,

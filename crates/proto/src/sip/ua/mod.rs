@@ -36,8 +36,10 @@ use dialog::{Dialog, DialogState};
 #[derive(Debug, Clone)]
 pub struct UaConfig {
     pub timers: Timers,
-    /// Our sent-by / Contact address per transport.
-    pub local: HashMap<Transport, SocketAddr>,
+    /// Our sent-by / Contact addresses: per transport, and per address
+    /// family when SIP listens on IPv4 and IPv6 (a peer is told the one of
+    /// its own family).
+    pub local: Vec<(Transport, SocketAddr)>,
     /// Networks allowed to send requests (the softswitch).
     pub allowed: Vec<IpNet>,
     /// Networks whose P-Asserted-Identity is believed (RFC 3325 trust

@@ -63,9 +63,9 @@ impl UserAgent {
         sdp: Option<String>,
     ) {
         let d = &self.dialogs[&id];
-        let (transport, timer) = (d.peer.transport, d.timer);
+        let (peer, timer) = (d.peer, d.timer);
         let mut resp = Response::to(req, 200, "OK", None);
-        resp.headers.push("Contact", self.contact(transport));
+        resp.headers.push("Contact", self.contact(peer));
         resp.headers.push("Allow", ALLOW);
         if let Some(t) = timer {
             // The requester keeps refreshing when it is the refresher.
@@ -95,7 +95,8 @@ impl UserAgent {
             d.invite_cseq = cseq;
             d.late_offer = false;
             d.ok = Some(resp);
-            d.retransmit = (!transport.reliable()).then(|| Backoff::new(now, t.t1, Some(t.t2)));
+            d.retransmit =
+                (!peer.transport.reliable()).then(|| Backoff::new(now, t.t1, Some(t.t2)));
             d.ack_deadline = Some(now + t.timeout());
         }
         self.pump(now);
@@ -168,7 +169,7 @@ impl UserAgent {
         let extra = vec![
             ("Session-Expires", se.header()),
             ("Supported", "timer".to_string()),
-            ("Contact", self.contact(d.peer.transport)),
+            ("Contact", self.contact(d.peer)),
         ];
         let key = self.send_in_dialog(now, &mut d, Method::Update, extra);
         self.dialogs.insert(id, d);

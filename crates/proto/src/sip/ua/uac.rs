@@ -71,7 +71,7 @@ impl UserAgent {
             Transport::Udp
         };
         let peer = Peer { addr, transport };
-        let local = self.local(transport);
+        let local = self.local(peer);
         let local_tag = self.new_tag();
         let call_id = format!("{}-{:x}@rtcgw", self.new_tag(), self.cfg.branch_salt);
         let user = escape_user(&inv.from_user);
@@ -85,7 +85,7 @@ impl UserAgent {
         h.push("Call-ID", call_id.clone());
         h.push("CSeq", "1 INVITE");
         h.push("Max-Forwards", "70");
-        h.push("Contact", self.contact(transport));
+        h.push("Contact", self.contact(peer));
         h.push("Allow", ALLOW);
         h.push("User-Agent", self.cfg.user_agent.clone());
         if let Some(pai) = &inv.asserted_identity {
@@ -235,7 +235,7 @@ impl UserAgent {
     fn build_ack(&mut self, id: DialogRef) -> Vec<u8> {
         let branch = self.tsx.new_branch();
         let d = &self.dialogs[&id];
-        let local = self.local(d.peer.transport);
+        let local = self.local(d.peer);
         let mut h = Headers::default();
         h.push(
             "Via",

@@ -138,7 +138,7 @@ impl UserAgent {
         let req = self.tsx.request(&d.invite_tsx)?;
         let mut resp = Response::to(req, status, reason_phrase(status), Some(&d.key.local_tag));
         resp.headers.copy_from(&req.headers, "Record-Route");
-        resp.headers.push("Contact", self.contact(d.peer.transport));
+        resp.headers.push("Contact", self.contact(d.peer));
         Some((d.invite_tsx.clone(), resp))
     }
 
