@@ -745,6 +745,27 @@ impl Config {
                 "stun:, stuns:, turn: or turns: URLs",
             ));
         }
+        if h.cors_origins.iter().any(|o| o == "*") && h.tokens.is_empty() {
+            return Err(bad(
+                "http.cors_origins",
+                "[\"*\"]",
+                "named origins while http.tokens is empty: with \"*\" any web page a browser on \
+                 this host opens could place calls through the API",
+            ));
+        }
+        // Replies and Via/Contact are chosen by family: one address each.
+        let also = &self.sip.also_listen;
+        if also.len() > 1
+            || also
+                .iter()
+                .any(|a| a.is_ipv6() == self.sip.listen.is_ipv6())
+        {
+            return Err(bad(
+                "sip.also_listen",
+                format!("{:?}", self.sip.also_listen),
+                "at most one address, of the other family than sip.listen (one IPv4, one IPv6)",
+            ));
+        }
         if !(1..=3600).contains(&h.ring_timeout_s) {
             return Err(bad("http.ring_timeout_s", h.ring_timeout_s, "1..=3600"));
         }
@@ -959,6 +980,10 @@ mod tests {
         assert!(origin.is_err());
         let ice = Config::parse("[http]\nice_servers = [{ urls = [\"http://x\"] }]\n");
         assert!(ice.is_err());
+        assert!(Config::parse("[http]\ncors_origins = [\"*\"]\n").is_err());
+        let two_v4 = Config::parse("[sip]\nalso_listen = [\"127.0.0.2:5060\"]\n");
+        assert!(two_v4.is_err());
+        assert!(Config::parse("[sip]\nalso_listen = [\"[::1]:5060\"]\n").is_ok());
     }
 
     #[test]

@@ -198,6 +198,7 @@ fn control_config(config: &Config) -> ControlConfig {
         id_salt: rand::random(),
         ring_timeout: Duration::from_secs(config.http.ring_timeout_s),
         drain_retry_after_s: drain_retry_after(config),
+        api_uri_targets: config.sip.next_hop.is_some(),
     }
 }
 

@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
             pass_asserted_identity: true,
             id_salt: 1,
             ring_timeout: std::time::Duration::from_secs(60),
+            api_uri_targets: true,
             drain_retry_after_s: 30,
         },
         ua,

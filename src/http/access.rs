@@ -77,10 +77,12 @@ impl Access {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Err("no_token");
         };
-        let given = value
-            .as_bytes()
-            .strip_prefix(b"Bearer ")
-            .or_else(|| value.as_bytes().strip_prefix(b"bearer "))
+        // The scheme is case-insensitive (RFC 9110 section 11.1).
+        let v = value.as_bytes();
+        let given = v
+            .get(..7)
+            .filter(|p| p.eq_ignore_ascii_case(b"bearer "))
+            .map(|_| &v[7..])
             .ok_or("not_bearer")?;
         let given = given.trim_ascii();
         let mut ok = false;
@@ -96,6 +98,7 @@ impl Access {
 }
 
 /// One ICE server URL as a `Link` header value (RFC 9725 section 4.6).
+/// Sent with the 201 and to an authorized OPTIONS only.
 fn ice_link(s: &IceServer, url: &str) -> String {
     let mut v = format!("<{url}>; rel=\"ice-server\"");
     if let (Some(u), Some(c)) = (&s.username, &s.credential) {
@@ -142,6 +145,7 @@ pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) 
         let preflight = req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        let authorized = access.authorized(req.headers()).is_ok();
         if preflight && origin.is_some() && allowed.is_none() {
             tracing::info!(origin = origin.as_deref().unwrap_or(""), %path, "CORS preflight from an origin not in http.cors_origins");
             access.deny("cors_origin");
@@ -156,8 +160,12 @@ pub async fn guard(State(access): State<Arc<Access>>, req: Request, next: Next) 
         h.insert(header::ALLOW, HeaderValue::from_static(methods(&path)));
         if path == "/v1/calls" {
             h.insert("accept-post", HeaderValue::from_static("application/sdp"));
-            for l in access.links() {
-                h.append(header::LINK, l.clone());
+            // TURN credentials only to whom may place calls: a preflight
+            // carries no token, so it gets none.
+            if !preflight && authorized {
+                for l in access.links() {
+                    h.append(header::LINK, l.clone());
+                }
             }
         }
         if let Some(v) = allowed {
@@ -251,6 +259,7 @@ mod tests {
             Err("bad_token")
         );
         assert_eq!(a.authorized(&bearer("Bearer fedcba9876543210")), Ok(()));
+        assert_eq!(a.authorized(&bearer("BEARER fedcba9876543210")), Ok(()));
         assert_eq!(access(&[]).authorized(&HeaderMap::new()), Ok(()));
     }
 

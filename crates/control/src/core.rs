@@ -66,6 +66,11 @@ pub struct ControlConfig {
     /// How long the callee of an API call may ring before the call is
     /// given up (CANCEL, and 504 to the HTTP client).
     pub ring_timeout: Duration,
+    /// An API call may name a whole SIP URI (not only a user for
+    /// `route.target`): only when the INVITE goes through a softswitch
+    /// (`sip.next_hop`) that routes and authorises it; otherwise a token
+    /// holder could dial any host (toll fraud, reaching internal PBXs).
+    pub api_uri_targets: bool,
 }
 
 /// A front end's request (the HTTP API).
@@ -87,7 +92,7 @@ pub enum ApiRequest {
 }
 
 /// Where an API call goes: the Request-URI of its outbound leg.
-fn api_target(route: &Route, to: &str) -> Result<String, Refused> {
+fn api_target(route: &Route, to: &str, uri_targets: bool) -> Result<String, Refused> {
     let bad = |why: String| Refused::new(Refusal::BadTarget, format!("to={to:.80}: {why}"));
     let Route::Bridge { target } = route else {
         return Err(bad(
@@ -96,6 +101,13 @@ fn api_target(route: &Route, to: &str) -> Result<String, Refused> {
     };
     let lower = to.get(..5).unwrap_or(to).to_ascii_lowercase();
     if lower.starts_with("sip:") || lower.starts_with("sips:") {
+        if !uri_targets {
+            return Err(bad(
+                "a whole SIP URI needs sip.next_hop (the softswitch that routes and authorises \
+                 it); give a user for route.target instead"
+                    .into(),
+            ));
+        }
         rtcgw_proto::sip::uri::check_request_uri(to).map_err(bad)?;
         return Ok(to.to_string());
     }
@@ -299,7 +311,7 @@ impl CallControl {
             ApiRequest::Create { token, offer, to } => {
                 let target = to
                     .as_deref()
-                    .map(|to| api_target(&self.cfg.route, to))
+                    .map(|to| api_target(&self.cfg.route, to, self.cfg.api_uri_targets))
                     .transpose();
                 let offer = match target.and_then(|t| {
                     self.admit()?;
@@ -680,6 +692,8 @@ impl CallControl {
             return;
         };
         let c = self.calls.get_mut(&id).expect("indexed");
+        // Answered: no ring timeout while the bridge is completed.
+        c.ring_deadline = None;
         match c.early {
             // Media is already up on the 183's answer (RFC 3261 section
             // 13.2.1: the 2xx repeats it): the caller gets its 200 now.
@@ -1006,6 +1020,24 @@ fn relayed_status(status: u16, reason: &str) -> (u16, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_whole_sip_uri_needs_a_softswitch_to_go_through() {
+        let route = Route::Bridge {
+            target: "sip:{user}@192.0.2.1".into(),
+        };
+        let r = api_target(&route, "sip:+1900@198.51.100.7", false).unwrap_err();
+        assert_eq!(r.kind, Refusal::BadTarget);
+        assert!(r.detail.contains("sip.next_hop"), "{r}");
+        assert_eq!(
+            api_target(&route, "sip:+1900@198.51.100.7", true).unwrap(),
+            "sip:+1900@198.51.100.7"
+        );
+        assert_eq!(
+            api_target(&route, "alice", false).unwrap(),
+            "sip:alice@192.0.2.1"
+        );
+    }
 
     #[test]
     fn hop_by_hop_refusals_are_not_relayed_as_they_are() {

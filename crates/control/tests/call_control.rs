@@ -42,6 +42,7 @@ fn config(route: Route, max_calls: usize) -> ControlConfig {
         pass_asserted_identity: true,
         id_salt: 1,
         ring_timeout: Duration::from_secs(60),
+        api_uri_targets: true,
         drain_retry_after_s: 30,
     }
 }
@@ -1391,6 +1392,11 @@ fn an_api_call_to_sip_refused_or_unanswered_gets_an_http_status() {
     h.drain();
     assert_eq!(h.requests(Method::Cancel).len(), 1);
     assert_eq!(h.hangups(), vec![(call, EndReason::CallerGone)]);
+    // The callee never answers the CANCEL nor the INVITE: the INVITE is
+    // given up 64*T1 after the CANCEL (RFC 3261 9.1), nothing is left.
+    assert_eq!(h.cc.ua().dialogs(), 1);
+    h.advance(Duration::from_secs(33));
+    assert_eq!(h.cc.ua().dialogs(), 0, "no dialog left behind");
 }
 
 #[test]

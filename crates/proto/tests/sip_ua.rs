@@ -494,6 +494,10 @@ fn a_2xx_crossing_our_cancel_is_acked_and_byed() {
     let (call, inv) = h.call_bob();
     h.ua.hangup(h.now, call);
     h.drain();
+    // No CANCEL before a provisional response (RFC 3261 section 9.1)...
+    assert_eq!(sent_requests(&h, Method::Cancel).len(), 0);
+    h.input(answer_to(&inv, 180, ""));
+    // ... and at once when it comes.
     assert_eq!(sent_requests(&h, Method::Cancel).len(), 1);
     h.input(answer_to(
         &inv,

@@ -29,6 +29,9 @@ pub struct ClientInvite {
     /// Timer D (Completed) or M (Accepted): when the transaction ends.
     end: Option<Instant>,
     ack: Option<Request>,
+    /// A CANCEL went out: without a final response by then the transaction
+    /// is given up (section 9.1: 64*T1 after the CANCEL).
+    cancelled: Option<Instant>,
 }
 
 impl ClientInvite {
@@ -52,7 +55,13 @@ impl ClientInvite {
             b: Some(now + timers.timeout()),
             end: None,
             ack: None,
+            cancelled: None,
         }
+    }
+
+    /// A CANCEL for this INVITE was sent now.
+    pub(crate) fn cancel_sent(&mut self, now: Instant) {
+        self.cancelled.get_or_insert(now + self.timers.timeout());
     }
 
     pub fn state(&self) -> State {
@@ -167,7 +176,8 @@ impl ClientInvite {
         // 17.1.1.2: "still in the Calling state when timer B fires"); once a
         // 1xx came, the callee may ring as long as it likes: the TU cancels
         // (a proxy has timer C).
-        if self.b.is_some_and(|b| now >= b) && self.state == State::Calling {
+        let gave_up = self.cancelled.is_some_and(|c| now >= c) && self.is_pending();
+        if gave_up || (self.b.is_some_and(|b| now >= b) && self.state == State::Calling) {
             self.state = State::Terminated;
             out.timeout(&self.key);
         }
@@ -192,6 +202,7 @@ impl ClientInvite {
         } else {
             None
         };
-        super::earliest([a, b, self.end])
+        let c = self.cancelled.filter(|_| self.is_pending());
+        super::earliest([a, b, c, self.end])
     }
 }

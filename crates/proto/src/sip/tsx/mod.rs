@@ -18,7 +18,7 @@ mod client_non_invite;
 mod server_invite;
 mod server_non_invite;
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -351,6 +351,9 @@ pub struct Transactions {
     out: Out,
     branch_seq: u64,
     branch_salt: u64,
+    /// INVITEs to CANCEL once their first provisional response comes
+    /// (section 9.1: a CANCEL must not be sent before one).
+    deferred_cancels: HashSet<TsxKey>,
 }
 
 impl Transactions {
@@ -364,6 +367,7 @@ impl Transactions {
             out: Out::default(),
             branch_seq: 0,
             branch_salt,
+            deferred_cancels: HashSet::new(),
         }
     }
 
@@ -547,12 +551,28 @@ impl Transactions {
     /// CSeq number, in its own non-INVITE transaction. False when the INVITE
     /// already has a final response.
     pub fn send_cancel(&mut self, now: Instant, invite: &TsxKey) -> bool {
-        let Some(Tsx::ClientInvite(t)) = self.tsx.get(invite) else {
+        let Some(Tsx::ClientInvite(t)) = self.tsx.get_mut(invite) else {
             return false;
         };
         if !t.is_pending() {
             return false;
         }
+        // The give-up clock starts now either way (Timer B still ends an
+        // INVITE that never got any response).
+        t.cancel_sent(now);
+        if t.state() == client_invite::State::Calling {
+            self.deferred_cancels.insert(invite.clone());
+            self.schedule(invite);
+            return true;
+        }
+        self.emit_cancel(now, invite)
+    }
+
+    /// Builds the CANCEL for a pending INVITE and starts its transaction.
+    fn emit_cancel(&mut self, now: Instant, invite: &TsxKey) -> bool {
+        let Some(Tsx::ClientInvite(t)) = self.tsx.get(invite) else {
+            return false;
+        };
         let (inv, peer) = (t.request().clone(), t.peer());
         let mut h = super::message::Headers::default();
         if let Some(via) = inv.headers.list("Via").into_iter().next() {
@@ -574,6 +594,7 @@ impl Transactions {
         let TsxKey::Branch { branch, .. } = invite else {
             return false;
         };
+        self.schedule(invite);
         let key = TsxKey::client(branch, &Method::Cancel);
         let tsx = Tsx::ClientNonInvite(ClientNonInvite::new(
             now,
@@ -593,12 +614,16 @@ impl Transactions {
         let Ok(key) = TsxKey::for_response(&resp) else {
             return false;
         };
+        let status = resp.status;
         match self.tsx.get_mut(&key) {
             Some(Tsx::ClientInvite(t)) => t.handle_response(now, resp, &mut self.out),
             Some(Tsx::ClientNonInvite(t)) => t.handle_response(now, resp, &mut self.out),
             _ => return false,
         }
         self.schedule(&key);
+        if self.deferred_cancels.remove(&key) && (100..200).contains(&status) {
+            self.emit_cancel(now, &key);
+        }
         true
     }
 
@@ -619,6 +644,7 @@ impl Transactions {
             }
             if tsx.is_terminated() {
                 self.tsx.remove(&key);
+                self.deferred_cancels.remove(&key);
                 if let Some(mk) = self.merge_of.remove(&key) {
                     self.merge_index.remove(&mk);
                 }
