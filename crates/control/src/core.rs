@@ -409,25 +409,16 @@ impl CallControl {
     }
 
     /// Whether a draining gateway may go now: no call left, and no
-    /// dispatcher that would miss the 503 (nobody probes with OPTIONS
-    /// regularly: two probes at most two minutes apart, the last in the
-    /// five minutes before the drain; or one has been answered 503 since).
-    /// A dispatcher that only ever sees timeouts keeps sending INVITEs into
-    /// them; one that saw the 503 has moved on. A one-off OPTIONS (a
-    /// health check, a softswitch starting) is not a dispatcher.
+    /// dispatcher that would miss the 503: every source that probes with
+    /// OPTIONS regularly (a pair of proxies probes from two) has been
+    /// answered 503 since the drain began. A dispatcher that only ever sees
+    /// timeouts keeps sending INVITEs into them; one that saw the 503 has
+    /// moved on. A one-off OPTIONS (a health check) is not a dispatcher.
     pub fn may_exit(&self) -> bool {
         let Some(since) = self.draining else {
             return false;
         };
-        let ((before, last), refused) = self.ua.probes();
-        let watched = match (before, last) {
-            (Some(b), Some(l)) => {
-                since.saturating_duration_since(l) < Duration::from_secs(300)
-                    && l.saturating_duration_since(b) <= Duration::from_secs(120)
-            }
-            _ => false,
-        };
-        self.is_idle() && (refused > 0 || !watched)
+        self.is_idle() && self.ua.probers_have_seen_the_drain(since)
     }
 
     /// Ends every call (shutdown): BYE, CANCEL or a final response on

@@ -722,11 +722,17 @@ CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
 
 impl H {
     fn options_probe(&mut self, branch: &str) {
-        self.input(format!(
+        self.options_probe_from(switch(), branch);
+    }
+
+    fn options_probe_from(&mut self, from: Peer, branch: &str) {
+        let bytes = format!(
             "OPTIONS sip:rtcgw@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch={branch}\r\n\
 From: <sip:switch@example.com>;tag=o\r\nTo: <sip:rtcgw@example.com>\r\nCall-ID: {branch}@switch\r\n\
 CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        ));
+        );
+        self.cc.handle_sip(self.now, from, bytes.as_bytes());
+        self.drain();
     }
 }
 
@@ -754,6 +760,22 @@ fn an_idle_drain_waits_for_a_watching_dispatcher_to_see_a_503() {
     h.options_probe("z9hG4bKp2");
     let r = h.responses(503).pop().expect("503 to the probe");
     assert_eq!(r.headers.get("Retry-After"), Some("30"));
+    assert!(h.cc.may_exit());
+    // A pair of proxies probing from two addresses: both must have seen it.
+    let mut h = H::new(bridge(), 10);
+    let other = Peer {
+        addr: "127.0.0.2:5080".parse().unwrap(),
+        transport: Transport::Udp,
+    };
+    for (i, branch) in ["z9hG4bKa1", "z9hG4bKa2"].iter().enumerate() {
+        h.options_probe(branch);
+        h.options_probe_from(other, &format!("z9hG4bKb{i}"));
+        h.advance(Duration::from_secs(10));
+    }
+    h.cc.drain(h.now);
+    h.options_probe("z9hG4bKa3");
+    assert!(!h.cc.may_exit(), "the second proxy has not seen the drain");
+    h.options_probe_from(other, "z9hG4bKb3");
     assert!(h.cc.may_exit());
 }
 

@@ -201,13 +201,25 @@ pub struct UserAgent {
     out: VecDeque<Outgoing>,
     metrics: SipMetrics,
     draining: bool,
-    /// The last two OPTIONS outside a dialog (a dispatcher's keep-alive
-    /// probes): (the one before, the last).
-    probes_seen: (Option<Instant>, Option<Instant>),
-    /// OPTIONS answered 503 since draining began.
-    probes_refused: u32,
+    /// OPTIONS outside a dialog by source address (dispatchers' keep-alive
+    /// probes; a pair of proxies probes from two), at most
+    /// [`MAX_PROBERS`] of them.
+    probers: HashMap<std::net::IpAddr, Prober>,
     /// Our session refresh UPDATEs in flight.
     refreshes: HashMap<TsxKey, DialogRef>,
+}
+
+/// Sources of OPTIONS remembered for the drain (a bound: OPTIONS from
+/// many addresses must not grow memory).
+const MAX_PROBERS: usize = 64;
+
+/// One source of OPTIONS probes.
+#[derive(Debug, Clone, Copy)]
+struct Prober {
+    before: Option<Instant>,
+    last: Instant,
+    /// Answered 503 since draining began.
+    refused: bool,
 }
 
 impl UserAgent {
@@ -224,8 +236,7 @@ impl UserAgent {
             out: VecDeque::new(),
             metrics,
             draining: false,
-            probes_seen: (None, None),
-            probes_refused: 0,
+            probers: HashMap::new(),
             refreshes: HashMap::new(),
         }
     }
@@ -235,14 +246,23 @@ impl UserAgent {
     /// is the gateway's decision.
     pub fn set_draining(&mut self, draining: bool) {
         self.draining = draining;
-        self.probes_refused = 0;
+        for p in self.probers.values_mut() {
+            p.refused = false;
+        }
     }
 
-    /// When the last two OPTIONS probes came (the one before, the last),
-    /// and how many were answered 503 since draining began: whether a
-    /// dispatcher watching this gateway has seen it go.
-    pub fn probes(&self) -> ((Option<Instant>, Option<Instant>), u32) {
-        (self.probes_seen, self.probes_refused)
+    /// Whether every source that probes with OPTIONS regularly (two probes
+    /// at most two minutes apart, the last within five minutes of `since`)
+    /// has been answered 503 since draining began: the dispatchers watching
+    /// this gateway have all seen it go. True when nobody probes.
+    pub fn probers_have_seen_the_drain(&self, since: Instant) -> bool {
+        self.probers.values().all(|p| {
+            let regular = p.before.is_some_and(|b| {
+                p.last.saturating_duration_since(b) <= std::time::Duration::from_secs(120)
+            }) && since.saturating_duration_since(p.last)
+                < std::time::Duration::from_secs(300);
+            p.refused || !regular
+        })
     }
 
     /// Dialogs (and dialogs to be) in any state.
@@ -374,7 +394,7 @@ impl UserAgent {
         let in_dialog = core.to.tag().is_some();
         match (&req.method, in_dialog) {
             (Method::Invite, false) => self.new_invite(now, key, peer, req),
-            (Method::Options, false) => self.options(now, key, req),
+            (Method::Options, false) => self.options(now, key, req, peer.addr.ip()),
             (Method::Cancel, _) => self.cancel(now, key, req),
             (
                 Method::Bye | Method::Invite | Method::Update | Method::Info | Method::Options,
@@ -393,12 +413,29 @@ impl UserAgent {
 
     /// OPTIONS outside a dialog: what we can do, or 503 while draining (so
     /// that a dispatcher's keep-alive probe takes us out of rotation).
-    fn options(&mut self, now: Instant, key: TsxKey, req: Request) {
+    fn options(&mut self, now: Instant, key: TsxKey, req: Request, from: std::net::IpAddr) {
         let status = if self.draining { 503 } else { 200 };
-        self.probes_seen = (self.probes_seen.1, Some(now));
-        if self.draining {
-            self.probes_refused += 1;
+        if self.probers.len() >= MAX_PROBERS && !self.probers.contains_key(&from) {
+            // Forget the one heard from longest ago.
+            if let Some(oldest) = self
+                .probers
+                .iter()
+                .min_by_key(|(_, p)| p.last)
+                .map(|(a, _)| *a)
+            {
+                self.probers.remove(&oldest);
+            }
         }
+        let p = self.probers.entry(from).or_insert(Prober {
+            before: None,
+            last: now,
+            refused: false,
+        });
+        if p.last != now {
+            p.before = Some(p.last);
+            p.last = now;
+        }
+        p.refused |= self.draining;
         let tag = self.new_tag();
         let mut resp = Response::to(&req, status, reason_phrase(status), Some(&tag));
         resp.headers.push("Allow", ALLOW);
