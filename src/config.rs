@@ -654,11 +654,7 @@ impl Config {
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text)
+        Self::for_run(Some(path), None)
     }
 
     pub fn parse(text: &str) -> Result<Self, ConfigError> {

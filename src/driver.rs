@@ -36,7 +36,8 @@ const MAX_MESSAGE: usize = 64 * 1024;
 /// UDP and TCP on each listen address, the first one's served in the
 /// driver's loop, the others' by small tasks feeding the same loop.
 pub struct SipSockets {
-    udp: Vec<Arc<UdpSocket>>,
+    /// With whether each is IPv6 (replies leave from the peer's family).
+    udp: Vec<(bool, Arc<UdpSocket>)>,
     tcp: Vec<TcpListener>,
 }
 
@@ -48,7 +49,8 @@ impl SipSockets {
             tcp: Vec::new(),
         };
         for &a in addrs {
-            s.udp.push(Arc::new(UdpSocket::bind(a).await?));
+            s.udp
+                .push((a.is_ipv6(), Arc::new(UdpSocket::bind(a).await?)));
             s.tcp.push(TcpListener::bind(a).await?);
         }
         Ok(s)
@@ -57,7 +59,7 @@ impl SipSockets {
     /// Where UDP and TCP listen (the port is known after binding port 0).
     pub fn local(&self) -> std::io::Result<Vec<(Transport, SocketAddr)>> {
         let mut out = Vec::new();
-        for (u, t) in self.udp.iter().zip(&self.tcp) {
+        for ((_, u), t) in self.udp.iter().zip(&self.tcp) {
             out.push((Transport::Udp, u.local_addr()?));
             out.push((Transport::Tcp, t.local_addr()?));
         }
@@ -83,7 +85,7 @@ impl NgSocket {
 /// The driver's sockets and channels, for what it sends.
 struct Io<'a> {
     /// SIP over UDP, one per listen address.
-    udp: &'a [Arc<UdpSocket>],
+    udp: &'a [(bool, Arc<UdpSocket>)],
     ng: Option<&'a UdpSocket>,
     frames_tx: &'a mpsc::Sender<(Peer, Vec<u8>)>,
     closed_tx: &'a mpsc::Sender<SocketAddr>,
@@ -223,11 +225,11 @@ impl Driver {
             for l in listeners {
                 tokio::spawn(accept_into(l, accepted_tx.clone()));
             }
-            for u in s.udp.iter().skip(1) {
+            for (_, u) in s.udp.iter().skip(1) {
                 tokio::spawn(udp_into(u.clone(), frames_tx.clone()));
             }
         }
-        let no_udp: Vec<Arc<UdpSocket>> = Vec::new();
+        let no_udp: Vec<(bool, Arc<UdpSocket>)> = Vec::new();
         let ng_socket = self.ng.take().map(|n| {
             self.ng_front = Some(n.frontend);
             n.socket
@@ -251,7 +253,7 @@ impl Driver {
             let wake = drain_until.map_or(wake, |d| wake.min(d));
             let wake = linger_until.map_or(wake, |d| wake.min(d));
             tokio::select! {
-                r = recv_from(io.udp.first().map(|u| &**u), &mut buf) => match r {
+                r = recv_from(io.udp.first().map(|(_, u)| &**u), &mut buf) => match r {
                     Ok((n, from)) => {
                         let peer = Peer { addr: from, transport: Transport::Udp };
                         self.control.handle_sip(now(), peer, &buf[..n]);
@@ -417,7 +419,7 @@ impl Driver {
     /// address of the destination's family).
     fn send(
         &mut self,
-        udp: &[Arc<UdpSocket>],
+        udp: &[(bool, Arc<UdpSocket>)],
         out: Outgoing,
         frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
         closed_tx: &mpsc::Sender<SocketAddr>,
@@ -425,14 +427,7 @@ impl Driver {
         match out.peer.transport {
             Transport::Udp => {
                 let v6 = out.peer.addr.is_ipv6();
-                let Some(udp) = (udp.len() > 1)
-                    .then(|| {
-                        udp.iter()
-                            .find(|u| u.local_addr().is_ok_and(|a| a.is_ipv6() == v6))
-                    })
-                    .flatten()
-                    .or(udp.first())
-                else {
+                let Some((_, udp)) = udp.iter().find(|(s6, _)| *s6 == v6).or(udp.first()) else {
                     return;
                 };
                 if let Err(e) = udp.try_send_to(&out.bytes, out.peer.addr) {

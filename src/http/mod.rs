@@ -107,21 +107,35 @@ fn refuse(st: &ApiState, kind: Refusal, detail: impl Into<String>) -> Response {
 /// `?to=` of a create request: the SIP user or URI to bridge to.
 fn call_target(query: Option<&str>) -> Result<Option<String>, String> {
     let mut to = None;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', "%2B"))
-                .decode_utf8()
-                .map(|c| c.into_owned())
-                .map_err(|_| format!("{k}: not UTF-8"))
-        };
-        match decode(k)?.as_str() {
-            "to" if to.is_none() => to = Some(decode(v)?),
-            "to" => return Err("to given twice".into()),
-            other => return Err(format!("unknown query parameter {other:?} (known: to)")),
+    for (k, v) in query_pairs(query)? {
+        match (k.as_str(), v) {
+            ("to", Some(v)) if to.is_none() => to = Some(v),
+            ("to", None) => return Err("to needs a value".into()),
+            ("to", _) => return Err("to given twice".into()),
+            (other, _) => return Err(format!("unknown query parameter {other:?} (known: to)")),
         }
     }
     Ok(to)
+}
+
+/// A query string's `name[=value]` pairs, percent-decoded (`+` stays a
+/// plus: phone numbers carry it).
+fn query_pairs(query: Option<&str>) -> Result<Vec<(String, Option<String>)>, String> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(&s.replace('+', "%2B"))
+            .decode_utf8()
+            .map(|c| c.into_owned())
+            .map_err(|_| format!("{s:.40}: not UTF-8"))
+    };
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) => Ok((decode(k)?, Some(decode(v)?))),
+            None => Ok((decode(pair)?, None)),
+        })
+        .collect()
 }
 
 async fn create_call(
@@ -238,13 +252,12 @@ async fn call_stats(
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut raw = false;
-    for pair in query
-        .as_deref()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        match pair.split_once('=').unwrap_or((pair, "true")) {
+    let pairs = match query_pairs(query.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, e),
+    };
+    for (k, v) in pairs {
+        match (k.as_str(), v.as_deref().unwrap_or("true")) {
             ("raw", "true" | "1") => raw = true,
             ("raw", "false" | "0") => raw = false,
             ("raw", v) => {

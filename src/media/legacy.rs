@@ -373,7 +373,7 @@ pub(super) async fn run(
     // No media 5 s after the start: say why, once, in the log and the
     // leg's stats (until media comes).
     let verdict_due = Instant::now() + NO_MEDIA_AFTER;
-    let mut no_media: Option<String> = None;
+    let mut said_no_media = false;
     let (mut sends, mut receives) = directions(&m.neg);
     loop {
         tokio::select! {
@@ -478,17 +478,17 @@ pub(super) async fn run(
                     tracing::warn!(call = %m.id, "no RTP within the media timeout: ending the call");
                     calls.hangup(&m.id, EndReason::MediaTimeout);
                 }
-                if receives && now >= verdict_due {
-                    let v = m.session.no_media_verdict();
-                    if let Some(why) = v.as_ref().filter(|_| no_media.is_none()) {
-                        tracing::warn!(call = %m.id, leg = "legacy", direction = "inbound", "no media {} s after the answer: {why}", NO_MEDIA_AFTER.as_secs());
-                    }
-                    no_media = v;
-                }
                 if now >= stats_due {
                     stats_due = now + m.stats_every;
                     let mut s = snapshot(&m);
-                    s.no_media = no_media.clone();
+                    // Judged with the stats refresh, off the 10 ms path.
+                    if receives && now >= verdict_due {
+                        s.no_media = m.session.no_media_verdict();
+                        if let Some(why) = s.no_media.as_ref().filter(|_| !said_no_media) {
+                            tracing::warn!(call = %m.id, leg = "legacy", direction = "inbound", "no media {} s after the answer: {why}", NO_MEDIA_AFTER.as_secs());
+                            said_no_media = true;
+                        }
+                    }
                     *m.stats.lock().expect("stats lock") = Some(s);
                 }
             }

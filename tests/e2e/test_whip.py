@@ -92,6 +92,12 @@ class Client:
         return rate, (np.concatenate([s for _, s in self.received]).astype(float) if self.received else np.zeros(0))
 
 
+def gateway_and_callee(gateway_factory):
+    """A bridge-mode gateway with tokens and the plain RTP callee it dials."""
+    sip = bound_udp()
+    return whip_gateway(gateway_factory, sip.getsockname()[1]), LegacyCallee(sip)
+
+
 def answer_in_thread(callee):
     t = threading.Thread(target=callee.answer, daemon=True)
     t.start()
@@ -99,9 +105,7 @@ def answer_in_thread(callee):
 
 
 def test_whip_to_sip_call_with_bearer_token_audio_both_ways_and_delete(gateway_factory):
-    sip = bound_udp()
-    gw = whip_gateway(gateway_factory, sip.getsockname()[1])
-    callee = LegacyCallee(sip)
+    gw, callee = gateway_and_callee(gateway_factory)
 
     async def main():
         c = Client()
@@ -248,9 +252,7 @@ def test_whip_to_sip_refusals_no_answer_and_a_client_that_leaves(gateway_factory
 
 
 def test_whip_to_sip_bye_from_the_callee_ends_the_webrtc_leg(gateway_factory):
-    sip = bound_udp()
-    gw = whip_gateway(gateway_factory, sip.getsockname()[1])
-    callee = LegacyCallee(sip)
+    gw, callee = gateway_and_callee(gateway_factory)
 
     async def main():
         c = Client()

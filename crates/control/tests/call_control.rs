@@ -1090,13 +1090,10 @@ fn ng_forked_offers_first_answer_wins() {
     assert_eq!(h.hangups(), vec![(call, EndReason::Delete)]);
 }
 
-/// A re-offer (hold) from the callee of an answered call: its leg answers
-/// it; the caller's side gets our SDP again, unchanged, and the caller's
-/// answer gets our answer to the callee.
-#[test]
-fn ng_re_offer_from_the_callee_goes_to_its_leg() {
+/// An ng call answered (offer 1, answer 2 from "callee") with its bridge
+/// up and the replies so far taken: the call id.
+fn ng_call_up(h: &mut H) -> CallId {
     use rtcgw_control::NgRequest::*;
-    let mut h = H::new(Route::Demo, 10);
     h.ng_request(1, Offer(ng(WEBRTC_OFFER, "caller", None, "RTP/AVP")));
     let (call, ..) = h.created_call();
     h.media_event(MediaEvent::Created {
@@ -1119,6 +1116,17 @@ fn ng_re_offer_from_the_callee_goes_to_its_leg() {
         result: Ok(()),
     });
     h.ng.clear();
+    call
+}
+
+/// A re-offer (hold) from the callee of an answered call: its leg answers
+/// it; the caller's side gets our SDP again, unchanged, and the caller's
+/// answer gets our answer to the callee.
+#[test]
+fn ng_re_offer_from_the_callee_goes_to_its_leg() {
+    use rtcgw_control::NgRequest::*;
+    let mut h = H::new(Route::Demo, 10);
+    let call = ng_call_up(&mut h);
     // The callee (the answerer) puts the call on hold.
     let hold = PLAIN_OFFER.replace("o=pbx 7 7", "o=pbx 7 8") + "a=sendonly\r\n";
     h.ng_request(
@@ -1254,28 +1262,7 @@ fn ng_a_later_branch_answer_takes_the_plain_leg() {
 fn ng_re_offers_retransmitted_failed_and_answered_with_new_media() {
     use rtcgw_control::NgRequest::*;
     let mut h = H::new(Route::Demo, 10);
-    h.ng_request(1, Offer(ng(WEBRTC_OFFER, "caller", None, "RTP/AVP")));
-    let (call, ..) = h.created_call();
-    h.media_event(MediaEvent::Created {
-        call: call.clone(),
-        result: created(ANSWER, Some(PLAIN_OFFER)),
-    });
-    h.ng_request(
-        2,
-        Answer(ng(
-            PLAIN_OFFER,
-            "caller",
-            Some("callee"),
-            "UDP/TLS/RTP/SAVPF",
-        )),
-    );
-    h.take(|c| matches!(c, MediaCommand::CompleteBridge { .. }));
-    h.media_event(MediaEvent::BridgeUp {
-        call: call.clone(),
-        early: false,
-        result: Ok(()),
-    });
-    h.ng.clear();
+    let call = ng_call_up(&mut h);
     let reoffer = |sdp: &str| Offer(ng(sdp, "caller", Some("callee"), "RTP/AVP"));
     let hold = WEBRTC_OFFER.replace("a=sendrecv", "a=sendonly");
     h.ng_request(3, reoffer(&hold));
