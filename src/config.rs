@@ -217,9 +217,10 @@ pub struct SipConfig {
     /// Source networks whose P-Asserted-Identity is believed (RFC 3325);
     /// from others it is dropped.
     pub trusted_sources: Vec<IpNet>,
-    /// Where in-dialog requests we originate go; unset: back to the peer the
-    /// dialog came from.
-    pub next_hop: Option<SocketAddr>,
+    /// Where requests we originate go (the softswitch), with the
+    /// transport when it is a URI; unset: to the target URI's address, and
+    /// in a dialog by its route set or back to the peer it came from.
+    pub next_hop: Option<NextHop>,
     /// The address Via and Contact say instead of `listen`'s (a 1:1 NAT in
     /// front); the port stays `listen`'s.
     pub announce: Option<IpAddr>,
@@ -229,6 +230,21 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// Sent as User-Agent / Server.
     pub user_agent: String,
+    /// SIP over TLS (RFC 3261 section 26) on these addresses; empty: off.
+    pub tls_listen: Vec<SocketAddr>,
+    /// Our certificate chain and its private key (PEM), presented to TLS
+    /// clients and, when a TLS server asks, to it. Reloaded on SIGHUP.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) that servers we connect to over TLS must be
+    /// signed by; unset: the system's roots. Reloaded on SIGHUP.
+    pub tls_ca: Option<PathBuf>,
+    /// When set, TLS clients must present a certificate signed by one of
+    /// these CAs (mutual TLS). Reloaded on SIGHUP.
+    pub tls_client_ca: Option<PathBuf>,
+    /// The name the certificate of `next_hop` must carry when we connect
+    /// to it over TLS; unset: its IP address.
+    pub tls_server_name: Option<String>,
     /// RFC 4028 session timers: refresh (UPDATE) or police dialogs so that
     /// a call whose peer vanished without a BYE does not live forever.
     pub session_timers: bool,
@@ -248,6 +264,12 @@ impl Default for SipConfig {
             trusted_sources: loopback(),
             next_hop: None,
             announce: None,
+            tls_listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_client_ca: None,
+            tls_server_name: None,
             t1_ms: 500,
             t2_ms: 4000,
             t4_ms: 5000,
@@ -373,19 +395,74 @@ impl std::fmt::Display for MediaAddress {
     }
 }
 
-impl Serialize for MediaAddress {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+/// Serde as the type's text form (`Display` / `FromStr`).
+macro_rules! serde_as_text {
+    ($t:ty) => {
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                String::deserialize(d)?
+                    .parse()
+                    .map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+serde_as_text!(MediaAddress);
+
+/// `sip.next_hop`: `"ADDR:PORT"` (the transport the request's URI asks
+/// for, UDP if it does not) or a SIP URI saying it:
+/// `"sip:10.0.0.2:5060;transport=tcp"`, `"sips:10.0.0.2:5061"` (TLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop(pub rtcgw_proto::sip::ua::NextHop);
+
+impl std::str::FromStr for NextHop {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        use rtcgw_proto::sip::ua::{NextHop as Hop, uri_target};
+        if let Ok(addr) = s.trim().parse::<SocketAddr>() {
+            return Ok(Self(Hop {
+                addr,
+                transport: None,
+            }));
+        }
+        match uri_target(s.trim()) {
+            Some((addr, transport)) => Ok(Self(Hop { addr, transport })),
+            None => Err(format!(
+                "{s:?} is neither ADDR:PORT nor a sip:/sips: URI with an IP address"
+            )),
+        }
     }
 }
 
-impl<'de> Deserialize<'de> for MediaAddress {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+impl std::fmt::Display for NextHop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use rtcgw_proto::sip::tsx::Transport;
+        let h = &self.0;
+        let host = match h.addr {
+            SocketAddr::V4(a) => a.ip().to_string(),
+            SocketAddr::V6(a) => format!("[{}]", a.ip()),
+        };
+        match h.transport {
+            None => write!(f, "{}", h.addr),
+            Some(Transport::Tls) => write!(f, "sips:{host}:{}", h.addr.port()),
+            Some(t) => write!(
+                f,
+                "sip:{host}:{};transport={}",
+                h.addr.port(),
+                t.as_str().to_ascii_lowercase()
+            ),
+        }
     }
 }
+
+serde_as_text!(NextHop);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -762,6 +839,43 @@ impl Config {
                 "at most one address, of the other family than sip.listen (one IPv4, one IPv6)",
             ));
         }
+        let s = &self.sip;
+        if !s.tls_listen.is_empty() && (s.tls_cert.is_none() || s.tls_key.is_none()) {
+            return Err(bad(
+                "sip.tls_listen",
+                format!("{:?}", s.tls_listen),
+                "sip.tls_cert and sip.tls_key (PEM files) with it",
+            ));
+        }
+        if s.tls_listen.is_empty() && s.tls_client_ca.is_some() {
+            return Err(bad(
+                "sip.tls_client_ca",
+                "set",
+                "sip.tls_listen with it (it checks the clients of our TLS listener)",
+            ));
+        }
+        if s.tls_server_name.is_some() && s.next_hop.is_none() {
+            return Err(bad(
+                "sip.tls_server_name",
+                "set",
+                "sip.next_hop with it (it is the name next_hop's certificate carries)",
+            ));
+        }
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            return Err(bad(
+                "sip.tls_cert",
+                "one of tls_cert and tls_key",
+                "both, or neither",
+            ));
+        }
+        let v6 = s.tls_listen.iter().filter(|a| a.is_ipv6()).count();
+        if v6 > 1 || s.tls_listen.len() - v6 > 1 {
+            return Err(bad(
+                "sip.tls_listen",
+                format!("{:?}", s.tls_listen),
+                "at most one address per family (one IPv4, one IPv6)",
+            ));
+        }
         if !(1..=3600).contains(&h.ring_timeout_s) {
             return Err(bad("http.ring_timeout_s", h.ring_timeout_s, "1..=3600"));
         }
@@ -1029,6 +1143,42 @@ mod tests {
             include_str!("../README.md").contains(DEFAULT_TOML),
             "README's config block drifted"
         );
+    }
+
+    #[test]
+    fn next_hop_forms() {
+        use rtcgw_proto::sip::tsx::Transport;
+        let hop = |v: &str| {
+            Config::parse(&format!("[sip]\nnext_hop = \"{v}\"\n")).map(|c| c.sip.next_hop.unwrap())
+        };
+        let h = hop("127.0.0.1:5080").unwrap();
+        assert_eq!((h.0.addr.port(), h.0.transport), (5080, None));
+        let h = hop("sips:127.0.0.1").unwrap();
+        assert_eq!(
+            (h.0.addr.port(), h.0.transport),
+            (5061, Some(Transport::Tls))
+        );
+        assert_eq!(h.to_string(), "sips:127.0.0.1:5061");
+        let h = hop("sip:[::1]:5070;transport=tcp").unwrap();
+        assert_eq!(h.0.transport, Some(Transport::Tcp));
+        assert_eq!(h.to_string(), "sip:[::1]:5070;transport=tcp");
+        let e = hop("sips:sbc.example.com").unwrap_err().to_string();
+        assert!(e.contains("neither ADDR:PORT nor a sip:/sips: URI"), "{e}");
+    }
+
+    #[test]
+    fn tls_settings_are_checked_together() {
+        let e = |t: &str| {
+            Config::parse(&format!("[sip]\n{t}"))
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(e("tls_listen = [\"127.0.0.1:5061\"]\n").contains("sip.tls_cert and sip.tls_key"));
+        assert!(e("tls_client_ca = \"/ca.pem\"\n").contains("sip.tls_listen with it"));
+        assert!(e("tls_cert = \"/c.pem\"\n").contains("both, or neither"));
+        assert!(e("tls_server_name = \"sbc\"\n").contains("sip.next_hop with it"));
+        let two = "tls_listen = [\"127.0.0.1:5061\", \"127.0.0.2:5061\"]\ntls_cert = \"/c\"\ntls_key = \"/k\"\n";
+        assert!(e(two).contains("at most one address per family"));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use tokio::time::Instant;
 use crate::media::Calls;
 use crate::ng::{Action, Frontend};
 use crate::stats::poller::StatsService;
+use crate::tls::SipTls;
 
 /// Largest SIP message accepted on a stream before the connection is closed.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -39,33 +40,51 @@ pub struct SipSockets {
     /// With whether each is IPv6 (replies leave from the peer's family).
     udp: Vec<(bool, Arc<UdpSocket>)>,
     tcp: Vec<TcpListener>,
+    tls: Vec<TcpListener>,
 }
 
 impl SipSockets {
-    /// `addrs`: `sip.listen`, then `sip.also_listen`.
-    pub async fn bind(addrs: &[SocketAddr]) -> std::io::Result<Self> {
+    /// `addrs`: `sip.listen`, then `sip.also_listen`; `tls`:
+    /// `sip.tls_listen`.
+    pub async fn bind(addrs: &[SocketAddr], tls: &[SocketAddr]) -> std::io::Result<Self> {
         let mut s = Self {
             udp: Vec::new(),
             tcp: Vec::new(),
+            tls: Vec::new(),
         };
         for &a in addrs {
             s.udp
                 .push((a.is_ipv6(), Arc::new(UdpSocket::bind(a).await?)));
             s.tcp.push(TcpListener::bind(a).await?);
         }
+        for &a in tls {
+            s.tls.push(TcpListener::bind(a).await?);
+        }
         Ok(s)
     }
 
-    /// Where UDP and TCP listen (the port is known after binding port 0).
+    /// Where UDP, TCP and TLS listen (the port is known after binding
+    /// port 0).
     pub fn local(&self) -> std::io::Result<Vec<(Transport, SocketAddr)>> {
         let mut out = Vec::new();
         for ((_, u), t) in self.udp.iter().zip(&self.tcp) {
             out.push((Transport::Udp, u.local_addr()?));
             out.push((Transport::Tcp, t.local_addr()?));
         }
+        for t in &self.tls {
+            out.push((Transport::Tls, t.local_addr()?));
+        }
         Ok(out)
     }
 }
+
+/// A SIP stream connection: TCP, or TLS over TCP.
+trait SipStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> SipStream for T {}
+type BoxedStream = Box<dyn SipStream>;
+
+/// How long a TLS handshake may take, ours or a client's.
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// The ng control socket and its front end.
 pub struct NgSocket {
@@ -88,7 +107,7 @@ struct Io<'a> {
     udp: &'a [(bool, Arc<UdpSocket>)],
     ng: Option<&'a UdpSocket>,
     frames_tx: &'a mpsc::Sender<(Peer, Vec<u8>)>,
-    closed_tx: &'a mpsc::Sender<SocketAddr>,
+    closed_tx: &'a mpsc::Sender<(Peer, bool)>,
 }
 
 /// What the rest of the gateway asks of the driver.
@@ -162,22 +181,26 @@ pub struct Driver {
     /// For the statistics tasks of ng queries and deletes.
     tx: mpsc::Sender<Request>,
     sip: Option<SipSockets>,
+    tls: Option<Arc<SipTls>>,
     ng: Option<NgSocket>,
     ng_front: Option<Frontend>,
     stats: Arc<StatsService>,
-    /// Open SIP TCP connections by peer address: where to write.
-    conns: HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>,
+    /// Open SIP TCP and TLS connections by peer: where to write.
+    conns: HashMap<Peer, mpsc::Sender<Vec<u8>>>,
     replies: HashMap<ApiToken, oneshot::Sender<Result<ApiCall, Refused>>>,
     next_token: u64,
 }
 
 impl Driver {
-    /// `media`: the receiving end of the channel `calls` reports on.
+    /// `media`: the receiving end of the channel `calls` reports on;
+    /// `tls`: for the TLS listeners and the TLS connections we open.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         control: CallControl,
         calls: Arc<Calls>,
         media: mpsc::UnboundedReceiver<MediaEvent>,
         sip: Option<SipSockets>,
+        tls: Option<Arc<SipTls>>,
         ng: Option<NgSocket>,
         stats: Arc<StatsService>,
     ) -> (Self, Handle) {
@@ -189,6 +212,7 @@ impl Driver {
             requests,
             tx: tx.clone(),
             sip,
+            tls,
             ng,
             ng_front: None,
             stats,
@@ -202,7 +226,7 @@ impl Driver {
     /// Runs until drained (or every handle is gone).
     pub async fn run(mut self) {
         let (frames_tx, mut frames_rx) = mpsc::channel::<(Peer, Vec<u8>)>(1024);
-        let (closed_tx, mut closed_rx) = mpsc::channel::<SocketAddr>(256);
+        let (closed_tx, mut closed_rx) = mpsc::channel::<(Peer, bool)>(256);
         let mut buf = vec![0u8; 65536];
         let mut ng_buf = vec![0u8; 65536];
         let mut drain_until: Option<Instant> = None;
@@ -215,15 +239,16 @@ impl Driver {
                 tracing::info!(transport = ?t, addr = %a, "SIP listening");
             }
         }
-        // The further listen addresses: their datagrams and connections
-        // come into this loop like the first one's.
-        let (accepted_tx, mut accepted_rx) = mpsc::channel::<(TcpStream, SocketAddr)>(64);
-        let mut tcp_first = None;
+        // Connections are accepted (and TLS handshakes made) by small
+        // tasks; the further UDP sockets' datagrams come into this loop
+        // like the first one's.
+        let (accepted_tx, mut accepted_rx) = mpsc::channel::<(BoxedStream, Peer)>(64);
         if let Some(s) = sip.as_mut() {
-            let mut listeners = std::mem::take(&mut s.tcp).into_iter();
-            tcp_first = listeners.next();
-            for l in listeners {
-                tokio::spawn(accept_into(l, accepted_tx.clone()));
+            for l in std::mem::take(&mut s.tcp) {
+                tokio::spawn(accept_into(l, None, accepted_tx.clone()));
+            }
+            for l in std::mem::take(&mut s.tls) {
+                tokio::spawn(accept_into(l, self.tls.clone(), accepted_tx.clone()));
             }
             for (_, u) in s.udp.iter().skip(1) {
                 tokio::spawn(udp_into(u.clone(), frames_tx.clone()));
@@ -243,7 +268,6 @@ impl Driver {
             frames_tx: &frames_tx,
             closed_tx: &closed_tx,
         };
-        let tcp = tcp_first.as_ref();
         loop {
             let wake = self
                 .control
@@ -260,13 +284,14 @@ impl Driver {
                     }
                     Err(e) => tracing::warn!("SIP UDP receive: {e}"),
                 },
-                r = accept(tcp) => match r {
-                    Ok((stream, from)) => self.accepted(stream, from, &frames_tx, &closed_tx),
-                    Err(e) => tracing::warn!("SIP TCP accept: {e}"),
-                },
-                Some((stream, from)) = accepted_rx.recv() => self.accepted(stream, from, &frames_tx, &closed_tx),
+                Some((stream, peer)) = accepted_rx.recv() => self.accepted(stream, peer, &frames_tx, &closed_tx),
                 Some((peer, frame)) = frames_rx.recv() => self.control.handle_sip(now(), peer, &frame),
-                Some(addr) = closed_rx.recv() => { self.conns.remove(&addr); }
+                Some((peer, failed)) = closed_rx.recv() => {
+                    self.conns.remove(&peer);
+                    if failed {
+                        self.control.handle_transport_error(now(), peer);
+                    }
+                }
                 Some(ev) = self.media.recv() => self.control.handle_media(now(), ev),
                 r = recv_from(io.ng, &mut ng_buf) => match r {
                     Ok((n, from)) => {
@@ -396,19 +421,19 @@ impl Driver {
         }
     }
 
-    /// A new SIP TCP connection: its messages come into the loop.
+    /// A new SIP TCP or TLS connection: its messages come into the loop.
     fn accepted(
         &mut self,
-        stream: TcpStream,
-        from: SocketAddr,
+        stream: BoxedStream,
+        peer: Peer,
         frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
-        closed_tx: &mpsc::Sender<SocketAddr>,
+        closed_tx: &mpsc::Sender<(Peer, bool)>,
     ) {
         let (tx, rx) = mpsc::channel(256);
-        self.conns.insert(from, tx);
+        self.conns.insert(peer, tx);
         tokio::spawn(connection(
             stream,
-            from,
+            peer,
             frames_tx.clone(),
             rx,
             closed_tx.clone(),
@@ -422,7 +447,7 @@ impl Driver {
         udp: &[(bool, Arc<UdpSocket>)],
         out: Outgoing,
         frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
-        closed_tx: &mpsc::Sender<SocketAddr>,
+        closed_tx: &mpsc::Sender<(Peer, bool)>,
     ) {
         match out.peer.transport {
             Transport::Udp => {
@@ -434,35 +459,57 @@ impl Driver {
                     tracing::warn!(to = %out.peer.addr, "SIP UDP send: {e}");
                 }
             }
-            Transport::Tcp => self.send_tcp(out.peer.addr, out.bytes, frames_tx, closed_tx),
+            Transport::Tcp | Transport::Tls => {
+                self.send_stream(out.peer, out.bytes, frames_tx, closed_tx)
+            }
         }
     }
 
-    /// Sends on the connection to `addr`, opening one when there is none
+    /// Sends on the connection to `peer`, opening one when there is none
     /// (RFC 3261 section 18.2.2: reuse the connection the request came on).
-    fn send_tcp(
+    fn send_stream(
         &mut self,
-        addr: SocketAddr,
+        peer: Peer,
         bytes: Vec<u8>,
         frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
-        closed_tx: &mpsc::Sender<SocketAddr>,
+        closed_tx: &mpsc::Sender<(Peer, bool)>,
     ) {
-        if let Some(tx) = self.conns.get(&addr) {
+        if let Some(tx) = self.conns.get(&peer) {
             if tx.try_send(bytes).is_err() {
-                tracing::warn!(to = %addr, "SIP TCP connection congested or closed: message dropped");
+                tracing::warn!(to = %peer.addr, transport = peer.transport.as_str(), "SIP connection congested or closed: message dropped");
             }
             return;
         }
+        let tls = match (peer.transport, &self.tls) {
+            (Transport::Tls, Some(t)) => Some(t.clone()),
+            (Transport::Tls, None) => {
+                tracing::warn!(to = %peer.addr, "SIP over TLS needs sip.tls_* configured: message dropped");
+                return;
+            }
+            _ => None,
+        };
         let (tx, rx) = mpsc::channel(256);
         let _ = tx.try_send(bytes);
-        self.conns.insert(addr, tx);
+        self.conns.insert(peer, tx);
         let (frames_tx, closed_tx) = (frames_tx.clone(), closed_tx.clone());
         tokio::spawn(async move {
-            match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(addr)).await {
-                Ok(Ok(stream)) => connection(stream, addr, frames_tx, rx, closed_tx).await,
-                _ => {
-                    tracing::warn!(to = %addr, "SIP TCP connect failed");
-                    let _ = closed_tx.send(addr).await;
+            match open(peer, tls.as_deref()).await {
+                Ok(stream) => connection(stream, peer, frames_tx, rx, closed_tx).await,
+                Err(e) => {
+                    if let Some(tls) = &tls {
+                        // rustls' errors (a certificate refused...) come
+                        // as InvalidData.
+                        tls.failed(
+                            "out",
+                            match e.kind() {
+                                std::io::ErrorKind::TimedOut => "timeout",
+                                std::io::ErrorKind::InvalidData => "handshake",
+                                _ => "connect",
+                            },
+                        );
+                    }
+                    tracing::warn!(to = %peer.addr, transport = peer.transport.as_str(), "SIP connect failed: {e}");
+                    let _ = closed_tx.send((peer, true)).await;
                 }
             }
         });
@@ -502,44 +549,88 @@ async fn udp_into(udp: Arc<UdpSocket>, frames: mpsc::Sender<(Peer, Vec<u8>)>) {
     }
 }
 
-/// Serves a further SIP TCP listener: its connections go to the loop.
-async fn accept_into(tcp: TcpListener, accepted: mpsc::Sender<(TcpStream, SocketAddr)>) {
+/// Opens a connection to `peer`: TCP, then TLS over it when `tls`.
+async fn open(peer: Peer, tls: Option<&SipTls>) -> std::io::Result<BoxedStream> {
+    let timed_out = |what| std::io::Error::new(std::io::ErrorKind::TimedOut, what);
+    let tcp = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer.addr))
+        .await
+        .map_err(|_| timed_out("no connection within 5 s"))??;
+    match tls {
+        None => Ok(Box::new(tcp)),
+        Some(tls) => Ok(Box::new(
+            tokio::time::timeout(TLS_HANDSHAKE, tls.connect(peer.addr, tcp))
+                .await
+                .map_err(|_| timed_out("no TLS handshake within 10 s"))??,
+        )),
+    }
+}
+
+/// Serves a SIP TCP listener (TLS with `tls`): its connections go to the
+/// loop, TLS ones once their handshake is done (each in its own task, so
+/// that a slow client holds up no one).
+async fn accept_into(
+    tcp: TcpListener,
+    tls: Option<Arc<SipTls>>,
+    accepted: mpsc::Sender<(BoxedStream, Peer)>,
+) {
     loop {
-        match tcp.accept().await {
-            Ok(c) => {
-                if accepted.send(c).await.is_err() {
-                    return;
+        let (stream, addr) = match tcp.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!("SIP TCP accept: {e}");
+                continue;
+            }
+        };
+        let Some(tls) = &tls else {
+            let peer = Peer {
+                addr,
+                transport: Transport::Tcp,
+            };
+            if accepted.send((Box::new(stream), peer)).await.is_err() {
+                return;
+            }
+            continue;
+        };
+        let (tls, accepted) = (tls.clone(), accepted.clone());
+        tokio::spawn(async move {
+            let Some(acceptor) = tls.acceptor() else {
+                return;
+            };
+            match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => {
+                    let peer = Peer {
+                        addr,
+                        transport: Transport::Tls,
+                    };
+                    let _ = accepted.send((Box::new(s), peer)).await;
+                }
+                Ok(Err(e)) => {
+                    tls.failed("in", "handshake");
+                    tracing::warn!(from = %addr, "SIP TLS handshake failed: {e}");
+                }
+                Err(_) => {
+                    tls.failed("in", "timeout");
+                    tracing::warn!(from = %addr, "SIP TLS handshake: none within 10 s");
                 }
             }
-            Err(e) => tracing::warn!("SIP TCP accept: {e}"),
-        }
+        });
     }
 }
 
-async fn accept(tcp: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
-    match tcp {
-        Some(t) => t.accept().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// One TCP connection: messages cut out of the stream go to the driver,
-/// what the driver sends is written.
+/// One TCP or TLS connection: messages cut out of the stream go to the
+/// driver, what the driver sends is written.
 async fn connection(
-    stream: TcpStream,
-    peer_addr: SocketAddr,
+    stream: BoxedStream,
+    peer: Peer,
     frames: mpsc::Sender<(Peer, Vec<u8>)>,
     mut outgoing: mpsc::Receiver<Vec<u8>>,
-    closed: mpsc::Sender<SocketAddr>,
+    closed: mpsc::Sender<(Peer, bool)>,
 ) {
-    let peer = Peer {
-        addr: peer_addr,
-        transport: Transport::Tcp,
-    };
-    let (mut rd, mut wr) = stream.into_split();
+    let peer_addr = peer.addr;
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let writer = tokio::spawn(async move {
         while let Some(bytes) = outgoing.recv().await {
-            if wr.write_all(&bytes).await.is_err() {
+            if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
                 break;
             }
         }
@@ -561,12 +652,12 @@ async fn connection(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(%peer_addr, "SIP TCP: {e}, closing");
+                    tracing::warn!(%peer_addr, transport = peer.transport.as_str(), "SIP: {e}, closing");
                     break 'read;
                 }
             }
         }
     }
     writer.abort();
-    let _ = closed.send(peer_addr).await;
+    let _ = closed.send((peer, false)).await;
 }

@@ -11,7 +11,8 @@
 //! - [`rtc`]: the libwebrtc bridge (C++ in `cpp/`);
 //! - [`http`]: the call API and `/metrics`; [`metrics`]: the one registry;
 //! - [`stats`]: polling, quality estimates and the JSON Lines export;
-//! - [`config`]: the TOML configuration; [`notify`]: systemd readiness.
+//! - [`config`]: the TOML configuration; [`notify`]: systemd readiness;
+//! - [`tls`]: SIP over TLS's certificates (the driver owns its sockets).
 
 pub mod config;
 pub mod driver;
@@ -22,3 +23,4 @@ pub mod ng;
 pub mod notify;
 pub mod rtc;
 pub mod stats;
+pub mod tls;

@@ -12,6 +12,7 @@ use rtcgw::metrics::Metrics;
 use rtcgw::rtc::{Runtime, RuntimeSettings};
 use rtcgw::stats::export::{Exporter, Target};
 use rtcgw::stats::poller::StatsService;
+use rtcgw::tls::{SipTls, TlsFiles};
 use rtcgw_control::{CallControl, CallerId, ControlConfig, Route};
 use rtcgw_proto::sip::session_timer::SessionTimerConfig;
 use rtcgw_proto::sip::tsx::{Timers, Transport};
@@ -135,6 +136,21 @@ fn sip_addresses(config: &Config) -> Vec<std::net::SocketAddr> {
         .collect()
 }
 
+/// Where SIP over TLS finds its certificates and CAs.
+fn tls_files(config: &Config) -> TlsFiles {
+    let s = &config.sip;
+    TlsFiles {
+        cert: s.tls_cert.clone().zip(s.tls_key.clone()),
+        ca: s.tls_ca.clone(),
+        client_ca: s.tls_client_ca.clone(),
+        server_name: s
+            .tls_server_name
+            .clone()
+            .zip(s.next_hop)
+            .map(|(name, hop)| (hop.0.addr, name)),
+    }
+}
+
 /// The user agent's settings from the configuration.
 fn ua_config(config: &Config, sip: Option<&SipSockets>) -> anyhow::Result<UaConfig> {
     let c = &config.sip;
@@ -166,7 +182,7 @@ fn ua_config(config: &Config, sip: Option<&SipSockets>) -> anyhow::Result<UaConf
         local,
         allowed: c.allowed_sources.clone(),
         trusted: c.trusted_sources.clone(),
-        next_hop: c.next_hop,
+        next_hop: c.next_hop.map(|h| h.0),
         user_agent: c.user_agent.clone(),
         branch_salt: u64::from(std::process::id()) << 16 ^ u64::from(rand::random::<u16>()),
         session_timer: c.session_timers.then_some(SessionTimerConfig {
@@ -229,9 +245,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("http.listen = {}", config.http.listen))?;
     let sip = match config.sip.enabled {
         true => Some(
-            SipSockets::bind(&sip_addresses(&config))
+            SipSockets::bind(&sip_addresses(&config), &config.sip.tls_listen)
                 .await
-                .with_context(|| format!("sip.listen = {:?}", sip_addresses(&config)))?,
+                .with_context(|| {
+                    format!(
+                        "sip.listen = {:?}, sip.tls_listen = {:?}",
+                        sip_addresses(&config),
+                        config.sip.tls_listen
+                    )
+                })?,
         ),
         false => None,
     };
@@ -280,7 +302,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
     };
     let ua = UserAgent::new(ua_config(&config, sip.as_ref())?, metrics.sip.clone());
     let control = CallControl::new(control_config(&config), ua, metrics.calls.clone());
-    let (driver, handle) = Driver::new(control, calls.clone(), media_rx, sip, ng, stats.clone());
+    let tls = Arc::new(
+        SipTls::load(tls_files(&config), metrics.sip_tls_failures.clone())
+            .context("SIP over TLS")?,
+    );
+    let (driver, handle) = Driver::new(
+        control,
+        calls.clone(),
+        media_rx,
+        sip,
+        Some(tls.clone()),
+        ng,
+        stats.clone(),
+    );
     let driver = tokio::spawn(driver.run());
 
     let refusals = metrics.calls.clone();
@@ -317,6 +351,17 @@ async fn run(config: Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("SIGHUP: TLS certificates and CAs reloaded"),
+                Err(e) => {
+                    tracing::error!("SIGHUP: TLS reload failed, the certificates in use stay: {e}")
+                }
+            }
+        }
+    });
     rtcgw::notify::notify("READY=1");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

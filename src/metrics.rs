@@ -29,6 +29,8 @@ pub struct Metrics {
     /// `rtcgw_http_denied_total{reason}`: API requests turned away for a
     /// missing or wrong bearer token, or a CORS origin not allowed.
     pub http_denied: crate::http::access::Denied,
+    /// `rtcgw_sip_tls_failures_total{direction,reason}`.
+    pub sip_tls_failures: crate::tls::TlsFailures,
 }
 
 impl Metrics {
@@ -42,6 +44,7 @@ impl Metrics {
             stats: StatsMetrics::new(outcomes),
             ng: NgMetrics::default(),
             http_denied: Default::default(),
+            sip_tls_failures: Default::default(),
         };
         let mut registry = Registry::default();
         m.sip.register(&mut registry);
@@ -53,6 +56,12 @@ impl Metrics {
             "rtcgw_http_denied",
             "API requests turned away: no_token, not_bearer, bad_token, cors_origin",
             m.http_denied.clone(),
+        );
+        registry.register(
+            "rtcgw_sip_tls_failures",
+            "SIP TLS connections that did not come up, by direction (in, out) and reason \
+             (handshake, timeout, connect)",
+            m.sip_tls_failures.clone(),
         );
         Self { registry, ..m }
     }

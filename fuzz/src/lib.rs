@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use rtcgw_control::{Created, MediaCommand, MediaEvent, Refusal, Refused};
 use rtcgw_proto::sip::metrics::SipMetrics;
 use rtcgw_proto::sip::tsx::{Timers, Transport};
-use rtcgw_proto::sip::ua::{UaConfig, UserAgent};
+use rtcgw_proto::sip::ua::{NextHop, UaConfig, UserAgent};
 
 /// A plain RTP SDP, the media side's SDP for everything.
 pub const PLAIN: &str = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
@@ -19,7 +19,10 @@ pub fn user_agent(next_hop: Option<SocketAddr>) -> UserAgent {
             local: vec![(Transport::Udp, "127.0.0.1:5060".parse().unwrap())],
             allowed: vec!["127.0.0.0/8".parse().unwrap()],
             trusted: vec!["127.0.0.0/8".parse().unwrap()],
-            next_hop,
+            next_hop: next_hop.map(|addr| NextHop {
+                addr,
+                transport: None,
+            }),
             user_agent: "fuzz".into(),
             branch_salt: 1,
             session_timer: None,

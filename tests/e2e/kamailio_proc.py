@@ -14,14 +14,16 @@ CONFIG = ROOT / "kamailio" / "kamailio-ng.cfg"
 EXAMPLE = ROOT / "kamailio" / "kamailio.cfg"
 
 
-def start_example(out, kam_port, rtcgw_port, dest_port, ws_port):
+def start_example(out, kam_port, rtcgw_port, dest_port, ws_port, defines=()):
     """The example config on loopback, its output to `out` (a file or
     subprocess.PIPE); returns once it relays an OPTIONS (to rtcgw, which
-    answers 200) and accepts WebSocket connections on `ws_port`."""
+    answers 200) and accepts WebSocket connections on `ws_port`.
+    `defines`: further -A defines ("WITH_TLS", "KAM_TLS_PORT=5071"...)."""
+    extra = [a for d in defines for a in ("-A", d)]
     p = subprocess.Popen(
         ["kamailio", "-f", str(EXAMPLE), "-DD", "-E", "-n", "1",
          "-A", f"KAM_PORT={kam_port}", "-A", f"RTCGW_PORT={rtcgw_port}", "-A", f"DEST_PORT={dest_port}",
-         "-A", f"WS_PORT={ws_port}", "-w", "/tmp", "-P", f"/tmp/kamailio-{kam_port}.pid"],
+         "-A", f"WS_PORT={ws_port}", *extra, "-w", "/tmp", "-P", f"/tmp/kamailio-{kam_port}.pid"],
         stdout=out, stderr=subprocess.STDOUT, text=True)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))

@@ -234,7 +234,11 @@ def plain_call(sip_addr, host="127.0.0.1", seconds=2.0, on_answer=None):
             on_answer(gw_media[1])
         contact = re.search(r"^Contact: <([^>]+)>", ok, re.M).group(1)
         to_tag = re.search(r"^To: .*(;tag=\S+)", ok, re.M).group(1).strip()
-        sig.sendto((f"ACK {contact}" + head.format(b="ack", to=to_tag, cseq="1 ACK")
+        # Through a proxy: the route set is the Record-Route, reversed
+        # (RFC 3261 section 12.1.2), and the requests go to the proxy.
+        rr = [r.strip() for line in re.findall(r"^Record-Route: (.+)$", ok, re.M) for r in line.split(",")]
+        route = "".join(f"Route: {r}\r\n" for r in reversed(rr))
+        sig.sendto((f"ACK {contact}" + head.format(b="ack", to=to_tag, cseq="1 ACK") + route
                     + "Content-Length: 0\r\n\r\n").encode(), sip_addr)
         frames = int(seconds * 50)
         speech, got = rtp_tools.read_speech(seconds), []
@@ -249,9 +253,12 @@ def plain_call(sip_addr, host="127.0.0.1", seconds=2.0, on_answer=None):
                     pass
         # The BYE goes where the Contact says (behind NAT: the public address,
         # which `sip_addr` is then too).
-        sig.sendto((f"BYE {contact}" + head.format(b="bye", to=to_tag, cseq="2 BYE")
+        sig.sendto((f"BYE {contact}" + head.format(b="bye", to=to_tag, cseq="2 BYE") + route
                     + "Content-Length: 0\r\n\r\n").encode(), sip_addr)
-        bye = sig.recv(65535).decode()
+        while True:
+            bye = sig.recv(65535).decode()
+            if re.search(r"^CSeq: 2 BYE", bye, re.M):
+                break
         return ok, got, bye.startswith("SIP/2.0 200")
     finally:
         sig.close()

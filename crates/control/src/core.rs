@@ -291,6 +291,14 @@ impl CallControl {
         self.pump_ua(now);
     }
 
+    /// A SIP connection to `peer` could not be opened (TCP or TLS): the
+    /// requests sent to it fail at once, as 503 (an outbound call is
+    /// refused like one the callee answered 503).
+    pub fn handle_transport_error(&mut self, now: Instant, peer: Peer) {
+        self.ua.transport_error(now, peer);
+        self.pump_ua(now);
+    }
+
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ua.handle_timeout(now);
         let unanswered: Vec<CallId> = self

@@ -7,7 +7,9 @@ use rtcgw_proto::sip::message::{Message, Method, Response};
 use rtcgw_proto::sip::metrics::{Rejection, SipMetrics};
 use rtcgw_proto::sip::session_timer::SessionTimerConfig;
 use rtcgw_proto::sip::tsx::{Peer, Timers, Transport};
-use rtcgw_proto::sip::ua::{DialogEnd, DialogRef, OutboundInvite, UaConfig, UaEvent, UserAgent};
+use rtcgw_proto::sip::ua::{
+    DialogEnd, DialogRef, NextHop, OutboundInvite, UaConfig, UaEvent, UserAgent,
+};
 
 const PEER: &str = "127.0.0.1:5070";
 
@@ -75,6 +77,8 @@ struct H {
     start: Instant,
     now: Instant,
     out: Vec<(Duration, Message)>,
+    /// Where each of `out` went.
+    to: Vec<Peer>,
     events: Vec<UaEvent>,
 }
 
@@ -102,11 +106,13 @@ impl H {
             start: now,
             now,
             out: vec![],
+            to: vec![],
             events: vec![],
         }
     }
     fn drain(&mut self) {
         while let Some(o) = self.ua.poll_output() {
+            self.to.push(o.peer);
             self.out
                 .push((self.now - self.start, Message::parse(&o.bytes).unwrap()));
         }
@@ -878,4 +884,191 @@ fn draining_answers_options_503_with_retry_after() {
         r.headers.get("Allow"),
         Some("INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO")
     );
+}
+
+/// A user agent listening on UDP, TCP and TLS (5061).
+fn tls_ua() -> UserAgent {
+    let a = |s: &str| s.parse().unwrap();
+    UserAgent::new(
+        UaConfig {
+            local: vec![
+                (Transport::Udp, a("127.0.0.1:5060")),
+                (Transport::Tcp, a("127.0.0.1:5060")),
+                (Transport::Tls, a("127.0.0.1:5061")),
+            ],
+            ..config()
+        },
+        SipMetrics::default(),
+    )
+}
+
+fn tls_peer() -> Peer {
+    Peer {
+        transport: Transport::Tls,
+        ..peer()
+    }
+}
+
+/// The last message sent and where it went.
+fn last_sent(h: &H) -> (Message, Peer) {
+    (h.out.last().unwrap().1.clone(), *h.to.last().unwrap())
+}
+
+#[test]
+fn a_sips_invite_needs_tls_and_makes_a_secure_dialog() {
+    let sips = |b: &str| {
+        String::from_utf8(req("INVITE", b, 1, "INVITE", None, "v=0\r\n"))
+            .unwrap()
+            .replacen("INVITE sip:demo@", "INVITE sips:demo@", 1)
+            .replace("Via: SIP/2.0/UDP", "Via: SIP/2.0/TLS")
+            .into_bytes()
+    };
+    // Without a TLS listener a sips: dialog cannot be had (RFC 3261
+    // section 8.2.2.1: 416), counted.
+    let mut h = H::new();
+    h.input(sips("z9hG4bKs1"));
+    assert_eq!(h.responses(416).len(), 1);
+    assert_eq!(h.ua.dialogs(), 0);
+    // With one: answered with a sips: Contact on our TLS address, and our
+    // BYE goes over TLS to the Contact.
+    let mut h = H::with(tls_ua());
+    h.ua.handle_input(h.now, tls_peer(), &sips("z9hG4bKs2"));
+    h.drain();
+    let (call, _) = h.invite_call();
+    h.ua.answer(h.now, call, "v=0\r\n".into());
+    h.drain();
+    let (_, ok) = h.responses(200).remove(0);
+    assert_eq!(
+        ok.headers.get("Contact"),
+        Some("<sips:rtcgw@127.0.0.1:5061>")
+    );
+    assert_eq!(
+        *h.to.last().unwrap(),
+        tls_peer(),
+        "the 200 on the TLS connection"
+    );
+    let tag = h.to_tag();
+    let ack = String::from_utf8(req("ACK", "z9hG4bKs3", 1, "ACK", Some(&tag), "")).unwrap();
+    h.ua.handle_input(
+        h.now,
+        tls_peer(),
+        ack.replace("SIP/2.0/UDP", "SIP/2.0/TLS").as_bytes(),
+    );
+    h.ua.hangup(h.now, call);
+    h.drain();
+    let (Message::Request(bye), to) = last_sent(&h) else {
+        panic!("BYE")
+    };
+    assert_eq!(bye.method, Method::Bye);
+    assert_eq!(to, tls_peer());
+    assert!(
+        bye.headers
+            .get("Via")
+            .unwrap()
+            .starts_with("SIP/2.0/TLS 127.0.0.1:5061;")
+    );
+}
+
+#[test]
+fn outbound_calls_go_over_tls_for_sips_transport_tls_and_a_tls_next_hop() {
+    let mut h = H::with(tls_ua());
+    let invite = |h: &mut H, uri: &str| {
+        h.ua.invite(h.now, outbound(uri, "v=0\r\n".into())).unwrap();
+        h.drain();
+        let (Message::Request(inv), to) = last_sent(h) else {
+            panic!("INVITE")
+        };
+        (inv, to)
+    };
+    let (inv, to) = invite(&mut h, "sips:bob@127.0.0.1:5071");
+    assert_eq!((to.addr.port(), to.transport), (5071, Transport::Tls));
+    assert!(
+        inv.headers
+            .get("Via")
+            .unwrap()
+            .starts_with("SIP/2.0/TLS 127.0.0.1:5061;")
+    );
+    assert_eq!(
+        inv.headers.get("Contact"),
+        Some("<sips:rtcgw@127.0.0.1:5061>")
+    );
+    let (inv, to) = invite(&mut h, "sip:bob@127.0.0.1;transport=tls");
+    assert_eq!((to.addr.port(), to.transport), (5061, Transport::Tls));
+    assert_eq!(
+        inv.headers.get("Contact"),
+        Some("<sip:rtcgw@127.0.0.1:5061;transport=tls>")
+    );
+    // A plain sip: URI over UDP; the callee's 200 record-routes a TLS hop:
+    // the ACK and BYE take it.
+    let (inv, to) = invite(&mut h, "sip:carol@127.0.0.1:5072");
+    assert_eq!(to.transport, Transport::Udp);
+    let mut r = Response::to(&inv, 200, "OK", Some("callee"));
+    r.headers.push("Contact", "<sip:carol@127.0.0.1:5090>");
+    r.headers
+        .push("Record-Route", "<sip:127.0.0.1:5095;transport=tls;lr>");
+    h.ua.handle_input(h.now, to, &Message::Response(r).to_bytes());
+    h.drain();
+    let call = h
+        .events
+        .iter()
+        .find_map(|e| match e {
+            UaEvent::Accepted { dialog, .. } => Some(*dialog),
+            _ => None,
+        })
+        .expect("accepted");
+    let (Message::Request(ack), to) = last_sent(&h) else {
+        panic!("ACK")
+    };
+    assert_eq!(ack.method, Method::Ack);
+    assert_eq!((to.addr.port(), to.transport), (5095, Transport::Tls));
+    h.ua.hangup(h.now, call);
+    h.drain();
+    let (_, to) = last_sent(&h);
+    assert_eq!((to.addr.port(), to.transport), (5095, Transport::Tls));
+    // A TLS next hop takes every call, whatever the URI.
+    let mut h = H::with(UserAgent::new(
+        UaConfig {
+            next_hop: Some(NextHop {
+                addr: "127.0.0.1:5080".parse().unwrap(),
+                transport: Some(Transport::Tls),
+            }),
+            ..config()
+        },
+        SipMetrics::default(),
+    ));
+    let (_, to) = invite(&mut h, "sip:dave@pbx.example.com");
+    assert_eq!((to.addr.port(), to.transport), (5080, Transport::Tls));
+}
+
+#[test]
+fn a_connection_that_cannot_be_opened_fails_the_call_at_once_as_503() {
+    let mut h = H::with(tls_ua());
+    let call =
+        h.ua.invite(h.now, outbound("sips:bob@127.0.0.1:5071", "v=0\r\n".into()))
+            .unwrap();
+    h.drain();
+    let (_, to) = last_sent(&h);
+    // Another peer's failure changes nothing.
+    h.ua.transport_error(
+        h.now,
+        Peer {
+            transport: Transport::Tcp,
+            ..to
+        },
+    );
+    h.drain();
+    assert!(h.events.is_empty());
+    h.ua.transport_error(h.now, to);
+    h.drain();
+    assert_eq!(
+        h.events,
+        vec![UaEvent::Rejected {
+            dialog: call,
+            status: 503,
+            reason: "Service Unavailable".into()
+        }],
+        "RFC 3261 section 8.1.3.1, not Timer B 32 s later"
+    );
+    assert_eq!(h.ua.transactions(), 0);
+    assert_eq!(h.ua.dialogs(), 0);
 }

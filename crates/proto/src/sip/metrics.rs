@@ -21,6 +21,8 @@ pub enum Rejection {
     /// From a source outside `sip.allowed_sources` (403).
     ForbiddenSource,
     UnsupportedRequire,
+    /// A sips: INVITE without a TLS listener (416).
+    UnsupportedScheme,
     UnknownMethod,
     MethodNotAllowed,
     ContentType,
@@ -48,6 +50,7 @@ impl Rejection {
             Self::Unparseable => "unparseable",
             Self::ForbiddenSource => "forbidden_source",
             Self::UnsupportedRequire => "unsupported_require",
+            Self::UnsupportedScheme => "unsupported_scheme",
             Self::UnknownMethod => "unknown_method",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::ContentType => "content_type",

@@ -58,6 +58,14 @@ impl ClientNonInvite {
         self.state == State::Terminated
     }
 
+    pub fn request(&self) -> &Request {
+        &self.request
+    }
+
+    pub fn peer(&self) -> Peer {
+        self.peer
+    }
+
     pub(crate) fn handle_response(&mut self, now: Instant, resp: Response, out: &mut Out) {
         if !matches!(self.state, State::Trying | State::Proceeding) {
             return; // Completed absorbs retransmitted finals

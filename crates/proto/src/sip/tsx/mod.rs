@@ -61,18 +61,29 @@ impl Timers {
 pub enum Transport {
     Udp,
     Tcp,
+    /// TLS over TCP (RFC 3261 section 26.2; `sips:` and `transport=tls`).
+    Tls,
 }
 
 impl Transport {
     /// Reliable transports need no retransmissions and no wait states.
     pub fn reliable(self) -> bool {
-        matches!(self, Transport::Tcp)
+        matches!(self, Transport::Tcp | Transport::Tls)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+        }
+    }
+
+    /// The port a URI without one means (RFC 3263 section 4.2).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Tls => 5061,
+            _ => 5060,
         }
     }
 }
@@ -625,6 +636,48 @@ impl Transactions {
             self.emit_cancel(now, &key);
         }
         true
+    }
+
+    /// A fatal transport error toward `peer` (a connection to it could not
+    /// be opened): each client transaction to it still waiting for a final
+    /// response ends as if answered 503 (RFC 3261 section 8.1.3.1), at once
+    /// rather than at Timer B or F.
+    pub fn transport_error(&mut self, peer: Peer) {
+        let failed: Vec<(TsxKey, Request)> = self
+            .tsx
+            .iter()
+            .filter_map(|(k, t)| match t {
+                Tsx::ClientInvite(c)
+                    if c.peer() == peer
+                        && matches!(
+                            c.state(),
+                            client_invite::State::Calling | client_invite::State::Proceeding
+                        ) =>
+                {
+                    Some((k.clone(), c.request().clone()))
+                }
+                Tsx::ClientNonInvite(c)
+                    if c.peer() == peer
+                        && matches!(
+                            c.state(),
+                            client_non_invite::State::Trying | client_non_invite::State::Proceeding
+                        ) =>
+                {
+                    Some((k.clone(), c.request().clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        for (key, req) in failed {
+            self.tsx.remove(&key);
+            self.deferred_cancels.remove(&key);
+            let response = Response::to(&req, 503, "Service Unavailable", None);
+            self.out.events.push_back(TsxEvent::Response {
+                key: key.clone(),
+                response,
+            });
+            self.out.events.push_back(TsxEvent::Terminated { key });
+        }
     }
 
     /// Fires every timer due by `now`; terminated transactions are removed.

@@ -2,7 +2,7 @@
 //! that arrive inside them (section 12.2.2), the ones we send inside them
 //! (section 12.2.1: BYE, refresh UPDATEs), and ending them.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::{DialogEnd, DialogRef, UaEvent, UserAgent};
@@ -10,6 +10,7 @@ use crate::sip::message::{Headers, Method, NameAddr, Request, Response};
 use crate::sip::metrics::{Direction, Rejection};
 use crate::sip::session_timer::{SessionExpires, SessionTimer};
 use crate::sip::tsx::{Backoff, Peer, Transport, TsxKey};
+use crate::sip::uri::SipUri;
 
 /// A dialog's identity (section 12): Call-ID and both tags, ours first.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -72,14 +73,18 @@ pub(super) struct Dialog {
     pub retransmit: Option<Backoff>,
     pub ack_deadline: Option<Instant>,
     pub local_sdp: Option<String>,
-    /// UAC: the ACK for the 2xx, resent when the 2xx is retransmitted.
-    pub ack: Option<Vec<u8>>,
+    /// UAC: the ACK for the 2xx and where it went, resent when the 2xx is
+    /// retransmitted.
+    pub ack: Option<(Peer, Vec<u8>)>,
     /// The remote SDP's o= line, to tell a re-offer from a refresh.
     pub remote_origin: Option<String>,
     pub reoffer: Option<PendingReoffer>,
     /// RFC 4028: what our 2xx will carry (UAS), then the running timer.
     pub session_expires: Option<(SessionExpires, bool)>,
     pub timer: Option<SessionTimer>,
+    /// Set up with a `sips:` URI (RFC 3261 section 12.1.1): our Contact is
+    /// a `sips:` URI and every hop we send on is TLS.
+    pub secure: bool,
 }
 
 impl Dialog {
@@ -108,12 +113,32 @@ impl UserAgent {
             .unwrap_or_else(|| ([127, 0, 0, 1], 5060).into())
     }
 
-    pub(super) fn contact(&self, peer: Peer) -> String {
+    /// Our Contact in a dialog with `peer` (RFC 3261 section 12.1.1: a
+    /// `sips:` URI when the dialog was set up with one, with our TLS
+    /// address).
+    pub(super) fn contact_for(&self, peer: Peer, secure: bool) -> String {
+        if secure {
+            let tls = Peer {
+                transport: Transport::Tls,
+                ..peer
+            };
+            return format!("<sips:rtcgw@{}>", self.local(tls));
+        }
         let l = self.local(peer);
         match peer.transport {
             Transport::Udp => format!("<sip:rtcgw@{l}>"),
             Transport::Tcp => format!("<sip:rtcgw@{l};transport=tcp>"),
+            Transport::Tls => format!("<sip:rtcgw@{l};transport=tls>"),
         }
+    }
+
+    pub(super) fn contact(&self, d: &Dialog) -> String {
+        self.contact_for(d.peer, d.secure)
+    }
+
+    /// Whether SIP listens on TLS (a `sips:` dialog is possible).
+    pub(super) fn has_tls(&self) -> bool {
+        self.cfg.local.iter().any(|(t, _)| *t == Transport::Tls)
     }
 
     /// A fresh tag (section 19.3: globally unique, cryptographically random
@@ -208,11 +233,8 @@ impl UserAgent {
             headers: h,
             body: Vec::new(),
         };
-        let local = self.local(d.peer).to_string();
-        let peer = Peer {
-            addr: self.next_hop(d),
-            transport: d.peer.transport,
-        };
+        let peer = self.next_hop(d);
+        let local = self.local(peer).to_string();
         self.metrics.request(&method, Direction::Out);
         let key = self.tsx.send_request(now, peer, &local, req);
         self.pump(now);
@@ -222,18 +244,28 @@ impl UserAgent {
     /// Next hop of an in-dialog request (RFC 3261 section 8.1.2): the
     /// configured softswitch; else the first Route (loose routing) or the
     /// remote target when it is an IP address; else back where the dialog
-    /// came from.
-    fn next_hop(&self, d: &Dialog) -> SocketAddr {
+    /// came from. The transport is the one the hop's URI asks for (`sips:`,
+    /// `transport=`), else the dialog's; always TLS in a `sips:` dialog.
+    pub(super) fn next_hop(&self, d: &Dialog) -> Peer {
         let first_hop = d
             .route_set
             .first()
             .and_then(|r| NameAddr::parse(r))
             .map(|n| n.uri);
         let target = first_hop.as_deref().unwrap_or(&d.remote_target);
-        self.cfg
-            .next_hop
-            .or_else(|| uri_socket_addr(target))
-            .unwrap_or(d.peer.addr)
+        let (addr, transport) = match self.cfg.next_hop {
+            Some(h) => (h.addr, h.transport),
+            None => match uri_target(target) {
+                Some((a, t)) => (a, t),
+                None => (d.peer.addr, None),
+            },
+        };
+        let transport = if d.secure {
+            Transport::Tls
+        } else {
+            transport.unwrap_or(d.peer.transport)
+        };
+        Peer { addr, transport }
     }
 
     /// A request inside a dialog (section 12.2.2): BYE ends it, re-INVITE
@@ -268,25 +300,37 @@ impl UserAgent {
     }
 }
 
-/// The socket address of a SIP URI whose host is an IP literal
-/// ("sip:user@192.0.2.1:5070;transport=tcp"); None for names (no DNS here).
-pub fn uri_socket_addr(uri: &str) -> Option<SocketAddr> {
-    let rest = uri
-        .strip_prefix("sip:")
-        .or_else(|| uri.strip_prefix("sips:"))?;
-    let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-    let hostport = hostport.split([';', '?']).next()?;
-    if let Some(v6) = hostport.strip_prefix('[') {
-        let (host, port) = v6.split_once(']')?;
-        let port = port
-            .strip_prefix(':')
-            .map_or(Some(5060), |p| p.parse().ok())?;
-        return Some(SocketAddr::new(host.parse().ok()?, port));
+/// The transport a SIP URI asks for, if it says (RFC 3261 section 19.1.2,
+/// RFC 3263 section 4.1): `sips:` is TLS whatever `transport=` says; else
+/// `transport=tls`, `tcp`, `udp`. None for `transport=ws` and the like,
+/// and when it is silent.
+pub fn uri_transport(uri: &SipUri) -> Option<Transport> {
+    let param = uri
+        .param("transport")
+        .flatten()
+        .map(str::to_ascii_lowercase);
+    match (uri.secure, param.as_deref()) {
+        (true, _) => Some(Transport::Tls),
+        (false, Some("tls")) => Some(Transport::Tls),
+        (false, Some("tcp")) => Some(Transport::Tcp),
+        (false, Some("udp")) => Some(Transport::Udp),
+        _ => None,
     }
-    let (host, port) = hostport
-        .rsplit_once(':')
-        .map_or((hostport, Some(5060)), |(h, p)| (h, p.parse().ok()));
-    Some(SocketAddr::new(host.parse().ok()?, port?))
+}
+
+/// Where a SIP URI whose host is an IP literal points
+/// ("sip:user@192.0.2.1:5070;transport=tcp"): its address (the port
+/// defaulting to 5061 for TLS, else 5060) and the transport it asks for.
+/// None for names (no DNS here) and for what is not a SIP URI.
+pub fn uri_target(uri: &str) -> Option<(SocketAddr, Option<Transport>)> {
+    let u = SipUri::parse(uri).ok()?;
+    let host = u.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = host.parse().ok()?;
+    let transport = uri_transport(&u);
+    let port = u
+        .port
+        .unwrap_or(transport.unwrap_or(Transport::Udp).default_port());
+    Some((SocketAddr::new(ip, port), transport))
 }
 
 #[cfg(test)]
@@ -294,20 +338,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uri_addresses() {
+    fn uri_targets() {
+        let t = |u: &str| uri_target(u).map(|(a, t)| (a.to_string(), t));
         assert_eq!(
-            uri_socket_addr("sip:a@192.0.2.1:5070;transport=tcp"),
-            Some("192.0.2.1:5070".parse().unwrap())
+            t("sip:a@192.0.2.1:5070;transport=tcp"),
+            Some(("192.0.2.1:5070".into(), Some(Transport::Tcp)))
+        );
+        assert_eq!(t("sip:192.0.2.1;lr"), Some(("192.0.2.1:5060".into(), None)));
+        assert_eq!(
+            t("sip:u@[2001:db8::1]:5080"),
+            Some(("[2001:db8::1]:5080".into(), None))
+        );
+        // TLS: sips: or transport=tls, 5061 when no port is given.
+        assert_eq!(
+            t("sips:u@192.0.2.1"),
+            Some(("192.0.2.1:5061".into(), Some(Transport::Tls)))
         );
         assert_eq!(
-            uri_socket_addr("sip:192.0.2.1;lr"),
-            Some("192.0.2.1:5060".parse().unwrap())
+            t("sips:u@192.0.2.1:5062;transport=tcp"),
+            Some(("192.0.2.1:5062".into(), Some(Transport::Tls)))
         );
         assert_eq!(
-            uri_socket_addr("sip:u@[2001:db8::1]:5080"),
-            Some("[2001:db8::1]:5080".parse().unwrap())
+            t("sip:192.0.2.1;transport=TLS;lr"),
+            Some(("192.0.2.1:5061".into(), Some(Transport::Tls)))
         );
-        assert_eq!(uri_socket_addr("sip:u@proxy.example.com"), None);
-        assert_eq!(uri_socket_addr("tel:+123"), None);
+        assert_eq!(
+            t("sip:u@192.0.2.1;transport=udp"),
+            Some(("192.0.2.1:5060".into(), Some(Transport::Udp)))
+        );
+        assert_eq!(t("sip:u@192.0.2.1;transport=ws").unwrap().1, None);
+        assert_eq!(t("sip:u@proxy.example.com"), None);
+        assert_eq!(t("tel:+123"), None);
     }
 }

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 pub use access::IpNet;
-pub use dialog::{DialogKey, uri_socket_addr};
+pub use dialog::{DialogKey, uri_target, uri_transport};
 pub use uac::OutboundInvite;
 
 use super::message::{Headers, Message, Method, NameAddr, Request, Response, reason_phrase};
@@ -31,6 +31,14 @@ use super::metrics::{Direction, Rejection, SipMetrics};
 use super::session_timer::SessionTimerConfig;
 use super::tsx::{Peer, Received, Timers, Transactions, Transport, TsxEvent, TsxKey};
 use dialog::{Dialog, DialogState};
+
+/// The softswitch every request we originate goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NextHop {
+    pub addr: SocketAddr,
+    /// None: the transport the request's URI asks for (UDP if it does not).
+    pub transport: Option<Transport>,
+}
 
 /// Settings of the user agent.
 #[derive(Debug, Clone)]
@@ -46,7 +54,7 @@ pub struct UaConfig {
     /// domain); from others it is dropped.
     pub trusted: Vec<IpNet>,
     /// Where out-of-dialog and unroutable requests go (the softswitch).
-    pub next_hop: Option<SocketAddr>,
+    pub next_hop: Option<NextHop>,
     pub user_agent: String,
     pub branch_salt: u64,
     /// RFC 4028 session timers; None: off (Session-Expires is ignored).
@@ -288,6 +296,13 @@ impl UserAgent {
     }
 
     /// A datagram or stream frame from `peer`.
+    /// A connection to `peer` could not be opened: what we sent it fails
+    /// as if answered 503 (RFC 3261 section 8.1.3.1).
+    pub fn transport_error(&mut self, now: Instant, peer: Peer) {
+        self.tsx.transport_error(peer);
+        self.pump(now);
+    }
+
     pub fn handle_input(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
         let msg = match Message::parse(bytes) {
             Ok(m) => m,

@@ -63,9 +63,9 @@ impl UserAgent {
         sdp: Option<String>,
     ) {
         let d = &self.dialogs[&id];
-        let (peer, timer) = (d.peer, d.timer);
+        let (peer, contact, timer) = (d.peer, self.contact(d), d.timer);
         let mut resp = Response::to(req, 200, "OK", None);
-        resp.headers.push("Contact", self.contact(peer));
+        resp.headers.push("Contact", contact);
         resp.headers.push("Allow", ALLOW);
         if let Some(t) = timer {
             // The requester keeps refreshing when it is the refresher.
@@ -169,7 +169,7 @@ impl UserAgent {
         let extra = vec![
             ("Session-Expires", se.header()),
             ("Supported", "timer".to_string()),
-            ("Contact", self.contact(d.peer)),
+            ("Contact", self.contact(&d)),
         ];
         let key = self.send_in_dialog(now, &mut d, Method::Update, extra);
         self.dialogs.insert(id, d);

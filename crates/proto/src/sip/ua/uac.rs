@@ -10,6 +10,7 @@ use crate::sip::message::{Headers, Message, Method, NameAddr, Request, Response}
 use crate::sip::metrics::Direction;
 use crate::sip::session_timer::{Refresher, SessionExpires, SessionTimer};
 use crate::sip::tsx::{Peer, Transport};
+use crate::sip::uri::SipUri;
 
 /// What an outbound INVITE says about its caller and carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,14 +62,19 @@ impl UserAgent {
     /// the offer to `inv.uri`, sent to the next hop (configured, else the
     /// URI's IP). None when there is nowhere to send it.
     pub fn invite(&mut self, now: Instant, inv: OutboundInvite) -> Option<DialogRef> {
-        let addr = self
-            .cfg
-            .next_hop
-            .or_else(|| super::uri_socket_addr(&inv.uri))?;
-        let transport = if inv.uri.to_ascii_lowercase().contains("transport=tcp") {
-            Transport::Tcp
+        let uri = SipUri::parse(&inv.uri).ok();
+        let (addr, hop_transport) = match self.cfg.next_hop {
+            Some(h) => (h.addr, h.transport),
+            None => (super::uri_target(&inv.uri)?.0, None),
+        };
+        // A sips: URI is TLS on every hop (RFC 3261 section 26.2).
+        let secure = uri.as_ref().is_some_and(|u| u.secure);
+        let transport = if secure {
+            Transport::Tls
         } else {
-            Transport::Udp
+            hop_transport
+                .or_else(|| uri.as_ref().and_then(super::uri_transport))
+                .unwrap_or(Transport::Udp)
         };
         let peer = Peer { addr, transport };
         let local = self.local(peer);
@@ -85,7 +91,7 @@ impl UserAgent {
         h.push("Call-ID", call_id.clone());
         h.push("CSeq", "1 INVITE");
         h.push("Max-Forwards", "70");
-        h.push("Contact", self.contact(peer));
+        h.push("Contact", self.contact_for(peer, secure));
         h.push("Allow", ALLOW);
         h.push("User-Agent", self.cfg.user_agent.clone());
         if let Some(pai) = &inv.asserted_identity {
@@ -138,6 +144,7 @@ impl UserAgent {
                 reoffer: None,
                 session_expires: None,
                 timer: None,
+                secure,
             },
         );
         self.pump(now);
@@ -197,10 +204,9 @@ impl UserAgent {
                     }
                     let key = d.key.clone();
                     self.by_key.insert(key, id);
-                    let ack = self.build_ack(id);
+                    let (peer, ack) = self.build_ack(id);
                     let d = self.dialogs.get_mut(&id).expect("present");
-                    d.ack = Some(ack.clone());
-                    let peer = d.peer;
+                    d.ack = Some((peer, ack.clone()));
                     self.out.push_back(Outgoing { peer, bytes: ack });
                     if cancelling {
                         // The 2xx crossed our CANCEL: end the dialog it made.
@@ -211,9 +217,8 @@ impl UserAgent {
                             sdp: body,
                         });
                     }
-                } else if let Some(ack) = d.ack.clone() {
+                } else if let Some((peer, ack)) = d.ack.clone() {
                     // A retransmitted 2xx: the same ACK again.
-                    let peer = d.peer;
                     self.out.push_back(Outgoing { peer, bytes: ack });
                 }
             }
@@ -231,17 +236,19 @@ impl UserAgent {
     }
 
     /// The ACK for a 2xx (section 13.2.2.4): its own branch, the dialog's
-    /// route set and tags, the INVITE's CSeq number.
-    fn build_ack(&mut self, id: DialogRef) -> Vec<u8> {
+    /// route set and tags, the INVITE's CSeq number; sent like any request
+    /// in the dialog (to its first route).
+    fn build_ack(&mut self, id: DialogRef) -> (Peer, Vec<u8>) {
         let branch = self.tsx.new_branch();
         let d = &self.dialogs[&id];
-        let local = self.local(d.peer);
+        let peer = self.next_hop(d);
+        let local = self.local(peer);
         let mut h = Headers::default();
         h.push(
             "Via",
             format!(
                 "SIP/2.0/{} {local};branch={branch};rport",
-                d.peer.transport.as_str()
+                peer.transport.as_str()
             ),
         );
         for r in &d.route_set {
@@ -252,13 +259,13 @@ impl UserAgent {
         h.push("Call-ID", d.key.call_id.clone());
         h.push("CSeq", format!("{} ACK", d.invite_cseq));
         h.push("Max-Forwards", "70");
-        Message::Request(Request {
+        let ack = Message::Request(Request {
             method: Method::Ack,
             uri: d.remote_target.clone(),
             headers: h,
             body: Vec::new(),
-        })
-        .to_bytes()
+        });
+        (peer, ack.to_bytes())
     }
 }
 

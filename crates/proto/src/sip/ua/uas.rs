@@ -39,6 +39,16 @@ impl UserAgent {
             UasDecision::Timer { expires, require } => Some((expires, require)),
             UasDecision::NoTimer => None,
         };
+        // RFC 3261 section 12.1.1: a dialog set up with a sips: Request-URI
+        // (or top Record-Route) is secure: our Contact must be sips:, which
+        // needs a TLS listener (else 416, section 8.2.2.1).
+        let top_route = req.headers.list("Record-Route").into_iter().next();
+        let secure =
+            is_sips(&req.uri) || top_route.is_some_and(|r| is_sips(r.trim_start_matches('<')));
+        if secure && !self.has_tls() {
+            self.reject_count(Rejection::UnsupportedScheme);
+            return self.respond(now, &key, &req, 416, None, Some(&local_tag));
+        }
         let contact = req
             .headers
             .list("Contact")
@@ -84,6 +94,7 @@ impl UserAgent {
             reoffer: None,
             session_expires,
             timer: None,
+            secure,
         };
         self.insert(id, d);
         self.events.push_back(UaEvent::Invite {
@@ -138,7 +149,7 @@ impl UserAgent {
         let req = self.tsx.request(&d.invite_tsx)?;
         let mut resp = Response::to(req, status, reason_phrase(status), Some(&d.key.local_tag));
         resp.headers.copy_from(&req.headers, "Record-Route");
-        resp.headers.push("Contact", self.contact(d.peer));
+        resp.headers.push("Contact", self.contact(d));
         Some((d.invite_tsx.clone(), resp))
     }
 
@@ -304,4 +315,11 @@ impl UserAgent {
             self.end_with_bye(now, id, DialogEnd::NoAck);
         }
     }
+}
+
+/// Whether a URI (or name-addr's URI) has the sips: scheme.
+fn is_sips(uri: &str) -> bool {
+    uri.trim_start()
+        .get(..5)
+        .is_some_and(|s| s.eq_ignore_ascii_case("sips:"))
 }
