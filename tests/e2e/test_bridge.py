@@ -107,6 +107,33 @@ def sipp_echo_uas(callee_port):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+class Via:
+    """Points the test's SIP caller at a proxy (Kamailio) instead of rtcgw."""
+
+    def __init__(self, port):
+        self.sip_port = port
+
+
+def echo_call_via(proxy_port, dest_port, seconds=5.0):
+    """A WebRTC caller through the proxy on `proxy_port` to the SIPp echo on
+    `dest_port`: checks that the caller's 1 kHz came back and both legs
+    ended; returns the responses the caller saw."""
+    uas = sipp_echo_uas(dest_port)
+    try:
+        time.sleep(0.3)
+        statuses, bye_status, rate, pcm = asyncio.run(bridged_call(Via(proxy_port), seconds))
+        out, err = uas.communicate(timeout=30)
+    finally:
+        uas.kill()
+    assert 200 in statuses and bye_status == 200, statuses
+    assert uas.returncode == 0, (out[-1500:], err[-2500:])  # SIPp got the BYE
+    assert len(pcm) > 3 * rate
+    steady = pcm[rate:]
+    assert abs(dominant_frequency(rate, steady) - 1000) < 5
+    assert band_power(rate, steady, 1000) > 0.8 * band_power(rate, steady, rate / 4, rate / 4)
+    return statuses
+
+
 def test_webrtc_caller_reaches_plain_rtp_callee_and_hears_the_echo(gateway_factory):
     callee_port = free_port()
     gw = gateway_factory(f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{callee_port}"\n')
