@@ -568,6 +568,20 @@ impl CallControl {
         }
     }
 
+    /// Calls whose media exists or may yet: the calls we know, and those
+    /// given up (CANCEL, BYE, API client gone) while their media was still
+    /// being made (it arrives, and is hung up, after). Admission counts
+    /// both, so that a flood of calls given up during setup cannot put the
+    /// media side over `max_calls`.
+    fn calls_with_media(&self) -> usize {
+        let orphans = self
+            .setting_up
+            .iter()
+            .filter(|id| !self.calls.contains_key(*id))
+            .count();
+        self.calls.len() + orphans
+    }
+
     /// Admission control, the same for every front end.
     pub(crate) fn admit(&self) -> Result<(), Refused> {
         if self.draining.is_some() {
@@ -576,7 +590,7 @@ impl CallControl {
                 ..Refused::new(Refusal::Draining, "shutting down: no new calls")
             });
         }
-        if self.calls.len() >= self.cfg.max_calls {
+        if self.calls_with_media() >= self.cfg.max_calls {
             return Err(Refused::new(
                 Refusal::Capacity,
                 format!("at capacity: {} calls", self.cfg.max_calls),

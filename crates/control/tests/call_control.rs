@@ -696,6 +696,43 @@ fn max_calls_gives_503_with_retry_after_on_sip_and_the_api() {
 }
 
 #[test]
+fn a_call_given_up_during_setup_counts_until_its_media_is_back() {
+    // max_calls = 1: the first call is cancelled while its media is being
+    // made. Until that media arrives (and is hung up) it still exists, so
+    // a second call is refused: the media side never holds two.
+    let mut h = H::new(Route::Demo, 1);
+    h.invite("z9hG4bKinv", Some(WEBRTC_OFFER), "");
+    let (call, ..) = h.created_call();
+    h.input(format!(
+        "CANCEL sip:bob@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKinv\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=caller-z9hG4bKinv\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: z9hG4bKinv@switch\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ));
+    assert_eq!(h.responses(487).len(), 1);
+    h.invite("z9hG4bKtwo", Some(WEBRTC_OFFER), "");
+    let busy = h
+        .responses(503)
+        .pop()
+        .expect("503 while the first call's media may come up");
+    assert!(busy.reason.contains("at capacity"), "{}", busy.reason);
+    assert!(
+        h.take(|c| matches!(c, MediaCommand::Create { .. }))
+            .is_empty(),
+        "no Create for the second call"
+    );
+    h.hangups();
+    // The first call's media arrives and is hung up: room again.
+    h.media_event(MediaEvent::Created {
+        call: call.clone(),
+        result: created(ANSWER, None),
+    });
+    assert_eq!(h.hangups().len(), 1);
+    h.invite("z9hG4bKthree", Some(WEBRTC_OFFER), "");
+    let (third, ..) = h.created_call();
+    assert_ne!(third, call);
+}
+
+#[test]
 fn drain_refuses_new_calls_then_ends_the_rest() {
     let mut h = H::new(bridge(), 10);
     let call = bridged_call_up(&mut h);
