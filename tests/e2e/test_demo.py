@@ -156,9 +156,16 @@ def test_bad_input_gets_4xx_with_reason_and_server_keeps_serving(gateway_factory
         "no audio": (post(good.replace("m=audio", "m=video")), 400, "no audio"),
         "plain RTP/AVP": (post(OFFER_AVP), 400, "not a WebRTC offer"),
         "libwebrtc parse error": (
-            post(re.sub(r"a=fingerprint:\S+ \S+", "a=fingerprint:sha-256 zz", good)),
+            post(re.sub(r"a=candidate:[^\r\n]*", "a=candidate:1 1 udp", good, count=1)),
             400,
             "invalid SDP",
+        ),
+        # A digest of the wrong length: libwebrtc parses it and fails only
+        # when applying the description (it was a 500).
+        "fingerprint of the wrong length": (
+            post(re.sub(r"a=fingerprint:\S+ (\S+)", lambda m: "a=fingerprint:sha-1 " + m.group(1), good)),
+            400,
+            "a sha-1 digest has 20 bytes",
         ),
         "too large": (post("v=0\r\n" + "a=x\r\n" * 20000), 413, "length limit"),
         "wrong content type": (post(good, "application/json"), 415, "application/sdp"),
@@ -171,8 +178,10 @@ def test_bad_input_gets_4xx_with_reason_and_server_keeps_serving(gateway_factory
 
     # Refusals are counted by reason.
     metrics = aiortc_peer.http("GET", gw.url + "/metrics")[2]
-    for reason in ["malformed_sdp", "no_audio", "not_webrtc", "invalid_sdp", "body_too_large", "content_type"]:
-        assert f'rtcgw_calls_refused_total{{reason="{reason}"}} 1' in metrics, (reason, metrics)
+    for reason, n in [("malformed_sdp", 2), ("no_audio", 1), ("not_webrtc", 1), ("invalid_sdp", 1),
+                      ("body_too_large", 1), ("content_type", 1)]:
+        assert f'rtcgw_calls_refused_total{{reason="{reason}"}} {n}' in metrics, (reason, metrics)
+    assert 'reason="internal"' not in metrics
 
     # ...and the next call works.
     r = run(aiortc_peer.call(gw.url, 1000.0, 2.0, str(tmp_path / "p.wav")))

@@ -112,7 +112,7 @@ mod tests {
     #[test]
     fn offers_are_classified_by_their_audio_transport() {
         let webrtc = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-a=fingerprint:sha-256 AA:BB\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n\
+a=fingerprint:sha-256 A8:B4:C4:05:BD:1F:9C:6E:00:56:D8:A5:59:CC:E3:DA:E0:2D:14:77:0F:C8:1F:44:07:BE:90:DB:D8:51:E8:63\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n\
 a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=rtpmap:111 opus/48000/2\r\n";
         assert_eq!(Offer::parse(webrtc).unwrap().kind(), LegKind::Webrtc);
         let plain = "v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\

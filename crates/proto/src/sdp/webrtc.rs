@@ -102,6 +102,45 @@ pub fn check_webrtc_offer(sdp: &str) -> Result<(), OfferError> {
             "no DTLS fingerprint (a=fingerprint)".into(),
         ));
     }
+    for line in session.lines().chain(section.lines()) {
+        if let Some(fp) = line.trim_end_matches('\r').strip_prefix("a=fingerprint:") {
+            check_fingerprint(fp)?;
+        }
+    }
+    Ok(())
+}
+
+/// An `a=fingerprint` value (RFC 8122 section 5): a hash function
+/// libwebrtc knows and a digest of its length as colon-separated hex pairs.
+/// libwebrtc itself takes a digest of the wrong length and fails only when
+/// it applies the description.
+fn check_fingerprint(value: &str) -> Result<(), OfferError> {
+    let bad = |why: String| OfferError::Malformed(format!("a=fingerprint:{value:.120}: {why}"));
+    let (hash, digest) = value
+        .split_once(' ')
+        .ok_or_else(|| bad("no digest".into()))?;
+    let want = match hash.to_ascii_lowercase().as_str() {
+        "sha-1" => 20,
+        "sha-224" => 28,
+        "sha-256" => 32,
+        "sha-384" => 48,
+        "sha-512" => 64,
+        "md5" | "md2" => 16,
+        _ => return Err(bad(format!("unknown hash function {hash:.20}"))),
+    };
+    let pairs: Vec<&str> = digest.trim().split(':').collect();
+    if !pairs
+        .iter()
+        .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(bad("the digest is not colon-separated hex pairs".into()));
+    }
+    if pairs.len() != want {
+        return Err(bad(format!(
+            "a {hash} digest has {want} bytes, this one {}",
+            pairs.len()
+        )));
+    }
     Ok(())
 }
 
@@ -130,7 +169,7 @@ mod tests {
     use super::*;
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n\
-a=fingerprint:sha-256 AA:BB\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 0.0.0.0\r\n\
+a=fingerprint:sha-256 A8:B4:C4:05:BD:1F:9C:6E:00:56:D8:A5:59:CC:E3:DA:E0:2D:14:77:0F:C8:1F:44:07:BE:90:DB:D8:51:E8:63\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 0\r\nc=IN IP4 0.0.0.0\r\n\
 a=ice-ufrag:abcd\r\na=ice-pwd:0123456789012345678901\r\na=rtpmap:111 opus/48000/2\r\n\
 a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n";
 
@@ -160,10 +199,32 @@ a=candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host\r\n";
             check_webrtc_offer(&avp),
             Err(OfferError::NotWebrtc(_))
         ));
-        let no_fp = OFFER.replace("a=fingerprint:sha-256 AA:BB\r\n", "");
+        let no_fp = OFFER.replace(&format!("a=fingerprint:sha-256 {FP}\r\n"), "");
         assert!(matches!(
             check_webrtc_offer(&no_fp),
             Err(OfferError::NotWebrtc(_))
         ));
+    }
+
+    const FP: &str = "A8:B4:C4:05:BD:1F:9C:6E:00:56:D8:A5:59:CC:E3:DA:E0:2D:14:77:0F:C8:1F:44:07:BE:90:DB:D8:51:E8:63";
+
+    #[test]
+    fn fingerprints_need_a_known_hash_and_a_digest_of_its_length() {
+        let with = |fp: &str| OFFER.replace(&format!("sha-256 {FP}"), fp);
+        let err = |fp: &str| match check_webrtc_offer(&with(fp)) {
+            Err(OfferError::Malformed(m)) => m,
+            other => panic!("{fp}: {other:?}"),
+        };
+        // What libwebrtc accepts at parse time and fails on when applying.
+        assert!(err(&format!("sha-256 {}", &FP[..20])).contains("has 32 bytes, this one 7"));
+        assert!(err(&format!("sha-1 {FP}")).contains("a sha-1 digest has 20 bytes, this one 32"));
+        assert!(err(&format!("foo-9 {FP}")).contains("unknown hash function foo-9"));
+        assert!(err("sha-256 ZZ:ZZ").contains("not colon-separated hex pairs"));
+        assert!(err("sha-256").contains("no digest"));
+        // Case does not matter.
+        assert_eq!(
+            check_webrtc_offer(&with(&format!("SHA-256 {}", FP.to_lowercase()))),
+            Ok(())
+        );
     }
 }
