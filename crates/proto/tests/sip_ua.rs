@@ -886,20 +886,21 @@ fn draining_answers_options_503_with_retry_after() {
     );
 }
 
-/// A user agent listening on UDP, TCP and TLS (5061).
-fn tls_ua() -> UserAgent {
+/// Listening on UDP, TCP and TLS (5061).
+fn tls_ua_config() -> UaConfig {
     let a = |s: &str| s.parse().unwrap();
-    UserAgent::new(
-        UaConfig {
-            local: vec![
-                (Transport::Udp, a("127.0.0.1:5060")),
-                (Transport::Tcp, a("127.0.0.1:5060")),
-                (Transport::Tls, a("127.0.0.1:5061")),
-            ],
-            ..config()
-        },
-        SipMetrics::default(),
-    )
+    UaConfig {
+        local: vec![
+            (Transport::Udp, a("127.0.0.1:5060")),
+            (Transport::Tcp, a("127.0.0.1:5060")),
+            (Transport::Tls, a("127.0.0.1:5061")),
+        ],
+        ..config()
+    }
+}
+
+fn tls_ua() -> UserAgent {
+    UserAgent::new(tls_ua_config(), SipMetrics::default())
 }
 
 fn tls_peer() -> Peer {
@@ -921,6 +922,10 @@ fn a_sips_invite_needs_tls_and_makes_a_secure_dialog() {
             .unwrap()
             .replacen("INVITE sip:demo@", "INVITE sips:demo@", 1)
             .replace("Via: SIP/2.0/UDP", "Via: SIP/2.0/TLS")
+            .replace(
+                &format!("Contact: <sip:ss@{PEER}>"),
+                "Contact: <sips:ss@127.0.0.1:5090>",
+            )
             .into_bytes()
     };
     // Without a TLS listener a sips: dialog cannot be had (RFC 3261
@@ -929,8 +934,13 @@ fn a_sips_invite_needs_tls_and_makes_a_secure_dialog() {
     h.input(sips("z9hG4bKs1"));
     assert_eq!(h.responses(416).len(), 1);
     assert_eq!(h.ua.dialogs(), 0);
-    // With one: answered with a sips: Contact on our TLS address, and our
-    // BYE goes over TLS to the Contact.
+    // With one, but over UDP: not secure end to end, 416 too.
+    let mut h = H::with(tls_ua());
+    h.input(sips("z9hG4bKs0"));
+    let (_, r) = h.responses(416).remove(0);
+    assert!(r.reason.contains("needs TLS on every hop"), "{}", r.reason);
+    // Over TLS: answered with a sips: Contact on our TLS address, and our
+    // BYE goes over TLS to their Contact.
     let mut h = H::with(tls_ua());
     h.ua.handle_input(h.now, tls_peer(), &sips("z9hG4bKs2"));
     h.drain();
@@ -960,7 +970,8 @@ fn a_sips_invite_needs_tls_and_makes_a_secure_dialog() {
         panic!("BYE")
     };
     assert_eq!(bye.method, Method::Bye);
-    assert_eq!(to, tls_peer());
+    assert_eq!(bye.uri, "sips:ss@127.0.0.1:5090");
+    assert_eq!((to.addr.port(), to.transport), (5090, Transport::Tls));
     assert!(
         bye.headers
             .get("Via")
@@ -1026,18 +1037,42 @@ fn outbound_calls_go_over_tls_for_sips_transport_tls_and_a_tls_next_hop() {
     let (_, to) = last_sent(&h);
     assert_eq!((to.addr.port(), to.transport), (5095, Transport::Tls));
     // A TLS next hop takes every call, whatever the URI.
+    let tls_hop = |local| UaConfig {
+        next_hop: Some(NextHop {
+            addr: "127.0.0.1:5080".parse().unwrap(),
+            transport: Some(Transport::Tls),
+        }),
+        local,
+        ..config()
+    };
     let mut h = H::with(UserAgent::new(
-        UaConfig {
-            next_hop: Some(NextHop {
-                addr: "127.0.0.1:5080".parse().unwrap(),
-                transport: Some(Transport::Tls),
-            }),
-            ..config()
-        },
+        tls_hop(tls_ua_config().local),
         SipMetrics::default(),
     ));
-    let (_, to) = invite(&mut h, "sip:dave@pbx.example.com");
+    let (inv, to) = invite(&mut h, "sip:dave@pbx.example.com");
     assert_eq!((to.addr.port(), to.transport), (5080, Transport::Tls));
+    assert!(
+        inv.headers
+            .get("Via")
+            .unwrap()
+            .starts_with("SIP/2.0/TLS 127.0.0.1:5061;")
+    );
+    assert_eq!(
+        inv.headers.get("Contact"),
+        Some("<sip:rtcgw@127.0.0.1:5061;transport=tls>")
+    );
+    // Without a TLS listener there is no TLS address to name: not placed.
+    let mut h = H::with(UserAgent::new(
+        tls_hop(config().local),
+        SipMetrics::default(),
+    ));
+    assert!(
+        h.ua.invite(
+            h.now,
+            outbound("sip:dave@pbx.example.com", "v=0\r\n".into())
+        )
+        .is_none()
+    );
 }
 
 #[test]
@@ -1058,8 +1093,24 @@ fn a_connection_that_cannot_be_opened_fails_the_call_at_once_as_503() {
     );
     h.drain();
     assert!(h.events.is_empty());
+    // A call that already rings went out on an earlier connection: left
+    // to its timers.
+    let ringing =
+        h.ua.invite(
+            h.now,
+            outbound("sips:carol@127.0.0.1:5071", "v=0\r\n".into()),
+        )
+        .unwrap();
+    h.drain();
+    let (Message::Request(inv), _) = last_sent(&h) else {
+        panic!("INVITE")
+    };
+    h.ua.handle_input(h.now, to, &answer_to(&inv, 180, ""));
+    h.drain();
+    h.events.clear();
     h.ua.transport_error(h.now, to);
     h.drain();
+    assert_eq!(h.ua.dialogs(), 1, "{ringing:?} rings on");
     assert_eq!(
         h.events,
         vec![UaEvent::Rejected {
@@ -1069,6 +1120,4 @@ fn a_connection_that_cannot_be_opened_fails_the_call_at_once_as_503() {
         }],
         "RFC 3261 section 8.1.3.1, not Timer B 32 s later"
     );
-    assert_eq!(h.ua.transactions(), 0);
-    assert_eq!(h.ua.dialogs(), 0);
 }

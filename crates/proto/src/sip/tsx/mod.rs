@@ -639,29 +639,22 @@ impl Transactions {
     }
 
     /// A fatal transport error toward `peer` (a connection to it could not
-    /// be opened): each client transaction to it still waiting for a final
-    /// response ends as if answered 503 (RFC 3261 section 8.1.3.1), at once
-    /// rather than at Timer B or F.
+    /// be opened): each client transaction to it that nothing has answered
+    /// yet ends as if answered 503 (RFC 3261 section 8.1.3.1), at once
+    /// rather than at Timer B or F. One that got a provisional response
+    /// went out on an earlier connection and is left to its timers.
     pub fn transport_error(&mut self, peer: Peer) {
         let failed: Vec<(TsxKey, Request)> = self
             .tsx
             .iter()
             .filter_map(|(k, t)| match t {
                 Tsx::ClientInvite(c)
-                    if c.peer() == peer
-                        && matches!(
-                            c.state(),
-                            client_invite::State::Calling | client_invite::State::Proceeding
-                        ) =>
+                    if c.peer() == peer && c.state() == client_invite::State::Calling =>
                 {
                     Some((k.clone(), c.request().clone()))
                 }
                 Tsx::ClientNonInvite(c)
-                    if c.peer() == peer
-                        && matches!(
-                            c.state(),
-                            client_non_invite::State::Trying | client_non_invite::State::Proceeding
-                        ) =>
+                    if c.peer() == peer && c.state() == client_non_invite::State::Trying =>
                 {
                     Some((k.clone(), c.request().clone()))
                 }

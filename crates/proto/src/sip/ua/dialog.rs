@@ -253,18 +253,28 @@ impl UserAgent {
             .and_then(|r| NameAddr::parse(r))
             .map(|n| n.uri);
         let target = first_hop.as_deref().unwrap_or(&d.remote_target);
-        let (addr, transport) = match self.cfg.next_hop {
-            Some(h) => (h.addr, h.transport),
-            None => match uri_target(target) {
-                Some((a, t)) => (a, t),
-                None => (d.peer.addr, None),
-            },
+        let hop = uri_hop(target);
+        let (ip, port, transport) = match (self.cfg.next_hop, hop) {
+            (Some(h), hop) => (
+                h.addr.ip(),
+                Some(h.addr.port()),
+                h.transport.or(hop.and_then(|h| h.2)),
+            ),
+            (None, Some(hop)) => hop,
+            (None, None) => (d.peer.addr.ip(), Some(d.peer.addr.port()), None),
         };
-        let transport = if d.secure {
-            Transport::Tls
-        } else {
-            transport.unwrap_or(d.peer.transport)
+        // A URI that does not say is UDP (RFC 3263 section 4.1), but back
+        // to the peer the dialog came from we keep its transport (a phone
+        // on TCP whose Contact has no transport=tcp).
+        let toward_peer = ip == d.peer.addr.ip()
+            && port.unwrap_or(d.peer.transport.default_port()) == d.peer.addr.port();
+        let transport = match (d.secure, transport) {
+            (true, _) => Transport::Tls,
+            (false, Some(t)) => t,
+            (false, None) if toward_peer => d.peer.transport,
+            (false, None) => Transport::Udp,
         };
+        let addr = SocketAddr::new(ip, port.unwrap_or(transport.default_port()));
         Peer { addr, transport }
     }
 
@@ -318,18 +328,22 @@ pub fn uri_transport(uri: &SipUri) -> Option<Transport> {
     }
 }
 
+/// A SIP URI whose host is an IP literal: the address, the port if it
+/// gives one, and the transport it asks for. None for names (no DNS here)
+/// and for what is not a SIP URI.
+fn uri_hop(uri: &str) -> Option<(IpAddr, Option<u16>, Option<Transport>)> {
+    let u = SipUri::parse(uri).ok()?;
+    let host = u.host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.parse().ok()?, u.port, uri_transport(&u)))
+}
+
 /// Where a SIP URI whose host is an IP literal points
 /// ("sip:user@192.0.2.1:5070;transport=tcp"): its address (the port
 /// defaulting to 5061 for TLS, else 5060) and the transport it asks for.
 /// None for names (no DNS here) and for what is not a SIP URI.
 pub fn uri_target(uri: &str) -> Option<(SocketAddr, Option<Transport>)> {
-    let u = SipUri::parse(uri).ok()?;
-    let host = u.host.trim_start_matches('[').trim_end_matches(']');
-    let ip: IpAddr = host.parse().ok()?;
-    let transport = uri_transport(&u);
-    let port = u
-        .port
-        .unwrap_or(transport.unwrap_or(Transport::Udp).default_port());
+    let (ip, port, transport) = uri_hop(uri)?;
+    let port = port.unwrap_or(transport.unwrap_or(Transport::Udp).default_port());
     Some((SocketAddr::new(ip, port), transport))
 }
 

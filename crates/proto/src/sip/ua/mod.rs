@@ -295,7 +295,6 @@ impl UserAgent {
         DialogRef(self.next_id)
     }
 
-    /// A datagram or stream frame from `peer`.
     /// A connection to `peer` could not be opened: what we sent it fails
     /// as if answered 503 (RFC 3261 section 8.1.3.1).
     pub fn transport_error(&mut self, now: Instant, peer: Peer) {
@@ -303,6 +302,7 @@ impl UserAgent {
         self.pump(now);
     }
 
+    /// A datagram or stream frame from `peer`.
     pub fn handle_input(&mut self, now: Instant, peer: Peer, bytes: &[u8]) {
         let msg = match Message::parse(bytes) {
             Ok(m) => m,

@@ -77,6 +77,11 @@ impl UserAgent {
                 .unwrap_or(Transport::Udp)
         };
         let peer = Peer { addr, transport };
+        if transport == Transport::Tls && !self.has_tls() {
+            // Via and Contact would name a TLS address we do not have.
+            tracing::warn!(uri = %inv.uri, "SIP over TLS needs sip.tls_listen: call not placed");
+            return None;
+        }
         let local = self.local(peer);
         let local_tag = self.new_tag();
         let call_id = format!("{}-{:x}@rtcgw", self.new_tag(), self.cfg.branch_salt);

@@ -11,7 +11,7 @@ use super::{ALLOW, Caller, DialogEnd, DialogRef, SUPPORTED, UaEvent, UserAgent, 
 use crate::sip::message::{NameAddr, Request, Response, reason_phrase};
 use crate::sip::metrics::Rejection;
 use crate::sip::session_timer::{Refresher, SessionTimer, UasDecision, uas_decide};
-use crate::sip::tsx::{Backoff, Peer, TsxKey};
+use crate::sip::tsx::{Backoff, Peer, Transport, TsxKey};
 
 impl UserAgent {
     pub(super) fn new_invite(&mut self, now: Instant, key: TsxKey, peer: Peer, req: Request) {
@@ -39,16 +39,27 @@ impl UserAgent {
             UasDecision::Timer { expires, require } => Some((expires, require)),
             UasDecision::NoTimer => None,
         };
-        // RFC 3261 section 12.1.1: a dialog set up with a sips: Request-URI
-        // (or top Record-Route) is secure: our Contact must be sips:, which
-        // needs a TLS listener (else 416, section 8.2.2.1).
-        let top_route = req.headers.list("Record-Route").into_iter().next();
-        let secure =
-            is_sips(&req.uri) || top_route.is_some_and(|r| is_sips(r.trim_start_matches('<')));
-        if secure && !self.has_tls() {
+        // RFC 3261 section 12.1.1: a dialog set up over TLS with a sips:
+        // Request-URI (or top Record-Route, or Contact when there is no
+        // Record-Route) is secure: our Contact must be sips:. A sips:
+        // request that did not come over TLS, or with no TLS listener to
+        // name, cannot be served (416, section 8.2.2.1).
+        let routes = req.headers.list("Record-Route");
+        let top_uri = match routes.first() {
+            Some(r) => Some(r.clone()),
+            None => req.headers.list("Contact").into_iter().next(),
+        };
+        let sips = is_sips(&req.uri) || top_uri.is_some_and(|u| is_sips(u.trim_start_matches('<')));
+        if sips && (peer.transport != Transport::Tls || !self.has_tls()) {
             self.reject_count(Rejection::UnsupportedScheme);
-            return self.respond(now, &key, &req, 416, None, Some(&local_tag));
+            let why = if self.has_tls() {
+                "Unsupported URI Scheme (sips: needs TLS on every hop)"
+            } else {
+                "Unsupported URI Scheme (no TLS here for sips:)"
+            };
+            return self.respond(now, &key, &req, 416, Some(why), Some(&local_tag));
         }
+        let secure = sips;
         let contact = req
             .headers
             .list("Contact")
