@@ -230,6 +230,13 @@ pub struct SipConfig {
     pub t4_ms: u64,
     /// Sent as User-Agent / Server.
     pub user_agent: String,
+    /// TCP and TLS connections accepted at once; more are closed.
+    pub max_connections: usize,
+    /// A TCP or TLS connection with no message for this long is closed,
+    /// seconds.
+    pub idle_timeout_s: u64,
+    /// A message begun on TCP or TLS must be whole within this, seconds.
+    pub message_timeout_s: u64,
     /// SIP over TLS (RFC 3261 section 26) on these addresses; empty: off.
     pub tls_listen: Vec<SocketAddr>,
     /// Our certificate chain and its private key (PEM), presented to TLS
@@ -264,6 +271,9 @@ impl Default for SipConfig {
             trusted_sources: loopback(),
             next_hop: None,
             announce: None,
+            max_connections: 1024,
+            idle_timeout_s: 600,
+            message_timeout_s: 10,
             tls_listen: Vec::new(),
             tls_cert: None,
             tls_key: None,
@@ -330,6 +340,15 @@ pub struct HttpConfig {
     /// How long the callee of a WHIP-to-SIP call may ring before it is
     /// given up (CANCEL; 504 to the client).
     pub ring_timeout_s: u64,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A request head must arrive within this (also how long an idle
+    /// keep-alive connection is kept), seconds.
+    pub header_timeout_s: u64,
+    /// A request body must arrive within this, seconds (408 otherwise).
+    pub body_timeout_s: u64,
+    /// Largest request head (request line and headers), bytes (431).
+    pub max_header_bytes: usize,
 }
 
 /// One STUN or TURN server for WHIP clients.
@@ -580,6 +599,10 @@ impl Default for HttpConfig {
             cors_origins: Vec::new(),
             ice_servers: Vec::new(),
             ring_timeout_s: 60,
+            max_connections: 1024,
+            header_timeout_s: 10,
+            body_timeout_s: 10,
+            max_header_bytes: 16 * 1024,
         }
     }
 }
@@ -854,6 +877,30 @@ impl Config {
                 "sip.tls_listen with it (it checks the clients of our TLS listener)",
             ));
         }
+        if s.max_connections == 0 {
+            return Err(bad("sip.max_connections", 0, "at least 1"));
+        }
+        if !(1..=86_400).contains(&s.idle_timeout_s) {
+            return Err(bad("sip.idle_timeout_s", s.idle_timeout_s, "1..=86400"));
+        }
+        if !(1..=600).contains(&s.message_timeout_s) {
+            return Err(bad("sip.message_timeout_s", s.message_timeout_s, "1..=600"));
+        }
+        let tls_target = |u: &str| {
+            let u = u.to_ascii_lowercase();
+            u.starts_with("sips:") || u.contains(";transport=tls")
+        };
+        let tls_hop = s
+            .next_hop
+            .is_some_and(|h| h.0.transport == Some(rtcgw_proto::sip::tsx::Transport::Tls));
+        if s.tls_listen.is_empty() && (tls_hop || tls_target(&self.route.target)) {
+            return Err(bad(
+                "sip.tls_listen",
+                "[]",
+                "a TLS listener when sip.next_hop or route.target is TLS (sips:, transport=tls): \
+                 Via and Contact must name where we take TLS",
+            ));
+        }
         if s.tls_server_name.is_some() && s.next_hop.is_none() {
             return Err(bad(
                 "sip.tls_server_name",
@@ -874,6 +921,22 @@ impl Config {
                 "sip.tls_listen",
                 format!("{:?}", s.tls_listen),
                 "at most one address per family (one IPv4, one IPv6)",
+            ));
+        }
+        if h.max_connections == 0 {
+            return Err(bad("http.max_connections", 0, "at least 1"));
+        }
+        if !(1..=600).contains(&h.header_timeout_s) {
+            return Err(bad("http.header_timeout_s", h.header_timeout_s, "1..=600"));
+        }
+        if !(1..=600).contains(&h.body_timeout_s) {
+            return Err(bad("http.body_timeout_s", h.body_timeout_s, "1..=600"));
+        }
+        if !(1024..=1024 * 1024).contains(&h.max_header_bytes) {
+            return Err(bad(
+                "http.max_header_bytes",
+                h.max_header_bytes,
+                "1024..=1048576",
             ));
         }
         if !(1..=3600).contains(&h.ring_timeout_s) {
@@ -1148,9 +1211,8 @@ mod tests {
     #[test]
     fn next_hop_forms() {
         use rtcgw_proto::sip::tsx::Transport;
-        let hop = |v: &str| {
-            Config::parse(&format!("[sip]\nnext_hop = \"{v}\"\n")).map(|c| c.sip.next_hop.unwrap())
-        };
+        let hop = |v: &str| v.parse::<NextHop>();
+        assert!(Config::parse("[sip]\nnext_hop = \"127.0.0.1:5080\"\n").is_ok());
         let h = hop("127.0.0.1:5080").unwrap();
         assert_eq!((h.0.addr.port(), h.0.transport), (5080, None));
         let h = hop("sips:127.0.0.1").unwrap();
@@ -1177,6 +1239,9 @@ mod tests {
         assert!(e("tls_client_ca = \"/ca.pem\"\n").contains("sip.tls_listen with it"));
         assert!(e("tls_cert = \"/c.pem\"\n").contains("both, or neither"));
         assert!(e("tls_server_name = \"sbc\"\n").contains("sip.next_hop with it"));
+        assert!(
+            e("next_hop = \"sips:127.0.0.1:5061\"\n").contains("a TLS listener when sip.next_hop")
+        );
         let two = "tls_listen = [\"127.0.0.1:5061\", \"127.0.0.2:5061\"]\ntls_cert = \"/c\"\ntls_key = \"/k\"\n";
         assert!(e(two).contains("at most one address per family"));
     }

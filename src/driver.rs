@@ -13,18 +13,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use rtcgw_control::{
     ApiCall, ApiRequest, ApiToken, CallControl, CallId, EndReason, MediaEvent, Output, Refused,
 };
 use rtcgw_proto::sip::framing::StreamFramer;
 use rtcgw_proto::sip::tsx::{Peer, Transport};
-use rtcgw_proto::sip::ua::Outgoing;
+use rtcgw_proto::sip::ua::{IpNet, Outgoing};
 use rtcgw_proto::stats::model::CallStats;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::accept::AcceptBackoff;
+use crate::log_gate::LogGate;
 use crate::media::Calls;
 use crate::ng::{Action, Frontend};
 use crate::stats::poller::StatsService;
@@ -83,8 +87,146 @@ trait SipStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + '
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> SipStream for T {}
 type BoxedStream = Box<dyn SipStream>;
 
+/// A connection accepted (TLS: handshake done), with its place under
+/// `sip.max_connections`.
+type Accepted = (BoxedStream, Peer, tokio::sync::OwnedSemaphorePermit);
+
 /// How long a TLS handshake may take, ours or a client's.
 const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+/// TLS handshakes in progress on a listener at most; further connections
+/// wait in the kernel's backlog (each handshake holds state and costs a
+/// signature).
+const TLS_HANDSHAKES: usize = 64;
+
+/// A stream connection came to an end.
+struct Closed {
+    peer: Peer,
+    /// Which connection to `peer` (a newer one may have replaced it).
+    id: u64,
+    /// One we opened that never brought a message: what was sent on it
+    /// failed (RFC 3261 section 8.1.3.1).
+    failed: bool,
+}
+
+/// An open SIP TCP or TLS connection: where to write.
+struct Conn {
+    id: u64,
+    out: Outbox,
+}
+
+/// How stream connections are kept (`[sip]` limits).
+#[derive(Clone)]
+pub struct StreamPolicy {
+    /// Connections (TCP and TLS, accepted) at once; more are closed.
+    pub max_connections: usize,
+    /// A connection with no message for this long is closed.
+    pub idle_timeout: Duration,
+    /// A message begun must be whole within this.
+    pub message_timeout: Duration,
+    /// Sources whose connections are taken (`sip.allowed_sources`); others
+    /// are closed at once.
+    pub allowed: Vec<IpNet>,
+    /// `rtcgw_sip_connections_refused_total{reason}`.
+    pub refused: ConnRefusals,
+}
+
+/// Connections closed as soon as accepted, by reason (source, limit).
+pub type ConnRefusals = Family<Vec<(&'static str, &'static str)>, Counter>;
+
+impl Default for StreamPolicy {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            idle_timeout: Duration::from_secs(600),
+            message_timeout: Duration::from_secs(10),
+            allowed: vec![
+                "0.0.0.0/0".parse().expect("net"),
+                "::/0".parse().expect("net"),
+            ],
+            refused: ConnRefusals::default(),
+        }
+    }
+}
+
+/// Messages waiting for a connection's writer: never dropped (TCP and TLS
+/// are not retransmitted); instead, while too many wait, the connection's
+/// reading pauses, so a peer that sends faster than it reads our answers
+/// is slowed down, not answered partly.
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    backlog: Arc<Backlog>,
+}
+
+struct Backlog {
+    queued: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+/// Messages queued on a connection beyond which its reading pauses.
+const BACKLOG_HIGH: usize = 256;
+
+impl Outbox {
+    fn new() -> (Self, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let backlog = Arc::new(Backlog {
+            queued: 0.into(),
+            drained: tokio::sync::Notify::new(),
+        });
+        (Self { tx, backlog }, rx)
+    }
+
+    /// The message back when the writer is gone.
+    fn send(&self, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
+        use std::sync::atomic::Ordering;
+        self.backlog.queued.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(bytes).map_err(|e| {
+            self.backlog.queued.fetch_sub(1, Ordering::AcqRel);
+            e.0
+        })
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+impl Backlog {
+    /// One message written.
+    fn written(&self) {
+        use std::sync::atomic::Ordering;
+        if self.queued.fetch_sub(1, Ordering::AcqRel) <= BACKLOG_HIGH + 1 {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Waits while more than [`BACKLOG_HIGH`] messages wait.
+    async fn below_high(&self) {
+        self.at_most(BACKLOG_HIGH).await
+    }
+
+    /// Waits until every message queued is written.
+    async fn empty(&self) {
+        self.at_most(0).await
+    }
+
+    async fn at_most(&self, n: usize) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.queued.load(Ordering::Acquire) <= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Peer-triggered warnings about SIP connections: one line a second.
+static CONN_LOG: LogGate = LogGate::new(Duration::from_secs(1));
 
 /// The ng control socket and its front end.
 pub struct NgSocket {
@@ -107,7 +249,7 @@ struct Io<'a> {
     udp: &'a [(bool, Arc<UdpSocket>)],
     ng: Option<&'a UdpSocket>,
     frames_tx: &'a mpsc::Sender<(Peer, Vec<u8>)>,
-    closed_tx: &'a mpsc::Sender<(Peer, bool)>,
+    closed_tx: &'a mpsc::Sender<Closed>,
 }
 
 /// What the rest of the gateway asks of the driver.
@@ -182,11 +324,13 @@ pub struct Driver {
     tx: mpsc::Sender<Request>,
     sip: Option<SipSockets>,
     tls: Option<Arc<SipTls>>,
+    policy: StreamPolicy,
     ng: Option<NgSocket>,
     ng_front: Option<Frontend>,
     stats: Arc<StatsService>,
-    /// Open SIP TCP and TLS connections by peer: where to write.
-    conns: HashMap<Peer, mpsc::Sender<Vec<u8>>>,
+    /// Open SIP TCP and TLS connections by peer.
+    conns: HashMap<Peer, Conn>,
+    next_conn: u64,
     replies: HashMap<ApiToken, oneshot::Sender<Result<ApiCall, Refused>>>,
     next_token: u64,
 }
@@ -213,20 +357,28 @@ impl Driver {
             tx: tx.clone(),
             sip,
             tls,
+            policy: StreamPolicy::default(),
             ng,
             ng_front: None,
             stats,
             conns: HashMap::new(),
+            next_conn: 0,
             replies: HashMap::new(),
             next_token: 1,
         };
         (driver, Handle { tx })
     }
 
+    /// How SIP stream connections are kept (limits, timeouts, sources).
+    pub fn with_stream_policy(mut self, policy: StreamPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// Runs until drained (or every handle is gone).
     pub async fn run(mut self) {
         let (frames_tx, mut frames_rx) = mpsc::channel::<(Peer, Vec<u8>)>(1024);
-        let (closed_tx, mut closed_rx) = mpsc::channel::<(Peer, bool)>(256);
+        let (closed_tx, mut closed_rx) = mpsc::channel::<Closed>(256);
         let mut buf = vec![0u8; 65536];
         let mut ng_buf = vec![0u8; 65536];
         let mut drain_until: Option<Instant> = None;
@@ -242,13 +394,17 @@ impl Driver {
         // Connections are accepted (and TLS handshakes made) by small
         // tasks; the further UDP sockets' datagrams come into this loop
         // like the first one's.
-        let (accepted_tx, mut accepted_rx) = mpsc::channel::<(BoxedStream, Peer)>(64);
+        let (accepted_tx, mut accepted_rx) = mpsc::channel::<Accepted>(64);
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.policy.max_connections));
         if let Some(s) = sip.as_mut() {
             for l in std::mem::take(&mut s.tcp) {
-                tokio::spawn(accept_into(l, None, accepted_tx.clone()));
+                let (policy, permits) = (self.policy.clone(), permits.clone());
+                tokio::spawn(accept_into(l, None, accepted_tx.clone(), policy, permits));
             }
             for l in std::mem::take(&mut s.tls) {
-                tokio::spawn(accept_into(l, self.tls.clone(), accepted_tx.clone()));
+                let (policy, permits) = (self.policy.clone(), permits.clone());
+                let tls = self.tls.clone();
+                tokio::spawn(accept_into(l, tls, accepted_tx.clone(), policy, permits));
             }
             for (_, u) in s.udp.iter().skip(1) {
                 tokio::spawn(udp_into(u.clone(), frames_tx.clone()));
@@ -284,12 +440,14 @@ impl Driver {
                     }
                     Err(e) => tracing::warn!("SIP UDP receive: {e}"),
                 },
-                Some((stream, peer)) = accepted_rx.recv() => self.accepted(stream, peer, &frames_tx, &closed_tx),
+                Some((stream, peer, permit)) = accepted_rx.recv() => self.accepted(stream, peer, permit, &frames_tx, &closed_tx),
                 Some((peer, frame)) = frames_rx.recv() => self.control.handle_sip(now(), peer, &frame),
-                Some((peer, failed)) = closed_rx.recv() => {
-                    self.conns.remove(&peer);
-                    if failed {
-                        self.control.handle_transport_error(now(), peer);
+                Some(c) = closed_rx.recv() => {
+                    if self.conns.get(&c.peer).is_some_and(|open| open.id == c.id) {
+                        self.conns.remove(&c.peer);
+                    }
+                    if c.failed {
+                        self.control.handle_transport_error(now(), c.peer);
                     }
                 }
                 Some(ev) = self.media.recv() => self.control.handle_media(now(), ev),
@@ -426,18 +584,32 @@ impl Driver {
         &mut self,
         stream: BoxedStream,
         peer: Peer,
+        permit: tokio::sync::OwnedSemaphorePermit,
         frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
-        closed_tx: &mpsc::Sender<(Peer, bool)>,
+        closed_tx: &mpsc::Sender<Closed>,
     ) {
-        let (tx, rx) = mpsc::channel(256);
-        self.conns.insert(peer, tx);
-        tokio::spawn(connection(
-            stream,
+        let (out, rx) = Outbox::new();
+        let id = self.conn_id();
+        self.conns.insert(
             peer,
-            frames_tx.clone(),
-            rx,
-            closed_tx.clone(),
-        ));
+            Conn {
+                id,
+                out: out.clone(),
+            },
+        );
+        let (frames_tx, closed_tx) = (frames_tx.clone(), closed_tx.clone());
+        let policy = self.policy.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            connection(stream, peer, frames_tx, rx, out, &policy).await;
+            let failed = false;
+            let _ = closed_tx.send(Closed { peer, id, failed }).await;
+        });
+    }
+
+    fn conn_id(&mut self) -> u64 {
+        self.next_conn += 1;
+        self.next_conn
     }
 
     /// Sends one SIP message on its transport (UDP: from the listen
@@ -447,7 +619,7 @@ impl Driver {
         udp: &[(bool, Arc<UdpSocket>)],
         out: Outgoing,
         frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
-        closed_tx: &mpsc::Sender<(Peer, bool)>,
+        closed_tx: &mpsc::Sender<Closed>,
     ) {
         match out.peer.transport {
             Transport::Udp => {
@@ -472,13 +644,22 @@ impl Driver {
         peer: Peer,
         bytes: Vec<u8>,
         frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
-        closed_tx: &mpsc::Sender<(Peer, bool)>,
+        closed_tx: &mpsc::Sender<Closed>,
     ) {
-        if let Some(tx) = self.conns.get(&peer) {
-            if tx.try_send(bytes).is_err() {
-                tracing::warn!(to = %peer.addr, transport = peer.transport.as_str(), "SIP connection congested or closed: message dropped");
+        match self.conns.get(&peer) {
+            // Its writer is gone (the connection broke): open a new one.
+            Some(c) if c.out.is_closed() => {
+                self.conns.remove(&peer);
             }
-            return;
+            Some(c) => match c.out.send(bytes) {
+                Ok(()) => return,
+                Err(bytes) => {
+                    // Closed just now: a new connection takes it.
+                    self.conns.remove(&peer);
+                    return self.send_stream(peer, bytes, frames_tx, closed_tx);
+                }
+            },
+            None => {}
         }
         let tls = match (peer.transport, &self.tls) {
             (Transport::Tls, Some(t)) => Some(t.clone()),
@@ -488,13 +669,35 @@ impl Driver {
             }
             _ => None,
         };
-        let (tx, rx) = mpsc::channel(256);
-        let _ = tx.try_send(bytes);
-        self.conns.insert(peer, tx);
+        let (out, rx) = Outbox::new();
+        let _ = out.send(bytes);
+        let id = self.conn_id();
+        self.conns.insert(
+            peer,
+            Conn {
+                id,
+                out: out.clone(),
+            },
+        );
         let (frames_tx, closed_tx) = (frames_tx.clone(), closed_tx.clone());
+        let policy = self.policy.clone();
         tokio::spawn(async move {
             match open(peer, tls.as_deref()).await {
-                Ok(stream) => connection(stream, peer, frames_tx, rx, closed_tx).await,
+                Ok(stream) => {
+                    let end = connection(stream, peer, frames_tx, rx, out, &policy).await;
+                    // Nothing ever came back: what we sent on it failed
+                    // (a TLS 1.3 server refuses our certificate only after
+                    // the handshake, for one).
+                    let failed = !end.heard;
+                    if failed {
+                        if let Some(tls) = &tls {
+                            tls.failed("out", "handshake");
+                        }
+                        let why = end.error.map_or("closed".to_string(), |e| e.to_string());
+                        tracing::warn!(to = %peer.addr, transport = peer.transport.as_str(), "SIP connection ended before any answer: {why}");
+                    }
+                    let _ = closed_tx.send(Closed { peer, id, failed }).await;
+                }
                 Err(e) => {
                     if let Some(tls) = &tls {
                         // rustls' errors (a certificate refused...) come
@@ -509,7 +712,8 @@ impl Driver {
                         );
                     }
                     tracing::warn!(to = %peer.addr, transport = peer.transport.as_str(), "SIP connect failed: {e}");
-                    let _ = closed_tx.send((peer, true)).await;
+                    let failed = true;
+                    let _ = closed_tx.send(Closed { peer, id, failed }).await;
                 }
             }
         });
@@ -567,32 +771,65 @@ async fn open(peer: Peer, tls: Option<&SipTls>) -> std::io::Result<BoxedStream> 
 
 /// Serves a SIP TCP listener (TLS with `tls`): its connections go to the
 /// loop, TLS ones once their handshake is done (each in its own task, so
-/// that a slow client holds up no one).
+/// that a slow client holds up no one). Connections from sources not
+/// allowed, or beyond `max_connections`, are closed at once.
 async fn accept_into(
     tcp: TcpListener,
     tls: Option<Arc<SipTls>>,
-    accepted: mpsc::Sender<(BoxedStream, Peer)>,
+    accepted: mpsc::Sender<Accepted>,
+    policy: StreamPolicy,
+    permits: Arc<tokio::sync::Semaphore>,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(TLS_HANDSHAKES));
+    let mut backoff = AcceptBackoff::new(if tls.is_some() { "SIP TLS" } else { "SIP TCP" });
     loop {
         let (stream, addr) = match tcp.accept().await {
-            Ok(c) => c,
+            Ok(c) => {
+                backoff.accepted();
+                c
+            }
             Err(e) => {
-                tracing::warn!("SIP TCP accept: {e}");
+                backoff.failed(&e).await;
                 continue;
             }
+        };
+        let refuse = |reason: &'static str, why: &str| {
+            policy
+                .refused
+                .get_or_create(&vec![("reason", reason)])
+                .inc();
+            if let Some(held) = CONN_LOG.pass(std::time::Instant::now()) {
+                tracing::warn!(from = %addr, held_back = held, "SIP connection refused: {why}");
+            }
+        };
+        if !policy.allowed.iter().any(|n| n.contains(addr.ip())) {
+            refuse("source", "not in sip.allowed_sources");
+            continue;
+        }
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refuse("limit", "sip.max_connections reached");
+            continue;
         };
         let Some(tls) = &tls else {
             let peer = Peer {
                 addr,
                 transport: Transport::Tcp,
             };
-            if accepted.send((Box::new(stream), peer)).await.is_err() {
+            if accepted
+                .send((Box::new(stream), peer, permit))
+                .await
+                .is_err()
+            {
                 return;
             }
             continue;
         };
+        let Ok(handshake) = handshakes.clone().acquire_owned().await else {
+            return;
+        };
         let (tls, accepted) = (tls.clone(), accepted.clone());
         tokio::spawn(async move {
+            let _handshake = handshake;
             let Some(acceptor) = tls.acceptor() else {
                 return;
             };
@@ -602,62 +839,126 @@ async fn accept_into(
                         addr,
                         transport: Transport::Tls,
                     };
-                    let _ = accepted.send((Box::new(s), peer)).await;
+                    let _ = accepted.send((Box::new(s), peer, permit)).await;
                 }
                 Ok(Err(e)) => {
                     tls.failed("in", "handshake");
-                    tracing::warn!(from = %addr, "SIP TLS handshake failed: {e}");
+                    if let Some(held) = CONN_LOG.pass(std::time::Instant::now()) {
+                        tracing::warn!(from = %addr, held_back = held, "SIP TLS handshake failed: {e}");
+                    }
                 }
                 Err(_) => {
                     tls.failed("in", "timeout");
-                    tracing::warn!(from = %addr, "SIP TLS handshake: none within 10 s");
+                    if let Some(held) = CONN_LOG.pass(std::time::Instant::now()) {
+                        tracing::warn!(from = %addr, held_back = held, "SIP TLS handshake: none within 10 s");
+                    }
                 }
             }
         });
     }
 }
 
+/// How a connection ended.
+struct End {
+    /// At least one message came in on it.
+    heard: bool,
+    /// Why reading stopped, when not at the peer's close.
+    error: Option<std::io::Error>,
+}
+
 /// One TCP or TLS connection: messages cut out of the stream go to the
-/// driver, what the driver sends is written.
+/// driver, what the driver sends is written; until either side closes, it
+/// sends nothing for `idle_timeout`, or a message it began is not whole
+/// within `message_timeout`. A message too large gets 513 before the
+/// close.
 async fn connection(
     stream: BoxedStream,
     peer: Peer,
     frames: mpsc::Sender<(Peer, Vec<u8>)>,
-    mut outgoing: mpsc::Receiver<Vec<u8>>,
-    closed: mpsc::Sender<(Peer, bool)>,
-) {
+    mut outgoing: mpsc::UnboundedReceiver<Vec<u8>>,
+    out: Outbox,
+    policy: &StreamPolicy,
+) -> End {
     let peer_addr = peer.addr;
     let (mut rd, mut wr) = tokio::io::split(stream);
+    let backlog = out.backlog.clone();
     let writer = tokio::spawn(async move {
         while let Some(bytes) = outgoing.recv().await {
-            if wr.write_all(&bytes).await.is_err() || wr.flush().await.is_err() {
+            let ok = wr.write_all(&bytes).await.is_ok() && wr.flush().await.is_ok();
+            backlog.written();
+            if !ok {
                 break;
             }
         }
     });
     let mut framer = StreamFramer::new(MAX_MESSAGE);
     let mut chunk = vec![0u8; 16384];
+    let mut end = End {
+        heard: false,
+        error: None,
+    };
+    let warn = |what: &dyn std::fmt::Display| {
+        if let Some(held) = CONN_LOG.pass(std::time::Instant::now()) {
+            tracing::warn!(%peer_addr, transport = peer.transport.as_str(), held_back = held, "SIP connection: {what}, closing");
+        }
+    };
+    // When the message being read began (None between messages).
+    let mut begun: Option<tokio::time::Instant> = None;
     'read: loop {
-        let n = match rd.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let deadline = match begun {
+            Some(t) => t + policy.message_timeout,
+            None => tokio::time::Instant::now() + policy.idle_timeout,
+        };
+        let n = match tokio::time::timeout_at(deadline, rd.read(&mut chunk)).await {
+            Err(_) => {
+                let what = match begun {
+                    Some(_) => format!(
+                        "a message not whole within {} s",
+                        policy.message_timeout.as_secs()
+                    ),
+                    None => format!("nothing for {} s", policy.idle_timeout.as_secs()),
+                };
+                warn(&what);
+                end.error = Some(std::io::Error::new(std::io::ErrorKind::TimedOut, what));
+                break;
+            }
+            Ok(Ok(0)) => break,
+            Ok(Err(e)) => {
+                end.error = Some(e);
+                break;
+            }
+            Ok(Ok(n)) => n,
         };
         framer.push(&chunk[..n]);
         loop {
             match framer.next_message() {
                 Ok(Some(frame)) => {
+                    end.heard = true;
+                    // Backpressure: while our answers pile up unread, read
+                    // no more requests.
+                    out.backlog.below_high().await;
                     if frames.send((peer, frame)).await.is_err() {
                         break 'read;
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(%peer_addr, transport = peer.transport.as_str(), "SIP: {e}, closing");
+                    warn(&e);
+                    if let Some(r513) = framer.too_large_response() {
+                        let _ = out.send(r513);
+                    }
                     break 'read;
                 }
             }
         }
+        begun = match (framer.pending(), begun) {
+            (0, _) => None,
+            (_, Some(t)) => Some(t),
+            (_, None) => Some(tokio::time::Instant::now()),
+        };
     }
+    // What is queued (a 513, answers) gets a moment to leave.
+    let _ = tokio::time::timeout(Duration::from_millis(500), out.backlog.empty()).await;
     writer.abort();
-    let _ = closed.send((peer, false)).await;
+    end
 }

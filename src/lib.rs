@@ -14,9 +14,11 @@
 //! - [`config`]: the TOML configuration; [`notify`]: systemd readiness;
 //! - [`tls`]: SIP over TLS's certificates (the driver owns its sockets).
 
+pub mod accept;
 pub mod config;
 pub mod driver;
 pub mod http;
+pub mod log_gate;
 pub mod media;
 pub mod metrics;
 pub mod ng;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use rtcgw::config::{CallerIdMode, Config, DEFAULT_TOML, ExportTarget, RouteMode};
-use rtcgw::driver::{Driver, NgSocket, SipSockets};
+use rtcgw::driver::{Driver, NgSocket, SipSockets, StreamPolicy};
 use rtcgw::media::Calls;
 use rtcgw::media::audio::Clip;
 use rtcgw::metrics::Metrics;
@@ -97,6 +97,16 @@ fn real_main() -> anyhow::Result<()> {
     }
     if let Some(f) = findings.iter().find(|f| f.fatal) {
         anyhow::bail!("{}", f.text);
+    }
+    // Every call holds descriptors (sockets, libwebrtc's), and so does every
+    // SIP and HTTP connection: the soft limit (often 1024) is raised to the
+    // hard one.
+    match rtcgw::accept::raise_fd_limit() {
+        Ok((before, after)) if before != after => {
+            tracing::info!(before, after, "descriptor limit raised")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("descriptor limit not raised: {e}"),
     }
     check_addresses_are_ours(&config)?;
 
@@ -306,6 +316,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         SipTls::load(tls_files(&config), metrics.sip_tls_failures.clone())
             .context("SIP over TLS")?,
     );
+    let policy = StreamPolicy {
+        max_connections: config.sip.max_connections,
+        idle_timeout: Duration::from_secs(config.sip.idle_timeout_s),
+        message_timeout: Duration::from_secs(config.sip.message_timeout_s),
+        allowed: config.sip.allowed_sources.clone(),
+        refused: metrics.sip_conn_refused.clone(),
+    };
     let (driver, handle) = Driver::new(
         control,
         calls.clone(),
@@ -315,7 +332,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ng,
         stats.clone(),
     );
-    let driver = tokio::spawn(driver.run());
+    let driver = tokio::spawn(driver.with_stream_policy(policy).run());
 
     let refusals = metrics.calls.clone();
     let h = &config.http;
@@ -334,6 +351,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
             refusals,
             access: Arc::new(access),
             bridge: config.route.mode == RouteMode::Bridge,
+            body_limits: rtcgw::http::BodyLimits {
+                max_bytes: config.http.max_body_bytes,
+                timeout: Duration::from_secs(config.http.body_timeout_s),
+            },
         },
         config.http.max_body_bytes,
     );
@@ -363,20 +384,24 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     });
     rtcgw::notify::notify("READY=1");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                _ = int.recv() => {},
-                _ = term.recv() => {},
-            }
-            // Drain: no new calls (503), the ones in progress may finish;
-            // the driver ends the rest with BYE after the grace period.
-            rtcgw::notify::notify("STOPPING=1");
-            handle.drain(drain, linger).await;
-            if let Err(e) = driver.await {
-                tracing::error!("driver: {e}");
-            }
-        })
-        .await?;
+    let limits = rtcgw::http::serve::Limits {
+        max_connections: config.http.max_connections,
+        header_timeout: Duration::from_secs(config.http.header_timeout_s),
+        max_header_bytes: config.http.max_header_bytes,
+    };
+    rtcgw::http::serve::serve(listener, app, limits, async move {
+        tokio::select! {
+            _ = int.recv() => {},
+            _ = term.recv() => {},
+        }
+        // Drain: no new calls (503), the ones in progress may finish;
+        // the driver ends the rest with BYE after the grace period.
+        rtcgw::notify::notify("STOPPING=1");
+        handle.drain(drain, linger).await;
+        if let Err(e) = driver.await {
+            tracing::error!("driver: {e}");
+        }
+    })
+    .await;
     Ok(())
 }

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub http_denied: crate::http::access::Denied,
     /// `rtcgw_sip_tls_failures_total{direction,reason}`.
     pub sip_tls_failures: crate::tls::TlsFailures,
+    /// `rtcgw_sip_connections_refused_total{reason}`.
+    pub sip_conn_refused: crate::driver::ConnRefusals,
 }
 
 impl Metrics {
@@ -45,6 +47,7 @@ impl Metrics {
             ng: NgMetrics::default(),
             http_denied: Default::default(),
             sip_tls_failures: Default::default(),
+            sip_conn_refused: Default::default(),
         };
         let mut registry = Registry::default();
         m.sip.register(&mut registry);
@@ -62,6 +65,12 @@ impl Metrics {
             "SIP TLS connections that did not come up, by direction (in, out) and reason \
              (handshake, timeout, connect)",
             m.sip_tls_failures.clone(),
+        );
+        registry.register(
+            "rtcgw_sip_connections_refused",
+            "SIP TCP/TLS connections closed as soon as accepted: source (not in \
+             sip.allowed_sources), limit (sip.max_connections)",
+            m.sip_conn_refused.clone(),
         );
         Self { registry, ..m }
     }

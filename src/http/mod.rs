@@ -4,6 +4,7 @@
 
 pub mod access;
 mod phone;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ pub struct ApiState {
     pub access: Arc<access::Access>,
     /// `route.mode = "bridge"`: the web phone dials.
     pub bridge: bool,
+    pub body_limits: BodyLimits,
 }
 
 /// A 4xx/5xx for bad API input: `{"error": ...}` (call creation keeps its
@@ -67,6 +69,56 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(access, access::guard))
         .with_state(state)
+}
+
+/// How large and how slow a request body may be.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub timeout: std::time::Duration,
+}
+
+/// Reads a request body: one declared larger than the limit is refused at
+/// once (413, without waiting for it), one that does not arrive in time
+/// gets 408.
+async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limits: BodyLimits,
+) -> Result<Bytes, (Refusal, String)> {
+    let too_large = || {
+        (
+            Refusal::BodyTooLarge,
+            format!(
+                "the body exceeds the length limit of {} bytes",
+                limits.max_bytes
+            ),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max_bytes as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(limits.timeout, axum::body::to_bytes(body, limits.max_bytes)).await {
+        Err(_) => Err((
+            Refusal::BodyTimeout,
+            format!(
+                "the body did not arrive within {} s",
+                limits.timeout.as_secs()
+            ),
+        )),
+        Ok(Err(e))
+            if std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) =>
+        {
+            Err(too_large())
+        }
+        Ok(Err(e)) => Err((Refusal::MalformedSdp, format!("reading the body: {e}"))),
+        Ok(Ok(b)) => Ok(b),
+    }
 }
 
 /// A refused call request: the status, Retry-After and the reason from
@@ -142,22 +194,15 @@ async fn create_call(
     State(st): State<ApiState>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     let to = match call_target(query.as_deref()) {
         Ok(to) => to,
         Err(e) => return refuse(&st, Refusal::BadTarget, e),
     };
-    let body = match body {
+    let body = match read_body(&headers, body, st.body_limits).await {
         Ok(b) => b,
-        Err(e) => {
-            let kind = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Refusal::BodyTooLarge
-            } else {
-                Refusal::MalformedSdp
-            };
-            return refuse(&st, kind, e.body_text());
-        }
+        Err((kind, e)) => return refuse(&st, kind, e),
     };
     let ctype = headers
         .get(header::CONTENT_TYPE)

@@ -53,7 +53,8 @@ class Gateway:
 def gateway_factory(tmp_path):
     started = []
 
-    def start(extra_toml="", log_filter="info", sip_extra="", http_extra="", media_extra="", legacy_extra=""):
+    def start(extra_toml="", log_filter="info", sip_extra="", http_extra="", media_extra="", legacy_extra="",
+              preexec=None):
         port = free_port()
         sip_port = free_port()
         legacy_min, legacy_max = media_range(slot=os.getpid() + len(started))
@@ -79,6 +80,7 @@ def gateway_factory(tmp_path):
             stdout=log_path.open("w"),
             stderr=subprocess.STDOUT,
             env=env,
+            preexec_fn=preexec,
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.time() + 20

@@ -38,6 +38,8 @@ pub enum Refusal {
     ContentType,
     /// The body is too large (HTTP 413).
     BodyTooLarge,
+    /// The body did not arrive in time (HTTP 408).
+    BodyTimeout,
     /// The body is not UTF-8.
     NotUtf8,
     /// `media.max_calls` calls are up.
@@ -93,6 +95,7 @@ impl Refusal {
             FarAnswerUnusable => (488, "Not Acceptable Here", 502, "far_answer", None),
             ContentType => (415, "Unsupported Media Type", 415, "content_type", None),
             BodyTooLarge => (413, "Request Entity Too Large", 413, "body_too_large", None),
+            BodyTimeout => (408, "Request Timeout", 408, "body_timeout", None),
             NotUtf8 => (400, "Bad Request", 400, "not_utf8", None),
             Capacity => (
                 503,

@@ -2,7 +2,7 @@
 //! a TCP (or TLS) stream by their Content-Length. Sans-IO: bytes in,
 //! whole messages out; the driver owns the connection.
 
-use super::message::{content_length, header_end};
+use super::message::{Message, Method, Response, content_length, header_end};
 
 /// Why a stream cannot be read on: the connection should be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -67,6 +67,34 @@ impl StreamFramer {
     pub fn pending(&self) -> usize {
         self.buf.len()
     }
+
+    /// After [`FramingError::TooLarge`]: the 513 (Message Too Large, RFC
+    /// 3261 section 21.5.14) to send before closing, when what was too
+    /// large is a request whose head could be read.
+    pub fn too_large_response(&self) -> Option<Vec<u8>> {
+        let end = header_end(&self.buf)?;
+        let text = std::str::from_utf8(&self.buf[..end]).ok()?;
+        // The head without its Content-Length: the body never comes.
+        let mut head: String = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .take_while(|l| !l.is_empty())
+            .filter(|l| {
+                let name = l.split(':').next().unwrap_or("").trim();
+                !(name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("l"))
+            })
+            .flat_map(|l| [l, "\r\n"])
+            .collect();
+        head.push_str("Content-Length: 0\r\n\r\n");
+        let Ok(Message::Request(req)) = Message::parse(head.as_bytes()) else {
+            return None;
+        };
+        if req.method == Method::Ack {
+            return None;
+        }
+        let resp = Response::to(&req, 513, "Message Too Large", None);
+        Some(Message::Response(resp).to_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -96,6 +124,33 @@ mod tests {
             );
             assert_eq!(f.pending(), 0);
         }
+    }
+
+    #[test]
+    fn a_request_too_large_gets_513_from_its_head() {
+        let mut f = StreamFramer::new(200);
+        f.push(
+            b"INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP 192.0.2.1:5060;branch=z9hG4bK1\r\n\
+From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: big\r\nCSeq: 1 INVITE\r\n\
+Content-Length: 100000\r\n\r\nv=0\r\n",
+        );
+        assert_eq!(f.next_message(), Err(FramingError::TooLarge(200)));
+        let r = String::from_utf8(f.too_large_response().unwrap()).unwrap();
+        assert!(r.starts_with("SIP/2.0 513 Message Too Large\r\n"), "{r}");
+        assert!(
+            r.contains("Call-ID: big\r\n") && r.contains("CSeq: 1 INVITE\r\n"),
+            "{r}"
+        );
+        assert!(r.contains("branch=z9hG4bK1"), "{r}");
+        // Garbage without a head, or a response: nothing to answer.
+        let mut f = StreamFramer::new(100);
+        f.push(&[b'X'; 101]);
+        assert!(f.next_message().is_err());
+        assert_eq!(f.too_large_response(), None);
+        let mut f = StreamFramer::new(100);
+        f.push(b"SIP/2.0 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        assert!(f.next_message().is_err());
+        assert_eq!(f.too_large_response(), None);
     }
 
     #[test]

@@ -1,0 +1,211 @@
+"""Hardening under abuse (issue 15): what a careless or hostile client on
+loopback can do to the SIP TCP listener and the HTTP API, against the real
+binary. Each test failed before its fix:
+
+- descriptors used up by idle clients: no accept loop spins, the log stays
+  small, and once they leave the gateway serves again;
+- HTTP: silent, slow and oversized clients get closed, 408, 413, 431; at
+  most http.max_connections are served at once;
+- SIP over TCP: idle and half-sent connections are closed, a message too
+  large gets 513 before the close, 1000 pipelined requests from a client
+  that reads late all get answers (nothing dropped), sources outside
+  sip.allowed_sources and connections beyond sip.max_connections are
+  closed at once and counted."""
+
+import resource
+import socket
+import time
+
+from conftest import free_port
+
+
+def options(n, lport, host="127.0.0.1"):
+    return (f"OPTIONS sip:rtcgw@{host} SIP/2.0\r\nVia: SIP/2.0/TCP {host}:{lport};branch=z9hG4bKlim{n}\r\n"
+            f"From: <sip:py@{host}>;tag=l{n}\r\nTo: <sip:rtcgw@{host}>\r\nCall-ID: lim{n}@py\r\n"
+            f"CSeq: {n} OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+
+
+def sip_tcp(gw):
+    return socket.create_connection(("127.0.0.1", gw.sip_port), timeout=5)
+
+
+def closed_within(sock, seconds):
+    """Whether the peer closes `sock` within `seconds` (data is skipped)."""
+    sock.settimeout(seconds)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if sock.recv(65536) == b"":
+                return True
+    except (socket.timeout, TimeoutError):
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / __import__("os").sysconf("SC_CLK_TCK")
+
+
+def fds(pid):
+    import os
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_descriptors_used_up_neither_spin_nor_flood_the_log(gateway_factory):
+    # A low hard limit the gateway cannot raise; HTTP clients that keep
+    # their connections hold every descriptor left.
+    gw = gateway_factory(http_extra="header_timeout_s = 60\n",
+                         preexec=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)))
+    idle = []
+    try:
+        for _ in range(400):
+            try:
+                idle.append(socket.create_connection(("127.0.0.1", int(gw.url.rsplit(":", 1)[1])), timeout=2))
+            except OSError:
+                break
+        time.sleep(1.0)
+        assert fds(gw.proc.pid) >= 250, "the gateway's descriptors are used up"
+        # A SIP client connects now: its connection waits in the backlog;
+        # the accept loops back off instead of spinning.
+        extra = [socket.create_connection(("127.0.0.1", gw.sip_port), timeout=2) for _ in range(3)]
+        before, log_before = cpu_seconds(gw.proc.pid), len(gw.log())
+        time.sleep(3.0)
+        cpu = (cpu_seconds(gw.proc.pid) - before) / 3.0
+        logged = gw.log()[log_before:]
+        assert cpu < 0.3, f"{cpu:.0%} of a core while out of descriptors"
+        assert logged.count("accept failed") <= 8, logged[-2000:]
+        assert len(logged) < 20000, len(logged)
+    finally:
+        for s in idle:
+            s.close()
+    # Descriptors back: the waiting SIP client is served.
+    extra[0].sendall(options(1, extra[0].getsockname()[1]).encode())
+    extra[0].settimeout(5)
+    assert extra[0].recv(65536).startswith(b"SIP/2.0 200")
+    for s in extra:
+        s.close()
+    assert gw.proc.poll() is None
+
+
+def http_port(gw):
+    return int(gw.url.rsplit(":", 1)[1])
+
+
+def test_http_clients_that_are_silent_slow_oversized_or_too_many(gateway_factory):
+    gw = gateway_factory(http_extra="header_timeout_s = 2\nbody_timeout_s = 2\nmax_connections = 8\n")
+    port = http_port(gw)
+    # Silent connections are closed after header_timeout_s.
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(5)]
+    assert all(closed_within(s, 5) for s in silent), "silent HTTP connections are closed"
+    # A body declared as 1 GB: 413 at once, not a wait for it.
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    t = time.monotonic()
+    s.sendall(b"POST /v1/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\n"
+              b"Content-Length: 1000000000\r\n\r\nv=0\r\n")
+    resp = s.recv(65536)
+    assert resp.startswith(b"HTTP/1.1 413"), resp[:200]
+    assert time.monotonic() - t < 1.5
+    s.close()
+    # A body that stops coming: 408 after body_timeout_s.
+    s = socket.create_connection(("127.0.0.1", port), timeout=6)
+    s.sendall(b"POST /v1/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/sdp\r\n"
+              b"Content-Length: 500\r\n\r\nv=0\r\n")
+    resp = s.recv(65536)
+    assert resp.startswith(b"HTTP/1.1 408"), resp[:200]
+    s.close()
+    # A 100 kB header block: 431.
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+    resp = s.recv(65536)
+    assert resp.startswith(b"HTTP/1.1 431"), resp[:200]
+    s.close()
+    # At most max_connections served at once: the ninth waits until one
+    # of the eight leaves.
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+    time.sleep(0.3)
+    ninth = socket.create_connection(("127.0.0.1", port), timeout=5)
+    ninth.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    ninth.settimeout(0.8)
+    try:
+        early = ninth.recv(65536)
+    except (socket.timeout, TimeoutError):
+        early = b""
+    assert early == b"", early[:100]
+    held[0].close()
+    ninth.settimeout(5)
+    assert ninth.recv(65536).startswith(b"HTTP/1.1 200")
+    for s in held[1:] + [ninth]:
+        s.close()
+    assert gw.metric("rtcgw_calls_refused_total", reason="body_too_large") == 1
+    assert gw.metric("rtcgw_calls_refused_total", reason="body_timeout") == 1
+
+
+def test_sip_tcp_idle_half_sent_too_large_and_late_readers(gateway_factory):
+    gw = gateway_factory(sip_extra="idle_timeout_s = 2\nmessage_timeout_s = 1\n")
+    # Idle: closed after idle_timeout_s; a half-sent message after
+    # message_timeout_s.
+    idle = sip_tcp(gw)
+    half = sip_tcp(gw)
+    half.sendall(options(1, half.getsockname()[1]).encode()[:60])
+    t = time.monotonic()
+    assert closed_within(half, 3)
+    assert time.monotonic() - t < 2.5
+    assert closed_within(idle, 4)
+    # Too large: 513 for the request, then the close.
+    big = sip_tcp(gw)
+    head = options(2, big.getsockname()[1]).replace("Content-Length: 0", "Content-Length: 100000")
+    big.sendall(head.encode())
+    resp = big.recv(65536).decode()
+    assert resp.startswith("SIP/2.0 513"), resp[:200]
+    assert "CSeq: 2 OPTIONS" in resp
+    assert closed_within(big, 3)
+    # 1000 pipelined requests from a client that reads only after sending
+    # them all: every one answered (nothing dropped on a reliable
+    # transport).
+    late = sip_tcp(gw)
+    lport = late.getsockname()[1]
+    late.sendall("".join(options(n, lport) for n in range(1000, 2000)).encode())
+    time.sleep(1.0)
+    late.settimeout(10)
+    got, buf = set(), b""
+    deadline = time.monotonic() + 20
+    while len(got) < 1000 and time.monotonic() < deadline:
+        buf += late.recv(1 << 20)
+        *msgs, buf = buf.split(b"\r\n\r\n")
+        for m in msgs:
+            for line in m.split(b"\r\n"):
+                if line.startswith(b"CSeq: "):
+                    got.add(int(line.split()[1]))
+    late.close()
+    assert len(got) == 1000, f"{len(got)} of 1000 answered"
+    assert "dropped" not in gw.log()
+    assert gw.proc.poll() is None
+
+
+def test_sip_tcp_from_strangers_and_beyond_the_limit_is_closed_at_once(gateway_factory):
+    gw = gateway_factory(sip_extra='max_connections = 3\nallowed_sources = ["127.0.0.1/32"]\n')
+    ours = [sip_tcp(gw) for _ in range(3)]
+    for i, s in enumerate(ours):
+        s.sendall(options(10 + i, s.getsockname()[1]).encode())
+        assert s.recv(65536).startswith(b"SIP/2.0 200")
+    fourth = sip_tcp(gw)
+    assert closed_within(fourth, 2), "beyond sip.max_connections"
+    ours[0].close()
+    time.sleep(0.3)
+    # A source outside the allowed networks (127.0.0.2 is loopback too).
+    stranger = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    stranger.bind(("127.0.0.2", 0))
+    stranger.settimeout(5)
+    stranger.connect(("127.0.0.1", gw.sip_port))
+    assert closed_within(stranger, 2), "not in sip.allowed_sources"
+    assert gw.metric("rtcgw_sip_connections_refused_total", reason="limit") == 1
+    assert gw.metric("rtcgw_sip_connections_refused_total", reason="source") == 1
+    fifth = sip_tcp(gw)
+    fifth.sendall(options(20, fifth.getsockname()[1]).encode())
+    assert fifth.recv(65536).startswith(b"SIP/2.0 200"), "room again after one left"
+    for s in ours[1:] + [fifth]:
+        s.close()
+    assert free_port()
