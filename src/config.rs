@@ -531,6 +531,11 @@ pub struct DemoConfig {
     pub tone_hz: f32,
     /// Directory where each call's received audio is recorded as WAV.
     pub record_dir: PathBuf,
+    /// A recording stops after this many seconds.
+    pub record_max_s: u64,
+    /// No recording starts, and one in progress stops, when the file system
+    /// of `record_dir` has less free space than this, MiB.
+    pub record_min_free_mb: u64,
 }
 
 fn loopback() -> Vec<IpNet> {
@@ -640,6 +645,8 @@ impl Default for DemoConfig {
             play_file: None,
             tone_hz: 440.0,
             record_dir: PathBuf::from("recordings"),
+            record_max_s: 600,
+            record_min_free_mb: 256,
         }
     }
 }
@@ -937,6 +944,13 @@ impl Config {
                 "http.max_header_bytes",
                 h.max_header_bytes,
                 "1024..=1048576",
+            ));
+        }
+        if !(1..=86_400).contains(&self.demo.record_max_s) {
+            return Err(bad(
+                "demo.record_max_s",
+                self.demo.record_max_s,
+                "1..=86400",
             ));
         }
         if !(1..=3600).contains(&h.ring_timeout_s) {

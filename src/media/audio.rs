@@ -146,17 +146,81 @@ pub struct Recorder {
     rate: u32,
     pub frames: u64,
     pub dropped: u64,
+    limits: RecordLimits,
+    /// Why recording stopped early, once it has.
+    stopped: Option<&'static str>,
+}
+
+/// What a recording may take (`demo.record_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct RecordLimits {
+    /// 10 ms frames at most (the duration).
+    pub max_frames: u64,
+    /// Stop (or never start) when the file system has less free.
+    pub min_free_bytes: u64,
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        Self {
+            max_frames: u64::MAX,
+            min_free_bytes: 0,
+        }
+    }
+}
+
+/// Free bytes on the file system holding `path` (None when unknown).
+fn free_bytes(path: &Path) -> Option<u64> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let s = rustix::fs::statvfs(dir).ok()?;
+    Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 impl Recorder {
     pub fn new(path: PathBuf) -> Self {
+        Self::with_limits(path, RecordLimits::default())
+    }
+
+    /// A recording that starts at the first frame that is not digital
+    /// silence (a call whose peer never sent audio leaves no file), and
+    /// stops at `limits`.
+    pub fn with_limits(path: PathBuf, limits: RecordLimits) -> Self {
         Self {
             path,
             writer: None,
             rate: 0,
             frames: 0,
             dropped: 0,
+            limits,
+            stopped: None,
         }
+    }
+
+    /// Whether the next frame may be written: within the duration, and
+    /// (checked when the file is opened and every 10 s) the free space.
+    fn may_write(&mut self) -> bool {
+        if self.stopped.is_some() {
+            return false;
+        }
+        let why = if self.frames >= self.limits.max_frames {
+            Some("demo.record_max_s reached")
+        } else if self.frames % 1000 == 0
+            && self.limits.min_free_bytes > 0
+            && free_bytes(&self.path).is_some_and(|f| f < self.limits.min_free_bytes)
+        {
+            Some("less free space than demo.record_min_free_mb")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            tracing::warn!(path = %self.path.display(), frames = self.frames, "recording stopped: {why}");
+            self.stopped = Some(why);
+            return false;
+        }
+        true
     }
 
     pub fn path(&self) -> &Path {
@@ -164,6 +228,12 @@ impl Recorder {
     }
 
     pub fn write(&mut self, rate: u32, pcm: &[i16]) -> Result<(), hound::Error> {
+        if self.writer.is_none() && pcm.iter().all(|s| *s == 0) {
+            return Ok(()); // nothing heard yet
+        }
+        if !self.may_write() {
+            return Ok(());
+        }
         if self.writer.is_none() {
             let spec = hound::WavSpec {
                 channels: 1,
@@ -220,6 +290,44 @@ impl FrameSink for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recordings_start_at_the_first_sound_and_stop_at_their_limits() {
+        let dir = std::env::temp_dir().join(format!("rtcgw-rec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (silence, sound) = ([0i16; 480], [100i16; 480]);
+        // Nothing but silence: no file at all.
+        let mut r = Recorder::with_limits(dir.join("silent.wav"), RecordLimits::default());
+        for _ in 0..50 {
+            r.write(48_000, &silence).unwrap();
+        }
+        r.finish().unwrap();
+        assert!(!dir.join("silent.wav").exists());
+        // At most max_frames frames, from the first sound on.
+        let limits = RecordLimits {
+            max_frames: 10,
+            min_free_bytes: 0,
+        };
+        let mut r = Recorder::with_limits(dir.join("short.wav"), limits);
+        r.write(48_000, &silence).unwrap();
+        for _ in 0..30 {
+            r.write(48_000, &sound).unwrap();
+        }
+        assert_eq!(r.frames, 10);
+        r.finish().unwrap();
+        let w = hound::WavReader::open(dir.join("short.wav")).unwrap();
+        assert_eq!(w.duration(), 4800);
+        // Less free space than the floor: none starts.
+        let limits = RecordLimits {
+            max_frames: u64::MAX,
+            min_free_bytes: u64::MAX,
+        };
+        let mut r = Recorder::with_limits(dir.join("full.wav"), limits);
+        r.write(48_000, &sound).unwrap();
+        r.finish().unwrap();
+        assert!(!dir.join("full.wav").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn tone_frames_are_10ms_and_continuous() {

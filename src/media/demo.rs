@@ -51,7 +51,7 @@ impl Calls {
         local_sdp: &str,
     ) {
         let info = self.call_info(id, Target::Demo, Legs::Webrtc, codec_of(local_sdp));
-        let recording = Recorder::new(info.recording.clone().into());
+        let recording = Recorder::with_limits(info.recording.clone().into(), self.record_limits());
         let codec = info.codec.clone();
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(demo_media(

@@ -328,7 +328,10 @@ impl Calls {
             Legs::Legacy,
             Some(format!("{}/{}", neg.codec.name, neg.codec.clock_rate)),
         );
-        let sink = Box::new(Recorder::new(info.recording.clone().into()));
+        let sink = Box::new(Recorder::with_limits(
+            info.recording.clone().into(),
+            self.record_limits(),
+        ));
         let (media, handle) = self.build_media(id, pair, neg, session_id)?;
         let stats = media.stats.clone();
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -411,7 +414,16 @@ pub(super) async fn run(
                         }
                         None => &buf[..n],
                     };
-                    match m.session.handle_datagram(now, from, data) {
+                    let received = m.session.handle_datagram(now, from, data);
+                    if let Some((old, new, why)) = m.session.take_latch_change() {
+                        match old {
+                            None if new == m.session.sdp_remote() => {
+                                tracing::debug!(call = %m.id, %new, "RTP source: {why}")
+                            }
+                            _ => tracing::info!(call = %m.id, from = ?old, to = %new, "RTP source latched: {why}"),
+                        }
+                    }
+                    match received {
                         Received::Media(p) => {
                             if !m.neteq.insert(now, &p) {
                                 m.drop(&calls, DropReason::NetEqRefused);

@@ -475,6 +475,15 @@ impl Calls {
         pc.apply_answer(answer).await.map_err(CallError::from)
     }
 
+    /// The bounds every recording gets (`demo.record_*`).
+    pub(crate) fn record_limits(&self) -> audio::RecordLimits {
+        let d = &self.config.demo;
+        audio::RecordLimits {
+            max_frames: d.record_max_s.saturating_mul(100),
+            min_free_bytes: d.record_min_free_mb.saturating_mul(1 << 20),
+        }
+    }
+
     /// A call's new info record.
     fn call_info(&self, id: &CallId, target: Target, leg: Legs, codec: Option<String>) -> CallInfo {
         CallInfo {

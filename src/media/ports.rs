@@ -48,9 +48,15 @@ impl PortPool {
         })
     }
 
-    /// The lowest free pair, or None when the range is used up.
+    /// A free pair picked at random (a guessable port invites media
+    /// injection), or None when the range is used up.
     pub fn lease(self: &Arc<Self>) -> Option<PortLease> {
-        let port = self.free.lock().expect("port pool lock").pop_first()?;
+        let mut free = self.free.lock().expect("port pool lock");
+        let (lo, hi) = (*free.first()?, *free.last()?);
+        let start = rand::random_range(lo..=hi);
+        let port = *free.range(start..).next().or(free.first())?;
+        free.remove(&port);
+        drop(free);
         Some(PortLease {
             port,
             pool: self.clone(),
@@ -69,22 +75,29 @@ mod tests {
     #[test]
     fn leases_even_pairs_and_returns_them_on_drop() {
         let pool = PortPool::new(30001, 30008);
-        let a = pool.lease().unwrap();
-        let b = pool.lease().unwrap();
-        let c = pool.lease().unwrap();
-        assert_eq!(
-            (a.rtp(), a.rtcp(), b.rtp(), c.rtp()),
-            (30002, 30003, 30004, 30006)
-        );
+        let mut got: Vec<PortLease> = (0..3).map(|_| pool.lease().unwrap()).collect();
+        got.sort_by_key(PortLease::rtp);
+        let ports: Vec<(u16, u16)> = got.iter().map(|l| (l.rtp(), l.rtcp())).collect();
+        assert_eq!(ports, vec![(30002, 30003), (30004, 30005), (30006, 30007)]);
         assert!(
             pool.lease().is_none(),
             "30008 would need 30009, outside the range"
         );
         assert_eq!(pool.in_use(), 3);
+        let b = got.remove(1);
         drop(b);
         assert_eq!(pool.in_use(), 2);
-        assert_eq!(pool.lease().unwrap().rtp(), 30004);
-        drop((a, c));
+        assert_eq!(pool.lease().unwrap().rtp(), 30004, "the only one free");
+        drop(got);
         assert_eq!(pool.in_use(), 0);
+    }
+
+    #[test]
+    fn ports_are_not_handed_out_in_order() {
+        // The first call must not always get the first port (guessable).
+        let firsts: std::collections::BTreeSet<u16> = (0..50)
+            .map(|_| PortPool::new(20000, 30000).lease().unwrap().rtp())
+            .collect();
+        assert!(firsts.len() > 40, "{firsts:?}");
     }
 }

@@ -109,9 +109,24 @@ fn expected_warning(message: &str) -> bool {
     EXPECTED_WARNINGS.iter().any(|(m, _)| message.contains(m))
 }
 
+/// libwebrtc's warnings and errors, which a peer's input can cause (a bad
+/// SDP line is quoted in full): at most ten lines a second.
+static WEBRTC_LOG: crate::log_gate::LogGate =
+    crate::log_gate::LogGate::new(std::time::Duration::from_millis(100));
+
+/// The longest libwebrtc log message forwarded, in characters.
+const MAX_LOG_MESSAGE: usize = 500;
+
 pub fn webrtc_log(severity: i32, message: &str) {
+    let message = match message.char_indices().nth(MAX_LOG_MESSAGE) {
+        Some((cut, _)) => &message[..cut],
+        None => message,
+    };
     if severity == 2 && expected_warning(message) {
         tracing::debug!(target: "webrtc", "{message}");
+        return;
+    }
+    if severity >= 2 && WEBRTC_LOG.pass(std::time::Instant::now()).is_none() {
         return;
     }
     // rtc::LoggingSeverity: 0 verbose, 1 info, 2 warning, 3 error.

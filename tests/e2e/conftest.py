@@ -69,7 +69,7 @@ def gateway_factory(tmp_path):
             f'[media]\ndrain_linger_s = 2\n{media_extra}\n'
             # Each gateway its own RTP range, so that gateways never compete.
             f'[legacy]\nport_min = {legacy_min}\nport_max = {legacy_max}\n{legacy_extra}\n'
-            f'[demo]\nrecord_dir = "{record_dir}"\n' + extra_toml
+            f'[demo]\nrecord_dir = "{record_dir}"\nrecord_min_free_mb = 16\n' + extra_toml
         )
         log_path = tmp_path / "rtcgw.log"
         binary = os.environ.get("RTCGW_BIN", str(ROOT / "target/release/rtcgw"))

@@ -196,11 +196,13 @@ class LegacyCallee:
         return self.bye.is_set()
 
 
-def plain_call(sip_addr, host="127.0.0.1", seconds=2.0, on_answer=None):
+def plain_call(sip_addr, host="127.0.0.1", seconds=2.0, on_answer=None, sdp_host=None):
     """A plain RTP caller (PCMU, recorded speech) to the demo at `sip_addr`,
     from `host` (IPv4 or IPv6 loopback): INVITE, ACK, `seconds` of speech to
     the answer's c=/m= address while recording what comes back, BYE to
     the Contact. `on_answer(port)` runs between the 200 and the first RTP.
+    `sdp_host`: the address the SDP gives instead of `host` (a phone behind
+    NAT whose SDP names its private address).
     Returns (the 200, the datagrams received, whether the BYE got 200)."""
     import rtp_tools
 
@@ -213,7 +215,8 @@ def plain_call(sip_addr, host="127.0.0.1", seconds=2.0, on_answer=None):
     media.bind((host, 0))
     media.settimeout(0.02)
     sport, mport = sig.getsockname()[1], media.getsockname()[1]
-    sdp = (f"v=0\r\no=py 1 1 IN {ip} {host}\r\ns=-\r\nc=IN {ip} {host}\r\nt=0 0\r\n"
+    sdp_host = sdp_host or host
+    sdp = (f"v=0\r\no=py 1 1 IN {ip} {sdp_host}\r\ns=-\r\nc=IN {ip} {sdp_host}\r\nt=0 0\r\n"
            f"m=audio {mport} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
     ruri = f"sip:demo@{uri_host(sip_addr[0])}:{sip_addr[1]}"
     head = (f" SIP/2.0\r\nVia: SIP/2.0/UDP {uhost}:{sport};branch=z9hG4bK{{b}};rport\r\n"

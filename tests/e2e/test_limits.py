@@ -10,13 +10,21 @@ binary. Each test failed before its fix:
   large gets 513 before the close, 1000 pipelined requests from a client
   that reads late all get answers (nothing dropped), sources outside
   sip.allowed_sources and connections beyond sip.max_connections are
-  closed at once and counted."""
+  closed at once and counted;
+- media: a stranger sending RTP to a call's port right after the answer
+  gets nothing and takes nothing (it took the call's audio); a phone behind
+  NAT, whose SDP names an address it does not send from, is still heard
+  and answered; ports are not handed out in order."""
 
+import re
 import resource
 import socket
+import threading
 import time
 
+import rtp_tools
 from conftest import free_port
+from legacy_peer import plain_call
 
 
 def options(n, lport, host="127.0.0.1"):
@@ -209,3 +217,39 @@ def test_sip_tcp_from_strangers_and_beyond_the_limit_is_closed_at_once(gateway_f
     for s in ours[1:] + [fifth]:
         s.close()
     assert free_port()
+
+
+def test_a_stranger_cannot_take_a_calls_audio_but_a_phone_behind_nat_is_heard(gateway_factory):
+    gw = gateway_factory()
+    stolen = []
+
+    def intrude(port):
+        # Right after the answer, before the caller's first packet: a burst
+        # from another address, then a steady stream, listening for audio.
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(0.01)
+
+        def run():
+            for i in range(150):
+                s.sendto(rtp_tools.rtp(0, 1000 + i, i * 160, 0x5151, bytes(160)), ("127.0.0.1", port))
+                try:
+                    while True:
+                        stolen.append(s.recv(2048))
+                except OSError:
+                    pass
+            s.close()
+        threading.Thread(target=run, daemon=True).start()
+
+    ok, got, bye = plain_call(("127.0.0.1", gw.sip_port), seconds=2.5, on_answer=intrude)
+    assert bye
+    assert len(got) > 80, f"the caller heard {len(got)} packets"
+    assert stolen == [], f"{len(stolen)} packets went to the stranger"
+    time.sleep(1.2)
+    assert gw.metric("rtcgw_rtp_dropped_total", reason="wrong_source") > 100
+    # A phone behind NAT: its SDP names 127.0.0.9 (nothing there); it
+    # sends from 127.0.0.1. After three packets in a row it is latched to.
+    ok, got, bye = plain_call(("127.0.0.1", gw.sip_port), seconds=2.0, sdp_host="127.0.0.9")
+    assert "c=IN IP4 127.0.0.1" in ok
+    assert len(got) > 80 and bye, f"the NATed phone heard {len(got)} packets"
+    assert re.search(r"RTP source latched: a steady stream from an address other than the SDP's", gw.log())

@@ -168,11 +168,21 @@ pub struct Refused {
     pub retry_after_s: Option<u32>,
 }
 
+/// The longest refusal detail, in characters.
+pub const MAX_DETAIL: usize = 300;
+
 impl Refused {
+    /// `detail` is kept to one line of at most [`MAX_DETAIL`] characters:
+    /// it may quote a peer's input, and goes into logs and responses.
     pub fn new(kind: Refusal, detail: impl Into<String>) -> Self {
+        let mut detail = detail.into().replace(['\r', '\n'], " ");
+        if let Some((cut, _)) = detail.char_indices().nth(MAX_DETAIL) {
+            detail.truncate(cut);
+            detail.push_str("...");
+        }
         Self {
             kind,
-            detail: detail.into().replace(['\r', '\n'], " "),
+            detail,
             callee: None,
             retry_after_s: None,
         }
@@ -263,6 +273,14 @@ impl From<rtcgw_proto::sdp::legacy::LegacySdpError> for Refused {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detail_quoting_huge_input_is_cut_to_one_short_line() {
+        let line = format!("a=fingerprint:sha-256 {}\r\nx", "é".repeat(60_000));
+        let r = Refused::new(Refusal::MalformedSdp, line);
+        assert_eq!(r.detail.chars().count(), MAX_DETAIL + 3);
+        assert!(r.detail.ends_with("...") && !r.detail.contains('\n'));
+    }
 
     #[test]
     fn one_table_for_both_front_ends() {

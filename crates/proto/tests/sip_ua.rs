@@ -1121,3 +1121,33 @@ fn a_connection_that_cannot_be_opened_fails_the_call_at_once_as_503() {
         "RFC 3261 section 8.1.3.1, not Timer B 32 s later"
     );
 }
+
+#[test]
+fn an_answer_too_large_for_udp_gets_500_not_silence() {
+    let mut h = H::new();
+    h.input(req("INVITE", "z9hG4bKbig", 1, "INVITE", None, "v=0\r\n"));
+    let (call, _) = h.invite_call();
+    let huge = format!("v=0\r\n{}", "a=x-filler:0123456789abcdef\r\n".repeat(3000));
+    assert!(!h.ua.answer(h.now, call, huge.clone()), "not answered");
+    h.drain();
+    let (_, r) = h.responses(500).remove(0);
+    assert_eq!(r.reason, "Answer Too Large For UDP");
+    assert!(h.responses(200).is_empty());
+    assert_eq!(h.ua.dialogs(), 0);
+    assert_eq!(h.ua.metrics().rejected(Rejection::AnswerTooLarge), 1);
+    // Over TCP the same answer goes out.
+    let mut h = H::new();
+    let tcp = Peer {
+        transport: Transport::Tcp,
+        ..peer()
+    };
+    let invite = String::from_utf8(req("INVITE", "z9hG4bKbig2", 1, "INVITE", None, "v=0\r\n"))
+        .unwrap()
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP");
+    h.ua.handle_input(h.now, tcp, invite.as_bytes());
+    h.drain();
+    let (call, _) = h.invite_call();
+    assert!(h.ua.answer(h.now, call, huge));
+    h.drain();
+    assert_eq!(h.responses(200).len(), 1);
+}

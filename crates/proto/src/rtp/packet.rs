@@ -29,6 +29,9 @@ pub enum DropReason {
     Malformed(RtpError),
     /// From another address than the latched or signalled one.
     WrongSource,
+    /// From an address other than the SDP's, before it has sent enough
+    /// packets in a row to be latched to.
+    SourceProbation,
     /// Neither the negotiated codec nor telephone-event.
     UnknownPayloadType,
     /// SDES-SRTP authentication failed (or replay).
@@ -49,6 +52,7 @@ impl DropReason {
                 RtpError::BadRtcpLength => "bad_rtcp_length",
             },
             Self::WrongSource => "wrong_source",
+            Self::SourceProbation => "source_probation",
             Self::UnknownPayloadType => "unknown_payload_type",
             Self::SrtpAuthFailed => "srtp_auth_failed",
             Self::NetEqRefused => "neteq_refused",

@@ -3,6 +3,24 @@
 //! loss, RFC 4733 events, media timeout, and RTCP receiver/sender reports
 //! with RTT. The caller owns the socket, NetEq and the encoder; time is
 //! passed in.
+//!
+//! Latching (where media is taken from and sent to), so that phones behind
+//! NAT work and strangers cannot take a call's audio:
+//! - the SDP's address is the expectation: media from it is always taken,
+//!   and latched to at once, even away from an address learned before;
+//! - another address (a phone behind NAT whose SDP names its private
+//!   address) is latched to only after [`PROBATION`] packets in a row from
+//!   it, one SSRC, consecutive sequence numbers, while nothing is latched;
+//!   the packets on probation are dropped (`source_probation`);
+//! - once latched, another address is taken only on evidence: the stream's
+//!   own SSRC continuing its sequence (a NAT binding that changed) and,
+//!   when the latch is the SDP's address, that address silent for
+//!   [`SILENCE_BEFORE_MOVE`] (packets still in flight from the old port
+//!   after a re-offer are not evidence); everything else is dropped
+//!   (`wrong_source`), and the first such source is remembered for the
+//!   no-media verdict;
+//! - RTCP is taken from the expected host (any port: without rtcp-mux it
+//!   comes from the port above) and never moves the latch.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -73,10 +91,32 @@ impl RecvStats {
     }
 }
 
+/// Packets in a row an address other than the SDP's must send before
+/// media is latched to it.
+pub const PROBATION: u8 = 3;
+
+/// How long the SDP's address must have been silent before its own stream
+/// continuing from elsewhere moves the latch away from it.
+pub const SILENCE_BEFORE_MOVE: Duration = Duration::from_millis(500);
+
+/// A source on probation: address, SSRC, last sequence number, packets.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    from: SocketAddr,
+    ssrc: Ssrc,
+    seq: u16,
+    count: u8,
+}
+
 pub struct RtpSession {
     cfg: SessionConfig,
     start: Instant,
     latched: Option<SocketAddr>,
+    candidate: Option<Candidate>,
+    /// When the latched source last sent media.
+    latched_heard: Option<Instant>,
+    /// A change of source to log: (from, to, why).
+    latch_change: Option<(Option<SocketAddr>, SocketAddr, &'static str)>,
     pub recv: RecvStats,
     last_transit: Option<i64>,
     last_arrival: Option<Instant>,
@@ -128,6 +168,9 @@ impl RtpSession {
             cfg,
             start: now,
             latched: None,
+            candidate: None,
+            latched_heard: None,
+            latch_change: None,
             recv: RecvStats::default(),
             last_transit: None,
             last_arrival: None,
@@ -158,7 +201,11 @@ impl RtpSession {
         clock_rate: u32,
     ) {
         if remote != self.cfg.remote {
+            // The new SDP's address is the expectation now (packets still in
+            // flight from the old one are not).
             self.latched = None;
+            self.candidate = None;
+            self.latched_heard = None;
             self.cfg.remote = remote;
         }
         self.cfg.audio_pt = audio_pt;
@@ -166,6 +213,11 @@ impl RtpSession {
         self.cfg.clock_rate = clock_rate;
         self.last_arrival = Some(now);
         self.timed_out = false;
+    }
+
+    /// Where the SDP says the peer is.
+    pub fn sdp_remote(&self) -> SocketAddr {
+        self.cfg.remote
     }
 
     /// Where our packets go: the latched source, else the SDP address.
@@ -191,7 +243,10 @@ impl RtpSession {
                 self.cfg.remote
             )
         } else {
-            format!("from {} (the SDP's address) or any source", self.cfg.remote)
+            format!(
+                "from {} (the SDP's address), or another address after {PROBATION} packets in a row",
+                self.cfg.remote
+            )
         };
         let dropped: u64 = self.dropped.values().sum();
         if dropped == 0 {
@@ -214,19 +269,104 @@ impl RtpSession {
         ))
     }
 
+    /// A latch change since the last call, to log: (from, to, why).
+    pub fn take_latch_change(&mut self) -> Option<(Option<SocketAddr>, SocketAddr, &'static str)> {
+        self.latch_change.take()
+    }
+
+    fn latch(&mut self, to: SocketAddr, why: &'static str) {
+        if self.latched != Some(to) {
+            self.latch_change = Some((self.latched, to, why));
+            self.latched = Some(to);
+        }
+        self.candidate = None;
+    }
+
+    fn wrong_source(&mut self, from: SocketAddr) -> Received<'static> {
+        self.foreign.get_or_insert(from);
+        self.drop(DropReason::WrongSource)
+    }
+
+    /// Whether media from `from` is taken (latching as the module says).
+    fn admit(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        p: &RtpPacket<'_>,
+    ) -> Result<(), DropReason> {
+        let r = self.admit_source(now, from, p);
+        if r.is_ok() {
+            self.latched_heard = Some(now);
+        }
+        r
+    }
+
+    fn admit_source(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        p: &RtpPacket<'_>,
+    ) -> Result<(), DropReason> {
+        if self.latched == Some(from) {
+            return Ok(());
+        }
+        if from == self.cfg.remote {
+            self.latch(from, "the SDP's address");
+            return Ok(());
+        }
+        if self.cfg.strict_source {
+            return Err(DropReason::WrongSource);
+        }
+        if let Some(latched) = self.latched {
+            // Evidence of a moved NAT binding: our stream, continuing (and
+            // the SDP's address, if that is the latch, gone quiet).
+            let continues = self.started
+                && p.ssrc == self.recv.ssrc
+                && (1..=100).contains(&p.seq.wrapping_sub(self.recv.max_seq.0 as u16));
+            let quiet = latched != self.cfg.remote
+                || self
+                    .latched_heard
+                    .is_none_or(|t| now.saturating_duration_since(t) >= SILENCE_BEFORE_MOVE);
+            if continues && quiet {
+                self.latch(from, "the same SSRC continuing from a new address");
+                return Ok(());
+            }
+            return Err(DropReason::WrongSource);
+        }
+        let next = match self.candidate {
+            Some(c) if c.from == from && c.ssrc == p.ssrc && p.seq == c.seq.wrapping_add(1) => {
+                c.count + 1
+            }
+            _ => 1,
+        };
+        if next >= PROBATION {
+            self.latch(
+                from,
+                "a steady stream from an address other than the SDP's (NAT)",
+            );
+            return Ok(());
+        }
+        self.candidate = Some(Candidate {
+            from,
+            ssrc: p.ssrc,
+            seq: p.seq,
+            count: next,
+        });
+        Err(DropReason::SourceProbation)
+    }
+
     pub fn handle_datagram<'a>(
         &mut self,
         now: Instant,
         from: SocketAddr,
         buf: &'a [u8],
     ) -> Received<'a> {
-        if (self.cfg.strict_source && from != self.cfg.remote)
-            || self.latched.is_some_and(|l| l != from)
-        {
-            self.foreign.get_or_insert(from);
-            return self.drop(DropReason::WrongSource);
-        }
         if is_rtcp(buf) {
+            // From the expected host, on any port; it never moves the latch.
+            let host = self.latched.unwrap_or(self.cfg.remote).ip();
+            if from.ip() != host && from.ip() != self.cfg.remote.ip() {
+                return self.wrong_source(from);
+            }
             return match check_rtcp(buf) {
                 Ok(()) => {
                     self.handle_rtcp(now, buf);
@@ -243,9 +383,10 @@ impl RtpSession {
         if p.payload_type != self.cfg.audio_pt && !is_dtmf {
             return self.drop(DropReason::UnknownPayloadType);
         }
-        // Symmetric RTP (RFC 4961): answer where media really comes from.
-        if self.latched.is_none() {
-            self.latched = Some(from);
+        match self.admit(now, from, &p) {
+            Ok(()) => {}
+            Err(DropReason::WrongSource) => return self.wrong_source(from),
+            Err(why) => return self.drop(why),
         }
         self.account(now, &p, buf.len(), !is_dtmf);
         if is_dtmf {
@@ -519,6 +660,15 @@ mod tests {
         let t0 = Instant::now();
         let mut s = RtpSession::new(cfg(), t0);
         let nat: SocketAddr = "198.51.100.9:7777".parse().unwrap();
+        // On probation: the first two packets from an address other than
+        // the SDP's are dropped.
+        for (i, seq) in [65531u16, 65532].iter().enumerate() {
+            let pkt = rtp(*seq, 160 * i as u32, 42, 0, &[0; 160]);
+            assert_eq!(
+                s.handle_datagram(t0, nat, &pkt),
+                Received::Dropped(DropReason::SourceProbation)
+            );
+        }
         for (i, seq) in [65533u16, 65534, 65535, 1, 2].iter().enumerate() {
             let pkt = rtp(*seq, 160 * i as u32, 42, 0, &[0; 160]);
             assert!(matches!(
@@ -527,12 +677,13 @@ mod tests {
             ));
         }
         assert_eq!(s.destination(), nat, "latched to the real source");
+        assert!(s.take_latch_change().is_some_and(|(_, to, _)| to == nat));
         assert_eq!(s.recv.expected(), 6);
         assert_eq!(s.recv.lost(), 1, "seq 0 missing across the wrap");
         // Another source after latching: dropped.
         let other: SocketAddr = "203.0.113.1:1".parse().unwrap();
         assert_eq!(
-            s.handle_datagram(t0, other, &rtp(3, 0, 42, 0, &[0; 4])),
+            s.handle_datagram(t0, other, &rtp(3, 0, 99, 0, &[0; 4])),
             Received::Dropped(DropReason::WrongSource)
         );
         // SSRC change: counters restart.
@@ -540,6 +691,120 @@ mod tests {
         assert_eq!(
             (s.recv.ssrc, s.recv.packets, s.recv.ssrc_changes),
             (Ssrc(43), 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_stranger_cannot_take_the_audio_of_a_call_whose_peer_speaks() {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(cfg(), t0);
+        let peer = cfg().remote;
+        let intruder: SocketAddr = "203.0.113.66:40000".parse().unwrap();
+        // The intruder is first, but not for long enough to be latched to.
+        for seq in 1..=2u16 {
+            let pkt = rtp(seq, 0, 666, 0, &[0; 160]);
+            assert_eq!(
+                s.handle_datagram(t0, intruder, &pkt),
+                Received::Dropped(DropReason::SourceProbation)
+            );
+        }
+        // The peer at the SDP's address: latched at once.
+        assert!(matches!(
+            s.handle_datagram(t0, peer, &rtp(500, 0, 42, 0, &[0; 160])),
+            Received::Media(_)
+        ));
+        // The intruder's steady stream now, even with the peer's SSRC
+        // (but not continuing its sequence): dropped, every packet.
+        for seq in 3..100u16 {
+            let ssrc = if seq % 2 == 0 { 42 } else { 666 };
+            let pkt = rtp(seq, 0, ssrc, 0, &[0; 160]);
+            let got = s.handle_datagram(t0, intruder, &pkt);
+            assert_eq!(got, Received::Dropped(DropReason::WrongSource), "{seq}");
+        }
+        assert_eq!(s.destination(), peer, "our audio still goes to the peer");
+        assert_eq!(s.dropped[&DropReason::WrongSource], 97);
+    }
+
+    #[test]
+    fn the_sdp_address_wins_and_a_moved_nat_binding_is_followed_on_evidence() {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(cfg(), t0);
+        let nat: SocketAddr = "198.51.100.9:7777".parse().unwrap();
+        let rebound: SocketAddr = "198.51.100.9:7790".parse().unwrap();
+        for seq in 1..=3u16 {
+            s.handle_datagram(t0, nat, &rtp(seq, 0, 42, 0, &[0; 160]));
+        }
+        assert_eq!(s.destination(), nat);
+        // The binding moves: the same SSRC continuing its sequence.
+        assert!(matches!(
+            s.handle_datagram(t0, rebound, &rtp(4, 0, 42, 0, &[0; 160])),
+            Received::Media(_)
+        ));
+        assert_eq!(s.destination(), rebound);
+        // Another SSRC from yet another port: not evidence.
+        let other: SocketAddr = "198.51.100.9:7800".parse().unwrap();
+        assert_eq!(
+            s.handle_datagram(t0, other, &rtp(5, 0, 43, 0, &[0; 160])),
+            Received::Dropped(DropReason::WrongSource)
+        );
+        // The SDP's address is heard from: it wins.
+        s.handle_datagram(t0, cfg().remote, &rtp(6, 0, 42, 0, &[0; 160]));
+        assert_eq!(s.destination(), cfg().remote);
+        // Its stream continuing from elsewhere while it still speaks: no;
+        // once it has been quiet for a while: followed.
+        let moved: SocketAddr = "198.51.100.9:7900".parse().unwrap();
+        let t = |ms| t0 + Duration::from_millis(ms);
+        let (p7, p8) = (rtp(7, 0, 42, 0, &[0; 160]), rtp(8, 0, 42, 0, &[0; 160]));
+        let got = s.handle_datagram(t(100), moved, &p7);
+        assert_eq!(got, Received::Dropped(DropReason::WrongSource));
+        let got = s.handle_datagram(t(700), moved, &p8);
+        assert!(matches!(got, Received::Media(_)));
+        assert_eq!(s.destination(), moved);
+    }
+
+    #[test]
+    fn after_a_re_offer_the_new_address_is_expected_not_packets_in_flight() {
+        let t0 = Instant::now();
+        let mut s = RtpSession::new(cfg(), t0);
+        let old = cfg().remote;
+        s.handle_datagram(t0, old, &rtp(1, 0, 42, 0, &[0; 160]));
+        let new: SocketAddr = "192.0.2.1:4100".parse().unwrap();
+        s.reconfigure(t0, new, Pt(0), Some(Pt(101)), 8000);
+        // Two packets still in flight from the old port: not latched to.
+        for seq in 2..=3u16 {
+            let pkt = rtp(seq, 0, 42, 0, &[0; 160]);
+            let got = s.handle_datagram(t0, old, &pkt);
+            assert_eq!(got, Received::Dropped(DropReason::SourceProbation));
+        }
+        assert_eq!(s.destination(), new, "still the new SDP's address");
+        assert!(matches!(
+            s.handle_datagram(t0, new, &rtp(4, 0, 42, 0, &[0; 160])),
+            Received::Media(_)
+        ));
+        // Late ones from the old port after that: dropped.
+        assert_eq!(
+            s.handle_datagram(t0, old, &rtp(5, 0, 42, 0, &[0; 160])),
+            Received::Dropped(DropReason::WrongSource)
+        );
+        assert_eq!(s.destination(), new);
+    }
+
+    #[test]
+    fn rtcp_from_the_port_above_is_taken_and_never_moves_the_latch() {
+        let t0 = Instant::now();
+        let (mut a, mut b) = pair(t0);
+        let peer = cfg().remote;
+        let mut buf = Vec::new();
+        a.build_rtp(&[0; 160], 0, Pt(0), true, &mut buf);
+        b.handle_datagram(t0, peer, &buf);
+        let rtcp_port = SocketAddr::new(peer.ip(), peer.port() + 1);
+        assert!(a.poll_rtcp(t0 + Duration::from_secs(5), &mut buf));
+        assert_eq!(b.handle_datagram(t0, rtcp_port, &buf), Received::Rtcp);
+        assert_eq!(b.destination(), peer);
+        let elsewhere: SocketAddr = "203.0.113.66:4001".parse().unwrap();
+        assert_eq!(
+            b.handle_datagram(t0, elsewhere, &buf),
+            Received::Dropped(DropReason::WrongSource)
         );
     }
 

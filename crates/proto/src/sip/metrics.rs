@@ -41,6 +41,8 @@ pub enum Rejection {
     RefreshFailed,
     /// A late-offer ACK without an answer.
     NoAnswerInAck,
+    /// Our answer could not fit a UDP datagram (500).
+    AnswerTooLarge,
 }
 
 impl Rejection {
@@ -65,6 +67,7 @@ impl Rejection {
             Self::NoAck => "no_ack",
             Self::RefreshFailed => "refresh_failed",
             Self::NoAnswerInAck => "no_answer_in_ack",
+            Self::AnswerTooLarge => "answer_too_large",
         }
     }
 }

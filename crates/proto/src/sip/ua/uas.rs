@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::dialog::{Dialog, DialogKey, DialogState};
 use super::{ALLOW, Caller, DialogEnd, DialogRef, SUPPORTED, UaEvent, UserAgent, origin, sdp_body};
-use crate::sip::message::{NameAddr, Request, Response, reason_phrase};
+use crate::sip::message::{Message, NameAddr, Request, Response, reason_phrase};
 use crate::sip::metrics::Rejection;
 use crate::sip::session_timer::{Refresher, SessionTimer, UasDecision, uas_decide};
 use crate::sip::tsx::{Backoff, Peer, Transport, TsxKey};
@@ -184,6 +184,27 @@ impl UserAgent {
         }
         resp.headers.push("Content-Type", "application/sdp");
         resp.body = sdp.clone().into_bytes();
+        if !transport.reliable()
+            && Message::Response(resp.clone()).to_bytes().len() > MAX_UDP_MESSAGE
+        {
+            // It cannot leave in a datagram, and a response cannot switch to
+            // TCP (RFC 3261 section 18.2.2): refuse rather than go silent.
+            tracing::warn!(dialog = %id, bytes = resp.body.len(), "answer too large for UDP: 500");
+            self.reject_count(Rejection::AnswerTooLarge);
+            let req = self.tsx.request(&key).cloned().expect("proceeding");
+            let tag = self.dialogs[&id].key.local_tag.clone();
+            self.respond(
+                now,
+                &key,
+                &req,
+                500,
+                Some("Answer Too Large For UDP"),
+                Some(&tag),
+            );
+            self.remove(id);
+            self.pump(now);
+            return false;
+        }
         self.metrics.response(200);
         self.tsx.send_response(now, &key, resp.clone());
         let t = self.cfg.timers;
@@ -327,6 +348,10 @@ impl UserAgent {
         }
     }
 }
+
+/// The largest SIP message sent in one UDP datagram (IPv4's 65507, less
+/// a margin for IPv6 headers).
+pub(super) const MAX_UDP_MESSAGE: usize = 65_000;
 
 /// Whether a URI (or name-addr's URI) has the sips: scheme.
 fn is_sips(uri: &str) -> bool {
