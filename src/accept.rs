@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::log_gate::LogGate;
+use rtcgw_proto::log_gate::LogGate;
 
 /// The wait after failed accepts of one listener.
 #[derive(Debug)]

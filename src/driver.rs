@@ -28,11 +28,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::accept::AcceptBackoff;
-use crate::log_gate::LogGate;
 use crate::media::Calls;
 use crate::ng::{Action, Frontend};
 use crate::stats::poller::StatsService;
 use crate::tls::SipTls;
+use rtcgw_proto::log_gate::LogGate;
+
+/// The receive buffer asked for on SIP UDP sockets (Kamailio probes for up
+/// to its maximum the same way).
+const SIP_UDP_RCVBUF: usize = 4 << 20;
 
 /// Largest SIP message accepted on a stream before the connection is closed.
 const MAX_MESSAGE: usize = 64 * 1024;
@@ -57,8 +61,14 @@ impl SipSockets {
             tls: Vec::new(),
         };
         for &a in addrs {
-            s.udp
-                .push((a.is_ipv6(), Arc::new(UdpSocket::bind(a).await?)));
+            let udp = UdpSocket::bind(a).await?;
+            // A burst (a softswitch's failover, a flood) waits in the
+            // kernel instead of being dropped while the loop catches up;
+            // capped by net.core.rmem_max.
+            if let Err(e) = socket2::SockRef::from(&udp).set_recv_buffer_size(SIP_UDP_RCVBUF) {
+                tracing::debug!("SIP UDP receive buffer: {e}");
+            }
+            s.udp.push((a.is_ipv6(), Arc::new(udp)));
             s.tcp.push(TcpListener::bind(a).await?);
         }
         for &a in tls {

@@ -18,7 +18,6 @@ pub mod accept;
 pub mod config;
 pub mod driver;
 pub mod http;
-pub mod log_gate;
 pub mod media;
 pub mod metrics;
 pub mod ng;

@@ -1,5 +1,7 @@
 #include "rtcgw/runtime.h"
 
+#include <malloc.h>
+
 #include <string>
 
 #include "api/audio/audio_mixer.h"
@@ -244,6 +246,10 @@ RuntimeCounters Runtime::counters() const {
   c.ticks = impl_->clock->ticks();
   c.late_ticks = impl_->clock->late_ticks();
   return c;
+}
+
+bool release_free_memory() {
+  return malloc_trim(0) != 0;
 }
 
 }  // namespace rtcgw

@@ -111,8 +111,8 @@ fn expected_warning(message: &str) -> bool {
 
 /// libwebrtc's warnings and errors, which a peer's input can cause (a bad
 /// SDP line is quoted in full): at most ten lines a second.
-static WEBRTC_LOG: crate::log_gate::LogGate =
-    crate::log_gate::LogGate::new(std::time::Duration::from_millis(100));
+static WEBRTC_LOG: rtcgw_proto::log_gate::LogGate =
+    rtcgw_proto::log_gate::LogGate::new(std::time::Duration::from_millis(100));
 
 /// The longest libwebrtc log message forwarded, in characters.
 const MAX_LOG_MESSAGE: usize = 500;

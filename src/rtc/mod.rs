@@ -99,6 +99,14 @@ pub struct Runtime {
     ticks: watch::Receiver<u64>,
 }
 
+/// Gives the allocator's free memory back to the system (after calls have
+/// ended, what their libwebrtc state freed stays mapped otherwise): true
+/// when some was released. Takes a few milliseconds; call it now and then,
+/// not per call.
+pub fn release_free_memory() -> bool {
+    sys::ffi::release_free_memory()
+}
+
 impl Runtime {
     pub fn new(s: &RuntimeSettings) -> Result<Self, RtcError> {
         let (tx, ticks) = watch::channel(0);

@@ -343,6 +343,7 @@ pub(crate) mod ffi {
             error: &mut RtcError,
         ) -> UniquePtr<PeerConnection>;
         fn counters(self: &Runtime) -> RuntimeCounters;
+        fn release_free_memory() -> bool;
 
         fn answer(self: &PeerConnection, offer: &str, ctx: Box<SdpCtx>);
         fn offer(self: &PeerConnection, ctx: Box<SdpCtx>);

@@ -253,3 +253,30 @@ def test_a_stranger_cannot_take_a_calls_audio_but_a_phone_behind_nat_is_heard(ga
     assert "c=IN IP4 127.0.0.1" in ok
     assert len(got) > 80 and bye, f"the NATed phone heard {len(got)} packets"
     assert re.search(r"RTP source latched: a steady stream from an address other than the SDP's", gw.log())
+
+
+def test_floods_of_bad_input_and_refusals_log_a_few_lines_and_count_all(gateway_factory):
+    gw = gateway_factory(media_extra="max_calls = 1\n")
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    rnd = __import__("random").Random(5)
+    for _ in range(3000):
+        u.sendto(bytes(rnd.getrandbits(8) for _ in range(60)), ("127.0.0.1", gw.sip_port))
+    # INVITEs with an offer that is not SDP: 400 for each, logged a few
+    # times.
+    me = u.getsockname()
+    for i in range(300):
+        body = "this is not SDP\r\n"
+        u.sendto((f"INVITE sip:demo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me[1]};branch=z9hG4bKfl{i}\r\n"
+                  f"From: <sip:f@127.0.0.1>;tag=f{i}\r\nTo: <sip:demo@127.0.0.1>\r\nCall-ID: flood{i}@py\r\n"
+                  f"CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:f@127.0.0.1:{me[1]}>\r\n"
+                  f"Content-Type: application/sdp\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode(),
+                 ("127.0.0.1", gw.sip_port))
+    time.sleep(2.0)
+    u.close()
+    log = gw.log()
+    assert log.count("unparseable SIP message dropped") <= 40, log.count("unparseable SIP message dropped")
+    assert log.count("INVITE refused") <= 40, log.count("INVITE refused")
+    assert "held_back=" in log
+    assert gw.metric("rtcgw_sip_rejected_total", reason="unparseable") >= 2900
+    assert gw.metric("rtcgw_calls_refused_total", reason="malformed_sdp") >= 290

@@ -70,4 +70,10 @@ std::unique_ptr<Runtime> new_runtime(const RuntimeConfig& config,
                                      rust::Box<TickSink> tick,
                                      RtcError& error);
 
+// Gives the C library's free memory back to the system (glibc's
+// malloc_trim): after many calls end, what their PeerConnections freed
+// stays in the allocator's arenas, scattered so that no automatic trim
+// reaches it (an RSS high-water mark). True when some was released.
+bool release_free_memory();
+
 }  // namespace rtcgw

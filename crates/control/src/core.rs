@@ -246,6 +246,8 @@ pub struct CallControl {
     /// Calls whose [`MediaCommand::Create`] has not been answered yet,
     /// including calls given up meanwhile (their media is still coming).
     setting_up: HashSet<CallId>,
+    /// Refusals a flood causes: at most ten log lines a second.
+    noise: rtcgw_proto::log_gate::LogGate,
     ids: CallIds,
     pub(crate) out: VecDeque<Output>,
     /// When draining began.
@@ -263,6 +265,7 @@ impl CallControl {
             by_dialog: HashMap::new(),
             by_ng: HashMap::new(),
             setting_up: HashSet::new(),
+            noise: rtcgw_proto::log_gate::LogGate::new(std::time::Duration::from_millis(100)),
             out: VecDeque::new(),
             draining: None,
             metrics,
@@ -343,7 +346,7 @@ impl CallControl {
                         call.target_uri = Some(uri);
                         self.start(call, Some(offer));
                     }
-                    Err(r) => self.refuse_api(token, r),
+                    Err(r) => self.refuse_api(now, token, r),
                 }
             }
             ApiRequest::Abandon { token } => {
@@ -614,7 +617,7 @@ impl CallControl {
         to: &str,
         uri: &str,
     ) {
-        tracing::info!(%dialog, from = %caller.from.uri, %to, late_offer = offer.is_none(), "INVITE");
+        let late_offer = offer.is_none();
         let offer = match self
             .admit()
             .and_then(|()| Ok(offer.as_deref().map(Offer::parse).transpose()?))
@@ -622,6 +625,7 @@ impl CallControl {
             Ok(o) => o,
             Err(r) => return self.refuse_sip(now, dialog, r),
         };
+        tracing::info!(%dialog, from = %caller.from.uri, %to, late_offer, "INVITE");
         // A late offer (no SDP) gets rtcgw's WebRTC offer from the demo
         // target: bridging needs the caller's offer to know its side.
         let plan = match (&self.cfg.route, &offer) {
@@ -769,7 +773,7 @@ impl CallControl {
                 let c = self.forget(&id).expect("present");
                 match c.origin {
                     Origin::Sip(d) => self.refuse_sip(now, d, r),
-                    Origin::Api(t) => self.refuse_api(t, r),
+                    Origin::Api(t) => self.refuse_api(now, t, r),
                     Origin::Ng => unreachable!("answered above"),
                 }
                 return;
@@ -976,7 +980,11 @@ impl CallControl {
     }
 
     fn refuse_sip(&mut self, now: Instant, dialog: DialogRef, r: Refused) {
-        tracing::warn!(%dialog, status = r.kind.disposition().sip_status, "INVITE refused: {r}");
+        // A flood of refusals logs ten lines a second (the metric counts
+        // every one).
+        if let Some(held) = self.noise.pass(now) {
+            tracing::warn!(%dialog, status = r.kind.disposition().sip_status, held_back = held, "INVITE refused: {r}");
+        }
         self.metrics.refuse(r.kind);
         self.reject_dialog(now, dialog, &r);
     }
@@ -987,11 +995,14 @@ impl CallControl {
             .reject_with(now, dialog, d.sip_status, &r.sip_reason(), r.retry_after());
     }
 
-    fn refuse_api(&mut self, token: ApiToken, r: Refused) {
-        tracing::warn!(
-            status = r.kind.disposition().http_status,
-            "call refused: {r}"
-        );
+    fn refuse_api(&mut self, now: Instant, token: ApiToken, r: Refused) {
+        if let Some(held) = self.noise.pass(now) {
+            tracing::warn!(
+                status = r.kind.disposition().http_status,
+                held_back = held,
+                "call refused: {r}"
+            );
+        }
         self.metrics.refuse(r.kind);
         self.out.push_back(Output::Reply {
             token,

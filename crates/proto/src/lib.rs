@@ -33,6 +33,7 @@
 //! }
 //! ```
 
+pub mod log_gate;
 pub mod ng;
 pub mod rtp;
 pub mod sdp;

@@ -30,6 +30,7 @@ use super::message::{Headers, Message, Method, NameAddr, Request, Response, reas
 use super::metrics::{Direction, Rejection, SipMetrics};
 use super::session_timer::SessionTimerConfig;
 use super::tsx::{Peer, Received, Timers, Transactions, Transport, TsxEvent, TsxKey};
+use crate::log_gate::LogGate;
 use dialog::{Dialog, DialogState};
 
 /// The softswitch every request we originate goes to.
@@ -215,6 +216,8 @@ pub struct UserAgent {
     probers: HashMap<std::net::IpAddr, Prober>,
     /// Our session refresh UPDATEs in flight.
     refreshes: HashMap<TsxKey, DialogRef>,
+    /// Lines a peer's bad input causes: at most ten a second.
+    noise: LogGate,
 }
 
 /// Sources of OPTIONS remembered for the drain (a bound: OPTIONS from
@@ -246,6 +249,7 @@ impl UserAgent {
             draining: false,
             probers: HashMap::new(),
             refreshes: HashMap::new(),
+            noise: LogGate::new(std::time::Duration::from_millis(100)),
         }
     }
 
@@ -311,7 +315,9 @@ impl UserAgent {
                     // Enough to answer: 400 (505 for another SIP version)
                     // with the reason (sections 8.2 and 21.4.1).
                     Some(req) if req.method != Method::Ack && self.allowed(peer) => {
-                        tracing::warn!(%peer.addr, reason = %e.reason, "bad SIP request: {}", e.status);
+                        if let Some(held) = self.noise.pass(now) {
+                            tracing::warn!(%peer.addr, reason = %e.reason, held_back = held, "bad SIP request: {}", e.status);
+                        }
                         self.reject_count(Rejection::Malformed);
                         let reason = format!(
                             "{} ({})",
@@ -321,7 +327,9 @@ impl UserAgent {
                         self.send_stateless(peer, Response::to(&req, e.status, &reason, None));
                     }
                     _ => {
-                        tracing::warn!(%peer.addr, reason = %e.reason, "unparseable SIP message dropped");
+                        if let Some(held) = self.noise.pass(now) {
+                            tracing::warn!(%peer.addr, reason = %e.reason, held_back = held, "unparseable SIP message dropped");
+                        }
                         self.reject_count(Rejection::Unparseable);
                     }
                 }
@@ -332,7 +340,9 @@ impl UserAgent {
             Message::Request(mut req) => {
                 self.metrics.request(&req.method, Direction::In);
                 if !self.allowed(peer) {
-                    tracing::warn!(%peer.addr, method = %req.method, "request from a source not allowed: 403");
+                    if let Some(held) = self.noise.pass(now) {
+                        tracing::warn!(%peer.addr, method = %req.method, held_back = held, "request from a source not allowed: 403");
+                    }
                     self.reject_count(Rejection::ForbiddenSource);
                     if req.method != Method::Ack {
                         self.send_stateless(peer, Response::to(&req, 403, "Forbidden", None));
@@ -392,7 +402,9 @@ impl UserAgent {
             Ok(Received::Absorbed) | Ok(Received::Merged) => return self.pump(now),
             Err(e) => {
                 self.reject_count(Rejection::Malformed);
-                tracing::warn!(%peer.addr, "bad request: {e}");
+                if let Some(held) = self.noise.pass(now) {
+                    tracing::warn!(%peer.addr, held_back = held, "bad request: {e}");
+                }
                 return;
             }
         };
@@ -402,7 +414,9 @@ impl UserAgent {
         if !required.is_empty() && !matches!(req.method, Method::Cancel | Method::Ack) {
             let mut resp = Response::to(&req, 420, "Bad Extension", None);
             resp.headers.push("Unsupported", required.join(", "));
-            tracing::warn!(%peer.addr, require = %required.join(","), "unsupported Require: 420");
+            if let Some(held) = self.noise.pass(now) {
+                tracing::warn!(%peer.addr, require = %required.join(","), held_back = held, "unsupported Require: 420");
+            }
             self.reject_count(Rejection::UnsupportedRequire);
             return self.send_response(now, &key, resp);
         }

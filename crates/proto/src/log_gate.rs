@@ -1,6 +1,7 @@
 //! Log lines that a peer can trigger at will (a failed handshake, a bad
-//! packet) go through a gate: at most one line per interval, saying how
-//! many were held back since, so that a flood costs neither disk nor CPU.
+//! packet, a refused call) go through a gate: at most one line per
+//! interval, saying how many were held back since, so that a flood costs
+//! neither disk nor CPU. Time is passed in.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
