@@ -172,7 +172,16 @@ struct Outbox {
 struct Backlog {
     queued: std::sync::atomic::AtomicUsize,
     drained: tokio::sync::Notify,
+    /// Messages written so far (activity for the idle timeout).
+    writes: std::sync::atomic::AtomicU64,
+    /// The writer is gone (a write failed or timed out): nothing queued
+    /// will leave, and no one waits for it to.
+    closed: std::sync::atomic::AtomicBool,
 }
+
+/// How long one write may take before the connection is given up (a peer
+/// that stops reading, its window at zero).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Messages queued on a connection beyond which its reading pauses.
 const BACKLOG_HIGH: usize = 256;
@@ -183,6 +192,8 @@ impl Outbox {
         let backlog = Arc::new(Backlog {
             queued: 0.into(),
             drained: tokio::sync::Notify::new(),
+            writes: 0.into(),
+            closed: false.into(),
         });
         (Self { tx, backlog }, rx)
     }
@@ -206,9 +217,25 @@ impl Backlog {
     /// One message written.
     fn written(&self) {
         use std::sync::atomic::Ordering;
+        self.writes.fetch_add(1, Ordering::AcqRel);
         if self.queued.fetch_sub(1, Ordering::AcqRel) <= BACKLOG_HIGH + 1 {
             self.drained.notify_waiters();
         }
+    }
+
+    /// The writer is gone: wake whoever waits for room.
+    fn close(&self) {
+        self.closed
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.drained.notify_waiters();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn writes(&self) -> u64 {
+        self.writes.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Waits while more than [`BACKLOG_HIGH`] messages wait.
@@ -227,7 +254,7 @@ impl Backlog {
             let notified = self.drained.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.queued.load(Ordering::Acquire) <= n {
+            if self.queued.load(Ordering::Acquire) <= n || self.is_closed() {
                 return;
             }
             notified.await;
@@ -834,8 +861,9 @@ async fn accept_into(
             }
             continue;
         };
-        let Ok(handshake) = handshakes.clone().acquire_owned().await else {
-            return;
+        let Ok(handshake) = handshakes.clone().try_acquire_owned() else {
+            refuse("handshakes", "64 TLS handshakes already in progress");
+            continue;
         };
         let (tls, accepted) = (tls.clone(), accepted.clone());
         tokio::spawn(async move {
@@ -894,12 +922,17 @@ async fn connection(
     let backlog = out.backlog.clone();
     let writer = tokio::spawn(async move {
         while let Some(bytes) = outgoing.recv().await {
-            let ok = wr.write_all(&bytes).await.is_ok() && wr.flush().await.is_ok();
+            let write = async {
+                wr.write_all(&bytes).await?;
+                wr.flush().await
+            };
+            let ok = matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(())));
             backlog.written();
             if !ok {
                 break;
             }
         }
+        backlog.close();
     });
     let mut framer = StreamFramer::new(MAX_MESSAGE);
     let mut chunk = vec![0u8; 16384];
@@ -914,12 +947,18 @@ async fn connection(
     };
     // When the message being read began (None between messages).
     let mut begun: Option<tokio::time::Instant> = None;
+    // Messages written when the idle wait began: writing is activity too.
+    let mut writes = out.backlog.writes();
     'read: loop {
         let deadline = match begun {
             Some(t) => t + policy.message_timeout,
             None => tokio::time::Instant::now() + policy.idle_timeout,
         };
         let n = match tokio::time::timeout_at(deadline, rd.read(&mut chunk)).await {
+            Err(_) if begun.is_none() && out.backlog.writes() != writes => {
+                writes = out.backlog.writes();
+                continue;
+            }
             Err(_) => {
                 let what = match begun {
                     Some(_) => format!(
@@ -940,14 +979,17 @@ async fn connection(
             Ok(Ok(n)) => n,
         };
         framer.push(&chunk[..n]);
+        let mut whole = false;
         loop {
             match framer.next_message() {
                 Ok(Some(frame)) => {
                     end.heard = true;
+                    whole = true;
                     // Backpressure: while our answers pile up unread, read
-                    // no more requests.
+                    // no more requests (and none at all once they cannot
+                    // be written).
                     out.backlog.below_high().await;
-                    if frames.send((peer, frame)).await.is_err() {
+                    if out.backlog.is_closed() || frames.send((peer, frame)).await.is_err() {
                         break 'read;
                     }
                 }
@@ -961,11 +1003,14 @@ async fn connection(
                 }
             }
         }
-        begun = match (framer.pending(), begun) {
-            (0, _) => None,
-            (_, Some(t)) => Some(t),
-            (_, None) => Some(tokio::time::Instant::now()),
+        // The message being read began now if this read finished the one
+        // before (and when nothing is left, no message is being read).
+        begun = match (framer.pending(), whole, begun) {
+            (0, ..) => None,
+            (_, true, _) | (_, false, None) => Some(tokio::time::Instant::now()),
+            (_, false, Some(t)) => Some(t),
         };
+        writes = out.backlog.writes();
     }
     // What is queued (a 513, answers) gets a moment to leave.
     let _ = tokio::time::timeout(Duration::from_millis(500), out.backlog.empty()).await;

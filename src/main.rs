@@ -407,6 +407,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         max_connections: config.http.max_connections,
         header_timeout: Duration::from_secs(config.http.header_timeout_s),
         max_header_bytes: config.http.max_header_bytes,
+        // Longer than any request may wait (a WHIP-to-SIP call rings up to
+        // ring_timeout_s).
+        max_age: Duration::from_secs(config.http.ring_timeout_s.max(540) + 60),
     };
     rtcgw::http::serve::serve(listener, app, limits, async move {
         tokio::select! {

@@ -69,7 +69,8 @@ impl Metrics {
         registry.register(
             "rtcgw_sip_connections_refused",
             "SIP TCP/TLS connections closed as soon as accepted: source (not in \
-             sip.allowed_sources), limit (sip.max_connections)",
+             sip.allowed_sources), limit (sip.max_connections), handshakes (64 TLS \
+             handshakes already in progress)",
             m.sip_conn_refused.clone(),
         );
         Self { registry, ..m }

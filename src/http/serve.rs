@@ -24,6 +24,10 @@ pub struct Limits {
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub max_header_bytes: usize,
+    /// A connection is closed (gracefully, then for good 10 s later) at
+    /// this age: a client that stops reading its responses cannot hold
+    /// its place for ever.
+    pub max_age: Duration,
 }
 
 /// Serves `app` on `listener` until `shutdown` completes; then stops
@@ -74,6 +78,10 @@ pub async fn serve(
                 _ = async { drop(stop.wait_for(|s| *s).await) } => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
+                }
+                _ = tokio::time::sleep(limits.max_age) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
                 }
             }
         });

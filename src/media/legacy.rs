@@ -445,7 +445,11 @@ pub(super) async fn run(
                 if let Ok((n, from)) = r {
                     let mut packet = rbuf[..n].to_vec();
                     let ok = m.srtp.as_ref().is_none_or(|(inbound, _)| inbound.apply(&mut packet, true, true));
-                    if !ok {
+                    if !is_rtcp(&packet) {
+                        // Only RTCP belongs on this port: RTP here must not
+                        // take part in latching.
+                        m.drop(&calls, DropReason::WrongSource);
+                    } else if !ok {
                         m.drop(&calls, DropReason::SrtpAuthFailed);
                     } else if let Received::Dropped(why) = m.session.handle_datagram(Instant::now(), from, &packet) {
                         calls.metrics.dropped(why);

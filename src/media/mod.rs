@@ -651,12 +651,12 @@ impl Calls {
         }
     }
 
-    /// Ends a call's media; false when there is no such call. Call control
     /// Calls ended since start.
     pub fn ended_total(&self) -> u64 {
         self.metrics.ended.get()
     }
 
+    /// Ends a call's media; false when there is no such call. Call control
     /// hears of it ([`MediaEvent::Ended`]), so that its dialogs end too.
     pub fn hangup(&self, id: &CallId, reason: EndReason) -> bool {
         let Some(mut a) = self.active.lock().expect("calls lock").remove(id) else {

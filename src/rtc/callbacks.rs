@@ -126,15 +126,20 @@ pub fn webrtc_log(severity: i32, message: &str) {
         tracing::debug!(target: "webrtc", "{message}");
         return;
     }
-    if severity >= 2 && WEBRTC_LOG.pass(std::time::Instant::now()).is_none() {
-        return;
-    }
     // rtc::LoggingSeverity: 0 verbose, 1 info, 2 warning, 3 error.
     match severity {
         0 => tracing::trace!(target: "webrtc", "{message}"),
         1 => tracing::info!(target: "webrtc", "{message}"),
-        2 => tracing::warn!(target: "webrtc", "{message}"),
-        _ => tracing::error!(target: "webrtc", "{message}"),
+        _ => {
+            let Some(held) = WEBRTC_LOG.pass(std::time::Instant::now()) else {
+                return;
+            };
+            if severity == 2 {
+                tracing::warn!(target: "webrtc", held_back = held, "{message}");
+            } else {
+                tracing::error!(target: "webrtc", held_back = held, "{message}");
+            }
+        }
     }
 }
 

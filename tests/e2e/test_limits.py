@@ -280,3 +280,38 @@ def test_floods_of_bad_input_and_refusals_log_a_few_lines_and_count_all(gateway_
     assert "held_back=" in log
     assert gw.metric("rtcgw_sip_rejected_total", reason="unparseable") >= 2900
     assert gw.metric("rtcgw_calls_refused_total", reason="malformed_sdp") >= 290
+
+
+def test_a_busy_connection_is_not_timed_out_and_a_reset_one_frees_its_place(gateway_factory):
+    gw = gateway_factory(sip_extra="max_connections = 2\nmessage_timeout_s = 1\n")
+    # Reads that never end on a message boundary, for three times
+    # message_timeout_s: every message is whole within it, so the
+    # connection lives and every request is answered.
+    c = sip_tcp(gw)
+    lport = c.getsockname()[1]
+    stream = "".join(options(n, lport) for n in range(100, 160)).encode()
+    step = len(stream) // 60 + 7  # never a multiple of one message
+    for i in range(0, len(stream), step):
+        c.sendall(stream[i:i + step])
+        time.sleep(0.05)
+    c.settimeout(5)
+    got = b""
+    while got.count(b"SIP/2.0 200") < 60:
+        d = c.recv(1 << 16)
+        assert d, f"closed after {got.count(b'SIP/2.0 200')} answers"
+        got += d
+    # A client that pipelines 2000 requests, reads nothing and resets: its
+    # place under max_connections comes back.
+    rude = sip_tcp(gw)
+    rude.sendall("".join(options(n, rude.getsockname()[1]) for n in range(3000, 5000)).encode())
+    time.sleep(0.5)
+    rude.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    rude.close()
+    c.close()
+    time.sleep(2.0)
+    pair = [sip_tcp(gw), sip_tcp(gw)]
+    for i, s in enumerate(pair):
+        s.sendall(options(7000 + i, s.getsockname()[1]).encode())
+        assert s.recv(65536).startswith(b"SIP/2.0 200"), "both places free again"
+        s.close()
+    assert gw.proc.poll() is None

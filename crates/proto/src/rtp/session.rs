@@ -18,7 +18,8 @@
 //!   [`SILENCE_BEFORE_MOVE`] (packets still in flight from the old port
 //!   after a re-offer are not evidence); everything else is dropped
 //!   (`wrong_source`), and the first such source is remembered for the
-//!   no-media verdict;
+//!   no-media verdict; a source learned by probation that has been silent
+//!   for [`RELEARN_AFTER`] may be replaced by another the same way;
 //! - RTCP is taken from the expected host (any port: without rtcp-mux it
 //!   comes from the port above) and never moves the latch.
 
@@ -98,6 +99,10 @@ pub const PROBATION: u8 = 3;
 /// How long the SDP's address must have been silent before its own stream
 /// continuing from elsewhere moves the latch away from it.
 pub const SILENCE_BEFORE_MOVE: Duration = Duration::from_millis(500);
+
+/// How long a source latched to by probation (not the SDP's address) must
+/// have been silent before another may be latched to the same way.
+pub const RELEARN_AFTER: Duration = Duration::from_secs(2);
 
 /// A source on probation: address, SSRC, last sequence number, packets.
 #[derive(Debug, Clone, Copy)]
@@ -331,7 +336,15 @@ impl RtpSession {
                 self.latch(from, "the same SSRC continuing from a new address");
                 return Ok(());
             }
-            return Err(DropReason::WrongSource);
+            // A latch learned from a NAT'd peer that has gone quiet (a long
+            // outage, a new binding with a new SSRC) may be learned again.
+            let relearn = latched != self.cfg.remote
+                && self
+                    .latched_heard
+                    .is_none_or(|t| now.saturating_duration_since(t) >= RELEARN_AFTER);
+            if !relearn {
+                return Err(DropReason::WrongSource);
+            }
         }
         let next = match self.candidate {
             Some(c) if c.from == from && c.ssrc == p.ssrc && p.seq == c.seq.wrapping_add(1) => {
@@ -747,6 +760,15 @@ mod tests {
             s.handle_datagram(t0, other, &rtp(5, 0, 43, 0, &[0; 160])),
             Received::Dropped(DropReason::WrongSource)
         );
+        // Quiet for over 2 s, a NAT'd source may be learned again (a new
+        // binding, a new SSRC).
+        let later = t0 + Duration::from_secs(3);
+        let again: SocketAddr = "198.51.100.9:7950".parse().unwrap();
+        for seq in 1..=3u16 {
+            let pkt = rtp(seq, 0, 77, 0, &[0; 160]);
+            s.handle_datagram(later, again, &pkt);
+        }
+        assert_eq!(s.destination(), again);
         // The SDP's address is heard from: it wins.
         s.handle_datagram(t0, cfg().remote, &rtp(6, 0, 42, 0, &[0; 160]));
         assert_eq!(s.destination(), cfg().remote);

@@ -92,7 +92,8 @@ impl StreamFramer {
         if req.method == Method::Ack {
             return None;
         }
-        let resp = Response::to(&req, 513, "Message Too Large", None);
+        // A final response needs a To tag (RFC 3261 section 8.2.6.2).
+        let resp = Response::to(&req, 513, "Message Too Large", Some("rtcgw513"));
         Some(Message::Response(resp).to_bytes())
     }
 }
