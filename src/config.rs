@@ -493,6 +493,10 @@ pub struct MediaConfig {
     pub port_max: u16,
     /// Calls beyond this are refused with 503.
     pub max_calls: usize,
+    /// Calls being set up at once (offer in, answer not yet out) beyond
+    /// which new ones are refused with 503: a burst is refused cheaply
+    /// instead of slowing every setup down.
+    pub max_setting_up: usize,
     /// On SIGTERM: how long calls in progress may go on before they are
     /// ended with BYE (no new calls meanwhile).
     pub drain_timeout_s: u64,
@@ -619,6 +623,7 @@ impl Default for MediaConfig {
             port_min: 20000,
             port_max: 29999,
             max_calls: 500,
+            max_setting_up: 64,
             drain_linger_s: 15,
             drain_timeout_s: 30,
         }
@@ -980,6 +985,9 @@ impl Config {
         }
         if m.max_calls == 0 {
             return Err(bad("media.max_calls", 0, "at least 1"));
+        }
+        if m.max_setting_up == 0 {
+            return Err(bad("media.max_setting_up", 0, "at least 1"));
         }
         let w = &self.webrtc;
         if !(20..=10_000).contains(&w.jitter_buffer_max_packets) {

@@ -232,7 +232,7 @@ fn control_config(config: &Config) -> ControlConfig {
             },
         },
         max_calls: config.media.max_calls,
-        max_setting_up: 64,
+        max_setting_up: config.media.max_setting_up,
         caller_id: match r.caller_id {
             CallerIdMode::Pass => CallerId::Pass,
             CallerIdMode::Fixed => CallerId::Fixed,
