@@ -625,15 +625,7 @@ impl Driver {
         frames_tx: &mpsc::Sender<(Peer, Vec<u8>)>,
         closed_tx: &mpsc::Sender<Closed>,
     ) {
-        let (out, rx) = Outbox::new();
-        let id = self.conn_id();
-        self.conns.insert(
-            peer,
-            Conn {
-                id,
-                out: out.clone(),
-            },
-        );
+        let (id, out, rx) = self.register(peer);
         let (frames_tx, closed_tx) = (frames_tx.clone(), closed_tx.clone());
         let policy = self.policy.clone();
         tokio::spawn(async move {
@@ -644,9 +636,15 @@ impl Driver {
         });
     }
 
-    fn conn_id(&mut self) -> u64 {
+    /// A new connection's place in `conns`: its id, its outbox (kept there
+    /// too) and the receiving end its writer takes.
+    fn register(&mut self, peer: Peer) -> (u64, Outbox, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (out, rx) = Outbox::new();
         self.next_conn += 1;
-        self.next_conn
+        let id = self.next_conn;
+        let kept = out.clone();
+        self.conns.insert(peer, Conn { id, out: kept });
+        (id, out, rx)
     }
 
     /// Sends one SIP message on its transport (UDP: from the listen
@@ -706,16 +704,8 @@ impl Driver {
             }
             _ => None,
         };
-        let (out, rx) = Outbox::new();
+        let (id, out, rx) = self.register(peer);
         let _ = out.send(bytes);
-        let id = self.conn_id();
-        self.conns.insert(
-            peer,
-            Conn {
-                id,
-                out: out.clone(),
-            },
-        );
         let (frames_tx, closed_tx) = (frames_tx.clone(), closed_tx.clone());
         let policy = self.policy.clone();
         tokio::spawn(async move {

@@ -191,6 +191,16 @@ Max-Forwards: 70\r\n{extra}{ct}Content-Length: {}\r\n\r\n{body}",
         ));
     }
 
+    /// The caller's CANCEL of its INVITE with `branch` (section 9.1: the
+    /// INVITE's branch, Call-ID, From tag and CSeq number).
+    fn cancel(&mut self, branch: &str) {
+        self.input(format!(
+            "CANCEL sip:bob@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch={branch}\r\n\
+From: \"Alice\" <sip:alice@example.com>;tag=caller-{branch}\r\nTo: <sip:bob@example.com>\r\n\
+Call-ID: {branch}@switch\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ));
+    }
+
     /// A request in the caller's dialog (after our 200 with tag `tag`).
     fn caller_request(&mut self, branch: &str, method: &str, tag: &str, body: (&str, &str)) {
         self.cseq += 1;
@@ -392,11 +402,7 @@ fn cancel_during_setup_gives_487_and_drops_the_media_that_comes_later() {
     let mut h = H::new(bridge(), 10);
     h.invite("z9hG4bKinv", Some(WEBRTC_OFFER), "");
     let (call, ..) = h.created_call();
-    h.input(format!(
-        "CANCEL sip:bob@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKinv\r\n\
-From: \"Alice\" <sip:alice@example.com>;tag=caller-z9hG4bKinv\r\nTo: <sip:bob@example.com>\r\n\
-Call-ID: z9hG4bKinv@switch\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ));
+    h.cancel("z9hG4bKinv");
     assert_eq!(h.responses(487).len(), 1);
     assert_eq!(h.cc.calls(), 0);
     // The media the setup made arrives afterwards: it is hung up, and no
@@ -421,11 +427,7 @@ fn cancel_while_the_callee_rings_cancels_the_callee() {
     let mut h = H::new(bridge(), 10);
     let call = bridged_call_ringing(&mut h);
     h.callee_responds(180, None);
-    h.input(format!(
-        "CANCEL sip:bob@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKinv\r\n\
-From: \"Alice\" <sip:alice@example.com>;tag=caller-z9hG4bKinv\r\nTo: <sip:bob@example.com>\r\n\
-Call-ID: z9hG4bKinv@switch\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ));
+    h.cancel("z9hG4bKinv");
     assert_eq!(h.responses(487).len(), 1);
     assert_eq!(h.requests(Method::Cancel).len(), 1, "CANCEL to the callee");
     assert_eq!(h.hangups(), vec![(call, EndReason::Cancelled)]);
@@ -703,11 +705,7 @@ fn a_call_given_up_during_setup_counts_until_its_media_is_back() {
     let mut h = H::new(Route::Demo, 1);
     h.invite("z9hG4bKinv", Some(WEBRTC_OFFER), "");
     let (call, ..) = h.created_call();
-    h.input(format!(
-        "CANCEL sip:bob@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKinv\r\n\
-From: \"Alice\" <sip:alice@example.com>;tag=caller-z9hG4bKinv\r\nTo: <sip:bob@example.com>\r\n\
-Call-ID: z9hG4bKinv@switch\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ));
+    h.cancel("z9hG4bKinv");
     assert_eq!(h.responses(487).len(), 1);
     h.invite("z9hG4bKtwo", Some(WEBRTC_OFFER), "");
     let busy = h
