@@ -10,21 +10,23 @@ with openssl.
 - A plain RTP caller on IPv6 through Kamailio (-A WITH_IPV6) to rtcgw on
   [::1]."""
 
-import asyncio
 import re
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
+import aiortc_peer
 import kamailio_proc
 import test_bridge
 from conftest import free_port
 from legacy_peer import plain_call
+from test_demo import webrtc_offer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -209,23 +211,11 @@ def test_a_server_certificate_from_another_ca_fails_the_call_at_once(gateway_fac
         except OSError:
             pass
 
-    import threading
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     gw = tls_gateway(gateway_factory, ours, '[route]\nmode = "bridge"\ntarget = "sip:{user}@127.0.0.1:5099"\n',
                      f'next_hop = "sips:127.0.0.1:{port}"\n')
-    from aiortc import RTCPeerConnection
-    import aiortc_peer
-
-    async def offer():
-        pc = RTCPeerConnection()
-        pc.addTrack(aiortc_peer.ToneTrack(1000.0))
-        await pc.setLocalDescription(await pc.createOffer())
-        sdp = pc.localDescription.sdp
-        await pc.close()
-        return sdp
-
-    sdp = asyncio.run(offer())
+    sdp = webrtc_offer()
     started = time.monotonic()
     status, _, body = aiortc_peer.http("POST", gw.url + "/v1/calls?to=alice", sdp.encode(), "application/sdp")
     took = time.monotonic() - started
