@@ -1151,3 +1151,27 @@ fn an_answer_too_large_for_udp_gets_500_not_silence() {
     h.drain();
     assert_eq!(h.responses(200).len(), 1);
 }
+
+#[test]
+fn timer_is_supported_only_when_session_timers_are_on() {
+    // Off (the default): a browser's Session-Expires gets a 200 that
+    // neither claims `timer` nor carries Session-Expires, so the browser
+    // does not refresh for nothing (RFC 4028 section 9).
+    let mut h = H::new();
+    h.input(invite_with("Supported: timer\r\nSession-Expires: 90\r\n"));
+    let (call, _) = h.invite_call();
+    h.ua.answer(h.now, call, "v=0\r\n".into());
+    h.drain();
+    let (_, ok) = h.responses(200).remove(0);
+    assert_eq!(ok.headers.get("Supported"), None);
+    assert_eq!(ok.headers.get("Session-Expires"), None);
+    // On: both.
+    let mut h = H::with_timers();
+    h.input(invite_with("Supported: timer\r\nSession-Expires: 120\r\n"));
+    let (call, _) = h.invite_call();
+    h.ua.answer(h.now, call, "v=0\r\n".into());
+    h.drain();
+    let (_, ok) = h.responses(200).remove(0);
+    assert_eq!(ok.headers.get("Supported"), Some("timer"));
+    assert!(ok.headers.get("Session-Expires").is_some());
+}

@@ -196,7 +196,12 @@ pub struct Outgoing {
 }
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO";
-const SUPPORTED: &str = "timer";
+/// What we say we support: RFC 4028 session timers only when they are on
+/// (advertising them otherwise makes a caller refresh for nothing, and
+/// RFC 4028 section 9 expects the 2xx to carry Session-Expires then).
+fn supported(cfg: &UaConfig) -> Option<&'static str> {
+    cfg.session_timer.is_some().then_some("timer")
+}
 
 /// The user agent: every dialog of the gateway's SIP side.
 pub struct UserAgent {
@@ -469,7 +474,9 @@ impl UserAgent {
         let mut resp = Response::to(&req, status, reason_phrase(status), Some(&tag));
         resp.headers.push("Allow", ALLOW);
         resp.headers.push("Accept", "application/sdp");
-        resp.headers.push("Supported", SUPPORTED);
+        if let Some(s) = supported(&self.cfg) {
+            resp.headers.push("Supported", s);
+        }
         resp.headers.push("Server", self.cfg.user_agent.clone());
         if self.draining {
             resp.headers

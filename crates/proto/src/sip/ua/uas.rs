@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use super::dialog::{Dialog, DialogKey, DialogState};
-use super::{ALLOW, Caller, DialogEnd, DialogRef, SUPPORTED, UaEvent, UserAgent, origin, sdp_body};
+use super::{ALLOW, Caller, DialogEnd, DialogRef, UaEvent, UserAgent, origin, sdp_body, supported};
 use crate::sip::message::{Message, NameAddr, Request, Response, reason_phrase};
 use crate::sip::metrics::Rejection;
 use crate::sip::session_timer::{Refresher, SessionTimer, UasDecision, uas_decide};
@@ -172,7 +172,9 @@ impl UserAgent {
             return false;
         };
         resp.headers.push("Allow", ALLOW);
-        resp.headers.push("Supported", SUPPORTED);
+        if let Some(s) = supported(&self.cfg) {
+            resp.headers.push("Supported", s);
+        }
         resp.headers.push("Server", self.cfg.user_agent.clone());
         let d = &self.dialogs[&id];
         let (session_expires, transport) = (d.session_expires, d.peer.transport);
