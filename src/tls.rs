@@ -240,28 +240,23 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let garbage = dir.join("garbage.pem");
         std::fs::write(&garbage, "not a certificate\n").unwrap();
-        let e = SipTls::load(
-            TlsFiles {
-                cert: Some((dir.join("absent.pem"), garbage.clone())),
-                ..TlsFiles::default()
-            },
-            TlsFailures::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let load_err = |f: TlsFiles| {
+            SipTls::load(f, TlsFailures::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = load_err(TlsFiles {
+            cert: Some((dir.join("absent.pem"), garbage.clone())),
+            ..TlsFiles::default()
+        });
         assert!(
             e.starts_with("sip.tls_cert ") && e.contains("absent.pem"),
             "{e}"
         );
-        let e = SipTls::load(
-            TlsFiles {
-                ca: Some(garbage.clone()),
-                ..TlsFiles::default()
-            },
-            TlsFailures::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = load_err(TlsFiles {
+            ca: Some(garbage.clone()),
+            ..TlsFiles::default()
+        });
         assert!(
             e.contains("sip.tls_ca") && e.contains("no PEM certificate"),
             "{e}"

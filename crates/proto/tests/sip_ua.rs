@@ -910,6 +910,12 @@ fn tls_peer() -> Peer {
     }
 }
 
+/// Our Via on a request over TLS names our TLS listener.
+fn assert_via_tls(req: &rtcgw_proto::sip::message::Request) {
+    let via = req.headers.get("Via").unwrap();
+    assert!(via.starts_with("SIP/2.0/TLS 127.0.0.1:5061;"), "{via}");
+}
+
 /// The last message sent and where it went.
 fn last_sent(h: &H) -> (Message, Peer) {
     (h.out.last().unwrap().1.clone(), *h.to.last().unwrap())
@@ -972,12 +978,7 @@ fn a_sips_invite_needs_tls_and_makes_a_secure_dialog() {
     assert_eq!(bye.method, Method::Bye);
     assert_eq!(bye.uri, "sips:ss@127.0.0.1:5090");
     assert_eq!((to.addr.port(), to.transport), (5090, Transport::Tls));
-    assert!(
-        bye.headers
-            .get("Via")
-            .unwrap()
-            .starts_with("SIP/2.0/TLS 127.0.0.1:5061;")
-    );
+    assert_via_tls(&bye);
 }
 
 #[test]
@@ -993,12 +994,7 @@ fn outbound_calls_go_over_tls_for_sips_transport_tls_and_a_tls_next_hop() {
     };
     let (inv, to) = invite(&mut h, "sips:bob@127.0.0.1:5071");
     assert_eq!((to.addr.port(), to.transport), (5071, Transport::Tls));
-    assert!(
-        inv.headers
-            .get("Via")
-            .unwrap()
-            .starts_with("SIP/2.0/TLS 127.0.0.1:5061;")
-    );
+    assert_via_tls(&inv);
     assert_eq!(
         inv.headers.get("Contact"),
         Some("<sips:rtcgw@127.0.0.1:5061>")
@@ -1051,12 +1047,7 @@ fn outbound_calls_go_over_tls_for_sips_transport_tls_and_a_tls_next_hop() {
     ));
     let (inv, to) = invite(&mut h, "sip:dave@pbx.example.com");
     assert_eq!((to.addr.port(), to.transport), (5080, Transport::Tls));
-    assert!(
-        inv.headers
-            .get("Via")
-            .unwrap()
-            .starts_with("SIP/2.0/TLS 127.0.0.1:5061;")
-    );
+    assert_via_tls(&inv);
     assert_eq!(
         inv.headers.get("Contact"),
         Some("<sip:rtcgw@127.0.0.1:5061;transport=tls>")
