@@ -14,6 +14,7 @@ const CPP: &[&str] = &[
     "cpp/src/codecs.cc",
     "cpp/src/dtmf_tap.cc",
     "cpp/src/legacy_audio.cc",
+    "cpp/src/load_codecs.cc",
     "cpp/src/media_stats.cc",
     "cpp/src/network.cc",
     "cpp/src/peer_connection.cc",

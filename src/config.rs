@@ -497,6 +497,13 @@ pub struct MediaConfig {
     /// which new ones are refused with 503: a burst is refused cheaply
     /// instead of slowing every setup down.
     pub max_setting_up: usize,
+    /// Admission by measured headroom: new calls get 503 (and OPTIONS
+    /// too) while, over the last 2 s, this share (%) of 10 ms media frames
+    /// was late; 0: off.
+    pub admit_max_late_pct: f64,
+    /// ...or the process used this share (%) of the cores it may run on;
+    /// 0: off.
+    pub admit_max_cpu_pct: f64,
     /// On SIGTERM: how long calls in progress may go on before they are
     /// ended with BYE (no new calls meanwhile).
     pub drain_timeout_s: u64,
@@ -574,6 +581,9 @@ pub struct OpusSettings {
     pub dtx: bool,
     /// Frame size in ms (10, 20, 40, 60); 0 keeps what SDP negotiated.
     pub ptime_ms: u32,
+    /// Code no more audio bandwidth than the sound sent has (narrowband
+    /// on a G.711 call, wideband on G.722): media/band.rs.
+    pub match_bandwidth: bool,
 }
 
 impl Default for OpusSettings {
@@ -584,6 +594,7 @@ impl Default for OpusSettings {
             fec: true,
             dtx: false,
             ptime_ms: 0,
+            match_bandwidth: true,
         }
     }
 }
@@ -624,6 +635,8 @@ impl Default for MediaConfig {
             port_max: 29999,
             max_calls: 500,
             max_setting_up: 64,
+            admit_max_late_pct: 0.5,
+            admit_max_cpu_pct: 90.0,
             drain_linger_s: 15,
             drain_timeout_s: 30,
         }
@@ -988,6 +1001,14 @@ impl Config {
         }
         if m.max_setting_up == 0 {
             return Err(bad("media.max_setting_up", 0, "at least 1"));
+        }
+        for (key, v) in [
+            ("media.admit_max_late_pct", m.admit_max_late_pct),
+            ("media.admit_max_cpu_pct", m.admit_max_cpu_pct),
+        ] {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(bad(key, v, "a percentage, 0 (off) to 100"));
+            }
         }
         let w = &self.webrtc;
         if !(20..=10_000).contains(&w.jitter_buffer_max_packets) {

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use rtcgw_control::headroom::{Headroom, HeadroomLimits, LoadSample, Verdict};
 use rtcgw_control::{
     ApiCall, ApiRequest, ApiToken, CallControl, CallId, EndReason, MediaEvent, Output, Refused,
 };
@@ -370,6 +371,7 @@ pub struct Driver {
     next_conn: u64,
     replies: HashMap<ApiToken, oneshot::Sender<Result<ApiCall, Refused>>>,
     next_token: u64,
+    headroom: Headroom,
 }
 
 impl Driver {
@@ -402,8 +404,37 @@ impl Driver {
             next_conn: 0,
             replies: HashMap::new(),
             next_token: 1,
+            headroom: Headroom::new(HeadroomLimits {
+                max_late_pct: 0.0,
+                max_cpu_pct: 0.0,
+            }),
         };
         (driver, Handle { tx })
+    }
+
+    /// Admission by measured headroom (`media.admit_max_*`).
+    pub fn with_headroom(mut self, limits: HeadroomLimits) -> Self {
+        self.headroom = Headroom::new(limits);
+        self
+    }
+
+    /// Reads the media clock's frame counters and the process's CPU time
+    /// (once a second) and tells call control when headroom runs out or
+    /// comes back.
+    fn sample_headroom(&mut self) {
+        let (frames, late_frames) = self.calls.frame_counts();
+        let cpu = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        let sample = LoadSample {
+            frames,
+            late_frames,
+            cpu_s: cpu.tv_sec as f64 + cpu.tv_nsec as f64 * 1e-9,
+            cores: std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64),
+        };
+        match self.headroom.sample(now(), sample) {
+            Some(Verdict::Overloaded(why)) => self.control.set_overloaded(Some(why)),
+            Some(Verdict::Recovered) => self.control.set_overloaded(None),
+            None => {}
+        }
     }
 
     /// How SIP stream connections are kept (limits, timeouts, sources).
@@ -461,6 +492,8 @@ impl Driver {
             frames_tx: &frames_tx,
             closed_tx: &closed_tx,
         };
+        let mut headroom_tick = tokio::time::interval(Duration::from_secs(1));
+        headroom_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self
                 .control
@@ -526,6 +559,7 @@ impl Driver {
                     None => break,
                 },
                 _ = tokio::time::sleep_until(wake) => self.control.handle_timeout(now()),
+                _ = headroom_tick.tick() => self.sample_headroom(),
             }
             self.flush(&io);
             if let (Some(deadline), Some(linger)) = (drain_until, linger_until) {

@@ -266,6 +266,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         task_queue_threads: config.webrtc.task_queue_threads,
         opus: config.webrtc.opus.clone(),
         log_level: config.webrtc.log_level,
+        load: Default::default(),
     })
     .context("starting libwebrtc")?;
     let listener = tokio::net::TcpListener::bind(config.http.listen)
@@ -350,7 +351,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         ng,
         stats.clone(),
     );
-    let driver = tokio::spawn(driver.with_stream_policy(policy).run());
+    let headroom = rtcgw_control::headroom::HeadroomLimits {
+        max_late_pct: config.media.admit_max_late_pct,
+        max_cpu_pct: config.media.admit_max_cpu_pct,
+    };
+    let driver = tokio::spawn(
+        driver
+            .with_stream_policy(policy)
+            .with_headroom(headroom)
+            .run(),
+    );
     tokio::spawn(release_memory_after_calls(calls.clone()));
 
     let refusals = metrics.calls.clone();

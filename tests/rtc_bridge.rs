@@ -23,6 +23,7 @@ fn runtime() -> Runtime {
             task_queue_threads: 2,
             opus: OpusSettings::default(),
             log_level: WebrtcLogLevel::None,
+            load: Default::default(),
         })
         .expect("runtime")
     })

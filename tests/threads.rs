@@ -23,6 +23,7 @@ async fn thread_count_is_independent_of_calls() {
         task_queue_threads: 2,
         opus: OpusSettings::default(),
         log_level: WebrtcLogLevel::None,
+        load: Default::default(),
     })
     .unwrap();
     let s = CallSettings {

@@ -19,6 +19,7 @@
 #include "rtc_base/thread.h"
 #include "rtcgw/audio_device.h"
 #include "rtcgw/codecs.h"
+#include "rtcgw/load_codecs.h"
 #include "rtcgw/network.h"
 #include "rtcgw/pc_state.h"
 #include "rtcgw/peer_connection.h"
@@ -128,12 +129,20 @@ std::unique_ptr<Runtime> new_runtime(const RuntimeConfig& config,
   opus.fec = config.opus.fec;
   opus.dtx = config.opus.dtx;
   opus.ptime_ms = config.opus.ptime_ms;
+  opus.match_bandwidth = config.opus.match_bandwidth;
 
   cricket::MediaEngineDependencies media;
   media.task_queue_factory = task_queues.get();
   media.adm = s.adm;
-  media.audio_encoder_factory = CreateEncoderFactory(opus);
-  media.audio_decoder_factory = CreateDecoderFactory();
+  if (config.replay_pcm.empty()) {
+    media.audio_encoder_factory = CreateEncoderFactory(opus);
+  } else {
+    std::vector<int16_t> pcm(config.replay_pcm.begin(), config.replay_pcm.end());
+    media.audio_encoder_factory = CreateReplayEncoderFactory(opus, pcm, config.replay_rate);
+  }
+  media.audio_decoder_factory = config.silent_decoders
+                                    ? CreateSilentDecoderFactory()
+                                    : CreateDecoderFactory();
   media.audio_mixer = rtc::make_ref_counted<PullMixer>();
   media.audio_processing = nullptr;  // per-call APM comes with bridging
 

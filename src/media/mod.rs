@@ -10,6 +10,7 @@
 //! - [`audio`]: tones, clips, recordings; [`ports`]: the RTP port pool.
 
 pub mod audio;
+pub mod band;
 mod bridge;
 mod demo;
 mod legacy;
@@ -652,6 +653,12 @@ impl Calls {
     }
 
     /// Calls ended since start.
+    /// 10 ms media frames due so far on legacy and bridged legs, and of
+    /// those handled late (the headroom admission's reading).
+    pub fn frame_counts(&self) -> (u64, u64) {
+        (self.metrics.frames.get(), self.metrics.late_frames.get())
+    }
+
     pub fn ended_total(&self) -> u64 {
         self.metrics.ended.get()
     }

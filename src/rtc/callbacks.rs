@@ -114,6 +114,14 @@ fn expected_warning(message: &str) -> bool {
 static WEBRTC_LOG: rtcgw_proto::log_gate::LogGate =
     rtcgw_proto::log_gate::LogGate::new(std::time::Duration::from_millis(100));
 
+pub fn new_band_detector() -> Box<crate::media::band::BandDetector> {
+    Box::default()
+}
+
+pub fn band_update(detector: &mut crate::media::band::BandDetector, pcm: &[i16]) -> i32 {
+    detector.update(pcm) as i32
+}
+
 /// The longest libwebrtc log message forwarded, in characters.
 const MAX_LOG_MESSAGE: usize = 500;
 

@@ -35,6 +35,21 @@ pub struct RuntimeSettings {
     pub opus: OpusSettings,
     /// Forward libwebrtc's own log lines at or above this level.
     pub log_level: WebrtcLogLevel,
+    /// Load generators' codecs; the gateway keeps the default (real ones).
+    pub load: LoadCodecs,
+}
+
+/// Codecs for load generators (rtcgw-bench), so that a benchmark's callers
+/// cost far less than the gateway they load (cpp/include/rtcgw/load_codecs.h).
+#[derive(Debug, Clone, Default)]
+pub struct LoadCodecs {
+    /// Mono speech at `replay_rate` Hz, Opus-encoded once with the
+    /// runtime's settings; every call's Opus encoder replays those packets
+    /// instead of encoding. Empty: calls encode what they are given.
+    pub replay_pcm: Vec<i16>,
+    pub replay_rate: u32,
+    /// Opus decoders that play silence (NetEq and SRTP still run).
+    pub silent_decoders: bool,
 }
 
 pub use crate::config::{OpusSettings, WebrtcLogLevel};
@@ -125,8 +140,12 @@ impl Runtime {
                 fec: s.opus.fec,
                 dtx: s.opus.dtx,
                 ptime_ms: s.opus.ptime_ms as i32,
+                match_bandwidth: s.opus.match_bandwidth,
             },
             log_severity: s.log_level as i32,
+            replay_pcm: s.load.replay_pcm.clone(),
+            replay_rate: s.load.replay_rate as i32,
+            silent_decoders: s.load.silent_decoders,
         };
         let mut err = no_error();
         let ptr = sys::ffi::new_runtime(&config, tick, &mut err);

@@ -32,6 +32,7 @@ pub(crate) mod ffi {
         fec: bool,
         dtx: bool,
         ptime_ms: i32,
+        match_bandwidth: bool,
     }
 
     #[derive(Debug, Clone)]
@@ -44,6 +45,12 @@ pub(crate) mod ffi {
         opus: OpusSettings,
         /// rtc::LoggingSeverity forwarded to Rust (0 verbose .. 4 none).
         log_severity: i32,
+        /// Load generators only (load_codecs.h): mono speech that every
+        /// call's Opus encoder replays, encoded once; empty: encode.
+        replay_pcm: Vec<i16>,
+        replay_rate: i32,
+        /// Load generators only: Opus decoders that play silence.
+        silent_decoders: bool,
     }
 
     #[derive(Debug, Clone)]
@@ -264,6 +271,12 @@ pub(crate) mod ffi {
         fn dtmf_packet(sink: &EventSink, clock_rate: u32, timestamp: u32, payload: &[u8]);
         fn audio_tick(sink: &TickSink);
         fn webrtc_log(severity: i32, message: &str);
+        /// The Opus encoders' audio-bandwidth detector (media/band.rs).
+        type BandDetector;
+        fn new_band_detector() -> Box<BandDetector>;
+        /// One 10 ms frame at 48 kHz; returns the Opus bandwidth to code,
+        /// as a sample rate (8000, 16000, 48000).
+        fn band_update(detector: &mut BandDetector, pcm: &[i16]) -> i32;
     }
 
     unsafe extern "C++" {
@@ -389,6 +402,7 @@ unsafe impl Send for ffi::PeerConnection {}
 unsafe impl Sync for ffi::PeerConnection {}
 
 pub(crate) use super::callbacks::{
-    EventSink, MediaStatsCtx, SdpCtx, StatsCtx, TickSink, audio_tick, dtmf_packet,
-    media_stats_done, pc_event, sdp_done, stats_done, webrtc_log,
+    EventSink, MediaStatsCtx, SdpCtx, StatsCtx, TickSink, audio_tick, band_update, dtmf_packet,
+    media_stats_done, new_band_detector, pc_event, sdp_done, stats_done, webrtc_log,
 };
+pub(crate) use crate::media::band::BandDetector;

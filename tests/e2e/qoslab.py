@@ -554,6 +554,8 @@ class Rtcgw(SipFront):
             f'[log]\nfilter = "warn"\n[http]\nlisten = "127.0.0.1:{self.http_port}"\n'
             f'[sip]\nlisten = "127.0.0.1:{self.sip_port}"\n'
             + (f'[ng]\nenabled = true\nlisten = "127.0.0.1:{self.ng_port}"\n' if ng else "")
+            # The lab's peers share the cores: no admission by headroom.
+            + ('[media]\nadmit_max_late_pct = 0\nadmit_max_cpu_pct = 0\n' if "[media]" not in extra_toml else "")
             + f'[route]\nmode = "bridge"\ntarget = "sip:qos@127.0.0.1:{self.uas.getsockname()[1]}"\n'
             f'[demo]\nrecord_dir = "{self.workdir}/rec"\n'
             f'[legacy]\nport_min = {port_min}\nport_max = {port_max}\ncodecs = ["{band.codec}"]\n'
@@ -1114,6 +1116,9 @@ RTCGW_VARIANTS = {
     "NetEQ max 20 packets": "[webrtc]\njitter_buffer_max_packets = 20\n[legacy]\njitter_buffer_max_packets = 20\n",
     "fast accelerate": "[webrtc]\njitter_buffer_fast_accelerate = true\n[legacy]\njitter_buffer_fast_accelerate = true\n",
     "min delay 100 ms": "[webrtc]\njitter_buffer_min_delay_ms = 100\n[legacy]\njitter_buffer_min_delay_ms = 100\n",
+    # What Opus codes toward the browser: matched to the legacy codec's band
+    # (the default) or always fullband.
+    "fullband Opus": "[webrtc.opus]\nmatch_bandwidth = false\n",
 }
 KNOB_CELLS = ["clean", "jitter 80 ms", "loss 5% + jitter 40 ms"]
 # rtpengine's own jitter buffer (off by default; it applies when transcoding).
@@ -1142,6 +1147,8 @@ def main(argv=None):
     p.add_argument("--no-rtpengine", action="store_true")
     p.add_argument("--no-knobs", action="store_true", help="only the default settings of each gateway")
     p.add_argument("--no-defaults", action="store_true", help="only the settings variants (knobs)")
+    p.add_argument("--variants", default="all",
+                   help="comma-separated rtcgw settings variants to run as knobs (default all)")
     p.add_argument("--systems", default="rtcgw,rtpengine")
     p.add_argument("--capacity", default="10,20", help="concurrent-call counts for the CPU comparison ('' for none)")
     p.add_argument("--wideband", action="store_true",
@@ -1198,7 +1205,8 @@ def main(argv=None):
         cells = [] if a.cells == "none" else [cell(n.strip()) for n in a.cells.split(",")]
     if a.wideband:
         # The settings variants and the capacity runs are narrowband questions.
-        a.no_knobs, a.capacity, a.front = True, "", "direct"
+        # (--variants picks rtcgw variants to run in wideband too).
+        a.no_knobs, a.capacity, a.front = a.no_knobs or a.variants == "all", "", "direct"
     seeds = [s.strip() for s in a.seeds.split(",")]
     sw, sl = utterance(UTTERANCE_W2L, rate=band.rate), utterance(UTTERANCE_L2W, rate=band.rate)
     systems = [x for x in a.systems.split(",") if x and not (x == "rtpengine" and a.no_rtpengine)]
@@ -1207,7 +1215,9 @@ def main(argv=None):
         for sy, variants, knob_cells in (("rtcgw", RTCGW_VARIANTS, KNOB_CELLS),
                                          ("rtpengine", RTPENGINE_VARIANTS, RTPENGINE_KNOB_CELLS)):
             if sy in systems:
-                plan += [(sy, v, cell(c), s) for v in variants if v != "default"
+                wanted = variants if a.variants == "all" or sy != "rtcgw" \
+                    else [v.strip() for v in a.variants.split(",")]
+                plan += [(sy, v, cell(c), s) for v in variants if v != "default" and v in wanted
                          for c in knob_cells if cell(c) in cells for s in seeds]
     results, gws, capacity_rows = [], {}, []
     t_start = time.time()

@@ -14,7 +14,9 @@ binary. Each test failed before its fix:
 - media: a stranger sending RTP to a call's port right after the answer
   gets nothing and takes nothing (it took the call's audio); a phone behind
   NAT, whose SDP names an address it does not send from, is still heard
-  and answered; ports are not handed out in order."""
+  and answered; ports are not handed out in order;
+- admission by headroom: without it, new calls and OPTIONS get 503 with
+  Retry-After, the reason is logged once and rtcgw_overloaded says so."""
 
 import re
 import resource
@@ -315,3 +317,41 @@ def test_a_busy_connection_is_not_timed_out_and_a_reset_one_frees_its_place(gate
         assert s.recv(65536).startswith(b"SIP/2.0 200"), "both places free again"
         s.close()
     assert gw.proc.poll() is None
+
+
+def test_without_headroom_invites_and_options_get_503_with_retry_after(gateway_factory):
+    # A CPU limit any running gateway exceeds (its 10 ms clock alone).
+    gw = gateway_factory(media_extra="admit_max_cpu_pct = 0.01\n")
+    deadline = time.monotonic() + 10
+    while gw.metric("rtcgw_overloaded") != 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gw.metric("rtcgw_overloaded") == 1
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind(("127.0.0.1", 0))
+    u.settimeout(5)
+    me = u.getsockname()
+    offer = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+             "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    u.sendto((f"INVITE sip:demo@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me[1]};branch=z9hG4bKov1\r\n"
+              f"From: <sip:f@127.0.0.1>;tag=ov\r\nTo: <sip:demo@127.0.0.1>\r\nCall-ID: ov1@py\r\n"
+              f"CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:f@127.0.0.1:{me[1]}>\r\n"
+              f"Content-Type: application/sdp\r\nContent-Length: {len(offer)}\r\n\r\n{offer}").encode(),
+             ("127.0.0.1", gw.sip_port))
+    final = None
+    while final is None:
+        r = u.recv(65536).decode()
+        if not r.startswith("SIP/2.0 1"):
+            final = r
+    assert final.startswith("SIP/2.0 503"), final
+    assert "\r\nRetry-After: 5\r\n" in final, final
+    u.sendto((f"OPTIONS sip:rtcgw@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{me[1]};branch=z9hG4bKov2\r\n"
+              f"From: <sip:f@127.0.0.1>;tag=ov\r\nTo: <sip:rtcgw@127.0.0.1>\r\nCall-ID: ov2@py\r\n"
+              f"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").encode(),
+             ("127.0.0.1", gw.sip_port))
+    probe = u.recv(65536).decode()
+    assert probe.startswith("SIP/2.0 503"), probe
+    assert "\r\nRetry-After: 5\r\n" in probe, probe
+    u.close()
+    assert gw.metric("rtcgw_calls_refused_total", reason="overloaded") >= 1
+    log = gw.log()
+    assert log.count("overloaded, refusing new calls: CPU at") == 1, log

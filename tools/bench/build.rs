@@ -12,7 +12,10 @@ fn main() {
     println!("cargo:rerun-if-changed=../../build");
     let webrtc = libwebrtc::locate(std::path::Path::new("../.."));
     let mut build = cxx_build::bridge("src/codec_only.rs");
-    build.file("cpp/codec_only.cc").include("cpp");
+    build
+        .file("cpp/codec_only.cc")
+        .include("cpp")
+        .include("../../cpp/include");
     webrtc.configure(&mut build);
     build.compile("rtcgw-bench-codecs");
     // The gateway's rlib carries its libraries to this link; the files its

@@ -18,7 +18,7 @@ use crate::end::{EndReason, Party};
 use crate::id::{ApiToken, CallId, CallIds};
 use crate::media::{Created, FarLeg, MediaCommand, MediaEvent, Plan, ReofferFrom};
 use crate::metrics::CallMetrics;
-use crate::refusal::{Refusal, Refused};
+use crate::refusal::{CAPACITY_RETRY_AFTER_S, Refusal, Refused};
 
 /// Where the gateway sends calls.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +252,8 @@ pub struct CallControl {
     pub(crate) out: VecDeque<Output>,
     /// When draining began.
     draining: Option<Instant>,
+    /// No headroom for another call (headroom.rs): why.
+    overload: Option<String>,
     pub(crate) metrics: CallMetrics,
 }
 
@@ -268,6 +270,7 @@ impl CallControl {
             noise: rtcgw_proto::log_gate::LogGate::new(std::time::Duration::from_millis(100)),
             out: VecDeque::new(),
             draining: None,
+            overload: None,
             metrics,
         }
     }
@@ -417,6 +420,26 @@ impl CallControl {
     pub fn drain(&mut self, now: Instant) {
         self.draining.get_or_insert(now);
         self.ua.set_draining(true);
+    }
+
+    /// Admission by measured headroom ([`crate::headroom`]): with a reason,
+    /// new calls get 503 + Retry-After and so does OPTIONS; None admits
+    /// again. Calls in progress go on either way.
+    pub fn set_overloaded(&mut self, why: Option<String>) {
+        match (&self.overload, &why) {
+            (None, Some(w)) => tracing::warn!(
+                calls = self.calls.len(),
+                "overloaded, refusing new calls: {w}"
+            ),
+            (Some(_), None) => {
+                tracing::info!(calls = self.calls.len(), "headroom back, admitting calls")
+            }
+            _ => {}
+        }
+        self.ua
+            .set_overloaded(why.as_ref().map(|_| CAPACITY_RETRY_AFTER_S));
+        self.metrics.overloaded.set(i64::from(why.is_some()));
+        self.overload = why;
     }
 
     /// Whether a draining gateway may go now: no call left, and no
@@ -597,6 +620,12 @@ impl CallControl {
             return Err(Refused::new(
                 Refusal::Capacity,
                 format!("at capacity: {} calls", self.cfg.max_calls),
+            ));
+        }
+        if let Some(why) = &self.overload {
+            return Err(Refused::new(
+                Refusal::Overloaded,
+                format!("overloaded: {why}"),
             ));
         }
         if self.setting_up.len() >= self.cfg.max_setting_up {

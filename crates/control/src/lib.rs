@@ -42,6 +42,7 @@
 
 mod core;
 mod end;
+pub mod headroom;
 mod id;
 mod media;
 mod metrics;

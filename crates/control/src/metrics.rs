@@ -42,6 +42,7 @@ pub struct CallMetrics {
     refused: Family<ReasonLabel, Counter>,
     pub(crate) active: Gauge,
     pub(crate) setting_up: Gauge,
+    pub(crate) overloaded: Gauge,
     outcomes: CallOutcomes,
 }
 
@@ -66,6 +67,11 @@ impl CallMetrics {
             "rtcgw_calls_active",
             "Calls in progress",
             self.active.clone(),
+        );
+        r.register(
+            "rtcgw_overloaded",
+            "1 while new calls are refused for want of headroom (late media frames or CPU)",
+            self.overloaded.clone(),
         );
         r.register(
             "rtcgw_calls_setting_up",

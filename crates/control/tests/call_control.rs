@@ -1473,3 +1473,52 @@ fn an_api_target_must_be_a_user_or_a_sip_uri_and_needs_a_bridge() {
         assert!(h.media.is_empty() && h.sip.is_empty());
     }
 }
+
+#[test]
+fn without_headroom_new_calls_and_options_get_503_while_calls_in_progress_go_on() {
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_up(&mut h);
+    h.cc.set_overloaded(Some("0.80% of 10 ms frames late over the last 2 s".into()));
+    h.invite("z9hG4bKlate", Some(WEBRTC_OFFER), "");
+    let r = h.responses(503).pop().expect("503 while overloaded");
+    assert_eq!(r.headers.get("Retry-After"), Some("5"));
+    assert!(
+        h.take(|c| matches!(c, MediaCommand::Create { .. }))
+            .is_empty()
+    );
+    h.options_probe("z9hG4bKopt1");
+    let probe = h.responses(503).pop().expect("OPTIONS 503");
+    assert_eq!(probe.headers.get("CSeq"), Some("1 OPTIONS"));
+    assert_eq!(probe.headers.get("Retry-After"), Some("5"));
+    h.cc.handle_api(
+        h.now,
+        ApiRequest::Create {
+            token: ApiToken(9),
+            offer: WEBRTC_OFFER.into(),
+            to: None,
+        },
+    );
+    h.drain();
+    let (_, r) = h.replies.pop().unwrap();
+    let r = r.unwrap_err();
+    assert_eq!(r.kind, Refusal::Overloaded);
+    assert!(r.detail.contains("frames late"), "{}", r.detail);
+    assert_eq!(h.metrics.refused(Refusal::Overloaded), 2);
+    assert_eq!(h.cc.calls(), 1, "the call in progress goes on");
+    assert!(h.hangups().is_empty());
+    assert!(!h.cc.may_exit(), "overload is not a drain");
+
+    // Headroom back: calls and OPTIONS are welcome again.
+    h.cc.set_overloaded(None);
+    h.options_probe("z9hG4bKopt2");
+    assert_eq!(
+        h.responses(200)
+            .iter()
+            .filter(|r| r.headers.get("CSeq") == Some("1 OPTIONS"))
+            .count(),
+        1
+    );
+    h.invite("z9hG4bKnext", Some(WEBRTC_OFFER), "");
+    let (next, ..) = h.created_call();
+    assert_ne!(next, call);
+}

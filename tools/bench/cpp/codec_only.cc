@@ -2,6 +2,7 @@
 
 #include <time.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -10,6 +11,8 @@
 #include "api/audio_codecs/opus/audio_decoder_opus.h"
 #include "api/audio_codecs/opus/audio_encoder_opus.h"
 #include "rtc_base/buffer.h"
+#include "rtcgw/load_codecs.h"
+#include "rtcgw-bench/src/codec_only.rs.h"
 
 namespace rtcgw {
 
@@ -65,17 +68,6 @@ Roundtrip Opus() {
                    48000);
 }
 
-Roundtrip Pcmu() {
-  webrtc::AudioEncoderG711::Config enc_config;  // mono, 20 ms
-  enc_config.type = webrtc::AudioEncoderG711::Config::Type::kPcmU;
-  webrtc::AudioDecoderG711::Config dec_config;
-  dec_config.type = webrtc::AudioDecoderG711::Config::Type::kPcmU;
-  dec_config.num_channels = 1;  // no default: uninitialised otherwise
-  return Roundtrip(webrtc::AudioEncoderG711::MakeAudioEncoder(enc_config, 0),
-                   webrtc::AudioDecoderG711::MakeAudioDecoder(dec_config),
-                   8000);
-}
-
 }  // namespace
 
 uint64_t bench_opus_roundtrip(uint32_t frames) {
@@ -86,13 +78,70 @@ uint64_t bench_opus_roundtrip(uint32_t frames) {
   return ThreadCpuNs() - start;
 }
 
-uint64_t bench_bridge_codecs(uint32_t frames) {
-  Roundtrip opus = Opus(), pcmu = Pcmu();
-  if (!opus.ok() || !pcmu.ok()) return 0;
+uint64_t bench_bridge_codecs(rust::Slice<const int16_t> pcm, uint32_t rate,
+                             const CeilingOpus& opus) {
+  std::vector<int16_t> speech(pcm.begin(), pcm.end());
+  std::vector<int16_t> wide = Resample(speech, int(rate), 48000);
+  std::vector<int16_t> narrow = Resample(speech, int(rate), 8000);
+  if (wide.empty() || narrow.empty()) return 0;
+  size_t frames = std::min(wide.size() / 480, narrow.size() / 80);
+
+  // What the browser sends, encoded beforehand (not measured).
+  webrtc::AudioEncoderOpusConfig browser;
+  auto browser_enc = webrtc::AudioEncoderOpus::MakeAudioEncoder(browser, 111);
+  // The gateway's encoder toward the browser.
+  webrtc::AudioEncoderOpusConfig gw;
+  if (opus.bitrate_bps > 0) gw.bitrate_bps = opus.bitrate_bps;
+  if (opus.complexity >= 0) {
+    gw.complexity = opus.complexity;
+    gw.low_rate_complexity = opus.complexity;
+  }
+  gw.fec_enabled = opus.fec;
+  gw.dtx_enabled = opus.dtx;
+  gw.max_playback_rate_hz = opus.max_playback_hz;
+  auto gw_enc = webrtc::AudioEncoderOpus::MakeAudioEncoder(gw, 111);
+  auto opus_dec = webrtc::AudioDecoderOpus::MakeAudioDecoder({48000, 1});
+  webrtc::AudioEncoderG711::Config ulaw_config;
+  ulaw_config.type = webrtc::AudioEncoderG711::Config::Type::kPcmU;
+  webrtc::AudioDecoderG711::Config ulaw_dec_config;
+  ulaw_dec_config.type = webrtc::AudioDecoderG711::Config::Type::kPcmU;
+  ulaw_dec_config.num_channels = 1;
+  auto ulaw_enc = webrtc::AudioEncoderG711::MakeAudioEncoder(ulaw_config, 0);
+  auto ulaw_dec = webrtc::AudioDecoderG711::MakeAudioDecoder(ulaw_dec_config);
+  if (!browser_enc || !gw_enc || !opus_dec || !ulaw_enc || !ulaw_dec) return 0;
+
+  std::vector<rtc::Buffer> sent;
+  rtc::Buffer packet;
+  for (size_t f = 0; f < frames; ++f) {
+    browser_enc->Encode(uint32_t(f * 480),
+                        rtc::ArrayView<const int16_t>(&wide[f * 480], 480),
+                        &packet);
+    if (packet.size() > 0) {
+      sent.emplace_back(packet.data(), packet.size());
+      packet.Clear();
+    }
+  }
+
+  std::vector<int16_t> out(5760);
+  webrtc::AudioDecoder::SpeechType type;
+  size_t next = 0;
   uint64_t start = ThreadCpuNs();
-  for (uint32_t f = 0; f < frames; ++f) {
-    opus.Frame();
-    pcmu.Frame();
+  for (size_t f = 0; f < frames; ++f) {
+    if (f % 2 == 1 && next < sent.size()) {  // one browser packet per 20 ms
+      const rtc::Buffer& p = sent[next++];
+      opus_dec->Decode(p.data(), p.size(), 48000, out.size() * sizeof(int16_t),
+                       out.data(), &type);
+    }
+    packet.Clear();
+    ulaw_enc->Encode(uint32_t(f * 80),
+                     rtc::ArrayView<const int16_t>(&narrow[f * 80], 80),
+                     &packet);
+    if (packet.size() > 0)
+      ulaw_dec->Decode(packet.data(), packet.size(), 8000,
+                       out.size() * sizeof(int16_t), out.data(), &type);
+    packet.Clear();
+    gw_enc->Encode(uint32_t(f * 480),
+                   rtc::ArrayView<const int16_t>(&wide[f * 480], 480), &packet);
   }
   return ThreadCpuNs() - start;
 }

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "rust/cxx.h"
+
 namespace rtcgw {
 
 // Encodes `frames` 10 ms frames of a 48 kHz mono tone with libwebrtc's Opus
@@ -12,11 +14,16 @@ namespace rtcgw {
 // packet with its Opus decoder. Returns the elapsed thread CPU time in ns.
 uint64_t bench_opus_roundtrip(uint32_t frames);
 
-// One bridged call's codec work (WebRTC Opus leg <-> PCMU leg) for `frames`
-// 10 ms frames: the Opus roundtrip above plus a G.711 mu-law encode (20 ms
-// packets) and decode of 10 ms of an 8 kHz tone. Resampling between 48 and
-// 8 kHz, which the gateway also does, is left out: this is the codecs alone.
-// Returns the elapsed thread CPU time in ns.
-uint64_t bench_bridge_codecs(uint32_t frames);
+struct CeilingOpus;
+
+// One bridged call's codec work (WebRTC Opus leg <-> PCMU leg) on recorded
+// speech `pcm` (mono, `rate` Hz, whole 10 ms frames), once through: per 20 ms
+// an Opus decode of what a browser sends (speech encoded beforehand with
+// WebRTC's defaults), a G.711 mu-law encode and decode at 8 kHz, and an Opus
+// encode of the speech at 48 kHz with the gateway's settings `opus`.
+// Resampling, which the gateway also does, is left out: this is the codecs
+// alone. Returns the elapsed thread CPU time in ns (0: a codec failed).
+uint64_t bench_bridge_codecs(rust::Slice<const int16_t> pcm, uint32_t rate,
+                             const CeilingOpus& opus);
 
 }  // namespace rtcgw

@@ -11,7 +11,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use rtcgw::media::audio::{FrameSource, Tone};
 use rtcgw::rtc::{
-    CallSettings, OpusSettings, PeerConnection, RtcError, Runtime, RuntimeSettings, WebrtcLogLevel,
+    CallSettings, LoadCodecs, OpusSettings, PeerConnection, RtcError, Runtime, RuntimeSettings,
+    WebrtcLogLevel,
 };
 
 #[derive(Debug, Clone)]
@@ -179,6 +180,7 @@ pub(crate) fn client_runtime(
     address: IpAddr,
     port_min: u16,
     port_max: u16,
+    load: LoadCodecs,
 ) -> Result<Runtime, RtcError> {
     Runtime::new(&RuntimeSettings {
         addresses: vec![address.into()],
@@ -187,12 +189,13 @@ pub(crate) fn client_runtime(
         task_queue_threads: 2,
         opus: OpusSettings::default(),
         log_level: WebrtcLogLevel::Error,
+        load,
     })
 }
 
 /// Runs the load steps and returns a Markdown report.
 pub async fn run(o: LoadOptions) -> Result<String, LoadError> {
-    let runtime = client_runtime(o.address, o.port_min, o.port_max)?;
+    let runtime = client_runtime(o.address, o.port_min, o.port_max, LoadCodecs::default())?;
     let settings = CallSettings {
         jitter_buffer_max_packets: 200,
         jitter_buffer_fast_accelerate: false,

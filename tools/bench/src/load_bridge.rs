@@ -3,7 +3,11 @@
 //!
 //! * WebRTC callers: libwebrtc offerers (Opus over DTLS-SRTP) that call the
 //!   gateway with a minimal SIP UAC over UDP (INVITE with the offer, ACK,
-//!   BYE), sending a tone and draining what they hear;
+//!   BYE), sending recorded speech. So that the callers cost far less than
+//!   what they load, the speech is Opus-encoded once and every caller
+//!   replays the packets, and only one caller in `sample_every` decodes what
+//!   it hears (the others' NetEq plays silence): those are checked for
+//!   speech, every call for its packets (load_codecs.h);
 //! * the SIP callee the gateway's outbound legs reach (its `route.target`):
 //!   200 with a PCMU answer pointing at
 //! * an RTP reflector that echoes each leg's RTP back to where it came from,
@@ -12,8 +16,9 @@
 //!
 //! Per step of concurrent calls it reports the gateway's late 10 ms frames
 //! (its /metrics), CPU, RSS and threads (/proc), against the codec-only
-//! ceiling (Opus encode + decode + PCMU encode + decode per call per 10 ms)
-//! measured in the same run.
+//! ceiling (per call an Opus decode, a PCMU encode + decode and an Opus
+//! encode with the gateway's settings, on the same speech) measured in the
+//! same run.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -25,12 +30,9 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::load::{
-    CLK_TCK, LoadError, calls_with_audio, client_runtime, http, percentile, rx_frames, sample,
-    spawn_pump,
-};
+use crate::load::{CLK_TCK, LoadError, client_runtime, http, percentile, sample};
 use crate::ng::NgClient;
-use rtcgw::rtc::{CallSettings, PeerConnection, Runtime};
+use rtcgw::rtc::{CallSettings, LoadCodecs, PeerConnection, Runtime, media_stats};
 use rtcgw_proto::sip::message::{Message, NameAddr, Request, Response};
 
 #[derive(Debug, Clone)]
@@ -69,6 +71,37 @@ pub struct BridgeLoadOptions {
     /// Appends one tab-separated line per step (and a closing `best` line)
     /// here, for scripts that put several runs side by side.
     pub tsv: Option<std::path::PathBuf>,
+    /// One call in this many decodes what it hears (checked for speech).
+    pub sample_every: usize,
+    /// Where the recorded speech comes from (speech.rs).
+    pub speech_dir: std::path::PathBuf,
+    /// The gateway's Opus audio bandwidth in the codec-only ceiling.
+    pub ceiling_max_playback_hz: i32,
+    /// Offer the steps' calls whatever the gateway says: calls refused
+    /// with 503 are counted, not a reason to stop; the step is measured on
+    /// the calls admitted.
+    pub overload: bool,
+    /// New calls per second (batches of 10 paced to it); 0: each batch as
+    /// soon as the one before is up.
+    pub rate: f64,
+}
+
+/// Speech seconds the callers replay (and the ceiling encodes).
+const SPEECH_SECONDS: f64 = 60.0;
+/// A received 10 ms frame above this RMS counts as speech (about -40 dBFS).
+const SPEECH_RMS: f64 = 330.0;
+
+/// Share of 10 ms frames of `pcm` (at `rate`) that are speech.
+fn speech_share(pcm: &[i16], rate: u32) -> f64 {
+    let n = (rate / 100) as usize;
+    let frames = pcm.chunks_exact(n);
+    let total = frames.len().max(1);
+    pcm.chunks_exact(n).filter(|f| is_speech(f)).count() as f64 / total as f64
+}
+
+fn is_speech(frame: &[i16]) -> bool {
+    let energy: f64 = frame.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+    (energy / frame.len().max(1) as f64).sqrt() > SPEECH_RMS
 }
 
 /// How long a caller waits for the gateway's final response.
@@ -338,6 +371,8 @@ enum Leg {
 struct BridgedCall {
     pc: Arc<PeerConnection>,
     leg: Leg,
+    /// A sampled call (real decoders): its 10 ms frames heard with speech.
+    speech_frames: Option<Arc<AtomicU64>>,
 }
 
 /// The echo's SDP: PCMU on the reflector, as the SIP callee answers and as
@@ -407,15 +442,29 @@ fn parse_frames(metrics: &str) -> GatewayFrames {
     }
 }
 
+/// The callers' two libwebrtc runtimes, each on half of the port range:
+/// `sampled` decodes what it hears, `silent` does not.
+struct Callers {
+    sampled: Runtime,
+    silent: Runtime,
+    sample_every: usize,
+    /// New calls per second; 0: as fast as they come up.
+    rate: f64,
+}
+
 /// Sets up `n` bridged calls, `batch` at a time; returns setup times (ms).
+/// With `refused`, calls refused with 503 are counted there instead of
+/// failing the whole.
 async fn set_up(
-    runtime: &Runtime,
+    runtimes: &Callers,
     caller: &Arc<Caller>,
     ng: Option<&Arc<NgClient>>,
     rtp: SocketAddr,
     calls: &Arc<Mutex<Vec<BridgedCall>>>,
     n: usize,
+    mut refused: Option<&mut usize>,
 ) -> Result<Vec<f64>, LoadError> {
+    let rate = runtimes.rate;
     let settings = CallSettings {
         jitter_buffer_max_packets: 200,
         jitter_buffer_fast_accelerate: false,
@@ -426,8 +475,17 @@ async fn set_up(
     let mut todo = n;
     while todo > 0 {
         let batch = todo.min(10);
+        let paced =
+            (rate > 0.0).then(|| Instant::now() + Duration::from_secs_f64(batch as f64 / rate));
         let mut tasks = Vec::new();
-        for _ in 0..batch {
+        let first = calls.lock().expect("calls").len() + (n - todo);
+        for i in first..first + batch {
+            let sampled = i % runtimes.sample_every == 0;
+            let runtime = if sampled {
+                &runtimes.sampled
+            } else {
+                &runtimes.silent
+            };
             let (pc, _events) = runtime.create_peer_connection(&settings)?;
             let pc = Arc::new(pc);
             let caller = caller.clone();
@@ -459,7 +517,15 @@ async fn set_up(
                     }
                 };
                 pc.apply_answer(&answer).await?;
-                Ok::<_, LoadError>((BridgedCall { pc, leg }, t0.elapsed()))
+                let speech_frames = sampled.then(Arc::default);
+                Ok::<_, LoadError>((
+                    BridgedCall {
+                        pc,
+                        leg,
+                        speech_frames,
+                    },
+                    t0.elapsed(),
+                ))
             }));
         }
         let mut failed = None;
@@ -469,6 +535,11 @@ async fn set_up(
                     setup.push(took.as_secs_f64() * 1000.0);
                     calls.lock().expect("calls").push(call);
                 }
+                Err(LoadError::Sip(e)) if refused.is_some() && e.starts_with("INVITE: 503") => {
+                    if let Some(r) = refused.as_deref_mut() {
+                        *r += 1;
+                    }
+                }
                 Err(e) => failed = failed.or(Some(e)),
             }
         }
@@ -476,13 +547,106 @@ async fn set_up(
             return Err(e);
         }
         todo -= batch;
+        if let Some(t) = paced {
+            tokio::time::sleep_until(t.into()).await;
+        }
     }
     Ok(setup)
 }
 
+/// Every 10 ms tick, the sampled calls' received audio is drained and its
+/// speech frames counted.
+fn spawn_listener(
+    runtime: &Runtime,
+    calls: Arc<Mutex<Vec<BridgedCall>>>,
+) -> tokio::task::JoinHandle<()> {
+    let mut ticks = runtime.ticks();
+    tokio::spawn(async move {
+        let mut rx = Vec::new();
+        while ticks.changed().await.is_ok() {
+            let sampled: Vec<(Arc<PeerConnection>, Arc<AtomicU64>)> = calls
+                .lock()
+                .expect("calls")
+                .iter()
+                .filter_map(|c| Some((c.pc.clone(), c.speech_frames.clone()?)))
+                .collect();
+            for (pc, frames) in sampled {
+                while pc.pull_audio(&mut rx).is_some() {
+                    if is_speech(&rx) {
+                        frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Per call, in order: RTP packets received so far and, for a sampled call,
+/// the speech frames it heard.
+async fn heard(calls: &Mutex<Vec<BridgedCall>>) -> Vec<(u64, Option<u64>)> {
+    let (pcs, speech): (Vec<_>, Vec<_>) = calls
+        .lock()
+        .expect("calls")
+        .iter()
+        .map(|c| {
+            let frames = c.speech_frames.as_ref().map(|f| f.load(Ordering::Relaxed));
+            (c.pc.clone(), frames)
+        })
+        .unzip();
+    let refs: Vec<&PeerConnection> = pcs.iter().map(AsRef::as_ref).collect();
+    media_stats(&refs, false)
+        .await
+        .iter()
+        .zip(speech)
+        .map(|(s, f)| (s.as_ref().map_or(0, |s| s.packets_received), f))
+        .collect()
+}
+
+/// Between two [`heard`] readings `wall` seconds apart: the calls with
+/// audio (at least 90% of 50 packets a second and, for a sampled call,
+/// speech in at least half as many frames as the source has), the sampled
+/// calls, and the sampled calls that heard speech.
+fn audio_check(
+    before: &[(u64, Option<u64>)],
+    after: &[(u64, Option<u64>)],
+    wall: f64,
+    source_share: f64,
+) -> (usize, usize, usize) {
+    let want_packets = 0.9 * 50.0 * wall;
+    let want_speech = 0.5 * source_share * 100.0 * wall;
+    let (mut with_audio, mut sampled, mut speech) = (0, 0, 0);
+    for ((p0, s0), (p1, s1)) in before.iter().zip(after) {
+        let packets = p1.saturating_sub(*p0) as f64 >= want_packets;
+        let heard_speech = match (s0, s1) {
+            (Some(a), Some(b)) => {
+                sampled += 1;
+                let ok = b.saturating_sub(*a) as f64 >= want_speech;
+                speech += usize::from(ok);
+                ok
+            }
+            _ => true,
+        };
+        with_audio += usize::from(packets && heard_speech);
+    }
+    (with_audio, sampled, speech)
+}
+
 /// Runs the steps and returns a Markdown report.
 pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
-    let runtime = client_runtime(o.address, o.port_min, o.port_max)?;
+    let speech = crate::speech::load(&o.speech_dir, SPEECH_SECONDS).map_err(LoadError::Sip)?;
+    let source_share = speech_share(&speech, crate::speech::RATE);
+    let codecs = |silent_decoders| LoadCodecs {
+        replay_pcm: speech.clone(),
+        replay_rate: crate::speech::RATE,
+        silent_decoders,
+    };
+    let mid = o.port_min + (o.port_max - o.port_min) / 2;
+    let runtimes = Callers {
+        sampled: client_runtime(o.address, o.port_min, mid, codecs(false))?,
+        silent: client_runtime(o.address, mid + 1, o.port_max, codecs(true))?,
+        sample_every: o.sample_every,
+        rate: o.rate,
+    };
     let sip_err = |e: std::io::Error| LoadError::Sip(e.to_string());
     let sock = UdpSocket::bind(SocketAddr::new(o.sip.ip(), 0))
         .await
@@ -533,57 +697,89 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
     };
 
     let calls: Arc<Mutex<Vec<BridgedCall>>> = Arc::default();
-    let pc_of = |c: &BridgedCall| c.pc.clone();
-    let pump = spawn_pump(&runtime, calls.clone(), pc_of);
+    let pump = spawn_listener(&runtimes.sampled, calls.clone());
 
     let idle = sample(o.gateway_pid)?;
-    // Codec-only ceiling: 3000 frames = 30 s of one call's audio.
-    let codec_pct = crate::codec_only::bridge_codecs_cpu(3000).as_secs_f64() / 30.0 * 100.0;
+    // Codec-only ceiling: one call's codec work on the whole speech.
+    let gateway_opus = rtcgw::config::OpusSettings::default();
+    let ceiling_opus = crate::codec_only::CeilingOpus {
+        bitrate_bps: gateway_opus.bitrate_bps as i32,
+        complexity: gateway_opus.complexity.map_or(-1, i32::from),
+        fec: gateway_opus.fec,
+        dtx: gateway_opus.dtx,
+        max_playback_hz: o.ceiling_max_playback_hz,
+    };
+    let speech_secs = speech.len() as f64 / f64::from(crate::speech::RATE);
+    let codec_pct =
+        crate::codec_only::bridge_codecs_cpu(&speech, crate::speech::RATE, &ceiling_opus)
+            .ok_or_else(|| LoadError::Sip("codec-only ceiling: a codec failed".into()))?
+            .as_secs_f64()
+            / speech_secs
+            * 100.0;
     let per_core = 100.0 / codec_pct;
     let ceiling = per_core * o.gateway_cores;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Codec-only ceiling, same run: one Opus encode + decode and one PCMU encode + decode \
-         per call per 10 ms = {codec_pct:.3}% of one core, i.e. {per_core:.0} calls per core, \
-         **{ceiling:.0} calls on the {who}'s {} core(s)**.\n\
+        "Load: {speech_secs:.0} s of recorded speech (asterisk-core-sounds-en-wav, {:.0}% of \
+         its 10 ms frames speech) from every caller, Opus-encoded once and replayed; one call \
+         in {} decodes what it hears.\n\
+         Codec-only ceiling, same run, same speech: per call an Opus decode, a PCMU encode + \
+         decode and an Opus encode with the gateway's default settings (FEC {}, complexity \
+         {}, audio bandwidth {} Hz) = {codec_pct:.3}% of one core, i.e. {per_core:.0} calls \
+         per core, **{ceiling:.0} calls on the {who}'s {} core(s)**.\n\
          {who_idle} idle: RSS {:.1} MiB, {} threads.\n",
+        source_share * 100.0,
+        o.sample_every,
+        if ceiling_opus.fec { "on" } else { "off" },
+        gateway_opus
+            .complexity
+            .map_or("libwebrtc's default".to_string(), |c| c.to_string()),
+        o.ceiling_max_playback_hz,
         o.gateway_cores,
         idle.rss_kib as f64 / 1024.0,
         idle.threads
     );
     let _ = writeln!(
         out,
-        "| calls | setup p50 ms | setup p95 ms | late frames % | {who} CPU % | CPU %/call | RSS MiB | RSS KiB/call | threads | clock stalls | load client CPU % | other processes CPU % | calls with audio |"
+        "| calls | setup p50 ms | setup p95 ms | late frames % | {who} CPU % | CPU %/call | RSS MiB | RSS KiB/call | threads | clock stalls | load client CPU % | other processes CPU % | calls with audio | sampled calls hearing speech | refused (503) |"
     );
     let _ = writeln!(
         out,
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
 
     let mut best: Option<usize> = None;
     let mut stopped = String::new();
-    for &n in &o.steps {
+    for &offered in &o.steps {
         let have = calls.lock().expect("calls").len();
+        let mut refused = 0;
         let mut setup = match set_up(
-            &runtime,
+            &runtimes,
             &caller,
             ng.as_ref(),
             rtp,
             &calls,
-            n.saturating_sub(have),
+            offered.saturating_sub(have),
+            o.overload.then_some(&mut refused),
         )
         .await
         {
             Ok(s) => s,
             Err(e) => {
                 let up = calls.lock().expect("calls").len();
-                stopped = format!("Stopped at {n} calls: setup failed with {up} up ({e}).");
+                stopped = format!("Stopped at {offered} calls: setup failed with {up} up ({e}).");
                 break;
             }
         };
+        // The calls measured: all offered, or those admitted (--overload).
+        let n = calls.lock().expect("calls").len();
+        if n == 0 {
+            stopped = format!("Stopped at {offered} calls: none admitted ({refused} refused).");
+            break;
+        }
         tokio::time::sleep(Duration::from_secs(2)).await; // ICE + DTLS settle
-        let rx_before = rx_frames(&calls, pc_of);
+        let heard_before = heard(&calls).await;
         let (f0, s0, c0, m0) = (
             frames_of(ng.is_none(), o.api).await?,
             sample(o.gateway_pid)?,
@@ -599,7 +795,9 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             machine_busy_ticks(),
         );
         let wall = t0.elapsed().as_secs_f64();
-        let with_audio = calls_with_audio(&calls, pc_of, &rx_before, wall * 100.0);
+        let heard_after = heard(&calls).await;
+        let (with_audio, sampled, sampled_speech) =
+            audio_check(&heard_before, &heard_after, wall, source_share);
         let frames = f1.frames - f0.frames;
         let late_pct = (f1.late - f0.late) as f64 / frames.max(1) as f64 * 100.0;
         let cpu = (s1.cpu_ticks - s0.cpu_ticks) as f64 / CLK_TCK / wall * 100.0;
@@ -623,7 +821,7 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
         );
         let _ = writeln!(
             out,
-            "| {n} | {p50:.1} | {p95:.1} | {late_cell} | {cpu:.1} | {:.2} | {:.1} | {:.0} | {} | {stalls_cell} | {client_cpu:.0} | {others} | {with_audio}/{n} |",
+            "| {n} | {p50:.1} | {p95:.1} | {late_cell} | {cpu:.1} | {:.2} | {:.1} | {:.0} | {} | {stalls_cell} | {client_cpu:.0} | {others} | {with_audio}/{n} | {sampled_speech}/{sampled} | {refused} |",
             cpu / n as f64,
             s1.rss_kib as f64 / 1024.0,
             s1.rss_kib.saturating_sub(idle.rss_kib) as f64 / n as f64,
@@ -651,6 +849,10 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             } else {
                 None
             }
+        } else if (with_audio as f64) < 0.99 * n as f64 {
+            Some(format!(
+                "Stopped at {n} calls: only {with_audio} had audio (criterion: 99%)."
+            ))
         } else if frames < (n as f64 * wall * 100.0 * 0.9) as u64 {
             // Fewer frames than the calls should have: calls are not up.
             Some(format!(
@@ -666,7 +868,7 @@ pub async fn run_bridge(o: BridgeLoadOptions) -> Result<String, LoadError> {
             None
         };
         tsv_line(format!(
-            "step\t{mode}\t{n}\t{p50:.1}\t{p95:.1}\t{late_cell}\t{cpu:.1}\t{:.1}\t{with_audio}\t{client_cpu:.0}\t{}",
+            "step\t{mode}\t{n}\t{p50:.1}\t{p95:.1}\t{late_cell}\t{cpu:.1}\t{:.1}\t{with_audio}\t{client_cpu:.0}\t{}\t{offered}\t{refused}",
             s1.rss_kib as f64 / 1024.0,
             u8::from(verdict.is_none())
         ));

@@ -6,6 +6,7 @@ mod codec_only;
 mod load;
 mod load_bridge;
 mod ng;
+mod speech;
 mod stats;
 
 use std::path::PathBuf;
@@ -20,6 +21,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(clap::Subcommand, Debug)]
 enum Command {
     /// The legacy leg's per-stream media cost (RTP, NetEq, encoder) in
@@ -74,6 +77,15 @@ enum Command {
         #[arg(long, default_value_t = 49999)]
         port_max: u16,
     },
+    /// The codec-only cost of one bridged call (Opus decode, PCMU encode +
+    /// decode, Opus encode with the gateway's defaults) on recorded speech,
+    /// with the Opus encoder at each audio bandwidth, several times over.
+    Ceiling {
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long, default_value = speech::SOUNDS)]
+        speech_dir: PathBuf,
+    },
     /// Bridged calls: WebRTC callers over SIP/UDP into a gateway in bridge
     /// mode, the SIP callee of its outbound legs and an RTP echo; reports
     /// late frames, CPU and RSS per step as Markdown.
@@ -122,6 +134,26 @@ enum Command {
         /// Append one tab-separated line per step to this file.
         #[arg(long)]
         tsv: Option<PathBuf>,
+        /// Real Opus decoders on one call in this many (the calls whose
+        /// received speech is checked); the others play silence.
+        #[arg(long, default_value_t = 10)]
+        sample_every: usize,
+        /// The recorded speech the callers send (asterisk-core-sounds-en-wav).
+        #[arg(long, default_value = speech::SOUNDS)]
+        speech_dir: PathBuf,
+        /// The audio bandwidth of the gateway's Opus encoder in the
+        /// codec-only ceiling: 8000 (narrowband, what a PCMU leg carries),
+        /// 16000 or 48000.
+        #[arg(long, default_value_t = 48000)]
+        ceiling_max_playback_hz: i32,
+        /// Offer each step's calls whatever the gateway says: 503s are
+        /// counted (the refused column) and the step is measured on the
+        /// calls admitted.
+        #[arg(long)]
+        overload: bool,
+        /// New calls per second (0: as fast as they come up, 10 at a time).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
     },
 }
 
@@ -180,6 +212,9 @@ fn main() -> anyhow::Result<()> {
             port_min,
             port_max,
         }))?,
+        Command::Ceiling { runs, speech_dir } => {
+            codec_only::ceiling_report(&speech_dir, runs).map_err(anyhow::Error::msg)?
+        }
         Command::LoadBridge {
             sip,
             api,
@@ -195,6 +230,11 @@ fn main() -> anyhow::Result<()> {
             port_max,
             rtpengine_ng,
             tsv,
+            sample_every,
+            speech_dir,
+            ceiling_max_playback_hz,
+            overload,
+            rate,
         } => rt.block_on(load_bridge::run_bridge(load_bridge::BridgeLoadOptions {
             sip,
             api,
@@ -212,6 +252,11 @@ fn main() -> anyhow::Result<()> {
             port_max,
             rtpengine_ng,
             tsv,
+            sample_every: sample_every.max(1),
+            speech_dir,
+            ceiling_max_playback_hz,
+            overload,
+            rate,
         }))?,
     };
     print!("{report}");

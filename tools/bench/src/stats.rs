@@ -197,6 +197,7 @@ pub async fn run(o: BenchOptions) -> Result<String, BenchError> {
         task_queue_threads: 2,
         opus: OpusSettings::default(),
         log_level: WebrtcLogLevel::None,
+        load: Default::default(),
     })?;
     let t0 = Instant::now();
     let mut pairs = Vec::with_capacity(o.calls);

@@ -215,6 +215,9 @@ pub struct UserAgent {
     out: VecDeque<Outgoing>,
     metrics: SipMetrics,
     draining: bool,
+    /// Overloaded (no headroom for another call): OPTIONS gets 503 with
+    /// this Retry-After.
+    overloaded: Option<u32>,
     /// OPTIONS outside a dialog by source address (dispatchers' keep-alive
     /// probes; a pair of proxies probes from two), at most
     /// [`MAX_PROBERS`] of them.
@@ -252,6 +255,7 @@ impl UserAgent {
             out: VecDeque::new(),
             metrics,
             draining: false,
+            overloaded: None,
             probers: HashMap::new(),
             refreshes: HashMap::new(),
             noise: LogGate::new(std::time::Duration::from_millis(100)),
@@ -266,6 +270,12 @@ impl UserAgent {
         for p in self.probers.values_mut() {
             p.refused = false;
         }
+    }
+
+    /// While overloaded, OPTIONS is answered 503 with `Retry-After` so that
+    /// a dispatcher sends new calls elsewhere for a while.
+    pub fn set_overloaded(&mut self, retry_after_s: Option<u32>) {
+        self.overloaded = retry_after_s;
     }
 
     /// Whether every source that probes with OPTIONS regularly (two probes
@@ -445,10 +455,16 @@ impl UserAgent {
         }
     }
 
-    /// OPTIONS outside a dialog: what we can do, or 503 while draining (so
-    /// that a dispatcher's keep-alive probe takes us out of rotation).
+    /// OPTIONS outside a dialog: what we can do, or 503 while draining or
+    /// overloaded (so that a dispatcher's keep-alive probe takes us out of
+    /// rotation).
     fn options(&mut self, now: Instant, key: TsxKey, req: Request, from: std::net::IpAddr) {
-        let status = if self.draining { 503 } else { 200 };
+        let retry_after = if self.draining {
+            Some(self.cfg.drain_retry_after_s)
+        } else {
+            self.overloaded
+        };
+        let status = if retry_after.is_some() { 503 } else { 200 };
         if self.probers.len() >= MAX_PROBERS && !self.probers.contains_key(&from) {
             // Forget the one heard from longest ago.
             if let Some(oldest) = self
@@ -478,9 +494,8 @@ impl UserAgent {
             resp.headers.push("Supported", s);
         }
         resp.headers.push("Server", self.cfg.user_agent.clone());
-        if self.draining {
-            resp.headers
-                .push("Retry-After", self.cfg.drain_retry_after_s.to_string());
+        if let Some(s) = retry_after {
+            resp.headers.push("Retry-After", s.to_string());
         }
         self.send_response(now, &key, resp);
     }
