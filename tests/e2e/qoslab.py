@@ -437,6 +437,42 @@ def score(ref, speech_t0, units, rate, band=NB):
                 delay_p95=float(np.percentile(d, 95)) if d else None, delay_windows=len(d))
 
 
+BENCH_BIN = Path(os.environ.get("RTCGW_BENCH_BIN", str(ROOT / "target/release/rtcgw-bench")))
+
+
+def adaptive_far_end(ref, speech_t0, received, band=NB):
+    """What a phone with an adaptive jitter buffer would play: libwebrtc's
+    NetEq run on the W->L packets' recorded arrivals (`rtcgw-bench
+    neteq-play`, virtual time). Returns PESQ of that and the mouth-to-ear
+    delay (speech as the sender handed it over -> as the phone plays it),
+    or {} without the bench binary."""
+    pk = [r for r in received if r[3] == band.pt]
+    if not pk or not speech_t0 or not BENCH_BIN.exists():
+        return {}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        src, out = Path(d) / "in.txt", Path(d) / "out.raw"
+        src.write_text("".join(f"{p[0]:.6f} {p[1]} {p[2]} {p[3]} {bytes(p[4]).hex()}\n" for p in pk))
+        r = subprocess.run([str(BENCH_BIN), "neteq-play", "--codec", band.codec, "--input", str(src),
+                            "--output", str(out)], capture_output=True, timeout=60)
+        if r.returncode != 0:
+            return {}
+        played = np.frombuffer(out.read_bytes(), np.int16).astype(np.float64)
+    rate = 48000
+    first = min(p[0] for p in pk)
+    seconds = len(ref) / band.rate + 1.0
+    laid = np.zeros(int(seconds * rate))
+    i = int(round((first - speech_t0) * rate))
+    if i >= 0:
+        n = max(0, min(len(played), len(laid) - i))
+        laid[i:i + n] = played[:n]
+    d = delays_ms(upsample(ref, rate // band.rate), laid, rate)
+    return dict(mos_adaptive=pesq_score(ref, downsample(played, rate // band.rate), band),
+                m2e_p50=float(np.percentile(d, 50)) if d else None,
+                m2e_p95=float(np.percentile(d, 95)) if d else None)
+
+
 def units_from_rtp(received, band=NB):
     """(arrival, timestamp in samples at the band's rate, samples) per
     packet of the band's payload type. G.722 is decoded in sequence order
@@ -878,6 +914,7 @@ async def run_call(gw, imp, seed, speech_w2l, speech_l2w, timeout_s=60, fec=Fals
     if not scored:
         return dict(rtp_received=len(peer.received), frames_received=len(frames))
     w2l = score(speech_w2l, track.speech_t0, units_from_rtp(peer.received, band), band.rate, band)
+    w2l.update(adaptive_far_end(speech_w2l, track.speech_t0, peer.received, band))
     l2w = score(speech_l2w, peer.speech_t0, units_from_frames(frames), frames[0][2] if frames else 48000, band)
     cw, cl = concealment(stats)
     w2l["concealed"], l2w["concealed"] = cw, cl
@@ -1291,7 +1328,8 @@ def _agg(results):
         ok = [r for r in rs if "error" not in r]
         row = dict(n=len(ok), errors=len(rs) - len(ok), group=rs[0]["group"], x=rs[0]["x"])
         for d in ("w2l", "l2w"):
-            for m in ("mos", "mos_ideal", "resyncs", "delay_p50", "delay_p95", "concealed"):
+            for m in ("mos", "mos_ideal", "resyncs", "delay_p50", "delay_p95", "concealed",
+                      "mos_adaptive", "m2e_p50"):
                 v = [r[d][m] for r in ok if r[d].get(m) is not None]
                 row[f"{d}_{m}"] = float(np.mean(v)) if v else None
                 row[f"{d}_{m}_range"] = (min(v), max(v)) if len(v) > 1 else None
@@ -1415,6 +1453,21 @@ def _score_tables(agg, cells):
         lines.append(f"| {c} | {fmt(a.get('w2l_mos_ideal'))} | {fmt(b.get('w2l_mos_ideal'))} "
                      f"| {fmt(a.get('l2w_mos_ideal'))} | {fmt(b.get('l2w_mos_ideal'))} | {pct(a.get('w2l_resyncs'))} "
                      f"| {pct(b.get('w2l_resyncs'))} | {pct(a.get('l2w_resyncs'))} | {pct(b.get('l2w_resyncs'))} |")
+    rows = [c for c in cells if (R("rtcgw", c) or {}).get("w2l_m2e_p50") is not None
+            or (R("rtpengine", c) or {}).get("w2l_m2e_p50") is not None]
+    if rows:
+        lines += ["", "W->L with a far end whose jitter buffer adapts, as a softphone's does: libwebrtc's NetEq "
+                  "run on the packets' recorded arrivals (`rtcgw-bench neteq-play`). Mouth-to-ear delay p50: "
+                  "from the sender handing the speech over to the phone playing it (the sender's own "
+                  "capture and encoding, the same for both, excluded). rtpengine passes the network's "
+                  "jitter on to the phone's buffer; rtcgw absorbs it first.", "",
+                  "| cell | MOS rtcgw | MOS rtpengine | mouth-to-ear rtcgw ms | mouth-to-ear rtpengine ms "
+                  "| rtcgw - rtpengine ms |", "|---|---:|---:|---:|---:|---:|"]
+        for c in rows:
+            a, b = R("rtcgw", c) or {}, R("rtpengine", c) or {}
+            x, y = a.get("w2l_m2e_p50"), b.get("w2l_m2e_p50")
+            lines.append(f"| {c} | {mos(a, 'w2l_mos_adaptive')} | {mos(b, 'w2l_mos_adaptive')} | {fmt(x, '.0f')} "
+                         f"| {fmt(y, '.0f')} | {fmt(None if x is None or y is None else x - y, '+.0f')} |")
     return lines
 
 

@@ -3,6 +3,7 @@
 //! measure pieces of it in process, and print Markdown for BENCHMARKS.md.
 
 mod codec_only;
+mod far_end;
 mod load;
 mod load_bridge;
 mod ng;
@@ -85,6 +86,19 @@ enum Command {
         runs: usize,
         #[arg(long, default_value = speech::SOUNDS)]
         speech_dir: PathBuf,
+    },
+    /// A far end with an adaptive jitter buffer (libwebrtc's NetEq) played
+    /// on recorded packet arrivals in virtual time: lines of `arrival_s seq
+    /// timestamp payload_type hex` in, raw s16le 48 kHz mono out (the QoS
+    /// lab's mouth-to-ear delay).
+    NeteqPlay {
+        /// PCMU, PCMA or G722.
+        #[arg(long, default_value = "PCMU")]
+        codec: String,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        output: PathBuf,
     },
     /// Bridged calls: WebRTC callers over SIP/UDP into a gateway in bridge
     /// mode, the SIP callee of its outbound legs and an RTP echo; reports
@@ -212,6 +226,15 @@ fn main() -> anyhow::Result<()> {
             port_min,
             port_max,
         }))?,
+        Command::NeteqPlay {
+            codec,
+            input,
+            output,
+        } => {
+            let frames =
+                far_end::neteq_play(&codec, &input, &output).map_err(anyhow::Error::msg)?;
+            format!("{frames} frames played\n")
+        }
         Command::Ceiling { runs, speech_dir } => {
             codec_only::ceiling_report(&speech_dir, runs).map_err(anyhow::Error::msg)?
         }
