@@ -463,10 +463,13 @@ def adaptive_far_end(ref, speech_t0, received, band=NB):
     first = min(p[0] for p in pk)
     seconds = len(ref) / band.rate + 1.0
     laid = np.zeros(int(seconds * rate))
+    # The phone starts playing at the first arrival, usually before the
+    # speech starts: lay what it plays on the sender's clock.
     i = int(round((first - speech_t0) * rate))
-    if i >= 0:
-        n = max(0, min(len(played), len(laid) - i))
-        laid[i:i + n] = played[:n]
+    src = played[max(0, -i):]
+    at = max(0, i)
+    n = max(0, min(len(src), len(laid) - at))
+    laid[at:at + n] = src[:n]
     d = delays_ms(upsample(ref, rate // band.rate), laid, rate)
     return dict(mos_adaptive=pesq_score(ref, downsample(played, rate // band.rate), band),
                 m2e_p50=float(np.percentile(d, 50)) if d else None,
