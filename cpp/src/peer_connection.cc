@@ -361,6 +361,20 @@ rtc::scoped_refptr<CreateObserver> SetLocalWhenCreated(
           std::unique_ptr<webrtc::SessionDescriptionInterface> d) {
         if (!e.ok()) return s->Fail(KindOf(e), e.message());
         if (s->closed) return s->Fail(ErrorKind::InvalidState, "closed");
+        // One telephone-event, at the main codec's clock (Opus: 48000),
+        // in our offers (the peer's answer, whose codecs we send with,
+        // can then only have that one) and answers (rtcgw_proto::sdp::
+        // dtmf).
+        std::string text;
+        if (d->ToString(&text)) {
+          rust::String matched = match_telephone_events(text);
+          if (!matched.empty()) {
+            webrtc::SdpParseError error;
+            auto edited = webrtc::CreateSessionDescription(
+                d->GetType(), std::string(matched), &error);
+            if (edited) d = std::move(edited);
+          }
+        }
         s->SetLocalAndGather(std::move(d));
       });
 }
@@ -368,7 +382,11 @@ rtc::scoped_refptr<CreateObserver> SetLocalWhenCreated(
 }  // namespace
 
 void PeerConnection::answer(rust::Str offer, rust::Box<SdpCtx> ctx) const {
-  PostSdpOp(state_, std::move(ctx), [text = std::string(offer)](const auto& s) {
+  // What libwebrtc sends with, as the answerer, comes from the offer's
+  // codecs: one telephone-event there, at the main codec's clock.
+  rust::String matched = match_telephone_events(offer);
+  std::string text = matched.empty() ? std::string(offer) : std::string(matched);
+  PostSdpOp(state_, std::move(ctx), [text = std::move(text)](const auto& s) {
     auto desc = ParseRemote(*s, webrtc::SdpType::kOffer, text);
     if (!desc) return;
     s->pc->SetRemoteDescription(

@@ -122,6 +122,10 @@ pub fn band_update(detector: &mut crate::media::band::BandDetector, pcm: &[i16])
     detector.update(pcm) as i32
 }
 
+pub fn match_telephone_events(sdp: &str) -> String {
+    rtcgw_proto::sdp::match_telephone_events(sdp).unwrap_or_default()
+}
+
 /// The longest libwebrtc log message forwarded, in characters.
 const MAX_LOG_MESSAGE: usize = 500;
 

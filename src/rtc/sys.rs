@@ -277,6 +277,10 @@ pub(crate) mod ffi {
         /// One 10 ms frame at 48 kHz; returns the Opus bandwidth to code,
         /// as a sample rate (8000, 16000, 48000).
         fn band_update(detector: &mut BandDetector, pcm: &[i16]) -> i32;
+        /// Our SDP before libwebrtc applies it, with only the
+        /// telephone-event at the main codec's clock (rtcgw_proto::sdp::
+        /// match_telephone_events); empty: unchanged.
+        fn match_telephone_events(sdp: &str) -> String;
     }
 
     unsafe extern "C++" {
@@ -403,6 +407,7 @@ unsafe impl Sync for ffi::PeerConnection {}
 
 pub(crate) use super::callbacks::{
     EventSink, MediaStatsCtx, SdpCtx, StatsCtx, TickSink, audio_tick, band_update, dtmf_packet,
-    media_stats_done, new_band_detector, pc_event, sdp_done, stats_done, webrtc_log,
+    match_telephone_events, media_stats_done, new_band_detector, pc_event, sdp_done, stats_done,
+    webrtc_log,
 };
 pub(crate) use crate::media::band::BandDetector;

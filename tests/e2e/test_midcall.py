@@ -35,7 +35,7 @@ def with_telephone_event(offer):
     return offer.replace("a=rtpmap:0 PCMU/8000\r\n", f"a=rtpmap:0 PCMU/8000\r\na=rtpmap:{TE_PT} telephone-event/8000\r\n", 1)
 
 
-def capture_telephone_events(monkeypatch):
+def capture_telephone_events(monkeypatch, pt=TE_PT):
     """The RFC 4733 packets aiortc receives, as (timestamp, first 4 payload
     bytes), taken after SRTP, before aiortc's router drops the payload type
     it does not know."""
@@ -44,7 +44,7 @@ def capture_telephone_events(monkeypatch):
 
     async def capture(self, data, arrival_time_ms):
         packet = RtpPacket.parse(data)
-        if packet.payload_type == TE_PT:
+        if packet.payload_type == pt:
             events.append((packet.timestamp, bytes(packet.payload[:4])))
         return await original(self, data, arrival_time_ms)
 
@@ -148,6 +148,74 @@ def test_early_media_hold_resume_on_new_port_and_codec_and_dtmf_to_webrtc(gatewa
     assert gw.metric("rtcgw_calls_active") == 0
     assert gw.metric("rtcgw_legacy_ports_in_use") == 0
     assert gw.metric("rtcgw_dtmf_digits_total") >= 2
+
+
+def with_chrome_telephone_events(offer):
+    """aiortc's offer with the telephone-events Chrome offers beside Opus:
+    110 at 48000 Hz and 126 at 8000 Hz."""
+    offer = re.sub(r"^(m=audio .*)$", lambda m: m.group(1).rstrip("\r") + " 110 126\r", offer, count=1, flags=re.M)
+    return re.sub(r"(a=rtpmap:\d+ opus/48000/2\r\n)",
+                  lambda m: m.group(1) + "a=rtpmap:110 telephone-event/48000\r\na=fmtp:110 0-15\r\n"
+                  "a=rtpmap:126 telephone-event/8000\r\na=fmtp:126 0-15\r\n", offer, count=1)
+
+
+def test_dtmf_toward_a_chrome_shaped_offer_goes_on_the_opus_clock(gateway_factory, monkeypatch):
+    """Issue 17, item 1: with telephone-event at 48000 and 8000 Hz offered,
+    a digit from the SIP side went out on the 8000 Hz payload type with its
+    duration counted at 48 kHz (160 ms arrived as 40 ms). rtcgw answers the
+    48000 Hz event only, and digits go out on it with their durations."""
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.settimeout(20)
+    gw = bridge_gateway(gateway_factory, sip)
+    callee = LegacyCallee(sip)
+    events = capture_telephone_events(monkeypatch, pt=110)
+    log = {}
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        pc = RTCPeerConnection()
+        pc.addTrack(aiortc_peer.ToneTrack(1000.0))
+        await pc.setLocalDescription(await pc.createOffer())
+        caller = SipCaller(gw)
+        answering = loop.run_in_executor(None, callee.answer)
+        caller.send(caller.req("INVITE", 1, with_chrome_telephone_events(pc.localDescription.sdp),
+                               branch="z9hG4bKchromedtmf"))
+        status, ok = await loop.run_in_executor(None, caller.final)
+        await answering
+        assert status == 200, ok[:300]
+        log["answer"] = ok.split("\r\n\r\n", 1)[1]
+        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+        caller.send(caller.req("ACK", 1))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=log["answer"], type="answer"))
+        await asyncio.sleep(2.0)
+        # RFC 4733 from the phone (100 ms), then SIP INFO of 160 ms.
+        await loop.run_in_executor(None, callee.media.send_digit, 5, callee.gw_media)
+        await asyncio.sleep(0.5)
+        status, _ = await loop.run_in_executor(
+            None, lambda: callee.request("INFO", "Signal=9\r\nDuration=160\r\n", "application/dtmf-relay"))
+        log["info_status"] = status
+        await asyncio.sleep(1.5)
+        caller.send(caller.req("BYE", 2))
+        await loop.run_in_executor(None, caller.final)
+        await loop.run_in_executor(None, callee.wait_bye)
+        await pc.close()
+        callee.media.close()
+
+    asyncio.run(scenario())
+    answer = log["answer"]
+    assert re.search(r"^a=rtpmap:110 telephone-event/48000\r$", answer, re.M), answer
+    assert "telephone-event/8000" not in answer, answer
+    assert log["info_status"] == 200
+    digits, seen = [], set()
+    for ts, p in events:
+        if p[1] & 0x80 and ts not in seen:
+            seen.add(ts)
+            digits.append(("0123456789*#"[p[0]], struct.unpack("!H", p[2:4])[0]))
+    assert [d for d, _ in digits] == ["5", "9"], (digits, answer)
+    # Durations on the 48 kHz clock, within one 20 ms packet (960).
+    assert abs(digits[0][1] - 4800) <= 960, digits
+    assert abs(digits[1][1] - 7680) <= 960, digits
 
 
 def ulaw_pcm(packets):

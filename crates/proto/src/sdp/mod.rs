@@ -3,8 +3,11 @@
 //! (libwebrtc does the full parse of those), `legacy` the plain-RTP leg's
 //! RFC 3264 offer/answer.
 
+mod dtmf;
 pub mod legacy;
 mod webrtc;
+
+pub use dtmf::match_telephone_events;
 
 pub use webrtc::{OfferError, candidate_addresses, first_audio_codec};
 
