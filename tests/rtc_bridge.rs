@@ -48,7 +48,9 @@ async fn connect(rt: &Runtime) -> (Arc<PeerConnection>, Arc<PeerConnection>) {
         "Opus offered:\n{offer}"
     );
     assert!(offer.contains("red/48000"), "RED offered:\n{offer}");
-    assert!(offer.contains("telephone-event/8000"));
+    // One telephone-event, on the Opus clock (rtcgw_proto::sdp::dtmf).
+    assert!(offer.contains("telephone-event/48000"), "{offer}");
+    assert!(!offer.contains("telephone-event/8000"), "{offer}");
     let answer = b.answer(&offer).await.unwrap();
     a.apply_answer(&answer).await.unwrap();
     for sdp in [&offer, &answer] {
