@@ -80,6 +80,13 @@ struct NetEqStream::Impl {
     }
   }
 
+  // The stream's SSRC so far. This NetEq does not notice a new one by
+  // itself: a phone that resumes from a new port with a new SSRC and its
+  // timestamps restarted behind the old ones had every packet discarded as
+  // too old (silence toward the browser); a new SSRC flushes it instead.
+  bool has_ssrc = false;
+  uint32_t ssrc = 0;
+
   void AdvanceTo(int64_t now_ms) {
     int64_t cur = clock.TimeInMilliseconds();
     if (now_ms > cur) clock.AdvanceTimeMilliseconds(now_ms - cur);
@@ -128,6 +135,9 @@ int32_t NetEqStream::insert(int64_t now_ms,
                             bool marker,
                             rust::Slice<const uint8_t> payload) const {
   impl_->AdvanceTo(now_ms);
+  if (impl_->has_ssrc && impl_->ssrc != ssrc) impl_->neteq->FlushBuffers();
+  impl_->has_ssrc = true;
+  impl_->ssrc = ssrc;
   webrtc::RTPHeader header;
   header.sequenceNumber = seq;
   header.timestamp = timestamp;

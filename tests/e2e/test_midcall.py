@@ -312,3 +312,134 @@ def test_browser_dtmf_ice_restart_and_hold_from_the_webrtc_side(gateway_factory,
     time.sleep(0.5)
     assert gw.metric("rtcgw_calls_active") == 0
     assert gw.metric("rtcgw_legacy_ports_in_use") == 0
+
+
+class DelayedPhone:
+    """A phone's RTP port: sends a tone (PCMU, 20 ms packets) to `dest`
+    while `sending`, each packet `delay` seconds after it was made (the path
+    delay: what was sent just before a switch is still in flight after it),
+    and notes when rtcgw's packets arrive."""
+
+    def __init__(self, freq, delay=0.040):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.005)
+        self.port = self.sock.getsockname()[1]
+        self.freq, self.delay = freq, delay
+        self.dest, self.sending, self.running = None, False, True
+        self.arrivals = []
+        self.ssrc = 0x5000 + self.port
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        import rtp_tools
+
+        in_flight, seq, ts, next_send = [], 0, 0, time.monotonic()
+        while self.running:
+            now = time.monotonic()
+            if not self.sending:
+                next_send = now
+            elif self.dest and now >= next_send:
+                t = (ts + np.arange(160)) / 8000.0
+                payload = rtp_tools.ulaw_encode(8000 * np.sin(2 * np.pi * self.freq * t)).tobytes()
+                in_flight.append((now + self.delay, rtp_tools.rtp(0, seq, ts, self.ssrc, payload)))
+                seq, ts, next_send = seq + 1, ts + 160, next_send + 0.02
+            while in_flight and in_flight[0][0] <= now:
+                self.sock.sendto(in_flight.pop(0)[1], self.dest)
+            try:
+                data, _ = self.sock.recvfrom(2048)
+            except (socket.timeout, OSError):
+                continue
+            if len(data) >= 12 and data[1] & 0x7F in (0, 8):
+                self.arrivals.append(time.monotonic())
+
+    def received_between(self, t0, t1):
+        return sum(1 for a in self.arrivals if t0 <= a < t1)
+
+    def close(self):
+        self.running = False
+        self.thread.join()
+        self.sock.close()
+
+
+def test_resume_on_a_new_port_with_40_ms_of_path_delay_20_times(gateway_factory):
+    """Issue 17, item 2: the phone holds (sendonly: it goes on sending), then
+    resumes on a new port; with 40 ms of delay on its RTP, packets from the
+    old port still arrive after the re-answer, and rtcgw latched onto them:
+    one-way audio. Twenty cycles in one call: each time, within 1 s of the
+    resume, rtcgw's audio reaches the new port and the new port's tone
+    reaches the browser."""
+    sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sip.bind(("127.0.0.1", 0))
+    sip.settimeout(20)
+    gw = bridge_gateway(gateway_factory, sip)
+    callee = LegacyCallee(sip)
+    callee.media.close()
+    phones = [DelayedPhone(500.0)]
+    callee.media = phones[0]
+    cycles = []
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        pc = RTCPeerConnection()
+        pc.addTrack(aiortc_peer.ToneTrack(1000.0))
+        received, tasks = [], []
+
+        @pc.on("track")
+        def on_track(track):
+            tasks.append(asyncio.ensure_future(aiortc_peer.record(track, received)))
+
+        await pc.setLocalDescription(await pc.createOffer())
+        caller = SipCaller(gw)
+        answering = loop.run_in_executor(None, callee.answer)
+        caller.send(caller.req("INVITE", 1, pc.localDescription.sdp, branch="z9hG4bKdelay"))
+        status, ok = await loop.run_in_executor(None, caller.final)
+        await answering
+        assert status == 200, ok[:300]
+        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+        caller.send(caller.req("ACK", 1))
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
+        phones[0].dest, phones[0].sending = callee.gw_media, True
+        await asyncio.sleep(2.0)
+        for i in range(20):
+            # Hold (from the port in use), the phone sending on.
+            await loop.run_in_executor(None, lambda: callee.reinvite("sendonly", None, phones[-1]))
+            await asyncio.sleep(0.3)
+            new = DelayedPhone(1500.0 if i % 2 == 0 else 500.0)
+            new.dest = callee.gw_media
+            await loop.run_in_executor(None, lambda: callee.reinvite("sendrecv", None, new))
+            # The old port stops; what it sent in the last 40 ms is still
+            # on its way and arrives after the re-answer.
+            old = phones[-1]
+            old.sending, new.sending = False, True
+            t = time.monotonic()
+            phones.append(new)
+            await asyncio.sleep(0.2)
+            mark = len(received)
+            await asyncio.sleep(1.0)
+            heard = received[mark:]
+            cycles.append((new.received_between(t + 0.2, t + 1.2), new.freq, heard))
+        drops.update({r: gw.metric("rtcgw_rtp_dropped_total", reason=r)
+                      for r in ("wrong_source", "source_probation", "duplicate", "late", "unknown_payload_type")})
+        caller.send(caller.req("BYE", 2))
+        await loop.run_in_executor(None, caller.final)
+        await pc.close()
+        for task in tasks:
+            task.cancel()
+
+    drops = {}
+    try:
+        asyncio.run(scenario())
+    finally:
+        for p in phones:
+            p.close()
+    assert len(cycles) == 20
+    bad = []
+    for i, (to_phone, freq, heard) in enumerate(cycles):
+        rate = heard[0][0] if heard else 48000
+        x = np.concatenate([s for _, s in heard]).astype(float) if heard else np.zeros(1)
+        f = dominant_frequency(rate, x) if len(x) > rate // 2 else 0
+        if to_phone < 40 or abs(f - freq) > 10:
+            bad.append((i, to_phone, freq, f))
+    assert not bad, f"cycles without audio both ways within 1 s (cycle, packets to the new port, tone, heard): {bad} {drops}"
