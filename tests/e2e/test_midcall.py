@@ -256,6 +256,13 @@ def test_browser_dtmf_ice_restart_and_hold_from_the_webrtc_side(gateway_factory,
         assert [d for d, _, _ in digits] == ["1", "2", "3", "#"], digits
         for _, duration, _ in digits:
             assert 700 <= duration <= 1000, digits  # 100 ms at 8 kHz
+        # Longer digits keep their length too (issue 17, item 4: they came
+        # out at 240 and 480 ms for 160 and 400), within one 20 ms packet.
+        for tone, ms in (("4", 160), ("5", 400)):
+            assert browser.eval(dtmf_js(tone, duration_ms=ms)) == "sent"
+            time.sleep(0.8)
+            d, duration, _ = callee.media.digits()[-1]
+            assert d == tone and abs(duration - 8 * ms) <= 160, (tone, ms, callee.media.digits())
         events = [e for e in callee.media.events if e[0] == 101]
         assert len(events) == len(callee.media.events), "telephone-event PT as negotiated"
 
