@@ -52,6 +52,33 @@ def capture_telephone_events(monkeypatch, pt=TE_PT):
     return events
 
 
+async def aiortc_call(gw, callee, branch, edit=lambda sdp: sdp, received=None):
+    """An aiortc caller sending a 1 kHz tone INVITEs rtcgw (its offer through
+    `edit`), whose outbound leg `callee` answers; the 200 is ACKed and
+    applied. What the caller hears goes to `received` when given. Returns
+    (the connection, the SIP caller, the 200, the recording tasks)."""
+    loop = asyncio.get_running_loop()
+    pc = RTCPeerConnection()
+    pc.addTrack(aiortc_peer.ToneTrack(1000.0))
+    tasks = []
+    if received is not None:
+        @pc.on("track")
+        def on_track(track):
+            tasks.append(asyncio.ensure_future(aiortc_peer.record(track, received)))
+
+    await pc.setLocalDescription(await pc.createOffer())
+    caller = SipCaller(gw)
+    answering = loop.run_in_executor(None, callee.answer)
+    caller.send(caller.req("INVITE", 1, edit(pc.localDescription.sdp), branch=branch))
+    status, ok = await loop.run_in_executor(None, caller.final)
+    await answering
+    assert status == 200, ok[:300]
+    caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+    caller.send(caller.req("ACK", 1))
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
+    return pc, caller, ok, tasks
+
+
 def test_early_media_hold_resume_on_new_port_and_codec_and_dtmf_to_webrtc(gateway_factory, monkeypatch):
     sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sip.bind(("127.0.0.1", 0))
@@ -63,26 +90,10 @@ def test_early_media_hold_resume_on_new_port_and_codec_and_dtmf_to_webrtc(gatewa
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        pc = RTCPeerConnection()
-        pc.addTrack(aiortc_peer.ToneTrack(1000.0))
-        received, tasks = [], []
-
-        @pc.on("track")
-        def on_track(track):
-            tasks.append(asyncio.ensure_future(aiortc_peer.record(track, received)))
-
-        await pc.setLocalDescription(await pc.createOffer())
-        caller = SipCaller(gw)
-        answering = loop.run_in_executor(None, callee.answer)
-        caller.send(caller.req("INVITE", 1, with_telephone_event(pc.localDescription.sdp), branch="z9hG4bKmid"))
-        status, ok = await loop.run_in_executor(None, caller.final)
-        await answering
-        assert status == 200, ok[:300]
+        received = []
+        pc, caller, _, tasks = await aiortc_call(gw, callee, "z9hG4bKmid", with_telephone_event, received)
         log["statuses"] = list(caller.statuses)
         log["early_packets"] = len(callee.media.audio)
-        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
-        caller.send(caller.req("ACK", 1))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
         await asyncio.sleep(3.0)
 
         # Hold from the SIP side: rtcgw answers recvonly and stops sending.
@@ -174,20 +185,8 @@ def test_dtmf_toward_a_chrome_shaped_offer_goes_on_the_opus_clock(gateway_factor
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        pc = RTCPeerConnection()
-        pc.addTrack(aiortc_peer.ToneTrack(1000.0))
-        await pc.setLocalDescription(await pc.createOffer())
-        caller = SipCaller(gw)
-        answering = loop.run_in_executor(None, callee.answer)
-        caller.send(caller.req("INVITE", 1, with_chrome_telephone_events(pc.localDescription.sdp),
-                               branch="z9hG4bKchromedtmf"))
-        status, ok = await loop.run_in_executor(None, caller.final)
-        await answering
-        assert status == 200, ok[:300]
+        pc, caller, ok, _ = await aiortc_call(gw, callee, "z9hG4bKchromedtmf", with_chrome_telephone_events)
         log["answer"] = ok.split("\r\n\r\n", 1)[1]
-        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
-        caller.send(caller.req("ACK", 1))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=log["answer"], type="answer"))
         await asyncio.sleep(2.0)
         # RFC 4733 from the phone (100 ms), then SIP INFO of 160 ms.
         await loop.run_in_executor(None, callee.media.send_digit, 5, callee.gw_media)
@@ -389,24 +388,8 @@ def test_resume_on_a_new_port_with_40_ms_of_path_delay_20_times(gateway_factory)
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        pc = RTCPeerConnection()
-        pc.addTrack(aiortc_peer.ToneTrack(1000.0))
-        received, tasks = [], []
-
-        @pc.on("track")
-        def on_track(track):
-            tasks.append(asyncio.ensure_future(aiortc_peer.record(track, received)))
-
-        await pc.setLocalDescription(await pc.createOffer())
-        caller = SipCaller(gw)
-        answering = loop.run_in_executor(None, callee.answer)
-        caller.send(caller.req("INVITE", 1, pc.localDescription.sdp, branch="z9hG4bKdelay"))
-        status, ok = await loop.run_in_executor(None, caller.final)
-        await answering
-        assert status == 200, ok[:300]
-        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
-        caller.send(caller.req("ACK", 1))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
+        received = []
+        pc, caller, _, tasks = await aiortc_call(gw, callee, "z9hG4bKdelay", received=received)
         phones[0].dest, phones[0].sending = callee.gw_media, True
         await asyncio.sleep(2.0)
         for i in range(20):
