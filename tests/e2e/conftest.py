@@ -159,3 +159,21 @@ def dominant_frequency(rate, x):
 def steady(rate, x, skip_s=0.5):
     """Drops the start (connection set-up, NetEQ warm-up)."""
     return x[int(rate * skip_s):]
+
+
+@pytest.fixture
+def kamailio_factory():
+    """Debian's Kamailio with kamailio/kamailio.cfg: start(its port, rtcgw's
+    SIP port, where requests from rtcgw go)."""
+    import kamailio_proc
+
+    started = []
+
+    def start(kam_port, rtcgw_port, dest_port):
+        p = kamailio_proc.start_example(subprocess.PIPE, kam_port, rtcgw_port, dest_port, free_port())
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        print("---- kamailio ----\n" + kamailio_proc.stop(p)[-6000:])

@@ -35,12 +35,14 @@ class SipCaller:
     def req(self, method, cseq, body="", branch=None):
         branch = branch or f"z9hG4bK{time.monotonic_ns()}"
         ct = "Content-Type: application/sdp\r\n" if body else ""
-        in_dialog = method not in ("INVITE", "CANCEL") and self.target
+        # In the dialog (a re-INVITE too, once there is a To tag): to the
+        # remote target, along the route set.
+        in_dialog = method != "CANCEL" and bool(self.target) and bool(self.to_tag)
         uri = self.target if in_dialog else f"sip:echo@127.0.0.1:{self.gw.sip_port}"
         return (f"{method} {uri} SIP/2.0\r\n"
                 f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\r\n"
                 f"From: <sip:browser@127.0.0.1>;tag=caller\r\nTo: <sip:echo@127.0.0.1>{self.to_tag}\r\n"
-                + "".join(f"Route: {r}\r\n" for r in (self.routes if method != "INVITE" and method != "CANCEL" else []))
+                + "".join(f"Route: {r}\r\n" for r in (self.routes if in_dialog else []))
                 + f"Call-ID: bridge-1\r\nCSeq: {cseq} {method}\r\nContact: <sip:browser@127.0.0.1:{self.port}>\r\n"
                 f"Max-Forwards: 70\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
 

@@ -3,32 +3,15 @@ from this repository): WebRTC caller -> Kamailio -> rtcgw -> Kamailio ->
 plain RTP callee, and the reverse."""
 
 import socket
-import subprocess
 import time
 from pathlib import Path
 
-import pytest
 
-import kamailio_proc
 import test_bridge
 from test_bridge import Via
 from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def kamailio_factory():
-    started = []
-
-    def start(kam_port, rtcgw_port, dest_port):
-        p = kamailio_proc.start_example(subprocess.PIPE, kam_port, rtcgw_port, dest_port, free_port())
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        print("---- kamailio ----\n" + kamailio_proc.stop(p)[-6000:])
 
 
 

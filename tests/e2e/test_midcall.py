@@ -18,7 +18,8 @@ from aiortc.rtp import RtpPacket
 import aiortc_peer
 from conftest import dominant_frequency
 from legacy_peer import LegacyCallee, Media
-from test_bridge import SipCaller
+from conftest import free_port
+from test_bridge import SipCaller, Via
 
 TE_PT = 101
 
@@ -223,18 +224,40 @@ def ulaw_pcm(packets):
     return np.concatenate([rtp_tools.ulaw_decode(np.frombuffer(p, np.uint8)) for _, pt, p in packets if pt == 0]).astype(float)
 
 
-def test_browser_dtmf_ice_restart_and_hold_from_the_webrtc_side(gateway_factory, tmp_path):
+def legacy_inbound(gw):
+    """The (only) call's legacy leg: RTP packets received so far and
+    samples concealed, from GET /v1/calls/{id}/stats."""
+    import json
+    import urllib.request
+
+    calls = json.loads(urllib.request.urlopen(gw.url + "/v1/calls", timeout=5).read())
+    stats = json.loads(urllib.request.urlopen(f"{gw.url}/v1/calls/{calls[0]['id']}/stats", timeout=5).read())
+    leg = next(leg for leg in stats["legs"] if leg["leg"] == "legacy")
+    return leg["inbound"]["packetsReceived"], leg["inbound"].get("concealedSamples") or 0
+
+
+def test_browser_dtmf_ice_restart_and_hold_from_both_sides_through_kamailio(gateway_factory, kamailio_factory,
+                                                                             tmp_path):
+    """Headless Chromium -> Kamailio (kamailio/kamailio.cfg) -> rtcgw ->
+    Kamailio -> a plain-RTP phone: the browser's own DTMF sender, an ICE
+    restart and hold/resume from the browser (transceiver direction), then
+    hold and resume from the phone onto a new port, rtcgw sending there and
+    taking the phone's audio from there for the browser."""
     from browser import OFFER_JS, Chromium, answer_js, dtmf_js
 
     sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sip.bind(("127.0.0.1", 0))
     sip.settimeout(20)
-    gw = bridge_gateway(gateway_factory, sip)
+    kam_port = free_port()
+    gw = gateway_factory(f'[route]\nmode = "bridge"\ntarget = "sip:{{user}}@127.0.0.1:{sip.getsockname()[1]}"\n',
+                         sip_extra=f'next_hop = "127.0.0.1:{kam_port}"')
+    kamailio_factory(kam_port, gw.sip_port, sip.getsockname()[1])
     callee = LegacyCallee(sip)
     browser = Chromium(tmp_path / "chromium")
+    media2 = None
     try:
         offer = browser.eval(OFFER_JS)
-        caller = SipCaller(gw)
+        caller = SipCaller(Via(kam_port))
         answering = threading.Thread(target=callee.answer)
         answering.start()
         caller.send(caller.req("INVITE", 1, offer, branch="z9hG4bKchrome"))
@@ -308,6 +331,23 @@ def test_browser_dtmf_ice_restart_and_hold_from_the_webrtc_side(gateway_factory,
         time.sleep(1.5)
         assert len(callee.media.packets_between(t2, time.monotonic())) > 50, "audio flows after the browser resumed"
 
+        # Hold and resume from the phone, through Kamailio, onto a new port:
+        # rtcgw's audio reaches the new port, and rtcgw takes the phone's
+        # echo of it from there (for the browser) without concealing.
+        assert "a=recvonly" in callee.reinvite("sendonly")
+        time.sleep(0.5)
+        media2 = Media()
+        assert "a=sendrecv" in callee.reinvite("sendrecv", None, media2)
+        time.sleep(0.3)
+        packets, concealed = legacy_inbound(gw)
+        t3 = time.monotonic()
+        time.sleep(1.5)
+        assert len(media2.packets_between(t3, time.monotonic())) > 50, "rtcgw sends to the new port"
+        packets2, concealed2 = legacy_inbound(gw)
+        assert packets2 - packets > 50, "rtcgw takes the phone's audio from its new port"
+        # (NetEq's samples at its 48 kHz output: under a fifth of the 1.5 s.)
+        assert concealed2 - concealed < 48000 * 1.5 / 5, "and plays it, not concealment"
+
         caller.send(caller.req("BYE", 5))
         bye, _ = caller.final()
         assert bye == 200
@@ -315,6 +355,8 @@ def test_browser_dtmf_ice_restart_and_hold_from_the_webrtc_side(gateway_factory,
     finally:
         browser.close()
         callee.media.close()
+        if media2:
+            media2.close()
     time.sleep(0.5)
     assert gw.metric("rtcgw_calls_active") == 0
     assert gw.metric("rtcgw_legacy_ports_in_use") == 0
