@@ -83,9 +83,28 @@ struct NetEqStream::Impl {
   // The stream's SSRC so far. This NetEq does not notice a new one by
   // itself: a phone that resumes from a new port with a new SSRC and its
   // timestamps restarted behind the old ones had every packet discarded as
-  // too old (silence toward the browser); a new SSRC flushes it instead.
+  // too old (silence toward the browser). A new SSRC flushes it once it
+  // has come twice in a row (a source interleaving two SSRCs does not
+  // flush at every packet; the new stream's first packet is lost).
   bool has_ssrc = false;
-  uint32_t ssrc = 0;
+  uint32_t ssrc = 0, next_ssrc = 0;
+  int next_count = 0;
+
+  void TrackSsrc(uint32_t seen) {
+    if (!has_ssrc || seen == ssrc) {
+      has_ssrc = true;
+      ssrc = seen;
+      next_count = 0;
+      return;
+    }
+    next_count = seen == next_ssrc ? next_count + 1 : 1;
+    next_ssrc = seen;
+    if (next_count >= 2) {
+      neteq->FlushBuffers();
+      ssrc = seen;
+      next_count = 0;
+    }
+  }
 
   void AdvanceTo(int64_t now_ms) {
     int64_t cur = clock.TimeInMilliseconds();
@@ -135,9 +154,7 @@ int32_t NetEqStream::insert(int64_t now_ms,
                             bool marker,
                             rust::Slice<const uint8_t> payload) const {
   impl_->AdvanceTo(now_ms);
-  if (impl_->has_ssrc && impl_->ssrc != ssrc) impl_->neteq->FlushBuffers();
-  impl_->has_ssrc = true;
-  impl_->ssrc = ssrc;
+  impl_->TrackSsrc(ssrc);
   webrtc::RTPHeader header;
   header.sequenceNumber = seq;
   header.timestamp = timestamp;
