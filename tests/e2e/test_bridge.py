@@ -63,6 +63,34 @@ class SipCaller:
                 return status, data
 
 
+async def aiortc_call(gw, callee, branch, edit=lambda sdp: sdp, received=None):
+    """An aiortc caller sending a 1 kHz tone INVITEs rtcgw, or a proxy in
+    front of it (`gw` a Via), its offer through `edit`; the outbound leg
+    reaches `callee` (legacy_peer.LegacyCallee), which answers; the 200 is ACKed and
+    applied. What the caller hears goes to `received` when given. Returns
+    (the connection, the SIP caller, the 200, the recording tasks)."""
+    loop = asyncio.get_running_loop()
+    pc = RTCPeerConnection()
+    pc.addTrack(aiortc_peer.ToneTrack(1000.0))
+    tasks = []
+    if received is not None:
+        @pc.on("track")
+        def on_track(track):
+            tasks.append(asyncio.ensure_future(aiortc_peer.record(track, received)))
+
+    await pc.setLocalDescription(await pc.createOffer())
+    caller = SipCaller(gw)
+    answering = loop.run_in_executor(None, callee.answer)
+    caller.send(caller.req("INVITE", 1, edit(pc.localDescription.sdp), branch=branch))
+    status, ok = await loop.run_in_executor(None, caller.final)
+    await answering
+    assert status == 200, ok[:300]
+    caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
+    caller.send(caller.req("ACK", 1))
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
+    return pc, caller, ok, tasks
+
+
 async def bridged_call(gw, seconds, rewrite_offer=None, rewrite_answer=None):
     """A WebRTC caller (aiortc, 1 kHz) through rtcgw to the SIPp echo; the
     rewrite hooks see the SDP on its way (e.g. to route media through an

@@ -11,15 +11,13 @@ import threading
 import time
 
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdtlstransport import RTCDtlsTransport
 from aiortc.rtp import RtpPacket
 
-import aiortc_peer
 from conftest import dominant_frequency
 from legacy_peer import LegacyCallee, Media
 from conftest import free_port
-from test_bridge import SipCaller, Via
+from test_bridge import SipCaller, Via, aiortc_call
 
 TE_PT = 101
 
@@ -51,33 +49,6 @@ def capture_telephone_events(monkeypatch, pt=TE_PT):
 
     monkeypatch.setattr(RTCDtlsTransport, "_handle_rtp_data", capture)
     return events
-
-
-async def aiortc_call(gw, callee, branch, edit=lambda sdp: sdp, received=None):
-    """An aiortc caller sending a 1 kHz tone INVITEs rtcgw (its offer through
-    `edit`), whose outbound leg `callee` answers; the 200 is ACKed and
-    applied. What the caller hears goes to `received` when given. Returns
-    (the connection, the SIP caller, the 200, the recording tasks)."""
-    loop = asyncio.get_running_loop()
-    pc = RTCPeerConnection()
-    pc.addTrack(aiortc_peer.ToneTrack(1000.0))
-    tasks = []
-    if received is not None:
-        @pc.on("track")
-        def on_track(track):
-            tasks.append(asyncio.ensure_future(aiortc_peer.record(track, received)))
-
-    await pc.setLocalDescription(await pc.createOffer())
-    caller = SipCaller(gw)
-    answering = loop.run_in_executor(None, callee.answer)
-    caller.send(caller.req("INVITE", 1, edit(pc.localDescription.sdp), branch=branch))
-    status, ok = await loop.run_in_executor(None, caller.final)
-    await answering
-    assert status == 200, ok[:300]
-    caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
-    caller.send(caller.req("ACK", 1))
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
-    return pc, caller, ok, tasks
 
 
 def test_early_media_hold_resume_on_new_port_and_codec_and_dtmf_to_webrtc(gateway_factory, monkeypatch):

@@ -186,9 +186,6 @@ def answer_reinvites(caller, local_sdp, stop, log):
 
 
 def test_hold_resume_and_digits_from_the_sip_side_through_kamailio(gateway_factory, kamailio_ng, monkeypatch):
-    from aiortc import RTCPeerConnection, RTCSessionDescription
-
-    import aiortc_peer
     from legacy_peer import LegacyCallee
     from test_midcall import capture_telephone_events, with_telephone_event
 
@@ -204,18 +201,7 @@ def test_hold_resume_and_digits_from_the_sip_side_through_kamailio(gateway_facto
 
     async def scenario():
         loop = asyncio.get_running_loop()
-        pc = RTCPeerConnection()
-        pc.addTrack(aiortc_peer.ToneTrack(1000.0))
-        await pc.setLocalDescription(await pc.createOffer())
-        caller = test_bridge.SipCaller(Via(kam_port))
-        answering = loop.run_in_executor(None, callee.answer)
-        caller.send(caller.req("INVITE", 1, with_telephone_event(pc.localDescription.sdp), branch="z9hG4bKnghold"))
-        status, ok = await loop.run_in_executor(None, caller.final)
-        await answering
-        assert status == 200, ok[:300]
-        caller.to_tag = re.search(r"^To: .*?(;tag=[^;\s]+)", ok, re.M).group(1)
-        caller.send(caller.req("ACK", 1))
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=ok.split("\r\n\r\n", 1)[1], type="answer"))
+        pc, caller, ok, _ = await test_bridge.aiortc_call(Via(kam_port), callee, "z9hG4bKnghold", with_telephone_event)
         await asyncio.sleep(2.0)
         log["before_hold"] = len(callee.media.audio)
         # A digit from the SIP side (RFC 4733) reaches the WebRTC side.

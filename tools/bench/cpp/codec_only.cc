@@ -11,6 +11,7 @@
 #include "api/audio_codecs/opus/audio_decoder_opus.h"
 #include "api/audio_codecs/opus/audio_encoder_opus.h"
 #include "rtc_base/buffer.h"
+#include "rtcgw/codecs.h"
 #include "rtcgw/load_codecs.h"
 #include "rtcgw-bench/src/codec_only.rs.h"
 
@@ -90,14 +91,14 @@ uint64_t bench_bridge_codecs(rust::Slice<const int16_t> pcm, uint32_t rate,
   webrtc::AudioEncoderOpusConfig browser;
   auto browser_enc = webrtc::AudioEncoderOpus::MakeAudioEncoder(browser, 111);
   // The gateway's encoder toward the browser.
+  // The gateway's own override code (codecs.h) on WebRTC's defaults.
+  OpusOverrides overrides;
+  overrides.bitrate_bps = opus.bitrate_bps;
+  overrides.complexity = opus.complexity;
+  overrides.fec = opus.fec;
+  overrides.dtx = opus.dtx;
   webrtc::AudioEncoderOpusConfig gw;
-  if (opus.bitrate_bps > 0) gw.bitrate_bps = opus.bitrate_bps;
-  if (opus.complexity >= 0) {
-    gw.complexity = opus.complexity;
-    gw.low_rate_complexity = opus.complexity;
-  }
-  gw.fec_enabled = opus.fec;
-  gw.dtx_enabled = opus.dtx;
+  ApplyOpusOverrides(overrides, gw);
   gw.max_playback_rate_hz = opus.max_playback_hz;
   auto gw_enc = webrtc::AudioEncoderOpus::MakeAudioEncoder(gw, 111);
   auto opus_dec = webrtc::AudioDecoderOpus::MakeAudioDecoder({48000, 1});

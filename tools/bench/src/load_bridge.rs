@@ -93,10 +93,9 @@ const SPEECH_RMS: f64 = 330.0;
 
 /// Share of 10 ms frames of `pcm` (at `rate`) that are speech.
 fn speech_share(pcm: &[i16], rate: u32) -> f64 {
-    let n = (rate / 100) as usize;
-    let frames = pcm.chunks_exact(n);
+    let frames = pcm.chunks_exact((rate / 100) as usize);
     let total = frames.len().max(1);
-    pcm.chunks_exact(n).filter(|f| is_speech(f)).count() as f64 / total as f64
+    frames.filter(|f| is_speech(f)).count() as f64 / total as f64
 }
 
 fn is_speech(frame: &[i16]) -> bool {
