@@ -550,14 +550,23 @@ fn reinvite_with_a_new_offer_goes_to_the_gateway_and_its_2xx_waits_for_the_ack()
     let (_, ok) = h.responses(200).last().cloned().unwrap();
     assert!(String::from_utf8_lossy(&ok.body).contains("o=rtcgw 9 9"));
     h.input(req("ACK", "z9hG4bKr1a", 2, "ACK", Some(&tag), ""));
-    // A new version (hold): a Reoffer event; a second offer meanwhile: 491.
+    // A new version (hold): a Reoffer event; a second offer meanwhile: 500
+    // with Retry-After 0-10 s (RFC 3261 section 14.2).
     let hold = "v=0\r\no=ss 1 2 IN IP4 127.0.0.1\r\na=sendonly\r\n";
     h.input(req("INVITE", "z9hG4bKr2", 3, "INVITE", Some(&tag), hold));
     assert!(h.events.iter().any(
         |e| matches!(e, UaEvent::Reoffer { dialog: c, sdp } if *c == call && sdp.contains("sendonly"))
     ));
     h.input(req("INVITE", "z9hG4bKr3", 4, "INVITE", Some(&tag), hold));
-    assert_eq!(h.responses(491).len(), 1);
+    let (_, busy) = h.responses(500).last().cloned().expect("500");
+    let retry: u32 = busy
+        .headers
+        .get("Retry-After")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
+    assert!(retry <= 10);
+    assert!(h.responses(491).is_empty());
     let before = h.responses(200).len();
     h.ua.answer_reoffer(
         h.now,
@@ -582,6 +591,84 @@ fn reinvite_with_a_new_offer_goes_to_the_gateway_and_its_2xx_waits_for_the_ack()
     h.ua.answer_reoffer(h.now, call, Err((488, "Not Acceptable Here".into())));
     h.drain();
     assert_eq!(h.responses(488).len(), 1);
+    assert_eq!(h.ua.dialogs(), 1);
+}
+
+#[test]
+fn updates_while_an_offer_is_pending_follow_rfc_3311() {
+    let mut h = H::new();
+    let (call, tag) = confirmed(&mut h);
+    let hold = "v=0\r\no=ss 1 2 IN IP4 127.0.0.1\r\na=sendonly\r\n";
+    h.input(req("INVITE", "z9hG4bKu1", 2, "INVITE", Some(&tag), hold));
+    // While the re-INVITE's offer is being answered: a refresh UPDATE (no
+    // body) is answered 200; an UPDATE with an offer gets 500 Retry-After
+    // (section 5.2), not 491 (that is for our own offer in flight).
+    h.input(req("UPDATE", "z9hG4bKu2", 3, "UPDATE", Some(&tag), ""));
+    let (_, refresh) = h
+        .responses(200)
+        .last()
+        .cloned()
+        .expect("200 to the refresh");
+    assert_eq!(refresh.headers.get("CSeq"), Some("3 UPDATE"));
+    assert!(refresh.body.is_empty());
+    let resume = "v=0\r\no=ss 1 3 IN IP4 127.0.0.1\r\na=sendrecv\r\n";
+    h.input(req("UPDATE", "z9hG4bKu3", 4, "UPDATE", Some(&tag), resume));
+    let (_, busy) = h.responses(500).last().cloned().expect("500");
+    assert!(busy.headers.get("Retry-After").is_some());
+    assert!(h.responses(491).is_empty());
+    // Answered, not yet ACKed: a re-INVITE waits (491); an UPDATE's offer
+    // does not (our 200 carried an answer, not an offer).
+    h.ua.answer_reoffer(
+        h.now,
+        call,
+        Ok("v=0\r\no=rtcgw 9 10 IN IP4 127.0.0.1\r\na=recvonly\r\n".into()),
+    );
+    h.drain();
+    h.input(req("INVITE", "z9hG4bKu4", 5, "INVITE", Some(&tag), resume));
+    assert_eq!(h.responses(491).len(), 1);
+    let reoffers = |h: &H| {
+        h.events
+            .iter()
+            .filter(|e| matches!(e, UaEvent::Reoffer { .. }))
+            .count()
+    };
+    let before = reoffers(&h);
+    h.input(req("UPDATE", "z9hG4bKu5", 6, "UPDATE", Some(&tag), resume));
+    assert_eq!(
+        reoffers(&h),
+        before + 1,
+        "the UPDATE's offer goes to the gateway"
+    );
+    h.ua.answer_reoffer(
+        h.now,
+        call,
+        Ok("v=0\r\no=rtcgw 9 11 IN IP4 127.0.0.1\r\na=sendrecv\r\n".into()),
+    );
+    h.drain();
+    let (_, ok) = h.responses(200).last().cloned().unwrap();
+    assert_eq!(ok.headers.get("CSeq"), Some("6 UPDATE"));
+    assert!(String::from_utf8_lossy(&ok.body).contains("a=sendrecv"));
+}
+
+#[test]
+fn an_update_offer_crossing_our_offer_in_a_2xx_gets_491() {
+    let mut h = H::new();
+    let (call, tag) = confirmed(&mut h);
+    // A re-INVITE without SDP: our 200 carries our SDP as an offer, its
+    // answer comes in the ACK; an UPDATE's offer meanwhile is glare.
+    h.input(req("INVITE", "z9hG4bKg1", 2, "INVITE", Some(&tag), ""));
+    let (_, ok) = h.responses(200).last().cloned().unwrap();
+    assert!(String::from_utf8_lossy(&ok.body).contains("o=rtcgw 9 9"));
+    let hold = "v=0\r\no=ss 1 2 IN IP4 127.0.0.1\r\na=sendonly\r\n";
+    h.input(req("UPDATE", "z9hG4bKg2", 3, "UPDATE", Some(&tag), hold));
+    assert_eq!(h.responses(491).len(), 1);
+    let answer = "v=0\r\no=ss 1 1 IN IP4 127.0.0.1\r\n";
+    h.input(req("ACK", "z9hG4bKg1a", 2, "ACK", Some(&tag), answer));
+    // After the ACK the peer's retry goes through.
+    h.input(req("UPDATE", "z9hG4bKg3", 4, "UPDATE", Some(&tag), hold));
+    assert!(h.events.iter().any(
+        |e| matches!(e, UaEvent::Reoffer { dialog: c, sdp } if *c == call && sdp.contains("sendonly"))
+    ));
     assert_eq!(h.ua.dialogs(), 1);
 }
 

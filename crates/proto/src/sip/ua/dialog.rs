@@ -68,6 +68,9 @@ pub(super) struct Dialog {
     pub remote_cseq: u32,
     pub invite_cseq: u32,
     pub late_offer: bool,
+    /// Our 2xx to a re-INVITE without SDP carries an offer whose answer
+    /// comes in the ACK (a new offer from the peer meanwhile: 491).
+    pub offer_in_2xx: bool,
     /// UAS: our 2xx, retransmitted until the ACK.
     pub ok: Option<Response>,
     pub retransmit: Option<Backoff>,

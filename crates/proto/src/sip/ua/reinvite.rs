@@ -17,16 +17,6 @@ impl UserAgent {
     /// A re-INVITE or UPDATE in a dialog.
     pub(super) fn reinvite(&mut self, now: Instant, id: DialogRef, key: TsxKey, req: Request) {
         let update = req.method == Method::Update;
-        let d = self.dialogs.get_mut(&id).expect("indexed");
-        // Any re-INVITE or UPDATE refreshes the session (RFC 4028 section 10).
-        if let Some(t) = d.timer.as_mut() {
-            t.refreshed(now);
-        }
-        // One offer at a time (section 14.2): 491, the peer retries later.
-        if d.reoffer.is_some() || (!update && d.state == DialogState::Answered) {
-            self.reject_count(Rejection::RequestPending);
-            return self.respond(now, &key, &req, 491, None, None);
-        }
         let offer = match sdp_body(&req.headers, &req.body) {
             Ok(o) => o,
             Err((status, reason)) => {
@@ -35,6 +25,28 @@ impl UserAgent {
             }
         };
         let d = self.dialogs.get_mut(&id).expect("indexed");
+        // One offer at a time. The peer's previous offer is still being
+        // answered (RFC 3261 section 14.2 for a re-INVITE, RFC 3311 section
+        // 5.2 for an UPDATE with an offer): 500 with a Retry-After of 0-10
+        // s. An UPDATE without an offer is a refresh, answered below.
+        if d.reoffer.is_some() && (!update || offer.is_some()) {
+            self.reject_count(Rejection::RequestPending);
+            let mut resp = Response::to(&req, 500, "Offer Pending", None);
+            resp.headers
+                .push("Retry-After", self.retry_after_0_to_10().to_string());
+            resp.headers.push("Server", self.cfg.user_agent.clone());
+            return self.send_response(now, &key, resp);
+        }
+        // Our 2xx is not ACKed yet: a re-INVITE waits (491, the peer
+        // retries after its section 14.1 interval), as does an UPDATE's
+        // offer while our own offer in that 2xx awaits its answer (RFC 3311
+        // section 5.2).
+        if d.state == DialogState::Answered
+            && (!update || (offer.is_some() && (d.late_offer || d.offer_in_2xx)))
+        {
+            self.reject_count(Rejection::RequestPending);
+            return self.respond(now, &key, &req, 491, None, None);
+        }
         match offer {
             Some(sdp) if origin(&sdp) != d.remote_origin => {
                 let prior_origin = std::mem::replace(&mut d.remote_origin, origin(&sdp));
@@ -62,6 +74,12 @@ impl UserAgent {
         req: &Request,
         sdp: Option<String>,
     ) {
+        let d = self.dialogs.get_mut(&id).expect("present");
+        // A re-INVITE or UPDATE that succeeds refreshes the session (RFC
+        // 4028 section 10); a refused one (491, 500, 488) does not.
+        if let Some(t) = d.timer.as_mut() {
+            t.refreshed(now);
+        }
         let d = &self.dialogs[&id];
         let (peer, contact, timer) = (d.peer, self.contact(d), d.timer);
         let mut resp = Response::to(req, 200, "OK", None);
@@ -94,12 +112,23 @@ impl UserAgent {
             d.state = DialogState::Answered;
             d.invite_cseq = cseq;
             d.late_offer = false;
+            // A re-INVITE without an offer: our SDP in the 2xx is an offer,
+            // answered in the ACK (section 14.2).
+            d.offer_in_2xx = req.body.is_empty() && !resp.body.is_empty();
             d.ok = Some(resp);
             d.retransmit =
                 (!peer.transport.reliable()).then(|| Backoff::new(now, t.t1, Some(t.t2)));
             d.ack_deadline = Some(now + t.timeout());
         }
         self.pump(now);
+    }
+
+    /// Retry-After for a 500 to a second offer: random in 0..=10 s (RFC
+    /// 3261 section 14.2), from the per-process salt and a counter.
+    fn retry_after_0_to_10(&mut self) -> u64 {
+        self.next_id += 1;
+        let x = (self.cfg.branch_salt ^ self.next_id).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (x >> 32) % 11
     }
 
     /// The gateway's answer to a re-offer ([`UaEvent::Reoffer`]), or its

@@ -140,6 +140,7 @@ impl UserAgent {
                 remote_cseq: 0,
                 invite_cseq: 1,
                 late_offer: false,
+                offer_in_2xx: false,
                 ok: None,
                 retransmit: None,
                 ack_deadline: None,

@@ -96,6 +96,7 @@ impl UserAgent {
             remote_cseq: core.cseq,
             invite_cseq: core.cseq,
             late_offer: offer.is_none(),
+            offer_in_2xx: false,
             ok: None,
             retransmit: None,
             ack_deadline: None,
