@@ -180,16 +180,22 @@ void PcState::RefreshTelephoneEvents() {
   const auto* local = pc ? pc->local_description() : nullptr;
   if (!local) return;
   std::vector<std::pair<int, int>> events;
+  int audio_clock = 0;
   for (const auto& content : local->description()->contents()) {
     const auto* audio = content.media_description()
                             ? content.media_description()->as_audio()
                             : nullptr;
     if (!audio) continue;
-    for (const auto& codec : audio->codecs())
-      if (Lower(codec.name) == "telephone-event")
+    for (const auto& codec : audio->codecs()) {
+      const std::string name = Lower(codec.name);
+      if (name == "telephone-event")
         events.emplace_back(codec.id, codec.clockrate);
+      else if (audio_clock == 0 && name != "red" && name != "cn" &&
+               name != "rtx")
+        audio_clock = codec.clockrate;  // the main codec's (Opus: 48000)
+    }
   }
-  dtmf_tap->SetTelephoneEvents(std::move(events));
+  dtmf_tap->SetTelephoneEvents(std::move(events), audio_clock);
 }
 
 void PcState::Fail(ErrorKind kind, const std::string& message) {
@@ -480,6 +486,12 @@ void PeerConnection::insert_dtmf(rust::Str tones,
     RTC_LOG(LS_WARNING) << "rtcgw: DTMF '" << text
                         << "' not sent: no telephone-event negotiated";
   });
+}
+
+std::array<uint32_t, 2> PeerConnection::dtmf_clocks() const {
+  if (!state_->dtmf_tap) return {0, 0};
+  auto [event, audio] = state_->dtmf_tap->Clocks();
+  return {uint32_t(event), uint32_t(audio)};
 }
 
 AudioCounters PeerConnection::audio_counters() const {

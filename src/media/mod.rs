@@ -26,6 +26,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use rtcgw_control::{Created, EndReason, MediaCommand, MediaEvent, Plan, Refusal, Refused};
+use rtcgw_proto::rtp::dtmf::EventPayload;
+use rtcgw_proto::rtp::event_clock::EventClock;
 use rtcgw_proto::rtp::packet::DropReason;
 use rtcgw_proto::sdp::{self, LegKind, Offer};
 use rtcgw_proto::stats::model::LegStats;
@@ -640,7 +642,11 @@ impl Calls {
         };
         match relay {
             Some(Relay::ToWebrtc(pc)) => {
-                pc.insert_dtmf(&digit.to_string(), duration_ms, DTMF_GAP_MS)
+                // libwebrtc's sender can say only whole audio frames' worth
+                // on an event clock below the audio clock (EventClock).
+                let (event_clock, audio_clock) = pc.dtmf_clocks();
+                let ms = EventClock::new(event_clock, audio_clock).request_ms(duration_ms);
+                pc.insert_dtmf(&digit.to_string(), ms, DTMF_GAP_MS)
             }
             Some(Relay::ToLegacy(cmds)) => {
                 let cmd = legacy::MediaCmd::Dtmf { digit, duration_ms };
@@ -744,16 +750,34 @@ async fn watch_events(
     mut events: mpsc::UnboundedReceiver<PcEvent>,
 ) {
     let mut dtmf = rtcgw_proto::rtp::dtmf::DtmfReceiver::default();
+    let mut clock: Option<EventClock> = None;
     while let Some(ev) = events.recv().await {
         tracing::debug!(call = %id, ?ev, "peer connection event");
         match ev {
             PcEvent::DtmfPacket {
                 clock_rate,
+                audio_clock,
                 timestamp,
                 payload,
+                at,
             } => {
+                let Some(event) = EventPayload::parse(&payload) else {
+                    continue;
+                };
+                let c = match &mut clock {
+                    Some(c) if c.clocks() == (clock_rate, audio_clock) => c,
+                    _ => clock.insert(EventClock::new(clock_rate, audio_clock)),
+                };
+                if c.observe(at, timestamp, &event) {
+                    tracing::info!(
+                        call = %id, event_clock = clock_rate, audio_clock,
+                        "the WebRTC peer counts its DTMF durations on the audio clock (libwebrtc's \
+                         telephone-event/{clock_rate} beside a {audio_clock} Hz codec): each digit's \
+                         length is taken as the middle of what its duration can mean"
+                    );
+                }
                 for d in dtmf.handle(timestamp, &payload) {
-                    let ms = d.duration_ms(clock_rate);
+                    let ms = c.duration_ms(&d);
                     calls.dtmf(&id, LegKind::Webrtc, DigitVia::Rfc4733, d.digit, ms);
                 }
             }

@@ -53,15 +53,23 @@ pub fn pc_event(sink: &EventSink, event: ffi::PcEvent) {
     let _ = sink.0.send(event);
 }
 
-pub fn dtmf_packet(sink: &EventSink, clock_rate: u32, timestamp: u32, payload: &[u8]) {
+pub fn dtmf_packet(
+    sink: &EventSink,
+    clock_rate: u32,
+    audio_clock: u32,
+    timestamp: u32,
+    payload: &[u8],
+) {
     // The first (newest) event of the packet (RFC 4733 section 2.3).
     let Some(Ok(payload)) = payload.get(..4).map(<[u8; 4]>::try_from) else {
         return; // too short to be an event: ignored
     };
     let event = super::PcEvent::DtmfPacket {
         clock_rate,
+        audio_clock,
         timestamp,
         payload,
+        at: std::time::Instant::now(),
     };
     let _ = sink.0.send(event);
 }

@@ -241,9 +241,13 @@ pub enum PcEvent {
     /// A received RFC 4733 telephone-event packet (taken out of the audio
     /// before NetEq; see cpp/include/rtcgw/dtmf_tap.h).
     DtmfPacket {
+        /// The event's clock and the audio codec's beside it.
         clock_rate: u32,
+        audio_clock: u32,
         timestamp: u32,
         payload: [u8; 4],
+        /// When it arrived (the tap runs as the packet is received).
+        at: std::time::Instant,
     },
 }
 
@@ -393,6 +397,13 @@ impl PeerConnection {
     pub fn insert_dtmf(&self, digits: &str, duration_ms: u32, gap_ms: u32) {
         self.ptr
             .insert_dtmf(digits, duration_ms as i32, gap_ms as i32);
+    }
+
+    /// The clock of the telephone-event libwebrtc sends on (0: none) and
+    /// the audio clock beside it.
+    pub fn dtmf_clocks(&self) -> (u32, u32) {
+        let [event, audio] = self.ptr.dtmf_clocks();
+        (event, audio)
     }
 
     /// Closes the connection (blocks briefly on libwebrtc's signaling thread).

@@ -268,7 +268,13 @@ pub(crate) mod ffi {
         fn stats_done(ctx: Box<StatsCtx>, entries: Vec<StatsEntry>);
         fn media_stats_done(ctx: Box<MediaStatsCtx>, stats: Vec<MediaStats>);
         fn pc_event(sink: &EventSink, event: PcEvent);
-        fn dtmf_packet(sink: &EventSink, clock_rate: u32, timestamp: u32, payload: &[u8]);
+        fn dtmf_packet(
+            sink: &EventSink,
+            clock_rate: u32,
+            audio_clock: u32,
+            timestamp: u32,
+            payload: &[u8],
+        );
         fn audio_tick(sink: &TickSink);
         fn webrtc_log(severity: i32, message: &str);
         /// The Opus encoders' audio-bandwidth detector (media/band.rs).
@@ -375,6 +381,7 @@ pub(crate) mod ffi {
         fn pull_audio(self: &PeerConnection, out: &mut [i16]) -> FrameInfo;
         fn audio_counters(self: &PeerConnection) -> AudioCounters;
         fn insert_dtmf(self: &PeerConnection, tones: &str, duration_ms: i32, gap_ms: i32);
+        fn dtmf_clocks(self: &PeerConnection) -> [u32; 2];
         fn close(self: &PeerConnection);
     }
 }

@@ -31,8 +31,13 @@ class DtmfTap : public webrtc::FrameTransformerInterface {
  public:
   explicit DtmfTap(std::weak_ptr<PcState> state) : state_(std::move(state)) {}
 
-  // (payload type, clock rate) of each negotiated telephone-event.
-  void SetTelephoneEvents(std::vector<std::pair<int, int>> events);
+  // (payload type, clock rate) of each negotiated telephone-event, and the
+  // RTP clock of the section's main audio codec.
+  void SetTelephoneEvents(std::vector<std::pair<int, int>> events,
+                          int audio_clock);
+  // The clock of the event libwebrtc's DTMF sender uses (the one at the
+  // audio clock, else the lowest; 0: none) and the audio clock.
+  std::pair<int, int> Clocks();
 
   void Transform(
       std::unique_ptr<webrtc::TransformableFrameInterface> frame) override;
@@ -46,6 +51,7 @@ class DtmfTap : public webrtc::FrameTransformerInterface {
   std::weak_ptr<PcState> state_;
   std::mutex mu_;
   std::vector<std::pair<int, int>> events_;
+  int audio_clock_ = 0;
   rtc::scoped_refptr<webrtc::TransformedFrameCallback> callback_;
 };
 

@@ -18,6 +18,7 @@
 // signaling thread) and unregisters the call's audio from the clock.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -60,6 +61,9 @@ class PeerConnection {
   // on the signaling thread; logs a warning when the remote side negotiated
   // no telephone-event. libwebrtc clamps duration to 40-6000 ms, gap >= 30.
   void insert_dtmf(rust::Str tones, int32_t duration_ms, int32_t gap_ms) const;
+  // The clock of the telephone-event libwebrtc sends on and the audio
+  // clock beside it (DtmfTap::Clocks).
+  std::array<uint32_t, 2> dtmf_clocks() const;
   void close() const;
 
   // The glue's own state (for MediaStatsBatch), not for Rust.

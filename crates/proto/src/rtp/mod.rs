@@ -2,6 +2,7 @@
 //! the session that latches, reports and paces.
 
 pub mod dtmf;
+pub mod event_clock;
 pub mod id;
 pub mod packet;
 pub mod session;
