@@ -173,3 +173,32 @@ def dtmf_js(tones, duration_ms=100, gap_ms=70):
   await done;
   return 'sent';
 }})()"""
+
+
+# OFFER_JS with the browser's encoded-frame streams (insertable streams) on:
+# every received RTP payload that is not Opus's goes to `window.frames_in`
+# as {pt, ts, bytes, at} before the browser's NetEq, so that the RFC 4733
+# events rtcgw sends are seen as they arrive; what the browser sends passes
+# unchanged.
+OFFER_SEEING_EVENTS_JS = """(async () => {
+  const ctx = new AudioContext();
+  const osc = ctx.createOscillator();
+  osc.frequency.value = 1000;
+  const dst = ctx.createMediaStreamDestination();
+  osc.connect(dst);
+  osc.start();
+  const pc = new RTCPeerConnection({encodedInsertableStreams: true});
+  window.pc = pc;
+  window.frames_in = [];
+  window.sender = pc.addTrack(dst.stream.getAudioTracks()[0], dst.stream);
+  const out = sender.createEncodedStreams();
+  out.readable.pipeTo(out.writable);
+  pc.ontrack = e => {
+    const s = e.receiver.createEncodedStreams();
+    s.readable.pipeThrough(new TransformStream({transform(frame, ctl) {
+      const pt = frame.getMetadata().payloadType;
+      if (pt !== 111) frames_in.push({pt, ts: frame.getMetadata().rtpTimestamp ?? frame.timestamp,
+        bytes: Array.from(new Uint8Array(frame.data)), at: performance.now()});
+      ctl.enqueue(frame);
+    }})).pipeTo(s.writable);
+  };""" + OFFER_AND_GATHER_JS

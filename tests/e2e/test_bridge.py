@@ -21,8 +21,10 @@ SIPP_DIR = Path(__file__).resolve().parents[1] / "sipp"
 class SipCaller:
     """Just enough of a SIP UAC over UDP to carry a WebRTC offer."""
 
-    def __init__(self, gw):
+    def __init__(self, gw, headers=""):
         self.gw = gw
+        self.headers = headers  # extra header lines (CRLF-ended) for INVITEs and UPDATEs
+        self.requests = []  # requests from the far side (answered 200), as text
         self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.s.bind(("127.0.0.1", 0))
         self.s.settimeout(15)
@@ -44,7 +46,8 @@ class SipCaller:
                 f"From: <sip:browser@127.0.0.1>;tag=caller\r\nTo: <sip:echo@127.0.0.1>{self.to_tag}\r\n"
                 + "".join(f"Route: {r}\r\n" for r in (self.routes if in_dialog else []))
                 + f"Call-ID: bridge-1\r\nCSeq: {cseq} {method}\r\nContact: <sip:browser@127.0.0.1:{self.port}>\r\n"
-                f"Max-Forwards: 70\r\n{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
+                f"Max-Forwards: 70\r\n{self.headers if method in ('INVITE', 'UPDATE') else ''}"
+                f"{ct}Content-Length: {len(body.encode())}\r\n\r\n{body}")
 
     def send(self, text):
         self.s.sendto(text.encode(), ("127.0.0.1", self.gw.sip_port))
@@ -52,6 +55,9 @@ class SipCaller:
     def final(self):
         while True:
             data = self.s.recv(65535).decode()
+            if not data.startswith("SIP/2.0 "):
+                self.answer_request(data)
+                continue
             status = int(data.split()[1])
             self.statuses.append(status)
             if status >= 200:
@@ -61,6 +67,39 @@ class SipCaller:
                     contact = re.search(r"^Contact: .*?<([^>]+)>", data, re.M)
                     self.target = contact.group(1) if contact else None
                 return status, data
+
+
+    def answer_request(self, data):
+        """A request from the far side (a BYE, a refresh): 200, noted."""
+        self.requests.append(data)
+        if data.startswith("ACK "):
+            return
+        keep = [line for line in data.split("\r\n")
+                if line.split(":", 1)[0].lower() in ("via", "from", "to", "call-id", "cseq", "record-route")]
+        self.s.sendto(("SIP/2.0 200 OK\r\n" + "\r\n".join(keep)
+                       + "\r\nContent-Length: 0\r\n\r\n").encode(), ("127.0.0.1", self.gw.sip_port))
+
+    def wait_request(self, method, timeout):
+        """Waits up to `timeout` s for a request `method` from the far side
+        (answering what comes meanwhile); its text, or None."""
+        deadline = time.monotonic() + timeout
+        seen = len(self.requests)
+        while time.monotonic() < deadline:
+            for r in self.requests[seen:]:
+                if r.startswith(method + " "):
+                    return r
+            seen = len(self.requests)
+            self.s.settimeout(max(0.05, min(1.0, deadline - time.monotonic())))
+            try:
+                data = self.s.recv(65535).decode()
+            except socket.timeout:
+                continue
+            finally:
+                self.s.settimeout(15)
+            if data.startswith("SIP/2.0 "):
+                continue
+            self.answer_request(data)
+        return next((r for r in self.requests[seen:] if r.startswith(method + " ")), None)
 
 
 async def aiortc_call(gw, callee, branch, edit=lambda sdp: sdp, received=None):
