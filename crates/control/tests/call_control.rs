@@ -271,6 +271,22 @@ Max-Forwards: 70\r\n{ct}Content-Length: {}\r\n\r\n{body}",
         ));
     }
 
+    /// The ACK for the callee's re-INVITE with CSeq `cseq`.
+    fn callee_ack(&mut self, cseq: u32) {
+        let inv = self.requests(Method::Invite).remove(0);
+        let c = inv.core().unwrap();
+        self.input(format!(
+            "ACK sip:rtcgw@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {SWITCH};branch=z9hG4bKcalleeack{}\r\n\
+From: <sip:bob@example.com>;tag=callee\r\nTo: {};tag={}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\n\
+Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            cseq,
+            inv.headers.get("From").unwrap().split(";tag=").next().unwrap(),
+            c.from.tag().unwrap(),
+            c.call_id,
+            cseq,
+        ));
+    }
+
     fn our_tag(&self) -> String {
         let ok = self
             .responses(200)
@@ -661,6 +677,53 @@ fn reoffers_go_to_their_leg_and_dtmf_to_the_other() {
             },
         ]
     );
+}
+
+#[test]
+fn the_phone_holds_and_resumes_on_a_new_port_one_offer_at_a_time() {
+    let mut h = H::new(bridge(), 10);
+    let call = bridged_call_up(&mut h);
+    let reoffers = |h: &mut H| h.take(|c| matches!(c, MediaCommand::Reoffer { .. }));
+    // Hold from the phone: its offer goes to the legacy leg.
+    let hold = format!(
+        "{}a=sendonly\r\n",
+        PLAIN_OFFER.replace("o=pbx 7 7", "o=pbx 7 8")
+    );
+    h.callee_request("INVITE", ("application/sdp", &hold));
+    let hold_cseq = h.cseq;
+    let re = reoffers(&mut h);
+    let MediaCommand::Reoffer { from, offer, .. } = re[0].clone() else {
+        panic!("{re:?}")
+    };
+    assert_eq!(offer.kind(), LegKind::Legacy);
+    // Its resume before the hold is answered: 500 with Retry-After (RFC
+    // 3261 section 14.2), nothing to the media side.
+    let resume = PLAIN_OFFER
+        .replace("o=pbx 7 7", "o=pbx 7 9")
+        .replace("m=audio 4000", "m=audio 4002");
+    h.callee_request("INVITE", ("application/sdp", &resume));
+    let busy = h.responses(500).pop().expect("500");
+    assert!(busy.headers.get("Retry-After").is_some());
+    assert!(reoffers(&mut h).is_empty());
+    h.media_event(MediaEvent::Reanswered {
+        call: call.clone(),
+        from,
+        result: Ok("v=0\r\nrecvonly\r\n".into()),
+    });
+    assert_eq!(h.responses(200).pop().unwrap().body, b"v=0\r\nrecvonly\r\n");
+    // The retried resume (after the ACK) carries the new port to the
+    // legacy leg, whose session then expects it (rtp::session).
+    h.callee_request("INVITE", ("application/sdp", &resume));
+    assert_eq!(h.responses(491).len(), 1, "before the ACK: glare");
+    h.callee_ack(hold_cseq);
+    h.callee_request("INVITE", ("application/sdp", &resume));
+    let re = reoffers(&mut h);
+    let MediaCommand::Reoffer { offer, .. } = &re[0] else {
+        panic!("{re:?}")
+    };
+    assert!(offer.sdp().contains("m=audio 4002"), "{}", offer.sdp());
+    assert_eq!(h.cc.calls(), 1);
+    assert!(h.requests(Method::Bye).is_empty());
 }
 
 #[test]
