@@ -141,17 +141,23 @@ OFFER_AND_GATHER_JS = """
   return pc.localDescription.sdp;
 })()"""
 
-# A caller with a 1 kHz WebAudio tone; resolves to the complete offer.
-OFFER_JS = """(async () => {
+# The start of a caller: a 1 kHz WebAudio tone as its track, on `window.pc`
+# made with `config`, its sender as `window.sender`.
+def tone_caller_js(config=""):
+    return f"""(async () => {{
   const ctx = new AudioContext();
   const osc = ctx.createOscillator();
   osc.frequency.value = 1000;
   const dst = ctx.createMediaStreamDestination();
   osc.connect(dst);
   osc.start();
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection({config});
   window.pc = pc;
-  window.sender = pc.addTrack(dst.stream.getAudioTracks()[0], dst.stream);""" + OFFER_AND_GATHER_JS
+  window.sender = pc.addTrack(dst.stream.getAudioTracks()[0], dst.stream);"""
+
+
+# A caller with a 1 kHz WebAudio tone; resolves to the complete offer.
+OFFER_JS = tone_caller_js() + OFFER_AND_GATHER_JS
 
 
 def answer_js(sdp):
@@ -180,17 +186,8 @@ def dtmf_js(tones, duration_ms=100, gap_ms=70):
 # as {pt, ts, bytes, at} before the browser's NetEq, so that the RFC 4733
 # events rtcgw sends are seen as they arrive; what the browser sends passes
 # unchanged.
-OFFER_SEEING_EVENTS_JS = """(async () => {
-  const ctx = new AudioContext();
-  const osc = ctx.createOscillator();
-  osc.frequency.value = 1000;
-  const dst = ctx.createMediaStreamDestination();
-  osc.connect(dst);
-  osc.start();
-  const pc = new RTCPeerConnection({encodedInsertableStreams: true});
-  window.pc = pc;
+OFFER_SEEING_EVENTS_JS = tone_caller_js("{encodedInsertableStreams: true}") + """
   window.frames_in = [];
-  window.sender = pc.addTrack(dst.stream.getAudioTracks()[0], dst.stream);
   const out = sender.createEncodedStreams();
   out.readable.pipeTo(out.writable);
   pc.ontrack = e => {
