@@ -168,12 +168,25 @@ async def bridged_call(gw, seconds, rewrite_offer=None, rewrite_answer=None):
 
 
 def sipp_echo_uas(callee_port):
-    """SIPp answering one call on `callee_port` and echoing its RTP."""
-    return subprocess.Popen(
+    """SIPp answering one call on `callee_port` and echoing its RTP; returns
+    once SIPp holds the port (a slow start must not lose the INVITE)."""
+    uas = subprocess.Popen(
         ["sipp", "-sf", str(SIPP_DIR / "uas_echo.xml"), "-i", "127.0.0.1", "-p", str(callee_port),
          "-mi", "127.0.0.1", "-mp", str(free_port() & ~1), "-rtp_echo", "-m", "1", "-timeout", "40s",
          "-nostdin", "-trace_err", "-error_file", "/dev/stderr"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 10
+    bound = f":{callee_port:04X}"
+    while uas.poll() is None and time.monotonic() < deadline:
+        # Bound UDP sockets, without touching the port (a probing bind
+        # could be what SIPp's own bind runs into).
+        with open("/proc/net/udp") as f:
+            if any(line.split()[1].endswith(bound) for line in f.readlines()[1:]):
+                return uas
+        time.sleep(0.05)
+    uas.kill()
+    out, err = uas.communicate()
+    raise AssertionError(f"SIPp did not take port {callee_port}: {out[-1000:]} {err[-2000:]}")
 
 
 class Via:
@@ -189,9 +202,12 @@ def echo_call_via(proxy_port, dest_port, seconds=5.0):
     ended; returns the responses the caller saw."""
     uas = sipp_echo_uas(dest_port)
     try:
-        time.sleep(0.3)
         statuses, bye_status, rate, pcm = asyncio.run(bridged_call(Via(proxy_port), seconds))
         out, err = uas.communicate(timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        uas.kill()
+        out, err = uas.communicate()
+        raise AssertionError(f"{e!r}; SIPp said: {out[-1500:]} {err[-2500:]}") from e
     finally:
         uas.kill()
     assert 200 in statuses and bye_status == 200, statuses
