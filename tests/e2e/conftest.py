@@ -116,6 +116,23 @@ def _loopback_ice():
     aiortc_peer.loopback_only()
 
 
+def dirty_kb():
+    """The kernel's dirty page cache not yet written back, in kB."""
+    with open("/proc/meminfo") as f:
+        return next((int(line.split()[1]) for line in f if line.startswith("Dirty:")), 0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _written_back():
+    """The suite starts right after a release build and fuzzing: their
+    gigabytes of dirty pages being written back stall the writes of the
+    tests' own recordings (and with them the media tasks that make them).
+    Wait for the writeback before the first test."""
+    before = dirty_kb()
+    os.sync()
+    print(f"dirty page cache at start: {before} kB, written back")
+
+
 def read_wav(path):
     with wave.open(str(path)) as w:
         rate = w.getframerate()

@@ -1,6 +1,7 @@
 """Real-peer tests of the demo target: aiortc calls the rtcgw binary."""
 
 import asyncio
+import os
 import re
 import time
 
@@ -60,6 +61,11 @@ def tones(n):
 
 
 def test_twenty_concurrent_calls_no_crosstalk_fixed_threads(gateway_factory, tmp_path):
+    from conftest import dirty_kb
+
+    dirty = dirty_kb()
+    os.sync()  # the twenty recordings are written from the media tasks
+    print(f"dirty page cache before the calls: {dirty} kB")
     gw = gateway_factory()
     freqs = tones(20)
     threads = {}
