@@ -169,6 +169,15 @@ def answer_js(sdp):
 }})()"""
 
 
+def direction_offer_js(direction):
+    """A re-offer with the (first) transceiver's direction set: hold
+    ('sendonly') or resume ('sendrecv'); resolves to the offer."""
+    return f"""(async () => {{
+  pc.getTransceivers()[0].direction = '{direction}';
+  await pc.setLocalDescription(await pc.createOffer());
+  return pc.localDescription.sdp; }})()"""
+
+
 def dtmf_js(tones, duration_ms=100, gap_ms=70):
     """insertDTMF, resolved when the last tone has been played out."""
     return f"""(async () => {{

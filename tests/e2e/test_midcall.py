@@ -275,7 +275,7 @@ def test_browser_dtmf_ice_restart_and_hold_from_both_sides_through_kamailio(gate
     restart and hold/resume from the browser (transceiver direction), then
     hold and resume from the phone onto a new port, rtcgw sending there and
     taking the phone's audio from there for the browser."""
-    from browser import answer_js, dtmf_js
+    from browser import answer_js, direction_offer_js, dtmf_js
 
     call = ChromiumCall(gateway_factory, kamailio_factory, tmp_path)
     gw, caller, callee, browser, answer = call.gw, call.caller, call.callee, call.browser, call.answer
@@ -329,10 +329,7 @@ def test_browser_dtmf_ice_restart_and_hold_from_both_sides_through_kamailio(gate
         # Hold and resume from the browser's side (re-INVITE sendonly, then
         # sendrecv): libwebrtc answers recvonly, then sendrecv.
         for cseq, direction, expected in ((3, "sendonly", "a=recvonly"), (4, "sendrecv", "a=sendrecv")):
-            reoffer = browser.eval(f"""(async () => {{
-              pc.getTransceivers()[0].direction = '{direction}';
-              await pc.setLocalDescription(await pc.createOffer());
-              return pc.localDescription.sdp; }})()""")
+            reoffer = browser.eval(direction_offer_js(direction))
             caller.send(caller.req("INVITE", cseq, reoffer, branch=f"z9hG4bKhold{cseq}"))
             status, okh = caller.final()
             assert status == 200, okh[:300]
@@ -578,13 +575,10 @@ def test_browser_update_glare_and_a_refresher_that_goes_quiet_through_kamailio(g
     retried UPDATE holds, another resumes, audio flows again. Then the
     browser's side stops refreshing: rtcgw ends the call on both legs
     min(32 s, a third) before the interval runs out (section 10)."""
-    from browser import answer_js
+    from browser import answer_js, direction_offer_js
 
     def browser_offer(direction):
-        return call.browser.eval(f"""(async () => {{
-          pc.getTransceivers()[0].direction = '{direction}';
-          await pc.setLocalDescription(await pc.createOffer());
-          return pc.localDescription.sdp; }})()""")
+        return call.browser.eval(direction_offer_js(direction))
 
     call = ChromiumCall(gateway_factory, kamailio_factory, tmp_path,
                         headers="Supported: timer\r\nSession-Expires: 90;refresher=uac\r\nMin-SE: 90\r\n",

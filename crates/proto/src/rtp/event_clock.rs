@@ -80,12 +80,13 @@ impl EventClock {
                 if span >= MIN_SPAN && ev.duration > dur0 {
                     // Ticks per second of arrival: the event clock's rate
                     // from a right sender, the audio clock's from libwebrtc.
+                    // Between the two: their geometric mean.
                     let rate = f64::from(ev.duration - dur0) / span.as_secs_f64();
-                    let e = f64::from(self.event_clock);
-                    let a = f64::from(self.audio_clock);
-                    if rate > (e * a).sqrt() {
+                    let between =
+                        (f64::from(self.event_clock) * f64::from(self.audio_clock)).sqrt();
+                    if rate > between {
                         self.on_audio_clock = Some(true);
-                    } else if rate < (e * a).sqrt() / 2.0 {
+                    } else if rate < between / 2.0 {
                         self.on_audio_clock = Some(false);
                     }
                 }
